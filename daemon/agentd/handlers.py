@@ -1,0 +1,72 @@
+"""The RPC methods: a table of `async def (daemon, params) -> result` (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from agentd import __version__
+from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
+from agentd.protocol import IngestParams, NoParams, decode_params
+
+if TYPE_CHECKING:
+    from agentd.server import Server
+
+__all__ = ["METHODS", "dispatch"]
+
+Handler = Callable[["Server", Any], Awaitable[Any]]
+METHODS: dict[str, tuple[type[Any], Handler]] = {}
+
+
+def method(name: str, params: type[Any] = NoParams) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} registered twice")
+        METHODS[name] = (params, fn)
+        return fn
+
+    return register
+
+
+async def dispatch(server: Server, name: str, raw_params: msgspec.Raw) -> Any:
+    try:
+        params_type, handler = METHODS[name]
+    except KeyError:
+        raise MethodNotFound.of(name) from None
+    return await handler(server, decode_params(raw_params, params_type))
+
+
+@method("ping")
+async def ping(server: Server, params: NoParams) -> dict[str, Any]:
+    return {"version": __version__, "pid": os.getpid()}
+
+
+@method("ingest", IngestParams)
+async def ingest(server: Server, params: IngestParams) -> dict[str, Any]:
+    if server.stopping:
+        raise ShuttingDown()
+    payload = bytes(params.payload)
+    if not payload.lstrip().startswith(b"{"):
+        raise InvalidParams(
+            "Invalid params: Expected `object` - at `$.payload`", data={"path": "$.payload"}
+        )
+    if not params.source:
+        raise InvalidParams(
+            "Invalid params: empty source - at `$.source`", data={"path": "$.source"}
+        )
+    await server.store.ingest(params.source, payload, params.received_at)
+    return {"stored": True}
+
+
+@method("status")
+async def status(server: Server, params: NoParams) -> dict[str, Any]:
+    return await server.status()
+
+
+@method("shutdown")
+async def shutdown(server: Server, params: NoParams) -> dict[str, Any]:
+    server.request_stop()
+    return {"stopping": True}

@@ -1,0 +1,187 @@
+"""Schema migrations: numbered, named, plain SQL, each applied atomically with its record.
+
+An old database is upgraded in place, never dropped. Append new migrations at the end of
+MIGRATIONS; never edit one that has shipped. docs/schema.md describes every table and column.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import NamedTuple
+
+__all__ = ["Migration", "MIGRATIONS", "migrate", "applied_versions"]
+
+
+class Migration(NamedTuple):
+    version: int
+    name: str
+    sql: str
+
+
+_INITIAL = """
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    parent_session_id TEXT,
+    title TEXT,
+    project_path TEXT,
+    project_name TEXT,
+    model TEXT,
+    provider TEXT,
+    status TEXT,
+    permission_mode TEXT,
+    end_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cache_read_tokens INTEGER,
+    cache_write_tokens INTEGER,
+    reasoning_tokens INTEGER,
+    cost REAL,
+    message_count INTEGER,
+    prompt_count INTEGER,
+    tool_call_count INTEGER,
+    created_at INTEGER,
+    updated_at INTEGER,
+    ended_at INTEGER
+);
+CREATE TABLE tools (
+    id TEXT PRIMARY KEY,
+    session_id TEXT,
+    source TEXT NOT NULL,
+    message_id TEXT,
+    agent_id TEXT,
+    tool_name TEXT,
+    tool_input TEXT,
+    tool_output TEXT,
+    file_path TEXT,
+    success INTEGER,
+    error_message TEXT,
+    exit_code INTEGER,
+    duration_ms INTEGER,
+    started_at INTEGER,
+    ended_at INTEGER,
+    created_at INTEGER
+);
+CREATE TABLE file_operations (
+    id TEXT PRIMARY KEY,
+    session_id TEXT,
+    source TEXT NOT NULL,
+    tool_id TEXT,
+    file_path TEXT,
+    operation_type TEXT,
+    lines_added INTEGER,
+    lines_removed INTEGER,
+    created_at INTEGER
+);
+CREATE TABLE session_errors (
+    id TEXT PRIMARY KEY,
+    session_id TEXT,
+    source TEXT NOT NULL,
+    error_type TEXT,
+    error_message TEXT,
+    created_at INTEGER
+);
+CREATE TABLE compaction_events (
+    id TEXT PRIMARY KEY,
+    session_id TEXT,
+    source TEXT NOT NULL,
+    trigger TEXT,
+    tokens_before INTEGER,
+    tokens_after INTEGER,
+    messages_before INTEGER,
+    messages_after INTEGER,
+    created_at INTEGER
+);
+CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    kind TEXT,
+    session_id TEXT,
+    received_at INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+"""
+
+_MESSAGES_AND_INDEXES = """
+-- One row per agent message: the per-message facts (tokens, cost) that session totals are
+-- summed from, so a message reported many times is counted once.
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    session_id TEXT,
+    source TEXT NOT NULL,
+    role TEXT,
+    model TEXT,
+    provider TEXT,
+    agent_id TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cache_read_tokens INTEGER,
+    cache_write_tokens INTEGER,
+    reasoning_tokens INTEGER,
+    cost REAL,
+    created_at INTEGER,
+    completed_at INTEGER
+);
+ALTER TABLE tools ADD COLUMN interrupted INTEGER;
+ALTER TABLE session_errors ADD COLUMN status_code INTEGER;
+
+CREATE INDEX sessions_created_at ON sessions (created_at);
+CREATE INDEX sessions_project_path ON sessions (project_path);
+CREATE INDEX sessions_parent ON sessions (parent_session_id);
+CREATE INDEX messages_session ON messages (session_id);
+CREATE INDEX tools_session ON tools (session_id);
+CREATE INDEX tools_name_created ON tools (tool_name, created_at);
+CREATE INDEX tools_created_at ON tools (created_at);
+CREATE INDEX tools_file_path ON tools (file_path) WHERE file_path IS NOT NULL;
+CREATE INDEX file_operations_session ON file_operations (session_id);
+CREATE INDEX file_operations_path ON file_operations (file_path, operation_type);
+CREATE INDEX file_operations_created_at ON file_operations (created_at);
+CREATE INDEX session_errors_session ON session_errors (session_id);
+CREATE INDEX session_errors_created_at ON session_errors (created_at);
+CREATE INDEX compaction_events_session ON compaction_events (session_id, created_at);
+CREATE INDEX events_session ON events (session_id);
+CREATE INDEX events_received_at ON events (received_at);
+CREATE INDEX events_kind ON events (source, kind);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "0001_initial", _INITIAL),
+    Migration(2, "0002_messages_and_indexes", _MESSAGES_AND_INDEXES),
+)
+
+_RECORD_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+)
+"""
+
+
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
+    conn.execute(_RECORD_TABLE)
+    return {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+
+
+def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+    """Apply every migration not yet recorded, in order; return the names applied."""
+    done = applied_versions(conn)
+    applied = []
+    for migration in migrations:
+        if migration.version in done:
+            continue
+        record = (
+            "INSERT INTO schema_migrations (version, name, applied_at) "
+            f"VALUES ({migration.version}, '{migration.name}', {int(time.time() * 1000)});"
+        )
+        # executescript commits any open transaction first; BEGIN..COMMIT makes the migration and
+        # its record one atomic unit: if a statement fails, nothing of it stays.
+        try:
+            conn.executescript(f"BEGIN;\n{migration.sql}\n{record}\nCOMMIT;")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        applied.append(migration.name)
+    return applied

@@ -1,0 +1,332 @@
+"""The store: one aiosqlite writer connection (WAL), group commit, idempotent merging upserts.
+
+`ingest()` prepares an event on the event loop (decode, id, normalize), queues it, and returns only
+after the transaction holding it has committed. One writer task takes everything queued (up to
+MAX_BATCH events) into a single transaction, so concurrent clients share commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from agentd.migrations import migrate
+from agentd.sources import TYPED_TABLES, Context, Row, normalize
+
+__all__ = ["Store", "PreparedEvent", "prepare_event", "event_id", "MERGE_POLICY", "connect_sync"]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+# Columns whose merge is not "newest non-null value wins".
+MERGE_POLICY = {"created_at": "min", "started_at": "min", "updated_at": "max", "ended_at": "max"}
+
+_any_decoder = msgspec.json.Decoder()
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def event_id(source: str, payload: Any) -> str:
+    """Deterministic id of a raw event: the same payload replayed (spool, retry) maps to one row.
+
+    Hashes a canonical encoding (sorted keys), so whitespace or key order from the sender do not matter.
+    """
+    digest = hashlib.blake2b(source.encode(), digest_size=16)
+    digest.update(b"\0")
+    digest.update(_sorted_encoder.encode(payload))
+    return digest.hexdigest()
+
+
+@dataclass(slots=True)
+class PreparedEvent:
+    id: str
+    source: str
+    kind: str
+    session_id: str | None
+    received_at: int
+    payload: str  # the JSON text exactly as the client sent it
+    rows: list[Row]
+
+
+def prepare_event(
+    source: str, payload_json: bytes, received_at: int | None, output_limit_bytes: int
+) -> PreparedEvent:
+    """Decode, identify and normalize one event. Raises msgspec.DecodeError on invalid JSON."""
+    payload = _any_decoder.decode(payload_json)
+    received = received_at if received_at is not None else now_ms()
+    ident = event_id(source, payload)
+    ctx = Context(
+        source=source, event_id=ident, received_at=received, output_limit_bytes=output_limit_bytes
+    )
+    result = normalize(payload, ctx)
+    rows = [row for row in result.rows if row.table in TYPED_TABLES and row.values.get("id")]
+    if result.session_id:
+        # Every session an event mentions exists as a row, however little is known of it yet.
+        rows.insert(
+            0,
+            Row(
+                "sessions",
+                {"id": result.session_id, "created_at": received, "updated_at": received},
+            ),
+        )
+    for row in rows:
+        row.values.setdefault("source", source)
+    return PreparedEvent(
+        id=ident,
+        source=source,
+        kind=result.kind,
+        session_id=result.session_id,
+        received_at=received,
+        payload=payload_json.decode("utf-8", "replace"),
+        rows=rows,
+    )
+
+
+def _table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    return {
+        table: [r[1] for r in conn.execute(f"PRAGMA table_info({table})")] for table in TYPED_TABLES
+    }
+
+
+def _upsert_sql(table: str, columns: list[str]) -> str:
+    """One statement per table, every column bound (None = not known), merging per MERGE_POLICY.
+
+    A uniform statement lets a whole batch go through one executemany per table while keeping
+    the events' order, which "newest non-null wins" depends on.
+    """
+    updates = []
+    for col in columns:
+        if col == "id":
+            continue
+        policy = MERGE_POLICY.get(col)
+        if policy in ("min", "max"):
+            # SQLite's scalar min()/max() return NULL if any argument is NULL: coalesce both ways.
+            updates.append(
+                f"{col} = {policy}(coalesce(excluded.{col}, {col}), coalesce({col}, excluded.{col}))"
+            )
+        else:
+            updates.append(f"{col} = coalesce(excluded.{col}, {col})")
+    placeholders = ", ".join("?" for _ in columns)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
+        f"ON CONFLICT(id) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+# Session totals are derived, never accumulated, so replays cannot double-count. A count or sum
+# with nothing to count keeps what the column had (an import may have filled it).
+_REFRESH_SESSIONS = """
+UPDATE sessions SET
+    tool_call_count = (SELECT count(*) FROM tools WHERE tools.session_id = sessions.id),
+    message_count = coalesce(
+        (SELECT nullif(count(*), 0) FROM messages m WHERE m.session_id = sessions.id), message_count),
+    prompt_count = coalesce(
+        (SELECT nullif(count(*), 0) FROM messages m WHERE m.session_id = sessions.id AND m.role = 'user'),
+        prompt_count),
+    prompt_tokens = coalesce(
+        (SELECT sum(prompt_tokens) FROM messages m WHERE m.session_id = sessions.id), prompt_tokens),
+    completion_tokens = coalesce(
+        (SELECT sum(completion_tokens) FROM messages m WHERE m.session_id = sessions.id), completion_tokens),
+    cache_read_tokens = coalesce(
+        (SELECT sum(cache_read_tokens) FROM messages m WHERE m.session_id = sessions.id), cache_read_tokens),
+    cache_write_tokens = coalesce(
+        (SELECT sum(cache_write_tokens) FROM messages m WHERE m.session_id = sessions.id), cache_write_tokens),
+    reasoning_tokens = coalesce(
+        (SELECT sum(reasoning_tokens) FROM messages m WHERE m.session_id = sessions.id), reasoning_tokens),
+    cost = coalesce((SELECT sum(cost) FROM messages m WHERE m.session_id = sessions.id), cost)
+WHERE id = ?
+"""
+
+_INSERT_EVENT = (
+    "INSERT OR IGNORE INTO events (id, source, kind, session_id, received_at, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def connect_sync(db_path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the database; WAL mode. Used before the writer starts."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    migrate(conn)
+    return conn
+
+
+class Store:
+    def __init__(self, db_path: Path, *, output_limit_bytes: int = 10 * 1024) -> None:
+        self.db_path = db_path
+        self.output_limit_bytes = output_limit_bytes
+        self.events_stored = 0  # new events committed since this Store opened
+        self.batches = 0
+        self._db: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[tuple[PreparedEvent, asyncio.Future[None]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._upserts: dict[str, str] = {}
+        self._columns: dict[str, list[str]] = {}
+
+    async def open(self) -> None:
+        def migrate_and_read_columns() -> dict[str, list[str]]:
+            conn = connect_sync(self.db_path)
+            try:
+                return _table_columns(conn)
+            finally:
+                conn.close()
+
+        self._columns = await asyncio.to_thread(migrate_and_read_columns)
+        self._upserts = {t: _upsert_sql(t, cols) for t, cols in self._columns.items()}
+        self._db = await aiosqlite.connect(self.db_path, isolation_level=None)
+        # WAL + NORMAL: a commit is durable against a process crash (kill -9) without an fsync
+        # per transaction; only an OS crash or power loss can take the last commits.
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        self._writer = asyncio.create_task(self._write_loop(), name="agentd-writer")
+
+    async def close(self) -> None:
+        """Commit everything already queued, then close the connection."""
+        if self._writer is not None:
+            await self._queue.join()
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ingest(self, source: str, payload_json: bytes, received_at: int | None) -> None:
+        """Store one event; returns once it is committed. Raises msgspec.DecodeError on bad JSON."""
+        event = prepare_event(source, payload_json, received_at, self.output_limit_bytes)
+        await self.submit(event)
+
+    async def submit(self, event: PreparedEvent) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((event, future))
+        await future
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def count_events(self) -> int:
+        assert self._db is not None
+        async with self._db.execute("SELECT count(*) FROM events") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit_batch(self, batch: list[tuple[PreparedEvent, asyncio.Future[None]]]) -> None:
+        try:
+            await self._write([event for event, _ in batch])
+        except Exception:
+            log.exception("batch of %d failed; retrying its events one by one", len(batch))
+            for event, future in batch:
+                try:
+                    await self._write([event])
+                except Exception as e:
+                    log.exception("event %s: typed rows failed; storing it raw only", event.id)
+                    try:
+                        event.rows = []
+                        await self._write([event])
+                    except Exception:
+                        if not future.done():
+                            future.set_exception(e)
+                        continue
+                if not future.done():
+                    future.set_result(None)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _write(self, events: list[PreparedEvent]) -> None:
+        db = self._db
+        assert db is not None
+        ids = list({e.id: None for e in events})
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            known = await self._existing_event_ids(ids)
+            fresh: list[PreparedEvent] = []
+            for event in events:
+                if event.id not in known:
+                    known.add(event.id)
+                    fresh.append(event)
+            if fresh:
+                await db.executemany(
+                    _INSERT_EVENT,
+                    [
+                        (e.id, e.source, e.kind, e.session_id, e.received_at, e.payload)
+                        for e in fresh
+                    ],
+                )
+                await self._upsert_rows(fresh)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        self.events_stored += len(fresh)
+        self.batches += 1
+
+    async def _existing_event_ids(self, ids: list[str]) -> set[str]:
+        assert self._db is not None
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):  # stay under SQLite's bound-variable limit
+            chunk = ids[start : start + 500]
+            sql = f"SELECT id FROM events WHERE id IN ({', '.join('?' for _ in chunk)})"
+            async with self._db.execute(sql, chunk) as cursor:
+                found.update(row[0] for row in await cursor.fetchall())
+        return found
+
+    async def _upsert_rows(self, events: list[PreparedEvent]) -> None:
+        db = self._db
+        assert db is not None
+        by_table: dict[str, list[tuple[Any, ...]]] = {}
+        sessions: dict[str, None] = {}
+        for event in events:
+            for row in event.rows:
+                columns = self._columns[row.table]
+                by_table.setdefault(row.table, []).append(
+                    tuple(_sql_value(row.values.get(c)) for c in columns)
+                )
+                session = (
+                    row.values["id"] if row.table == "sessions" else row.values.get("session_id")
+                )
+                if session:
+                    sessions[session] = None
+        # sessions first: the refresh below and readers expect the parent row to exist.
+        for table in sorted(by_table, key=lambda t: t != "sessions"):
+            await db.executemany(self._upserts[table], by_table[table])
+        if sessions:
+            await db.executemany(_REFRESH_SESSIONS, [(s,) for s in sessions])
+
+
+def _sql_value(value: Any) -> Any:
+    """Row values are scalars; a dict or list (a tool's input, say) is stored as JSON text."""
+    if isinstance(value, bool):
+        return int(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return msgspec.json.encode(value).decode()
