@@ -1,0 +1,147 @@
+"""Shared fixtures: real daemons on short temp sockets, real SQLite files, the shared samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agentd.client import Client, NotRunning
+from agentd.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+# CI checks out the project with ../shared beside it (design.md); the samples are real payloads.
+SAMPLES = REPO.parent / "shared" / "samples"
+
+
+def load_jsonl(name: str) -> list[dict[str, Any]]:
+    """Records of a JSONL file in ../shared/samples."""
+    with (SAMPLES / name).open() as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture
+def agentd_home() -> Iterator[Path]:
+    """A fresh AGENTD_HOME at a short path (Unix socket paths must stay under 108 bytes)."""
+    home = Path(tempfile.mkdtemp(prefix="agd-", dir="/tmp"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def agentd_env(agentd_home: Path) -> dict[str, str]:
+    """The environment a subprocess (daemon, hook, CLI) gets: everything under agentd_home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
+    env["AGENTD_HOME"] = str(agentd_home)
+    return env
+
+
+@pytest.fixture
+def config(agentd_env: dict[str, str]) -> Config:
+    return Config.load(agentd_env)
+
+
+class Daemon:
+    """A real `agentd start --foreground` subprocess, stopped by the test that started it."""
+
+    def __init__(self, env: dict[str, str], config: Config) -> None:
+        self.env = env
+        self.config = config
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> Daemon:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agentd", "start", "--foreground"],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"daemon exited with {self.process.returncode}: {err}")
+            try:
+                self.call("ping")
+                return self
+            except (NotRunning, OSError):
+                time.sleep(0.02)
+        raise RuntimeError("daemon did not answer ping in time")
+
+    def client(self, timeout: float = 10.0) -> Client:
+        client = Client(self.config.socket_path, timeout=timeout)
+        client.connect()
+        return client
+
+    def call(self, method: str, params: Any = None) -> Any:
+        with Client(self.config.socket_path, timeout=10.0) as client:
+            return client.call(method, params)
+
+    def ingest(self, source: str, payload: dict[str, Any], received_at: int | None = None) -> Any:
+        params: dict[str, Any] = {"source": source, "payload": payload}
+        if received_at is not None:
+            params["received_at"] = received_at
+        return self.call("ingest", params)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+        return self.process.returncode
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@pytest.fixture
+def daemon(agentd_env: dict[str, str], config: Config) -> Iterator[Daemon]:
+    """A running daemon (subprocess) with its own AGENTD_HOME; stopped after the test."""
+    running = Daemon(agentd_env, config).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def make_daemon(agentd_env: dict[str, str], config: Config) -> Iterator[Any]:
+    """A factory for daemons the test starts (and restarts) itself; all are stopped at teardown."""
+    started: list[Daemon] = []
+
+    def make() -> Daemon:
+        d = Daemon(agentd_env, config)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.alive:
+            d.stop()
+
+
+def query_db(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows as dicts, read through a read-only connection (the daemon may still be writing)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute(sql, params)]
+    finally:
+        conn.close()
