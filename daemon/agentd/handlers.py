@@ -57,7 +57,12 @@ async def ingest(server: Server, params: IngestParams) -> dict[str, Any]:
         raise InvalidParams(
             "Invalid params: empty source - at `$.source`", data={"path": "$.source"}
         )
-    await server.store.ingest(params.source, payload, params.received_at)
+    try:
+        await server.store.ingest(params.source, payload, params.received_at)
+    except UnicodeDecodeError as e:  # msgspec.Raw does not check the UTF-8 inside the payload
+        raise InvalidParams(
+            f"Invalid params: {e} - at `$.payload`", data={"path": "$.payload"}
+        ) from None
     return {"stored": True}
 
 

@@ -66,7 +66,7 @@ def _decode_one(raw: bytes) -> Request | Invalid:
         request = _request_decoder.decode(raw)
     except msgspec.ValidationError as e:
         return Invalid(InvalidRequest(f"Invalid Request: {e}"), _salvage_id(raw))
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
         return Invalid(ParseError(f"Parse error: {e}"))
     if request.jsonrpc != "2.0":
         return Invalid(InvalidRequest('Invalid Request: "jsonrpc" must be "2.0"'), _id_of(request))
@@ -81,7 +81,7 @@ def _salvage_id(raw: bytes) -> RequestId:
     """The id of an invalid request, if it has a usable one, so the client can match the error."""
     try:
         value = _any_decoder.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     ident = value.get("id") if isinstance(value, dict) else None
     return ident if isinstance(ident, int | str) and not isinstance(ident, bool) else None
@@ -93,7 +93,7 @@ def decode_line(line: bytes) -> tuple[bool, list[Request | Invalid]]:
     if stripped.startswith(b"["):
         try:
             items = _batch_decoder.decode(stripped)
-        except msgspec.DecodeError as e:
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
             return False, [Invalid(ParseError(f"Parse error: {e}"))]
         if not items:
             return False, [Invalid(InvalidRequest("Invalid Request: empty batch"))]
@@ -102,7 +102,7 @@ def decode_line(line: bytes) -> tuple[bool, list[Request | Invalid]]:
         return False, [_decode_one(stripped)]
     try:
         _any_decoder.decode(stripped)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
         return False, [Invalid(ParseError(f"Parse error: {e}"))]
     return False, [Invalid(InvalidRequest("Invalid Request: expected an object or a batch array"))]
 

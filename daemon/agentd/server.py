@@ -128,8 +128,13 @@ class _Connection:
         self._slots.release()
 
     async def _handle_line(self, line: bytes) -> None:
-        is_batch, messages = decode_line(line)
-        answers = await asyncio.gather(*(self._answer(m) for m in messages))
+        try:
+            is_batch, messages = decode_line(line)
+            answers = await asyncio.gather(*(self._answer(m) for m in messages))
+        except Exception as e:  # a bug here must cost one answer, not the connection
+            log.exception("failed to handle a line of %d bytes", len(line))
+            await self._send(encode_error(None, InternalError(f"Internal error: {e}")))
+            return
         replies = [a for a in answers if a is not None]
         if not replies:
             return  # only notifications
@@ -365,7 +370,7 @@ class Server:
                         params.source, payload, params.received_at, self.config.output_limit_bytes
                     )
                 )
-            except (msgspec.DecodeError, ValueError):
+            except ValueError:  # msgspec.DecodeError and UnicodeDecodeError are ValueErrors
                 rejected.append(line)
         await asyncio.gather(*(self.store.submit(event) for event in events))
         if rejected or torn:

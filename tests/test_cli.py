@@ -1,0 +1,171 @@
+"""`agentd start | stop | status` as a user runs them: real subprocesses, real files."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import query_db
+
+from agentd.client import call
+
+
+def agentd(env, *args, timeout=30):
+    return subprocess.run(
+        [sys.executable, "-m", "agentd", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def started(agentd_env, config):
+    """`agentd start` (detached); stopped at teardown whatever the test did."""
+    result = agentd(agentd_env, "start")
+    assert result.returncode == 0, result.stderr
+    yield result
+    agentd(agentd_env, "stop")
+    pid = _pid(config)
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _pid(config):
+    try:
+        return int(config.pid_path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def test_start_detaches_and_stop_cleans_up(started, agentd_env, config):
+    assert "agentd started (pid" in started.stdout
+    assert (config.socket_path.stat().st_mode & 0o777) == 0o600
+    assert (config.state_dir.stat().st_mode & 0o777) == 0o700
+    # A plain client: a few lines of Python, no agentd code.
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(config.socket_path))
+        s.sendall(
+            b'{"jsonrpc":"2.0","id":1,"method":"ingest","params":{"source":"claude",'
+            b'"payload":{"session_id":"plain","hook_event_name":"Stop"}}}\n'
+        )
+        assert json.loads(s.makefile().readline()) == {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "result": {"stored": True},
+        }
+    assert query_db(config.db_path, "SELECT session_id, kind FROM events") == [
+        {"session_id": "plain", "kind": "Stop"}
+    ]
+    stopped = agentd(agentd_env, "stop")
+    assert stopped.returncode == 0 and "agentd stopped" in stopped.stdout
+    assert not config.socket_path.exists()
+    assert not config.pid_path.exists()
+
+
+def test_second_start_says_already_running_and_exits_0(started, agentd_env):
+    again = agentd(agentd_env, "start")
+    assert again.returncode == 0
+    assert "already running" in again.stdout
+
+
+def test_status_running_human_and_json(started, agentd_env, config):
+    human = agentd(agentd_env, "status")
+    assert human.returncode == 0
+    assert "is running" in human.stdout and str(config.db_path) in human.stdout
+    data = json.loads(agentd(agentd_env, "status", "--json").stdout)
+    assert data["running"] is True and data["pid"] == _pid(config)
+    assert data["events_total"] == 0 and data["spool_files"] == 0
+
+
+def test_status_when_not_running_exits_3(agentd_env, config):
+    result = agentd(agentd_env, "status", "--json")
+    assert result.returncode == 3
+    data = json.loads(result.stdout)
+    assert data["running"] is False and data["socket"] == str(config.socket_path)
+    assert "not running" in agentd(agentd_env, "status").stdout
+
+
+def test_stop_when_not_running_is_fine(agentd_env):
+    result = agentd(agentd_env, "stop")
+    assert result.returncode == 0 and "not running" in result.stdout
+
+
+def test_stale_socket_of_a_crashed_daemon_is_replaced(agentd_env, config):
+    first = subprocess.Popen(
+        [sys.executable, "-m", "agentd", "start", "--foreground"],
+        env=agentd_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not config.socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        first.kill()  # kill -9: no cleanup, the socket file stays behind
+        first.wait()
+        assert config.socket_path.exists()
+        result = agentd(agentd_env, "start")
+        assert result.returncode == 0, result.stderr
+        assert call(config.socket_path, "ping")["pid"] != first.pid
+    finally:
+        agentd(agentd_env, "stop")
+
+
+def test_a_regular_file_at_the_socket_path_is_not_replaced(agentd_env, config):
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    config.socket_path.write_text("precious")
+    result = agentd(agentd_env, "start", "--foreground")
+    assert result.returncode == 1
+    assert "is not a socket" in result.stderr and "Traceback" not in result.stderr
+    assert config.socket_path.read_text() == "precious"
+
+
+def test_sigterm_and_sigint_stop_gracefully(agentd_env, config):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agentd", "start", "--foreground"],
+            env=agentd_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    call(
+                        config.socket_path,
+                        "ingest",
+                        {"source": "claude", "payload": {"sig": int(sig)}},
+                    )
+                    break
+                except Exception:
+                    time.sleep(0.02)
+            proc.send_signal(sig)
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stderr.close()
+        assert not config.socket_path.exists() and not config.pid_path.exists()
+    assert query_db(config.db_path, "SELECT count(*) AS n FROM events") == [{"n": 2}]
+
+
+def test_every_command_has_help_with_an_example(agentd_env):
+    for command in ([], ["start"], ["stop"], ["status"]):
+        result = agentd(agentd_env, *command, "--help")
+        assert result.returncode == 0
+        assert "Example:" in result.stdout, command
+
+
+def test_too_long_socket_path_is_a_clear_error(agentd_env):
+    env = dict(agentd_env, AGENTD_SOCKET="/tmp/" + "s" * 120 + ".sock")
+    result = agentd(env, "start", "--foreground")
+    assert result.returncode == 1
+    assert "over the 107-byte limit" in result.stderr and "Traceback" not in result.stderr

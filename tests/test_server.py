@@ -1,0 +1,279 @@
+"""The daemon's wire behaviour against a real daemon subprocess: every bad input of the issue."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import query_db
+
+
+class RawConnection:
+    """A plain socket client that can send anything, including bytes no real client would."""
+
+    def __init__(self, path: Path, timeout: float = 10.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv_line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError(f"closed; pending {self.buffer[:200]!r}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+    def recv_json(self) -> Any:
+        return json.loads(self.recv_line())
+
+    def request(self, message: Any) -> Any:
+        self.send(json.dumps(message).encode() + b"\n")
+        return self.recv_json()
+
+    def is_closed_by_peer(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+PING = {"jsonrpc": "2.0", "id": 99, "method": "ping"}
+
+
+@pytest.fixture
+def conn(daemon):
+    c = RawConnection(daemon.config.socket_path)
+    yield c
+    c.close()
+
+
+def assert_still_serving(conn: RawConnection) -> None:
+    reply = conn.request(PING)
+    assert reply["id"] == 99 and reply["result"]["version"]
+
+
+def test_ping_answers_version_and_pid(conn, daemon):
+    reply = conn.request(PING)
+    assert reply == {
+        "jsonrpc": "2.0",
+        "id": 99,
+        "result": {"version": reply["result"]["version"], "pid": daemon.process.pid},
+    }
+
+
+def test_invalid_json_is_a_parse_error_and_the_connection_survives(conn):
+    conn.send(b'{"jsonrpc": "2.0", "method": \n')
+    reply = conn.recv_json()
+    assert reply["id"] is None and reply["error"]["code"] == -32700
+    assert_still_serving(conn)
+
+
+def test_invalid_utf8_is_a_parse_error(conn):
+    conn.send(b'{"jsonrpc": "2.0", "id": 1, "method": "p\xff\xfeing"}\n')
+    assert conn.recv_json()["error"]["code"] == -32700
+    assert_still_serving(conn)
+
+
+@pytest.mark.parametrize("value", [b"42", b'"ping"', b"null", b"true"])
+def test_json_neither_object_nor_array_is_an_invalid_request(conn, value):
+    conn.send(value + b"\n")
+    reply = conn.recv_json()
+    assert reply["error"]["code"] == -32600 and reply["id"] is None
+    assert_still_serving(conn)
+
+
+def test_wrong_jsonrpc_version_is_an_invalid_request_with_its_id(conn):
+    reply = conn.request({"jsonrpc": "1.0", "id": 7, "method": "ping"})
+    assert reply["id"] == 7 and reply["error"]["code"] == -32600
+    assert_still_serving(conn)
+
+
+def test_unknown_envelope_field_is_an_invalid_request(conn):
+    reply = conn.request({"jsonrpc": "2.0", "id": 8, "method": "ping", "extra": 1})
+    assert reply["id"] == 8 and reply["error"]["code"] == -32600
+
+
+def test_unknown_method(conn):
+    reply = conn.request({"jsonrpc": "2.0", "id": 3, "method": "frobnicate"})
+    assert reply["id"] == 3
+    assert reply["error"]["code"] == -32601
+    assert reply["error"]["data"] == {"method": "frobnicate"}
+
+
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        ({"source": 5, "payload": {}}, "$.source"),
+        ({"source": "claude", "payload": [1, 2]}, "$.payload"),
+        ({"source": "claude", "payload": {}, "received_at": "now"}, "$.received_at"),
+        ({"source": "claude"}, "$"),
+        ("not-an-object", "$"),
+    ],
+)
+def test_params_of_the_wrong_type_name_the_path(conn, params, path):
+    reply = conn.request({"jsonrpc": "2.0", "id": 4, "method": "ingest", "params": params})
+    assert reply["error"]["code"] == -32602
+    assert reply["error"]["data"]["path"] == path
+    assert_still_serving(conn)
+
+
+def test_empty_batch_is_an_invalid_request(conn):
+    conn.send(b"[]\n")
+    reply = conn.recv_json()
+    assert reply["error"]["code"] == -32600
+    assert_still_serving(conn)
+
+
+def test_batch_mixes_answers_and_skips_notifications(conn, daemon):
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "method": "ingest", "params": {"source": "x", "payload": {"n": 1}}},
+        {"jsonrpc": "2.0", "id": 2, "method": "nope"},
+        5,
+    ]
+    replies = conn.request(batch)
+    assert [r.get("id") for r in replies] == [1, 2, None]
+    assert "result" in replies[0]
+    assert replies[1]["error"]["code"] == -32601
+    assert replies[2]["error"]["code"] == -32600
+    # The notification was stored all the same, before the batch was answered.
+    assert query_db(daemon.config.db_path, "SELECT source FROM events") == [{"source": "x"}]
+
+
+def test_batch_of_10000_ingests_is_answered_and_stored(conn, daemon):
+    batch = [
+        {
+            "jsonrpc": "2.0",
+            "id": i,
+            "method": "ingest",
+            "params": {"source": "claude", "payload": {"session_id": "big", "n": i}},
+        }
+        for i in range(10_000)
+    ]
+    replies = conn.request(batch)
+    assert len(replies) == 10_000
+    assert sorted(r["id"] for r in replies) == list(range(10_000))
+    assert all(r["result"] == {"stored": True} for r in replies)
+    count = query_db(daemon.config.db_path, "SELECT count(*) AS n FROM events")
+    assert count == [{"n": 10_000}]
+
+
+def test_line_over_the_limit_gets_an_error_and_a_clean_close(daemon):
+    big = RawConnection(daemon.config.socket_path)
+    other = RawConnection(daemon.config.socket_path)
+    payload = {"source": "claude", "payload": {"blob": "x" * (20 * 1024 * 1024)}}
+    line = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ingest", "params": payload})
+    sender = threading.Thread(target=lambda: _send_ignoring_reset(big, line.encode() + b"\n"))
+    sender.start()
+    reply = big.recv_json()
+    sender.join(30)
+    assert reply["error"]["code"] == -32001
+    assert reply["error"]["data"] == {"limit": 16 * 1024 * 1024}
+    assert big.is_closed_by_peer()
+    big.close()
+    assert_still_serving(other)  # another client never noticed
+    other.close()
+    assert daemon.alive
+
+
+def _send_ignoring_reset(conn: RawConnection, data: bytes) -> None:
+    try:
+        conn.send(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the daemon closed after answering: expected
+
+
+def test_a_silent_client_does_not_block_others(daemon):
+    silent = RawConnection(daemon.config.socket_path)
+    try:
+        for _ in range(3):
+            c = RawConnection(daemon.config.socket_path)
+            assert_still_serving(c)
+            c.close()
+    finally:
+        silent.close()
+
+
+def test_half_a_line_then_disconnect_leaves_the_daemon_serving(daemon):
+    half = RawConnection(daemon.config.socket_path)
+    half.send(b'{"jsonrpc": "2.0", "id": 1, "method": "ingest", "params": {"sou')
+    half.close()
+    time.sleep(0.1)
+    c = RawConnection(daemon.config.socket_path)
+    assert_still_serving(c)
+    c.close()
+    assert query_db(daemon.config.db_path, "SELECT count(*) AS n FROM events") == [{"n": 0}]
+
+
+def test_pipelined_requests_on_one_connection_are_all_answered(conn):
+    lines = b"".join(
+        json.dumps({"jsonrpc": "2.0", "id": i, "method": "ping"}).encode() + b"\n"
+        for i in range(200)
+    )
+    conn.send(lines)
+    ids = sorted(conn.recv_json()["id"] for _ in range(200))
+    assert ids == list(range(200))
+
+
+def test_ingest_of_an_unknown_source_is_kept_raw(conn, daemon):
+    reply = conn.request(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "ingest",
+            "params": {"source": "cursor", "payload": {"type": "weird", "sessionId": "c1"}},
+        }
+    )
+    assert reply["result"] == {"stored": True}
+    rows = query_db(daemon.config.db_path, "SELECT source, kind, session_id, payload FROM events")
+    assert rows == [
+        {
+            "source": "cursor",
+            "kind": "weird",
+            "session_id": "c1",
+            "payload": '{"type": "weird", "sessionId": "c1"}',
+        }
+    ]
+
+
+def test_status_reports_counters(conn, daemon):
+    daemon.ingest("claude", {"session_id": "s", "hook_event_name": "Stop"})
+    status = conn.request({"jsonrpc": "2.0", "id": 1, "method": "status"})["result"]
+    assert status["events_total"] == 1
+    assert status["events_stored"] == 1
+    assert status["database"] == str(daemon.config.db_path)
+    assert status["database_bytes"] > 0
+    assert status["spool_files"] == 0
+    assert status["uptime_s"] >= 0
+
+
+def test_shutdown_method_stops_the_daemon_cleanly(conn, daemon):
+    reply = conn.request({"jsonrpc": "2.0", "id": 1, "method": "shutdown"})
+    assert reply["result"] == {"stopping": True}
+    assert daemon.process.wait(15) == 0
+    assert not daemon.config.socket_path.exists()
+    assert not daemon.config.pid_path.exists()
+
+
+def test_invalid_utf8_inside_the_payload_is_invalid_params(conn, daemon):
+    line = b'{"jsonrpc": "2.0", "id": 5, "method": "ingest", "params": '
+    line += b'{"source": "claude", "payload": {"prompt": "caf\xe9"}}}\n'
+    conn.send(line)
+    reply = conn.recv_json()
+    assert reply["id"] == 5 and reply["error"]["code"] == -32602
+    assert reply["error"]["data"] == {"path": "$.payload"}
+    assert_still_serving(conn)

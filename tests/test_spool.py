@@ -1,0 +1,100 @@
+"""The spool format and the daemon's draining of it, with a real daemon."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from conftest import query_db
+
+from agentd import spool
+
+
+def line(source, payload, received_at=1):
+    return (
+        json.dumps({"source": source, "payload": payload, "received_at": received_at}).encode()
+        + b"\n"
+    )
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_write_file_is_atomic_and_private(tmp_path):
+    path = spool.write_file(tmp_path / "spool", "claude", [line("claude", {"a": 1})])
+    assert path.name.startswith(f"claude-{os.getpid()}-") and path.name.endswith(".ndjson")
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert [f.path for f in spool.ready_files(tmp_path / "spool")] == [path]
+    assert spool.read_lines(path) == ([line("claude", {"a": 1}).rstrip(b"\n")], 0)
+
+
+def test_open_file_of_a_live_writer_is_left_alone(tmp_path):
+    d = tmp_path / "spool"
+    d.mkdir()
+    mine = d / f"opencode-{os.getpid()}-1.ndjson.open"
+    mine.write_bytes(line("opencode", {"a": 1}))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    orphan = d / f"opencode-{dead.stdout.strip()}-1.ndjson.open"
+    orphan.write_bytes(line("opencode", {"b": 1}))
+    assert [f.path for f in spool.ready_files(d)] == [orphan]
+    assert spool.backlog(d)[0] == 2
+
+
+def test_torn_last_line_is_reported_not_read(tmp_path):
+    p = tmp_path / "x.ndjson"
+    p.write_bytes(line("claude", {"a": 1}) + b'{"source": "cla')
+    lines, torn = spool.read_lines(p)
+    assert len(lines) == 1 and torn == len(b'{"source": "cla')
+
+
+def test_daemon_drains_spool_at_start_without_duplicates(make_daemon, config):
+    payloads = [{"session_id": "sp", "hook_event_name": "PreToolUse", "n": i} for i in range(50)]
+    spool.write_file(
+        config.spool_dir, "claude", [line("claude", p, 1000 + i) for i, p in enumerate(payloads)]
+    )
+    # The same events once more, as a hook that timed out after the daemon committed would leave them.
+    spool.write_file(
+        config.spool_dir,
+        "claude",
+        [line("claude", p, 1000 + i) for i, p in enumerate(payloads[:10])],
+    )
+    daemon = make_daemon().start()
+    assert wait_for(lambda: not list(config.spool_dir.glob("*.ndjson")))
+    rows = query_db(config.db_path, "SELECT count(*) AS n, min(received_at) AS first FROM events")
+    assert rows == [{"n": 50, "first": 1000}]
+    assert daemon.call("status")["spool_events_drained"] == 60
+
+
+def test_daemon_drains_spool_while_running(daemon, config):
+    spool.write_file(
+        config.spool_dir, "opencode", [line("opencode", {"kind": "event", "event": {"type": "x"}})]
+    )
+    assert wait_for(
+        lambda: query_db(config.db_path, "SELECT count(*) AS n FROM events") == [{"n": 1}]
+    )
+    assert wait_for(lambda: not list(config.spool_dir.glob("*.ndjson")))
+
+
+def test_unreadable_lines_are_kept_aside_not_lost(daemon, config):
+    good = line("claude", {"session_id": "g", "hook_event_name": "Stop"})
+    spool.write_file(
+        config.spool_dir, "claude", [good, b"not json at all\n", line("claude", [1, 2])]
+    )
+    assert wait_for(lambda: not list(config.spool_dir.glob("*.ndjson")))
+    rejected = list((config.spool_dir / "rejected").iterdir())
+    assert len(rejected) == 1
+    assert rejected[0].read_bytes() == b"not json at all\n" + line("claude", [1, 2])
+    assert query_db(config.db_path, "SELECT session_id FROM events") == [{"session_id": "g"}]
+    assert daemon.call("status")["spool_lines_rejected"] == 2

@@ -1,0 +1,204 @@
+"""The store through its public API, against a real SQLite file."""
+
+import asyncio
+import json
+import sqlite3
+
+import pytest
+
+from agentd import sources
+from agentd.sources import Normalized, Row
+from agentd.store import Store, event_id
+
+
+@pytest.fixture
+def fake_source():
+    """A tiny normalizer for a test-only source, so merge rules are tested apart from real ones."""
+
+    def normalize(payload, ctx):
+        rows = [Row(table, dict(values)) for table, values in payload.get("rows", [])]
+        return Normalized(
+            kind=payload.get("kind", "t"), session_id=payload.get("session"), rows=rows
+        )
+
+    sources.NORMALIZERS["testsrc"] = normalize
+    yield "testsrc"
+    del sources.NORMALIZERS["testsrc"]
+
+
+async def ingest_all(path, source, payloads, start_ms=1000):
+    store = Store(path)
+    await store.open()
+    try:
+        await asyncio.gather(
+            *(
+                store.ingest(source, json.dumps(p).encode(), start_ms + i)
+                for i, p in enumerate(payloads)
+            )
+        )
+    finally:
+        await store.close()
+    return store
+
+
+def rows(path, sql):
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+def tool_event(**values):
+    return {
+        "kind": "tool",
+        "session": "s1",
+        "rows": [["tools", {"id": "t1", "session_id": "s1", **values}]],
+    }
+
+
+async def test_later_sparser_event_never_blanks_a_column(tmp_path, fake_source):
+    path = tmp_path / "a.db"
+    await ingest_all(
+        path, fake_source, [tool_event(tool_name="Bash", tool_input="ls", started_at=5)]
+    )
+    await ingest_all(path, fake_source, [tool_event(success=1, ended_at=9, tool_name=None)])
+    assert rows(path, "SELECT tool_name, tool_input, success, started_at, ended_at FROM tools") == [
+        {"tool_name": "Bash", "tool_input": "ls", "success": 1, "started_at": 5, "ended_at": 9}
+    ]
+
+
+async def test_times_keep_earliest_start_and_latest_end_in_any_order(tmp_path, fake_source):
+    events = [tool_event(started_at=10, ended_at=20), tool_event(started_at=5, ended_at=15)]
+    first, second = tmp_path / "a.db", tmp_path / "b.db"
+    for e in events:
+        await ingest_all(first, fake_source, [e])
+    for e in reversed(events):
+        await ingest_all(second, fake_source, [e])
+    expected = [{"started_at": 5, "ended_at": 20}]
+    assert rows(first, "SELECT started_at, ended_at FROM tools") == expected
+    assert rows(second, "SELECT started_at, ended_at FROM tools") == expected
+
+
+async def test_replayed_event_is_stored_once(tmp_path, fake_source):
+    path = tmp_path / "a.db"
+    event = tool_event(tool_name="Read")
+    store = await ingest_all(path, fake_source, [event, event])
+    assert store.events_stored == 1
+    again = await ingest_all(path, fake_source, [event])
+    assert again.events_stored == 0
+    assert rows(path, "SELECT count(*) AS n FROM events") == [{"n": 1}]
+
+
+def test_event_id_ignores_key_order_and_whitespace():
+    a = json.loads('{"a": 1, "b": {"c": [1, 2]}}')
+    b = json.loads('{ "b": {"c": [1,2]},   "a": 1 }')
+    assert event_id("claude", a) == event_id("claude", b)
+    assert event_id("claude", a) != event_id("opencode", a)
+
+
+async def test_session_totals_are_derived_so_replays_do_not_double_count(tmp_path, fake_source):
+    path = tmp_path / "a.db"
+
+    def message(mid, role, tokens, cost, extra=0):
+        return {
+            "kind": "message",
+            "session": "s1",
+            "extra": extra,  # makes a repeated report of one message a distinct event
+            "rows": [
+                [
+                    "messages",
+                    {
+                        "id": mid,
+                        "session_id": "s1",
+                        "role": role,
+                        "prompt_tokens": tokens,
+                        "cost": cost,
+                    },
+                ]
+            ],
+        }
+
+    events = [
+        message("u1", "user", None, None),
+        message("a1", "assistant", 100, 0.5),
+        message("a1", "assistant", 100, 0.5, extra=1),  # the same message updated again
+        message("a2", "assistant", 50, 0.25),
+        tool_event(tool_name="Bash"),
+    ]
+    await ingest_all(path, fake_source, events)
+    await ingest_all(path, fake_source, events)  # a full replay (spool drain after live capture)
+    assert rows(
+        path,
+        "SELECT prompt_tokens, cost, message_count, prompt_count, tool_call_count FROM sessions",
+    ) == [
+        {
+            "prompt_tokens": 150,
+            "cost": 0.75,
+            "message_count": 3,
+            "prompt_count": 1,
+            "tool_call_count": 1,
+        }
+    ]
+
+
+async def test_unknown_source_is_stored_raw_with_a_session_row(tmp_path):
+    path = tmp_path / "a.db"
+    await ingest_all(path, "mystery", [{"type": "x.y", "sessionID": "m1", "z": [1]}])
+    assert rows(path, "SELECT source, kind, session_id, payload FROM events") == [
+        {
+            "source": "mystery",
+            "kind": "x.y",
+            "session_id": "m1",
+            "payload": '{"type": "x.y", "sessionID": "m1", "z": [1]}',
+        }
+    ]
+    assert rows(path, "SELECT id, source, created_at, updated_at FROM sessions") == [
+        {"id": "m1", "source": "mystery", "created_at": 1000, "updated_at": 1000}
+    ]
+
+
+async def test_a_normalizer_that_raises_still_stores_the_event(tmp_path):
+    def broken(payload, ctx):
+        raise KeyError("boom")
+
+    sources.NORMALIZERS["broken"] = broken
+    try:
+        path = tmp_path / "a.db"
+        await ingest_all(path, "broken", [{"hook_event_name": "Stop", "session_id": "b1"}])
+    finally:
+        del sources.NORMALIZERS["broken"]
+    assert rows(path, "SELECT kind, session_id FROM events") == [
+        {"kind": "Stop", "session_id": "b1"}
+    ]
+
+
+async def test_a_row_sqlite_rejects_costs_only_its_typed_rows(tmp_path, fake_source):
+    path = tmp_path / "a.db"
+    bad = {"kind": "bad", "rows": [["tools", {"id": "t9", "no_such_column": 1, "tool_name": "X"}]]}
+    bad["rows"][0][1]["source"] = None  # NOT NULL column forced to NULL by a buggy normalizer
+    good = tool_event(tool_name="Good")
+    store = Store(path)
+    await store.open()
+    try:
+        # Both in one batch: the batch fails, then each event is retried on its own.
+        await asyncio.gather(
+            store.ingest(fake_source, json.dumps(bad).encode(), 1),
+            store.ingest(fake_source, json.dumps(good).encode(), 2),
+        )
+    finally:
+        await store.close()
+    assert rows(path, "SELECT kind FROM events ORDER BY kind") == [
+        {"kind": "bad"},
+        {"kind": "tool"},
+    ]
+    assert rows(path, "SELECT id, tool_name FROM tools") == [{"id": "t1", "tool_name": "Good"}]
+
+
+async def test_concurrent_ingests_share_transactions(tmp_path, fake_source):
+    path = tmp_path / "a.db"
+    events = [{"kind": "k", "n": i} for i in range(500)]
+    store = await ingest_all(path, fake_source, events)
+    assert store.events_stored == 500
+    assert store.batches < 50  # grouped, not one commit per event
