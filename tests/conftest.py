@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agentd.client import Client, NotRunning
 from agentd.config import Config
 

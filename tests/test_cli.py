@@ -9,9 +9,9 @@ import sys
 import time
 
 import pytest
-from conftest import query_db
 
 from agentd.client import call
+from conftest import query_db
 
 
 def agentd(env, *args, timeout=30):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import query_db
 
 
@@ -191,10 +193,8 @@ def test_line_over_the_limit_gets_an_error_and_a_clean_close(daemon):
 
 
 def _send_ignoring_reset(conn: RawConnection, data: bytes) -> None:
-    try:
-        conn.send(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the daemon closed after answering: expected
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        conn.send(data)  # the daemon may close after answering: expected
 
 
 def test_a_silent_client_does_not_block_others(daemon):

@@ -6,9 +6,8 @@ import subprocess
 import sys
 import time
 
-from conftest import query_db
-
 from agentd import spool
+from conftest import query_db
 
 
 def line(source, payload, received_at=1):
