@@ -28,6 +28,7 @@ __all__ = ["Store", "PreparedEvent", "prepare_event", "event_id", "MERGE_POLICY"
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+CHECKPOINT_INTERVAL_S = 1.0
 # Columns whose merge is not "newest non-null value wins".
 MERGE_POLICY = {"created_at": "min", "started_at": "min", "updated_at": "max", "ended_at": "max"}
 
@@ -174,6 +175,8 @@ class Store:
         self._db: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[PreparedEvent, asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
         self._upserts: dict[str, str] = {}
         self._columns: dict[str, list[str]] = {}
 
@@ -193,10 +196,23 @@ class Store:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA busy_timeout=5000")
+        # Checkpoints (copying the WAL back into the database, with an fsync) would otherwise run
+        # inside whichever commit crosses the threshold and stall every client waiting on it.
+        # A second connection does them in the background instead; WAL lets both run at once.
+        await self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpoint_conn = sqlite3.connect(
+            self.db_path, isolation_level=None, check_same_thread=False
+        )
         self._writer = asyncio.create_task(self._write_loop(), name="agentd-writer")
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="agentd-checkpoint")
 
     async def close(self) -> None:
-        """Commit everything already queued, then close the connection."""
+        """Commit everything already queued, checkpoint, then close the connections."""
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         if self._writer is not None:
             await self._queue.join()
             self._writer.cancel()
@@ -206,6 +222,22 @@ class Store:
         if self._db is not None:
             await self._db.close()
             self._db = None
+        if self._checkpoint_conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._checkpoint_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._checkpoint_conn.close()
+            self._checkpoint_conn = None
+
+    async def _checkpoint_loop(self) -> None:
+        conn = self._checkpoint_conn
+        assert conn is not None
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+            try:
+                # PASSIVE: copy what no reader still needs; never waits for, or blocks, the writer.
+                await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                log.warning("background checkpoint failed; will retry", exc_info=True)
 
     async def ingest(self, source: str, payload_json: bytes, received_at: int | None) -> None:
         """Store one event; returns once it is committed. Raises msgspec.DecodeError on bad JSON."""
