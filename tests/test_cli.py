@@ -169,3 +169,10 @@ def test_too_long_socket_path_is_a_clear_error(agentd_env):
     result = agentd(env, "start", "--foreground")
     assert result.returncode == 1
     assert "over the 107-byte limit" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_config_file_is_a_clear_error_not_a_traceback(agentd_env, agentd_home):
+    (agentd_home / "config.toml").write_text("autostart = 'maybe'\n")
+    result = agentd(agentd_env, "status")
+    assert result.returncode == 1
+    assert "'autostart' must be bool" in result.stderr and "Traceback" not in result.stderr
