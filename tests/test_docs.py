@@ -42,9 +42,10 @@ def test_every_table_and_column_is_documented(tmp_path):
 
 def test_every_config_key_is_documented():
     text = (DOCS / "configuration.md").read_text()
-    config_source = (Path(__file__).resolve().parents[1] / "daemon/agentd/config.py").read_text()
+    package = Path(__file__).resolve().parents[1] / "daemon/agentd"
+    config_source = (package / "config.py").read_text()
     keys = set(re.findall(r'_typed\(\s*file, "(\w+)"', config_source))
-    keys |= set(re.findall(r'file\.get\("(\w+)"\)', config_source))
+    keys |= set(re.findall(r'file\.get\("(\w+)"\)', (package / "paths.py").read_text()))
     assert keys >= {"max_line_bytes", "output_limit_bytes", "autostart", "socket", "db"}
     for key in keys:
         assert f"{key} =" in text, key

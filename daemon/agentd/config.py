@@ -1,6 +1,6 @@
 """Paths and settings, resolved once and passed down explicitly.
 
-Stdlib only, and cheap to import: the hook imports this module twice per tool call.
+Stdlib only. Where files live is resolved in paths.py, which the hook shares.
 Precedence: explicit argument (CLI flag) > environment > config file > default (docs/configuration.md).
 """
 
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agentd import paths
+
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 DEFAULT_OUTPUT_LIMIT_BYTES = 10 * 1024
 
@@ -19,35 +21,10 @@ class ConfigError(Exception):
     """The config file or an AGENTD_* variable holds something agentd cannot use."""
 
 
-def _env_path(env: dict[str, str], name: str) -> Path | None:
-    value = env.get(name)
-    return Path(value).expanduser() if value else None
-
-
-def _xdg(env: dict[str, str], name: str, fallback: str) -> Path:
-    return _env_path(env, name) or Path(env.get("HOME") or Path.home()) / fallback
-
-
-def config_file_path(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    explicit = _env_path(env, "AGENTD_CONFIG")
-    if explicit:
-        return explicit
-    home = _env_path(env, "AGENTD_HOME")
-    if home:
-        return home / "config.toml"
-    return _xdg(env, "XDG_CONFIG_HOME", ".config") / "agentd" / "config.toml"
-
-
 def _read_config_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    import tomllib  # only when a config file exists: keeps the hook's start fast
-
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
+        return paths.read_config_file(str(path))
+    except (OSError, ValueError) as e:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"cannot read config file {path}: {e}") from e
 
 
@@ -91,26 +68,12 @@ class Config:
     ) -> Config:
         """Resolve every path and setting. `overrides` are CLI flags (None = not given)."""
         env = dict(os.environ) if env is None else env
-        config_path = config_file_path(env)
+        config_path = Path(paths.config_file(env))
         file = _read_config_file(config_path) if read_file else {}
-        home = _env_path(env, "AGENTD_HOME")
-        if home:
-            state_dir = home
-            default_db = home / "agentd.db"
-            default_socket = home / "agentd.sock"
-        else:
-            state_dir = _xdg(env, "XDG_STATE_HOME", ".local/state") / "agentd"
-            default_db = _xdg(env, "XDG_DATA_HOME", ".local/share") / "agentd" / "agentd.db"
-            runtime = _env_path(env, "XDG_RUNTIME_DIR")
-            default_socket = (runtime / "agentd" if runtime else state_dir) / "agentd.sock"
-        file_socket = file.get("socket")
-        file_db = file.get("db")
         config = cls(
-            socket_path=_env_path(env, "AGENTD_SOCKET")
-            or (Path(file_socket).expanduser() if isinstance(file_socket, str) else default_socket),
-            db_path=_env_path(env, "AGENTD_DB")
-            or (Path(file_db).expanduser() if isinstance(file_db, str) else default_db),
-            state_dir=state_dir,
+            socket_path=Path(paths.socket_path(env, file)),
+            db_path=Path(paths.db_path(env, file)),
+            state_dir=Path(paths.state_dir(env)),
             config_path=config_path,
             max_line_bytes=_typed(file, "max_line_bytes", int, DEFAULT_MAX_LINE_BYTES, config_path),
             output_limit_bytes=_typed(
