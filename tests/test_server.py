@@ -277,3 +277,19 @@ def test_invalid_utf8_inside_the_payload_is_invalid_params(conn, daemon):
     assert reply["id"] == 5 and reply["error"]["code"] == -32602
     assert reply["error"]["data"] == {"path": "$.payload"}
     assert_still_serving(conn)
+
+
+def test_lone_surrogate_escapes_from_javascript_are_stored_not_refused(conn, daemon):
+    # JSON.stringify("\ud83d") is '"\\ud83d"': valid JSON text that msgspec alone would refuse.
+    line = (
+        b'{"jsonrpc": "2.0", "id": 6, "method": "ingest", "params": {"source": "claude", '
+        b'"payload": {"session_id": "sur", "cut": "emoji \\ud83d", "pair": "\\ud83d\\ude00", '
+        b'"literal": "\\\\ud800"}}}\n'
+    )
+    conn.send(line)
+    assert conn.recv_json() == {"jsonrpc": "2.0", "id": 6, "result": {"stored": True}}
+    (row,) = query_db(daemon.config.db_path, "SELECT payload FROM events")
+    payload = json.loads(row["payload"])
+    assert payload["cut"] == "emoji \ufffd"
+    assert payload["pair"] == "\U0001f600"
+    assert payload["literal"] == "\\ud800"  # an escaped backslash, not a surrogate: untouched

@@ -202,3 +202,12 @@ async def test_concurrent_ingests_share_transactions(tmp_path, fake_source):
     store = await ingest_all(path, fake_source, events)
     assert store.events_stored == 500
     assert store.batches < 50  # grouped, not one commit per event
+
+
+async def test_integers_beyond_64_bits_do_not_fail_the_row(tmp_path, fake_source):
+    path = tmp_path / "a.db"
+    await ingest_all(path, fake_source, [tool_event(exit_code=2**70, duration_ms=-(2**63))])
+    # Passed as text, which INTEGER affinity turns into the nearest REAL: the row is kept.
+    assert rows(path, "SELECT exit_code, duration_ms FROM tools") == [
+        {"exit_code": float(2**70), "duration_ms": -(2**63)}
+    ]

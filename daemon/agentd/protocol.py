@@ -7,6 +7,7 @@ No sockets here; server.py does the transport.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -21,6 +22,8 @@ __all__ = [
     "encode_response",
     "encode_error",
     "encode_request",
+    "decode_json",
+    "replace_lone_surrogates",
 ]
 
 RequestId = int | str | None
@@ -48,6 +51,40 @@ class NoParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pass
 
 
+# A \uD800-\uDFFF escape, with the run of backslashes before it: it is an escape only when that run
+# is odd (an even run is escaped backslashes followed by the letters "uD8..").
+_SURROGATE_ESCAPE = re.compile(
+    rb"(\\+)u([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|(\\+)u([dD][c-fC-F][0-9a-fA-F]{2})"
+)
+
+
+def _replace_surrogate(match: re.Match[bytes]) -> bytes:
+    backslashes = match[1] or match[4]
+    if len(backslashes) % 2 == 0 or match[3]:
+        return match[0]  # not an escape, or a valid high+low pair
+    return backslashes[:-1] + b"\\ufffd"
+
+
+def replace_lone_surrogates(data: bytes) -> bytes:
+    """Lone UTF-16 surrogate escapes become U+FFFD.
+
+    JavaScript's JSON.stringify writes them (a string cut inside an emoji, say), both agents are
+    JavaScript, and msgspec refuses them. Valid pairs are kept.
+    """
+    return _SURROGATE_ESCAPE.sub(_replace_surrogate, data)
+
+
+def decode_json(data: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    """decoder.decode(data), retried once with lone surrogate escapes replaced (see above)."""
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError:
+        repaired = replace_lone_surrogates(data)
+        if repaired == data:
+            raise
+        return decoder.decode(repaired)
+
+
 _request_decoder = msgspec.json.Decoder(Request)
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _any_decoder = msgspec.json.Decoder()
@@ -63,7 +100,7 @@ class Invalid(msgspec.Struct, frozen=True):
 
 def _decode_one(raw: bytes) -> Request | Invalid:
     try:
-        request = _request_decoder.decode(raw)
+        request = decode_json(raw, _request_decoder)
     except msgspec.ValidationError as e:
         return Invalid(InvalidRequest(f"Invalid Request: {e}"), _salvage_id(raw))
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
@@ -80,7 +117,7 @@ def _id_of(request: Request) -> RequestId:
 def _salvage_id(raw: bytes) -> RequestId:
     """The id of an invalid request, if it has a usable one, so the client can match the error."""
     try:
-        value = _any_decoder.decode(raw)
+        value = decode_json(raw, _any_decoder)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     ident = value.get("id") if isinstance(value, dict) else None
@@ -92,7 +129,7 @@ def decode_line(line: bytes) -> tuple[bool, list[Request | Invalid]]:
     stripped = line.strip()
     if stripped.startswith(b"["):
         try:
-            items = _batch_decoder.decode(stripped)
+            items = decode_json(stripped, _batch_decoder)
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
             return False, [Invalid(ParseError(f"Parse error: {e}"))]
         if not items:
@@ -101,7 +138,7 @@ def decode_line(line: bytes) -> tuple[bool, list[Request | Invalid]]:
     if stripped.startswith(b"{"):
         return False, [_decode_one(stripped)]
     try:
-        _any_decoder.decode(stripped)
+        decode_json(stripped, _any_decoder)
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         return False, [Invalid(ParseError(f"Parse error: {e}"))]
     return False, [Invalid(InvalidRequest("Invalid Request: expected an object or a batch array"))]

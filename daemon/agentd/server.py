@@ -28,6 +28,7 @@ from agentd.protocol import (
     IngestParams,
     Invalid,
     Request,
+    decode_json,
     decode_line,
     encode_error,
     encode_response,
@@ -42,6 +43,8 @@ SHUTDOWN_TIMEOUT_S = 10.0  # bound on finishing in-flight requests after a stop 
 SPOOL_POLL_S = 1.0
 MAX_IN_FLIGHT_LINES = 256  # per connection; reading pauses beyond it (backpressure)
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the terminating NUL
+
+_ingest_params_decoder = msgspec.json.Decoder(IngestParams)
 
 
 class AlreadyRunning(Exception):
@@ -361,7 +364,7 @@ class Server:
         events, rejected = [], []
         for line in lines:
             try:
-                params = msgspec.json.decode(line, type=IngestParams)
+                params = decode_json(line, _ingest_params_decoder)
                 payload = bytes(params.payload)
                 if not payload.lstrip().startswith(b"{"):
                     raise ValueError("payload is not an object")

@@ -21,6 +21,7 @@ import aiosqlite
 import msgspec
 
 from agentd.migrations import migrate
+from agentd.protocol import decode_json
 from agentd.sources import TYPED_TABLES, Context, Row, normalize
 
 __all__ = ["Store", "PreparedEvent", "prepare_event", "event_id", "MERGE_POLICY", "connect_sync"]
@@ -66,7 +67,7 @@ def prepare_event(
     source: str, payload_json: bytes, received_at: int | None, output_limit_bytes: int
 ) -> PreparedEvent:
     """Decode, identify and normalize one event. Raises msgspec.DecodeError on invalid JSON."""
-    payload = _any_decoder.decode(payload_json)
+    payload = decode_json(payload_json, _any_decoder)
     received = received_at if received_at is not None else now_ms()
     ident = event_id(source, payload)
     ctx = Context(
@@ -131,7 +132,8 @@ def _upsert_sql(table: str, columns: list[str]) -> str:
 # with nothing to count keeps what the column had (an import may have filled it).
 _REFRESH_SESSIONS = """
 UPDATE sessions SET
-    tool_call_count = (SELECT count(*) FROM tools WHERE tools.session_id = sessions.id),
+    tool_call_count = coalesce(
+        (SELECT nullif(count(*), 0) FROM tools WHERE tools.session_id = sessions.id), tool_call_count, 0),
     message_count = coalesce(
         (SELECT nullif(count(*), 0) FROM messages m WHERE m.session_id = sessions.id), message_count),
     prompt_count = coalesce(
@@ -355,10 +357,15 @@ class Store:
             await db.executemany(_REFRESH_SESSIONS, [(s,) for s in sessions])
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
 def _sql_value(value: Any) -> Any:
     """Row values are scalars; a dict or list (a tool's input, say) is stored as JSON text."""
     if isinstance(value, bool):
         return int(value)
-    if value is None or isinstance(value, str | int | float):
+    if isinstance(value, int):
+        return value if value in _INT64 else str(value)  # SQLite integers are 64-bit
+    if value is None or isinstance(value, str | float):
         return value
     return msgspec.json.encode(value).decode()
