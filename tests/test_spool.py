@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from agentd import spool
 from conftest import query_db
@@ -27,10 +28,10 @@ def wait_for(predicate, timeout=10.0):
 
 
 def test_write_file_is_atomic_and_private(tmp_path):
-    path = spool.write_file(tmp_path / "spool", "claude", [line("claude", {"a": 1})])
+    path = Path(spool.write_file(tmp_path / "spool", "claude", [line("claude", {"a": 1})]))
     assert path.name.startswith(f"claude-{os.getpid()}-") and path.name.endswith(".ndjson")
     assert (path.stat().st_mode & 0o777) == 0o600
-    assert [f.path for f in spool.ready_files(tmp_path / "spool")] == [path]
+    assert spool.ready_files(tmp_path / "spool") == [str(path)]
     assert spool.read_lines(path) == ([line("claude", {"a": 1}).rstrip(b"\n")], 0)
 
 
@@ -47,7 +48,7 @@ def test_open_file_of_a_live_writer_is_left_alone(tmp_path):
     )
     orphan = d / f"opencode-{dead.stdout.strip()}-1.ndjson.open"
     orphan.write_bytes(line("opencode", {"b": 1}))
-    assert [f.path for f in spool.ready_files(d)] == [orphan]
+    assert spool.ready_files(d) == [str(orphan)]
     assert spool.backlog(d)[0] == 2
 
 

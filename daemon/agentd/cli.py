@@ -278,5 +278,117 @@ def status(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(EXIT_NOT_RUNNING)
 
 
+_SCOPE = click.option(
+    "--scope",
+    type=click.Choice(["user", "project"]),
+    default="user",
+    show_default=True,
+    help="user: ~/.claude/settings.json (all projects); project: DIR/.claude/settings.json.",
+)
+_PROJECT_DIR = click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The project for --scope project (default: the current directory).",
+)
+_DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+
+
+def _print_plan(plan: Any, done: str, dry_run: bool) -> None:
+    from agentd.install import Plan
+
+    assert isinstance(plan, Plan)
+    if not plan.changed:
+        click.echo(f"Nothing to change in {plan.path}: {done} already.")
+        return
+    verb = "Would change" if dry_run else "Changed"
+    click.echo(f"{verb} {plan.path}: {len(plan.changes)} hook entries")
+    for change in plan.changes:
+        click.echo(f"  {change}")
+    if plan.backup:
+        click.echo(f"Backup of the previous file: {plan.backup}")
+
+
+@cli.group()
+def install() -> None:
+    """Install agentd's capture into an agent's configuration.
+
+    \b
+    Example:
+      agentd install claude                       # every project (user settings)
+      agentd install claude --scope project       # this project only
+    """
+
+
+@cli.group()
+def uninstall() -> None:
+    """Remove exactly what `agentd install` added.
+
+    \b
+    Example:
+      agentd uninstall claude
+    """
+
+
+def _claude_target(scope: str, project_dir: Path | None) -> Path:
+    from agentd.install import claude_settings_path
+
+    if project_dir is not None and scope != "project":
+        raise click.UsageError("--project-dir goes with --scope project")
+    return claude_settings_path(scope, project_dir, dict(os.environ))
+
+
+@install.command("claude")
+@_SCOPE
+@_PROJECT_DIR
+@_DRY_RUN
+def install_claude_command(scope: str, project_dir: Path | None, dry_run: bool) -> None:
+    """Add agentd's hook to every Claude Code hook event.
+
+    Merges into settings.json: your other hooks and keys stay, the previous file is kept as
+    settings.json.agentd-backup, and running it again changes nothing. The hook command names
+    this Python and agentd's hook by absolute path, so it works from any directory without PATH
+    or an activated virtualenv.
+
+    \b
+    Example:
+      agentd install claude --dry-run
+      agentd install claude --scope project --project-dir ~/src/myapp
+    """
+    from agentd.install import InstallError, install_claude
+
+    try:
+        plan = install_claude(_claude_target(scope, project_dir), dry_run=dry_run)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from None
+    _print_plan(plan, "agentd's hooks are installed", dry_run)
+    if plan.applied:
+        click.echo("Claude Code picks the hooks up by itself; check with: agentd status")
+
+
+@uninstall.command("claude")
+@_SCOPE
+@_PROJECT_DIR
+@_DRY_RUN
+def uninstall_claude_command(scope: str, project_dir: Path | None, dry_run: bool) -> None:
+    """Remove agentd's hooks from Claude Code's settings.json (nothing else).
+
+    \b
+    Example:
+      agentd uninstall claude --scope project
+    """
+    from agentd.install import InstallError, uninstall_claude
+
+    try:
+        plan = uninstall_claude(_claude_target(scope, project_dir), dry_run=dry_run)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from None
+    _print_plan(plan, "no agentd hooks are present", dry_run)
+
+
 def main() -> None:
     cli(prog_name="agentd")
+
+
+from agentd.query import query  # noqa: E402  (registered after the group is defined)
+
+cli.add_command(query)

@@ -352,8 +352,8 @@ class Server:
         """Ingest every drainable spool file; delete each only after its events committed."""
         async with self._spool_lock:
             drained = 0
-            for item in await asyncio.to_thread(spool.ready_files, self.config.spool_dir):
-                drained += await self._drain_file(item.path)
+            for path in await asyncio.to_thread(spool.ready_files, self.config.spool_dir):
+                drained += await self._drain_file(Path(path))
             return drained
 
     async def _drain_file(self, path: Path) -> int:

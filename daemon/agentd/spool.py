@@ -7,29 +7,34 @@ Writers never share a file, so lines cannot interleave. A file is named
 `<source>-<pid>-<unique>.ndjson`, and is only given that name, by an atomic rename, once its writer
 has finished it. While a writer may still append, the name ends in `.ndjson.open`: the daemon leaves
 such a file alone while the pid in its name is alive, and drains it (complete lines only) once that
-process is gone. Stdlib only: the hook writes here.
+process is gone.
+
+`os` and `time` only: the hook writes here when the daemon is down, on an agent's hot path.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-__all__ = ["write_file", "ready_files", "read_lines", "SpoolFile", "backlog"]
+TYPE_CHECKING = False  # the idiom that spares importing `typing` at run time
+if TYPE_CHECKING:
+    from os import PathLike
+
+    StrPath = str | PathLike[str]
+
+__all__ = ["write_file", "ready_files", "read_lines", "backlog", "READY", "OPEN"]
 
 READY = ".ndjson"
 OPEN = ".ndjson.open"
-_NAME = re.compile(r"^(?P<source>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_.-]+$")
 
 
-def write_file(spool_dir: Path, source: str, lines: list[bytes]) -> Path:
-    """Write complete lines (each ending in `\\n`) as one new spool file, atomically."""
-    spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+def write_file(spool_dir: StrPath, source: str, lines: list[bytes]) -> str:
+    """Write complete lines (each ending in `\\n`) as one new spool file, atomically; its path."""
+    spool_dir = os.fspath(spool_dir)
+    os.makedirs(spool_dir, mode=0o700, exist_ok=True)
     unique = f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}"
-    tmp = spool_dir / f"{source}-{unique}{OPEN}"
+    tmp = os.path.join(spool_dir, f"{source}-{unique}{OPEN}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         data = b"".join(lines)
@@ -38,31 +43,29 @@ def write_file(spool_dir: Path, source: str, lines: list[bytes]) -> Path:
             written += os.write(fd, data[written:])
     except BaseException:
         os.close(fd)
-        tmp.unlink(missing_ok=True)
+        os.unlink(tmp)
         raise
     os.close(fd)
-    final = tmp.with_name(tmp.name[: -len(OPEN)] + READY)
+    final = tmp[: -len(OPEN)] + READY
     os.rename(tmp, final)
     return final
 
 
-def _pid_alive(pid: int) -> bool:
+def _writer_alive(name: str) -> bool:
+    """Whether the writer of `<source>-<pid>-<unique>.ndjson.open` still runs."""
+    parts = name.split("-", 2)
+    if len(parts) < 3 or not parts[1].isdigit():
+        return False  # not a name a writer made: nobody will finish it
     try:
-        os.kill(pid, 0)
+        os.kill(int(parts[1]), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # alive, another user's process
     return True
 
 
-@dataclass(frozen=True)
-class SpoolFile:
-    path: Path
-    size: int
-
-
-def ready_files(spool_dir: Path) -> list[SpoolFile]:
+def ready_files(spool_dir: StrPath) -> list[str]:
     """Files the daemon may drain now, oldest first: finished ones, and open ones whose writer died."""
     found = []
     try:
@@ -72,20 +75,18 @@ def ready_files(spool_dir: Path) -> list[SpoolFile]:
     for entry in entries:
         name = entry.name
         if name.endswith(OPEN):
-            match = _NAME.match(name[: -len(OPEN)])
-            if match and _pid_alive(int(match["pid"])):
+            if _writer_alive(name):
                 continue
         elif not name.endswith(READY):
             continue
         try:
-            stat = entry.stat()
+            found.append((entry.stat().st_mtime_ns, entry.path))
         except FileNotFoundError:
             continue
-        found.append((stat.st_mtime_ns, SpoolFile(Path(entry.path), stat.st_size)))
-    return [f for _, f in sorted(found, key=lambda pair: pair[0])]
+    return [path for _, path in sorted(found)]
 
 
-def backlog(spool_dir: Path) -> tuple[int, int]:
+def backlog(spool_dir: StrPath) -> tuple[int, int]:
     """(files, bytes) waiting in the spool, open files included."""
     files = size = 0
     try:
@@ -101,9 +102,10 @@ def backlog(spool_dir: Path) -> tuple[int, int]:
     return files, size
 
 
-def read_lines(path: Path) -> tuple[list[bytes], int]:
+def read_lines(path: StrPath) -> tuple[list[bytes], int]:
     """The complete lines of a spool file, and the byte count of a torn last line (dropped)."""
-    data = path.read_bytes()
+    with open(path, "rb") as f:
+        data = f.read()
     end = data.rfind(b"\n") + 1
     lines = [line for line in data[:end].split(b"\n") if line.strip()]
     return lines, len(data) - end

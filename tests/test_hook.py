@@ -1,0 +1,290 @@
+"""agentd-hook as Claude Code runs it: a subprocess fed stdin, with and without a daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agentd.client import call
+from conftest import REPO, load_jsonl, query_db
+
+HOOK = REPO / "daemon" / "agentd" / "hook.py"
+SAMPLES = {
+    (r["hook_event_name"], r["scenario"]): r["stdin"]
+    for r in load_jsonl("claude_hooks_examples.jsonl")
+}
+POST_BASH = next(
+    p for (e, _), p in SAMPLES.items() if e == "PostToolUse" and p["tool_name"] == "Bash"
+)
+
+
+def hook_argv() -> list[str]:
+    """What `agentd install claude` writes, minus the marker comment."""
+    return [sys.executable, "-I", "-S", str(HOOK)]
+
+
+def run_hook(env, stdin: bytes, timeout: float = 10.0):
+    started = time.monotonic()
+    result = subprocess.run(hook_argv(), input=stdin, env=env, capture_output=True, timeout=timeout)
+    return result, time.monotonic() - started
+
+
+def no_autostart(env):
+    return dict(env, AGENTD_AUTOSTART="0")
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def spooled(config) -> list[Path]:
+    return sorted(config.spool_dir.glob("*.ndjson")) if config.spool_dir.exists() else []
+
+
+def test_event_is_acked_and_stored_silently(daemon, agentd_env):
+    result, _ = run_hook(agentd_env, json.dumps(POST_BASH).encode())
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    rows = query_db(daemon.config.db_path, "SELECT id, tool_name, success FROM tools")
+    assert rows == [
+        {
+            "id": f"{POST_BASH['session_id']}:{POST_BASH['tool_use_id']}",
+            "tool_name": "Bash",
+            "success": 1,
+        }
+    ]
+    assert spooled(daemon.config) == []
+
+
+def test_daemon_down_spools_then_drains_without_duplicates(make_daemon, agentd_env, config):
+    env = no_autostart(agentd_env)
+    payloads = [
+        p
+        for (e, _), p in SAMPLES.items()
+        if e in ("PreToolUse", "PostToolUse", "PostToolUseFailure")
+    ]
+    for payload in payloads:
+        result, _ = run_hook(env, json.dumps(payload).encode())
+        assert (result.returncode, result.stdout) == (0, b"")
+    assert len(spooled(config)) == len(payloads)
+    line = json.loads(spooled(config)[0].read_text())
+    assert line["source"] == "claude" and isinstance(line["received_at"], int)
+    daemon = make_daemon().start()
+    assert wait_for(lambda: not spooled(config))
+    # The same events delivered live once more: still one row each.
+    for payload in payloads:
+        run_hook(env, json.dumps(payload).encode())
+    events = query_db(config.db_path, "SELECT count(*) AS n FROM events")
+    assert events == [{"n": len(payloads)}]
+    tools = query_db(config.db_path, "SELECT count(*) AS n, sum(success = 0) AS failed FROM tools")
+    assert tools[0]["n"] == len({p["tool_use_id"] for p in payloads})
+    assert tools[0]["failed"] >= 1
+    assert daemon.call("status")["spool_events_drained"] == len(payloads)
+
+
+def test_fifty_hooks_with_the_daemon_down_start_exactly_one_daemon(agentd_env, config):
+    procs = []
+    try:
+        for i in range(50):
+            payload = dict(POST_BASH, tool_use_id=f"toolu_many_{i}")
+            p = subprocess.Popen(
+                hook_argv(),
+                stdin=subprocess.PIPE,
+                env=agentd_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            p.stdin.write(json.dumps(payload).encode())
+            p.stdin.close()
+            procs.append(p)
+        for p in procs:
+            assert p.wait(10) == 0
+            assert p.stdout.read() == b""
+            p.stdout.close()
+        assert wait_for(lambda: config.socket_path.exists(), 15)
+        assert wait_for(
+            lambda: query_db(config.db_path, "SELECT count(*) AS n FROM tools") == [{"n": 50}], 15
+        )
+        daemons = subprocess.run(
+            ["pgrep", "-f", f"agentd start --foreground.*|{config.state_dir}"],
+            capture_output=True,
+            text=True,
+        )
+        pid = call(config.socket_path, "ping")["pid"]
+        starts = (config.state_dir / "agentd.log").read_text().count("listening on")
+        assert starts == 1, daemons.stdout
+        assert int(config.pid_path.read_text()) == pid
+    finally:
+        with contextlib.suppress(Exception):
+            call(config.socket_path, "shutdown")
+        wait_for(lambda: not config.socket_path.exists())
+
+
+def test_empty_stdin_keeps_nothing(daemon, agentd_env):
+    for stdin in (b"", b"  \n"):
+        result, elapsed = run_hook(agentd_env, stdin)
+        assert (result.returncode, result.stdout) == (0, b"")
+        assert elapsed < 2
+    assert query_db(daemon.config.db_path, "SELECT count(*) AS n FROM events") == [{"n": 0}]
+
+
+@pytest.mark.parametrize(
+    "stdin", [b"this is not json", b'{"session_id": "broken", "oops"', b"[1, 2]"]
+)
+def test_non_json_stdin_is_kept_as_text(daemon, agentd_env, stdin):
+    result, _ = run_hook(agentd_env, stdin)
+    assert (result.returncode, result.stdout) == (0, b"")
+    (row,) = query_db(daemon.config.db_path, "SELECT payload FROM events")
+    assert json.loads(row["payload"]) == {"agentd_unparsed_stdin": stdin.decode()}
+
+
+def test_50_mb_of_stdin_keeps_the_identity_of_the_event(daemon, agentd_env):
+    huge = dict(POST_BASH, tool_response={"stdout": "x" * (50 * 1024 * 1024)})
+    result, elapsed = run_hook(agentd_env, json.dumps(huge).encode(), timeout=30)
+    assert (result.returncode, result.stdout) == (0, b"")
+    assert elapsed < 5  # the hook's own budget is 0.5 s; reading 50 MB from a pipe adds to it
+    (row,) = query_db(daemon.config.db_path, "SELECT kind, session_id, payload FROM events")
+    payload = json.loads(row["payload"])
+    assert row["kind"] == "PostToolUse" and row["session_id"] == POST_BASH["session_id"]
+    assert payload["tool_use_id"] == POST_BASH["tool_use_id"]
+    assert payload["agentd_oversize_stdin"]["bytes"] > 50 * 1024 * 1024
+
+
+def test_stdin_never_closed_does_not_hang(daemon, agentd_env):
+    proc = subprocess.Popen(
+        hook_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=agentd_env
+    )
+    try:
+        started = time.monotonic()
+        proc.stdin.write(json.dumps(POST_BASH).encode())
+        proc.stdin.flush()  # and never closed, as after /clear
+        assert proc.wait(5) == 0
+        assert time.monotonic() - started < 1.0
+        assert proc.stdout.read() == b""
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+    assert query_db(daemon.config.db_path, "SELECT count(*) AS n FROM tools") == [{"n": 1}]
+
+
+def test_stdin_open_and_silent_gives_up_quickly(agentd_env):
+    proc = subprocess.Popen(
+        hook_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=no_autostart(agentd_env)
+    )
+    try:
+        started = time.monotonic()
+        assert proc.wait(5) == 0
+        assert time.monotonic() - started < 1.0
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+
+
+def test_socket_path_that_is_a_regular_file(agentd_env, config):
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    config.socket_path.write_text("not a socket")
+    result, elapsed = run_hook(no_autostart(agentd_env), json.dumps(POST_BASH).encode())
+    assert (result.returncode, result.stdout) == (0, b"")
+    assert elapsed < 2
+    assert len(spooled(config)) == 1
+
+
+def test_daemon_that_accepts_and_never_answers(agentd_env, config):
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(config.socket_path))
+    server.listen(5)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    try:
+        result, elapsed = run_hook(no_autostart(agentd_env), json.dumps(POST_BASH).encode())
+    finally:
+        server.close()
+        for conn, _ in accepted:
+            conn.close()
+    assert (result.returncode, result.stdout) == (0, b"")
+    assert 0.4 < elapsed < 2  # waited for its budget (0.5 s), not longer
+    assert len(spooled(config)) == 1
+
+
+def test_unwritable_spool_directory_loses_only_that_event(agentd_env, config):
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    config.spool_dir.write_text("a file where the spool directory should be")
+    result, elapsed = run_hook(no_autostart(agentd_env), json.dumps(POST_BASH).encode())
+    assert (result.returncode, result.stdout) == (0, b"")
+    assert elapsed < 2
+    assert b"agentd-hook: event not kept" in result.stderr
+
+
+def test_autostart_starts_the_daemon_which_drains_the_event(agentd_env, config):
+    try:
+        result, elapsed = run_hook(agentd_env, json.dumps(POST_BASH).encode())
+        assert (result.returncode, result.stdout) == (0, b"")
+        assert elapsed < 2
+        assert wait_for(
+            lambda: (
+                query_db(config.db_path, "SELECT count(*) AS n FROM tools") == [{"n": 1}]
+                if config.db_path.exists()
+                else False
+            ),
+            15,
+        )
+    finally:
+        wait_for(lambda: config.socket_path.exists())
+        with contextlib.suppress(Exception):
+            call(config.socket_path, "shutdown")
+        wait_for(lambda: not config.socket_path.exists())
+
+
+def test_autostart_off_in_the_config_file(agentd_env, config, agentd_home):
+    (agentd_home / "config.toml").write_text("autostart = false\n")
+    run_hook(agentd_env, json.dumps(POST_BASH).encode())
+    time.sleep(0.5)
+    assert not config.socket_path.exists()
+    assert len(spooled(config)) == 1
+
+
+def test_plugin_launcher_runs_the_hook(daemon, agentd_env):
+    result = subprocess.run(
+        [str(REPO / "hooks" / "agentd-hook")],
+        input=json.dumps(POST_BASH).encode(),
+        env=agentd_env,
+        capture_output=True,
+        cwd="/",
+        timeout=10,
+    )
+    assert (result.returncode, result.stdout) == (0, b"")
+    assert query_db(daemon.config.db_path, "SELECT tool_name FROM tools") == [{"tool_name": "Bash"}]
+
+
+def test_plugin_hooks_json_covers_every_event():
+    from agentd.install import CLAUDE_EVENTS
+
+    plugin = json.loads((REPO / "hooks" / "hooks.json").read_text())
+    assert set(plugin["hooks"]) == set(CLAUDE_EVENTS)
+    assert "WorktreeCreate" not in plugin["hooks"]  # would replace git worktree creation
+    for event, groups in plugin["hooks"].items():
+        (group,) = groups
+        assert group["hooks"] == [
+            {
+                "type": "command",
+                "command": '"${CLAUDE_PLUGIN_ROOT}/hooks/agentd-hook"',
+                "timeout": 5,
+            }
+        ], event
+    manifest = json.loads((REPO / ".claude-plugin" / "plugin.json").read_text())
+    assert manifest["name"] == "agentd"
+    assert os.access(REPO / "hooks" / "agentd-hook", os.X_OK)
