@@ -288,3 +288,13 @@ def test_plugin_hooks_json_covers_every_event():
     manifest = json.loads((REPO / ".claude-plugin" / "plugin.json").read_text())
     assert manifest["name"] == "agentd"
     assert os.access(REPO / "hooks" / "agentd-hook", os.X_OK)
+
+
+def test_sigterm_does_not_cut_the_delivery_short(daemon, agentd_env):
+    proc = subprocess.Popen(hook_argv(), stdin=subprocess.PIPE, env=agentd_env)
+    time.sleep(0.15)  # started, waiting for stdin
+    proc.terminate()  # what Claude Code does to hooks still running at the end of a -p session
+    proc.stdin.write(json.dumps(POST_BASH).encode())
+    proc.stdin.close()
+    assert proc.wait(5) == 0
+    assert query_db(daemon.config.db_path, "SELECT count(*) AS n FROM tools") == [{"n": 1}]

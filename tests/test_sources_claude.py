@@ -887,3 +887,24 @@ async def test_all_samples_through_store(tmp_path):
     # Subagents never become sessions of their own.
     ids = {r["id"] for r in query_db(db, "SELECT id FROM sessions")}
     assert ids == {r["stdin"]["session_id"] for r in RECORDS}
+
+
+@pytest.mark.parametrize("kind", ["Stop", "SessionEnd"])
+def test_boundary_written_after_post_compact_is_picked_up_at_the_end_of_the_turn(tmp_path, kind):
+    # Claude writes the transcript asynchronously: at PostCompact the boundary is often missing.
+    transcript = tmp_path / f"{MAIN}.jsonl"
+    records = transcript_records()
+    cut = next(i for i, r in enumerate(records) if r.get("subtype") == "compact_boundary")
+    write_transcript(transcript, records[:cut])
+    post = dict(sample("PostCompact"), transcript_path=str(transcript))
+    assert "tokens_before" not in one(
+        run(post, received_at=boundary_received_at()), "compaction_events"
+    )
+    write_transcript(transcript, records)  # now the boundary and the records after it are there
+    end = dict(sample(kind, scenario="claude-main"), transcript_path=str(transcript))
+    row = one(run(end), "compaction_events")
+    assert row["id"] == f"{MAIN}:{COMPACT_PROMPT}"  # the PostCompact row
+    assert (row["trigger"], row["tokens_before"], row["tokens_after"]) == ("manual", 120, 2699)
+    # No boundary in the transcript: nothing extra.
+    write_transcript(transcript, records[:cut])
+    assert [r for r in run(end).rows if r.table == "compaction_events"] == []

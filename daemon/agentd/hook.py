@@ -21,7 +21,8 @@ import sys
 if __name__ == "__main__" and not __package__:  # run as a file: make `agentd` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
-# The C module, not `socket`: `socket` imports `enum`, which would double the hook's start time.
+# The C modules, not `socket` and `signal`: those import `enum`, which would double the start time.
+import _signal
 import _socket
 import select
 import time
@@ -195,6 +196,10 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> None:
 
 def main() -> None:
     start = time.monotonic()
+    # Claude Code SIGTERMs hooks still running when a `-p` session ends (StopFailure, SessionEnd):
+    # finish the delivery or the spool write instead. The hook bounds itself at BUDGET_S anyway.
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGHUP, _signal.SIG_IGN)
     try:
         run(os.environ, start)
     except BaseException as e:  # never break the agent: report on stderr (Claude's debug log)

@@ -38,10 +38,12 @@ Choices worth knowing:
   prompt_count counts what a person wrote.
 - PermissionDenied fails the tools row (success 0, error_message = reason) and adds a session_errors
   row of type `permission_denied`.
-- Compaction tokens (tokens_before / tokens_after) come from the last `compact_boundary` record in
-  the last 2 MiB of the transcript, read on PostCompact only (at PreCompact the boundary does not
-  exist yet), and only if that boundary is this compaction's: same trigger, and a later record carries
-  this prompt_id, or no later prompt at all and a timestamp close to the event. Otherwise None.
+- Compaction tokens (tokens_before / tokens_after) come from the `compact_boundary` record in the
+  last 2 MiB of the transcript. PostCompact reads it (only if that boundary is this compaction's: same
+  trigger, and a later record carries this prompt_id, or no later prompt at all and a timestamp close
+  to the event); but Claude writes the transcript asynchronously and the boundary is often not there
+  yet, so Stop and SessionEnd read the tail again and fill in every boundary that a later record
+  ties to a prompt id (the row id). The common case costs one substring search of the tail.
 
 Limits: Pre and Post set the same columns to the same values except when another PreToolUse hook
 rewrote the input (`updatedInput`): then the later arrival's tool_input wins. Status follows arrival
@@ -437,12 +439,41 @@ class _Event:
             values.update(tokens_before=before, tokens_after=after)
         self.add("compaction_events", values)
 
+    def settled_compactions(self) -> None:
+        """Fill in compactions from the transcript at the end of a turn or session.
+
+        Claude writes the transcript asynchronously: at PostCompact the compact_boundary record is
+        often not there yet. By Stop / SessionEnd it is, followed by records carrying the prompt id
+        the compaction belongs to, which is the row's id (see compaction()).
+        """
+        for prompt_id, trigger, before, after, written in _boundaries(
+            _str(self.p.get("transcript_path"))
+        ):
+            self.add(
+                "compaction_events",
+                {
+                    "id": f"{self.sid}:{prompt_id}",
+                    "trigger": trigger,
+                    "tokens_before": before,
+                    "tokens_after": after,
+                    "created_at": written,
+                },
+            )
+
+    def stop(self) -> None:
+        self.status("idle")
+        self.settled_compactions()
+
+    def session_end_and_compactions(self) -> None:
+        self.session_end()
+        self.settled_compactions()
+
 
 _HANDLERS: dict[str, Callable[[_Event], None]] = {
     "SessionStart": _Event.session_start,
-    "SessionEnd": _Event.session_end,
+    "SessionEnd": _Event.session_end_and_compactions,
     "UserPromptSubmit": _Event.user_prompt,
-    "Stop": lambda e: e.status("idle"),
+    "Stop": _Event.stop,
     "StopFailure": _Event.stop_failure,
     "Notification": _Event.notification,
     "PermissionRequest": lambda e: e.status("waiting"),
@@ -541,3 +572,40 @@ def _compact_tokens(
                 return None, None
         return _int(meta.get("preTokens")), _int(meta.get("postTokens"))
     return None, None
+
+
+def _boundaries(
+    transcript_path: str | None,
+) -> list[tuple[str, str | None, int | None, int | None, int | None]]:
+    """(prompt id, trigger, preTokens, postTokens, written at) of each compact_boundary in the
+    transcript's tail that a later record ties to a prompt; [] when there is none (the common case:
+    one substring search of the tail)."""
+    if not transcript_path or not transcript_path.endswith(".jsonl"):
+        return []
+    lines = _read_tail(transcript_path)
+    found = []
+    for index, line in enumerate(lines):
+        if b'"compact_boundary"' not in line:
+            continue
+        try:
+            record = msgspec.json.decode(line)
+        except msgspec.DecodeError:
+            continue
+        if not isinstance(record, dict) or record.get("subtype") != "compact_boundary":
+            continue
+        prompt_id = next(
+            (m.group(1).decode() for ln in lines[index + 1 :] for m in _PROMPT_ID.finditer(ln)),
+            None,
+        )
+        if prompt_id:
+            meta = _dict(record.get("compactMetadata"))
+            found.append(
+                (
+                    prompt_id,
+                    _str(meta.get("trigger")),
+                    _int(meta.get("preTokens")),
+                    _int(meta.get("postTokens")),
+                    _timestamp_ms(record.get("timestamp")),
+                )
+            )
+    return found
