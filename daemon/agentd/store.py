@@ -24,7 +24,17 @@ from agentd.migrations import migrate
 from agentd.protocol import decode_json
 from agentd.sources import TYPED_TABLES, Context, Row, normalize
 
-__all__ = ["Store", "PreparedEvent", "prepare_event", "event_id", "MERGE_POLICY", "connect_sync"]
+__all__ = [
+    "Store",
+    "PreparedEvent",
+    "prepare_event",
+    "event_id",
+    "MERGE_POLICY",
+    "connect_sync",
+    "Binder",
+    "table_columns",
+    "upsert_sql",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +107,31 @@ def prepare_event(
     )
 
 
-def _table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
+def table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
     return {
         table: [r[1] for r in conn.execute(f"PRAGMA table_info({table})")] for table in TYPED_TABLES
     }
 
 
-def _upsert_sql(table: str, columns: list[str]) -> str:
+class Binder:
+    """Turns a Row's values into the parameters of its table's upsert (one per column, None for
+    what the row does not know). Only the columns a row has are visited: rows are sparse."""
+
+    def __init__(self, columns: dict[str, list[str]]) -> None:
+        self._index = {t: {c: i for i, c in enumerate(cols)} for t, cols in columns.items()}
+        self._width = {t: len(cols) for t, cols in columns.items()}
+
+    def __call__(self, row: Row) -> tuple[Any, ...]:
+        params: list[Any] = [None] * self._width[row.table]
+        index = self._index[row.table]
+        for column, value in row.values.items():
+            position = index.get(column)
+            if position is not None:
+                params[position] = _sql_value(value)
+        return tuple(params)
+
+
+def upsert_sql(table: str, columns: list[str]) -> str:
     """One statement per table, every column bound (None = not known), merging per MERGE_POLICY.
 
     A uniform statement lets a whole batch go through one executemany per table while keeping
@@ -181,17 +209,19 @@ class Store:
         self._checkpoint_conn: sqlite3.Connection | None = None
         self._upserts: dict[str, str] = {}
         self._columns: dict[str, list[str]] = {}
+        self._bind = Binder({})
 
     async def open(self) -> None:
         def migrate_and_read_columns() -> dict[str, list[str]]:
             conn = connect_sync(self.db_path)
             try:
-                return _table_columns(conn)
+                return table_columns(conn)
             finally:
                 conn.close()
 
         self._columns = await asyncio.to_thread(migrate_and_read_columns)
-        self._upserts = {t: _upsert_sql(t, cols) for t, cols in self._columns.items()}
+        self._upserts = {t: upsert_sql(t, cols) for t, cols in self._columns.items()}
+        self._bind = Binder(self._columns)
         self._db = await aiosqlite.connect(self.db_path, isolation_level=None)
         # WAL + NORMAL: a commit is durable against a process crash (kill -9) without an fsync
         # per transaction; only an OS crash or power loss can take the last commits.
@@ -341,10 +371,7 @@ class Store:
         sessions: dict[str, None] = {}
         for event in events:
             for row in event.rows:
-                columns = self._columns[row.table]
-                by_table.setdefault(row.table, []).append(
-                    tuple(_sql_value(row.values.get(c)) for c in columns)
-                )
+                by_table.setdefault(row.table, []).append(self._bind(row))
                 session = (
                     row.values["id"] if row.table == "sessions" else row.values.get("session_id")
                 )
