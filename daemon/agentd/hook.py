@@ -15,19 +15,34 @@ Rules, because it runs twice per tool call inside the agent:
 
 from __future__ import annotations
 
-import os
-import sys
+import _signal
+
+
+def ignore_termination() -> None:
+    """Claude Code SIGTERMs hooks still running when a `-p` session ends (StopFailure, SessionEnd),
+    within milliseconds of starting them. Finish the delivery or the spool write instead: the hook
+    bounds itself at BUDGET_S anyway. (The installed command also starts with `trap '' TERM`, which
+    covers the interpreter's own start-up.)"""
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGHUP, _signal.SIG_IGN)
+
+
+if __name__ == "__main__":  # first of all, before any other import costs time
+    ignore_termination()
+
+import os  # noqa: E402
+import sys  # noqa: E402
 
 if __name__ == "__main__" and not __package__:  # run as a file: make `agentd` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
-# The C modules, not `socket` and `signal`: those import `enum`, which would double the start time.
-import _signal
-import _socket
-import select
-import time
+# The C modules `_socket` and `_signal`, not `socket` and `signal`: those import `enum`, which
+# would double the hook's start time.
+import _socket  # noqa: E402
+import select  # noqa: E402
+import time  # noqa: E402
 
-from agentd import paths, spool
+from agentd import paths, spool  # noqa: E402
 
 BUDGET_S = 0.5  # everything: reading stdin, connecting, waiting for the ack
 CONNECT_S = 0.05
@@ -196,10 +211,7 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> None:
 
 def main() -> None:
     start = time.monotonic()
-    # Claude Code SIGTERMs hooks still running when a `-p` session ends (StopFailure, SessionEnd):
-    # finish the delivery or the spool write instead. The hook bounds itself at BUDGET_S anyway.
-    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
-    _signal.signal(_signal.SIGHUP, _signal.SIG_IGN)
+    ignore_termination()  # again, for the `agentd-hook` console script, which imports this module
     try:
         run(os.environ, start)
     except BaseException as e:  # never break the agent: report on stderr (Claude's debug log)

@@ -74,11 +74,14 @@ def claude_settings_path(scope: str, project_dir: Path | None, env: dict[str, st
 
 
 def claude_hook_command() -> str:
-    """The command for settings.json: absolute interpreter and hook file, so PATH and any
-    activated virtualenv do not matter; `-I -S` because the hook needs only the standard library
-    and starts faster without the site-packages scan."""
+    """The command for settings.json (run by Claude Code through a shell): absolute interpreter and
+    hook file, so PATH and any activated virtualenv do not matter; `-I -S` because the hook needs
+    only the standard library and starts faster without the site-packages scan."""
     hook = Path(__file__).resolve().with_name("hook.py")
-    return f"{shlex.quote(sys.executable)} -I -S {shlex.quote(str(hook))} {HOOK_MARKER}"
+    # `trap '' TERM HUP`: Claude Code SIGTERMs a -p session's hooks as it exits (StopFailure fires
+    # last), sometimes before Python has started; an ignored signal stays ignored across exec.
+    python = shlex.quote(sys.executable)
+    return f"trap '' TERM HUP; exec {python} -I -S {shlex.quote(str(hook))} {HOOK_MARKER}"
 
 
 def _is_ours(handler: Any) -> bool:
