@@ -46,6 +46,16 @@ def test_every_config_key_is_documented():
     config_source = (package / "config.py").read_text()
     keys = set(re.findall(r'_typed\(\s*file, "(\w+)"', config_source))
     keys |= set(re.findall(r'file\.get\("(\w+)"\)', (package / "paths.py").read_text()))
-    assert keys >= {"max_line_bytes", "output_limit_bytes", "autostart", "socket", "db"}
+    keys |= set(re.findall(r'_typed\(\s*redaction, "(\w+)"', config_source))
+    assert keys >= {
+        "max_line_bytes",
+        "output_limit_bytes",
+        "autostart",
+        "socket",
+        "db",
+        "content_level",
+        "enabled",
+        "patterns",
+    }
     for key in keys:
-        assert f"{key} =" in text, key
+        assert f"{key} =" in text or f"[{key}]" in text, key

@@ -815,6 +815,7 @@ async def test_main_run_through_the_store(tmp_path: Path) -> None:
         "created_at": 1795246342353,
         "updated_at": 1795246371802,
         "ended_at": None,
+        "redactions": 0,
     }
 
     tools = {t["id"]: t for t in query_db(db, "SELECT * FROM tools")}
@@ -902,6 +903,7 @@ async def test_compaction_through_the_store(tmp_path: Path) -> None:
         "messages_before": None,
         "messages_after": None,
         "created_at": 1795246386713,
+        "redactions": 0,
     }
     (session,) = query_db(db, "SELECT id, prompt_tokens, completion_tokens, model FROM sessions")
     assert session == {

@@ -15,6 +15,7 @@ from agentd import paths
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 DEFAULT_OUTPUT_LIMIT_BYTES = 10 * 1024
+CONTENT_LEVELS = ("full", "metadata", "none")  # see content.py
 
 
 class ConfigError(Exception):
@@ -36,6 +37,23 @@ def _typed(file: dict[str, Any], key: str, kind: type, default: Any, path: Path)
     return value
 
 
+def _patterns(redaction: dict[str, Any], path: Path) -> dict[str, str]:
+    """`[redaction] patterns = {name = "regex"}`: each must compile (checked here, not mid-ingest)."""
+    import re
+
+    patterns = _typed(redaction, "patterns", dict, {}, path)
+    for name, pattern in patterns.items():
+        if not isinstance(pattern, str):
+            raise ConfigError(f"{path}: redaction pattern {name!r} must be a string")
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(
+                f"{path}: redaction pattern {name!r} is not a valid regex: {e}"
+            ) from e
+    return dict(patterns)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     socket_path: Path
@@ -45,6 +63,9 @@ class Config:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT_BYTES
     autostart: bool = True
+    content_level: str = "full"
+    redaction: bool = True
+    redaction_patterns: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -70,6 +91,7 @@ class Config:
         env = dict(os.environ) if env is None else env
         config_path = Path(paths.config_file(env))
         file = _read_config_file(config_path) if read_file else {}
+        redaction = _typed(file, "redaction", dict, {}, config_path)
         config = cls(
             socket_path=Path(paths.socket_path(env, file)),
             db_path=Path(paths.db_path(env, file)),
@@ -80,6 +102,14 @@ class Config:
                 file, "output_limit_bytes", int, DEFAULT_OUTPUT_LIMIT_BYTES, config_path
             ),
             autostart=_typed(file, "autostart", bool, True, config_path),
+            content_level=_typed(file, "content_level", str, "full", config_path),
+            redaction=_typed(redaction, "enabled", bool, True, config_path),
+            redaction_patterns=_patterns(redaction, config_path),
             extra=file,
         )
+        if config.content_level not in CONTENT_LEVELS:
+            raise ConfigError(
+                f"{config_path}: 'content_level' must be one of {', '.join(CONTENT_LEVELS)},"
+                f" got {config.content_level!r}"
+            )
         return config.with_overrides(**overrides)

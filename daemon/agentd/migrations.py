@@ -145,9 +145,43 @@ CREATE INDEX events_received_at ON events (received_at);
 CREATE INDEX events_kind ON events (source, kind);
 """
 
+_PRIVACY = """
+-- How many secrets were redacted from each row (docs/privacy.md), and for the raw log, under
+-- which rule set version and at which content level its payload was stored.
+ALTER TABLE sessions ADD COLUMN redactions INTEGER;
+ALTER TABLE messages ADD COLUMN redactions INTEGER;
+ALTER TABLE tools ADD COLUMN redactions INTEGER;
+ALTER TABLE file_operations ADD COLUMN redactions INTEGER;
+ALTER TABLE session_errors ADD COLUMN redactions INTEGER;
+ALTER TABLE compaction_events ADD COLUMN redactions INTEGER;
+ALTER TABLE events ADD COLUMN redactions INTEGER;
+ALTER TABLE events ADD COLUMN redaction_version INTEGER;
+ALTER TABLE events ADD COLUMN content_level TEXT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial", _INITIAL),
     Migration(2, "0002_messages_and_indexes", _MESSAGES_AND_INDEXES),
+    Migration(
+        3,
+        "0003_query_indexes",
+        """
+-- Covering indexes for `agentd query` (reports.py): a report reads index entries, never the
+-- wide tool rows (input, output). bench/query times every report on a million tool rows.
+CREATE INDEX tools_query_name
+    ON tools (tool_name, duration_ms, success, source, created_at, session_id);
+CREATE INDEX tools_query_session
+    ON tools (session_id, created_at, tool_name, success, duration_ms, source, error_message);
+CREATE INDEX tools_query_failed
+    ON tools (tool_name, error_message, success, created_at, source, session_id)
+    WHERE success = 0;
+CREATE INDEX file_operations_query_path ON file_operations
+    (file_path, operation_type, lines_added, lines_removed, session_id, source, created_at);
+CREATE INDEX file_operations_query_session
+    ON file_operations (session_id, created_at, operation_type, file_path);
+""",
+    ),
+    Migration(4, "0004_privacy", _PRIVACY),
 )
 
 _RECORD_TABLE = """

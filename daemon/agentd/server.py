@@ -33,7 +33,8 @@ from agentd.protocol import (
     encode_error,
     encode_response,
 )
-from agentd.store import Store, prepare_event
+from agentd.redact import Redactor
+from agentd.store import Privacy, Store
 
 __all__ = ["Server", "AlreadyRunning", "StartupError", "run"]
 
@@ -170,7 +171,12 @@ class _Connection:
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = Store(config.db_path, output_limit_bytes=config.output_limit_bytes)
+        redactor = Redactor(config.redaction_patterns) if config.redaction else None
+        self.store = Store(
+            config.db_path,
+            output_limit_bytes=config.output_limit_bytes,
+            privacy=Privacy(redactor, config.content_level),
+        )
         self.stopping = False
         self.started_at = 0.0
         self.spool_events_drained = 0
@@ -368,11 +374,7 @@ class Server:
                 payload = bytes(params.payload)
                 if not payload.lstrip().startswith(b"{"):
                     raise ValueError("payload is not an object")
-                events.append(
-                    prepare_event(
-                        params.source, payload, params.received_at, self.config.output_limit_bytes
-                    )
-                )
+                events.append(self.store.prepare(params.source, payload, params.received_at))
             except ValueError:  # msgspec.DecodeError and UnicodeDecodeError are ValueErrors
                 rejected.append(line)
         await asyncio.gather(*(self.store.submit(event) for event in events))

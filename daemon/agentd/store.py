@@ -20,13 +20,16 @@ from typing import Any
 import aiosqlite
 import msgspec
 
+from agentd import content
 from agentd.migrations import migrate
 from agentd.protocol import decode_json
+from agentd.redact import RULESET_VERSION, Redactor, count_markers
 from agentd.sources import TYPED_TABLES, Context, Row, normalize
 
 __all__ = [
     "Store",
     "PreparedEvent",
+    "Privacy",
     "prepare_event",
     "event_id",
     "MERGE_POLICY",
@@ -41,10 +44,17 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 CHECKPOINT_INTERVAL_S = 1.0
 # Columns whose merge is not "newest non-null value wins".
-MERGE_POLICY = {"created_at": "min", "started_at": "min", "updated_at": "max", "ended_at": "max"}
+MERGE_POLICY = {
+    "created_at": "min",
+    "started_at": "min",
+    "updated_at": "max",
+    "ended_at": "max",
+    "redactions": "max",
+}
 
 _any_decoder = msgspec.json.Decoder()
 _sorted_encoder = msgspec.json.Encoder(order="sorted")
+_encoder = msgspec.json.Encoder()
 
 
 def now_ms() -> int:
@@ -69,17 +79,39 @@ class PreparedEvent:
     kind: str
     session_id: str | None
     received_at: int
-    payload: str  # the JSON text exactly as the client sent it
+    payload: str  # the JSON text as sent, redacted and stripped to the content level
     rows: list[Row]
+    redactions: int = 0
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """What may be stored: secrets redacted (None: redaction off) and the content level."""
+
+    redactor: Redactor | None = None
+    content_level: str = "full"
 
 
 def prepare_event(
-    source: str, payload_json: bytes, received_at: int | None, output_limit_bytes: int
+    source: str,
+    payload_json: bytes,
+    received_at: int | None,
+    output_limit_bytes: int,
+    privacy: Privacy = Privacy(),
 ) -> PreparedEvent:
-    """Decode, identify and normalize one event. Raises msgspec.DecodeError on invalid JSON."""
-    payload = decode_json(payload_json, _any_decoder)
+    """Decode, identify, redact, normalize and strip one event.
+
+    Raises msgspec.DecodeError on invalid JSON, UnicodeDecodeError on invalid UTF-8.
+    """
+    original = decode_json(payload_json, _any_decoder)
+    # The id comes from the payload as sent, so a replay dedupes even if the rules changed since.
+    ident = event_id(source, original)
+    text = payload_json.decode("utf-8")
+    hits = 0
+    if privacy.redactor is not None:
+        text, hits = privacy.redactor.redact(text)
+    payload = decode_json(text.encode(), _any_decoder) if hits else original
     received = received_at if received_at is not None else now_ms()
-    ident = event_id(source, payload)
     ctx = Context(
         source=source, event_id=ident, received_at=received, output_limit_bytes=output_limit_bytes
     )
@@ -94,16 +126,23 @@ def prepare_event(
                 {"id": result.session_id, "created_at": received, "updated_at": received},
             ),
         )
+    level = privacy.content_level
+    content.apply_to_rows(rows, level)
     for row in rows:
         row.values.setdefault("source", source)
+        # Hits a stored row carries (merged with `max`: Pre and Post of a call see the same input).
+        row.values["redactions"] = sum(count_markers(v) for v in row.values.values()) if hits else 0
+    if level != "full":
+        text = _encoder.encode(content.strip_payload(payload, level)).decode()
     return PreparedEvent(
         id=ident,
         source=source,
         kind=result.kind,
         session_id=result.session_id,
         received_at=received,
-        payload=payload_json.decode("utf-8", "replace"),
+        payload=text,
         rows=rows,
+        redactions=hits,
     )
 
 
@@ -182,8 +221,8 @@ WHERE id = ?
 """
 
 _INSERT_EVENT = (
-    "INSERT OR IGNORE INTO events (id, source, kind, session_id, received_at, payload) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO events (id, source, kind, session_id, received_at, payload,"
+    " redactions, redaction_version, content_level) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -197,9 +236,12 @@ def connect_sync(db_path: Path) -> sqlite3.Connection:
 
 
 class Store:
-    def __init__(self, db_path: Path, *, output_limit_bytes: int = 10 * 1024) -> None:
+    def __init__(
+        self, db_path: Path, *, output_limit_bytes: int = 10 * 1024, privacy: Privacy = Privacy()
+    ) -> None:
         self.db_path = db_path
         self.output_limit_bytes = output_limit_bytes
+        self.privacy = privacy
         self.events_stored = 0  # new events committed since this Store opened
         self.batches = 0
         self._db: aiosqlite.Connection | None = None
@@ -273,8 +315,13 @@ class Store:
 
     async def ingest(self, source: str, payload_json: bytes, received_at: int | None) -> None:
         """Store one event; returns once it is committed. Raises msgspec.DecodeError on bad JSON."""
-        event = prepare_event(source, payload_json, received_at, self.output_limit_bytes)
-        await self.submit(event)
+        await self.submit(self.prepare(source, payload_json, received_at))
+
+    def prepare(self, source: str, payload_json: bytes, received_at: int | None) -> PreparedEvent:
+        """prepare_event() with this store's limits and privacy settings."""
+        return prepare_event(
+            source, payload_json, received_at, self.output_limit_bytes, self.privacy
+        )
 
     async def submit(self, event: PreparedEvent) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -342,7 +389,17 @@ class Store:
                 await db.executemany(
                     _INSERT_EVENT,
                     [
-                        (e.id, e.source, e.kind, e.session_id, e.received_at, e.payload)
+                        (
+                            e.id,
+                            e.source,
+                            e.kind,
+                            e.session_id,
+                            e.received_at,
+                            e.payload,
+                            e.redactions,
+                            RULESET_VERSION if self.privacy.redactor else None,
+                            self.privacy.content_level,
+                        )
                         for e in fresh
                     ],
                 )
