@@ -1,0 +1,600 @@
+"""`agentd query`: canned reports and read-only SQL over the agentd database.
+
+The database is opened read-only by construction: a `mode=ro` connection (SQLite refuses every
+write), `PRAGMA query_only`, no room for attached databases, and an authorizer that refuses
+ATTACH and state-changing PRAGMAs with a clear message. Nothing here filters SQL text. Rows are
+streamed (`fetchmany`) straight to the output, so a result of any size runs in bounded memory.
+The daemon need not run, and may be writing meanwhile: WAL readers see a consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import io
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import click
+import msgspec
+
+from agentd.config import Config, ConfigError
+from agentd.reports import (
+    DEFAULT_LIMIT,
+    DEFAULT_SINCE,
+    FILTERS,
+    PERCENTILE_SQL,
+    REPORTS,
+    Report,
+    TimeError,
+    closest,
+    nearest_rank,
+    parse_time,
+    render,
+)
+
+__all__ = ["QueryError", "connect_readonly", "execute", "run_report", "write", "FORMATS", "query"]
+
+FORMATS = ("table", "json", "ndjson", "csv")
+FETCH_ROWS = 1000
+TABLE_SAMPLE_ROWS = 1000  # rows the table reads ahead to size its columns; later rows reuse them
+MAX_CELL = 60
+NUMERIC_KINDS = {"int", "pct", "cost", "duration"}
+# PRAGMAs that only read even when given an argument. Any other PRAGMA with an argument sets
+# something, and the authorizer refuses it.
+_READING_PRAGMAS = {
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_info",
+    "index_xinfo",
+    "index_list",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+}
+_SIDE_EFFECT_PRAGMAS = {"wal_checkpoint", "optimize", "incremental_vacuum", "shrink_memory"}
+
+Batches = Iterable[list[tuple[Any, ...]]]
+
+
+class QueryError(Exception):
+    """A problem the user can fix; the CLI prints it as `Error: ...` and exits 1."""
+
+
+class _Guard:
+    """The connection's authorizer; remembers why it refused, for the error message."""
+
+    def __init__(self) -> None:
+        self.refused: str | None = None
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+            self.refused = "ATTACH, DETACH and VACUUM INTO are not allowed"
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_PRAGMA:
+            name = (arg1 or "").lower()
+            if name in _SIDE_EFFECT_PRAGMAS or (arg2 is not None and name not in _READING_PRAGMAS):
+                self.refused = f"PRAGMA {name} is not allowed with an argument or side effects"
+                return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+
+class ReadOnlyConnection(sqlite3.Connection):
+    guard: _Guard
+
+
+def connect_readonly(db_path: Path) -> ReadOnlyConnection:
+    """A connection that cannot change the database, whatever SQL it is given."""
+    if not db_path.exists():
+        raise QueryError(
+            f"no database at {db_path}: nothing has been captured yet.\n"
+            "Start capturing with `agentd start`, then use Claude Code or OpenCode as usual."
+        )
+    try:
+        conn = sqlite3.connect(
+            f"file:{quote(str(db_path))}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            timeout=10.0,
+            factory=ReadOnlyConnection,
+        )
+        conn.execute("PRAGMA query_only = ON")
+    except sqlite3.Error as e:
+        raise QueryError(f"cannot open {db_path}: {e}") from None
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    conn.guard = _Guard()
+    conn.set_authorizer(conn.guard)
+    # A Python callback now and then lets Ctrl-C interrupt a long statement (see _error).
+    conn.set_progress_handler(lambda: 0, 100_000)
+    return conn
+
+
+def _error(conn: sqlite3.Connection, e: sqlite3.Error) -> Exception:
+    message = str(e)
+    refused = conn.guard.refused if isinstance(conn, ReadOnlyConnection) else None
+    if message == "interrupted":
+        return click.Abort()
+    if refused:
+        return QueryError(f"refused: {refused}: agentd query only reads")
+    if "too many attached databases" in message:
+        return QueryError(
+            "refused: ATTACH and VACUUM INTO are not allowed: agentd query only reads"
+        )
+    if (getattr(e, "sqlite_errorname", "") or "").startswith("SQLITE_READONLY"):
+        return QueryError(
+            f"refused: the statement would write ({message}); agentd query opens the database "
+            "read-only"
+        )
+    return QueryError(f"SQL error: {message}")
+
+
+def execute(
+    conn: sqlite3.Connection, sql: str, params: dict[str, Any]
+) -> tuple[list[str], Iterator[list[tuple[Any, ...]]]]:
+    """Run one statement; return its column names and its rows, in batches, as SQLite yields them."""
+    try:
+        cursor = conn.execute(sql, params)
+    except sqlite3.Error as e:
+        raise _error(conn, e) from None
+    columns = _unique([d[0] for d in cursor.description or ()])
+
+    def batches() -> Iterator[list[tuple[Any, ...]]]:
+        try:
+            while batch := cursor.fetchmany(FETCH_ROWS):
+                yield batch
+        except sqlite3.Error as e:
+            raise _error(conn, e) from None
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # the connection may be closed already
+                cursor.close()
+
+    return columns, batches()
+
+
+def run_report(
+    conn: sqlite3.Connection, report: Report, params: dict[str, Any]
+) -> tuple[list[str], Iterator[list[tuple[Any, ...]]]]:
+    """Execute a report; its rows stream, unless percentiles must be looked up and sorted."""
+    if not report.percentiles:
+        return execute(conn, render(report.sql, params), params)
+    conn.execute("BEGIN")  # one snapshot for the counts and the lookups, while the daemon writes
+    try:
+        columns, batches = execute(conn, render(report.sql, params), params)
+        rows = [list(row) for batch in batches for row in batch]
+        ascending = render(PERCENTILE_SQL, params)
+        descending = ascending.replace("ORDER BY t.duration_ms", "ORDER BY t.duration_ms DESC")
+        name, calls = columns.index("tool_name"), columns.index("calls")
+        for row in rows:
+            for column, fraction in report.percentiles:
+                rank, lookup = nearest_rank(fraction, row[calls]), ascending
+                if rank > (row[calls] + 1) // 2:  # nearer the top: count from there
+                    rank, lookup = row[calls] - rank + 1, descending
+                values = {**params, "tool_name": row[name], "rank": rank}
+                try:
+                    found = conn.execute(lookup, values).fetchone()
+                except sqlite3.Error as e:
+                    raise _error(conn, e) from None
+                row[columns.index(column)] = found[0] if found else None
+    finally:
+        conn.execute("COMMIT")
+    if report.sort_by:
+        key = columns.index(report.sort_by)
+        rows.sort(key=lambda row: row[name] or "")
+        rows.sort(key=lambda row: -1 if row[key] is None else row[key], reverse=True)
+    if params["limit"] >= 0:
+        rows = rows[: params["limit"]]
+    return columns, iter([[tuple(row) for row in rows]])
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names as object keys must differ: a repeated name gets _2, _3, ..."""
+    seen: dict[str, int] = {}
+    result = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        result.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return result
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    return base64.b64encode(value).decode() if isinstance(value, bytes) else value
+
+
+# Each writer makes one string per batch and writes it at once: one system call per batch
+# even when stdout is unbuffered (PYTHONUNBUFFERED).
+
+
+def _write_csv(out: TextIO, columns: list[str], batches: Batches) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for batch in batches:
+        if any(isinstance(v, bytes) for row in batch for v in row):
+            batch = [tuple(_plain(v) for v in row) for row in batch]
+        writer.writerows(batch)
+        out.write(buffer.getvalue())
+        buffer.seek(0)
+        buffer.truncate()
+    out.write(buffer.getvalue())
+
+
+def _write_ndjson(out: TextIO, columns: list[str], batches: Batches) -> None:
+    encoder = msgspec.json.Encoder()
+    for batch in batches:
+        objects = [dict(zip(columns, row, strict=True)) for row in batch]
+        out.write(encoder.encode_lines(objects).decode())
+
+
+def _write_json(out: TextIO, columns: list[str], batches: Batches) -> None:
+    encoder = msgspec.json.Encoder()
+    first = True
+    for batch in batches:
+        text = b",\n".join(encoder.encode(dict(zip(columns, row, strict=True))) for row in batch)
+        out.write(("[\n" if first else ",\n") + text.decode())
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+
+
+def _duration(ms: float) -> str:
+    if ms < 0:
+        return f"{ms:.0f}ms"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}s"
+    minutes, seconds = divmod(int(ms // 1000), 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def _cell(value: Any, kind: str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if kind == "time":
+            return time.strftime("%Y-%m-%d %H:%M", time.localtime(value / 1000))
+        if kind == "duration":
+            return _duration(value)
+        if kind == "cost":
+            return f"{value:.4f}"
+        if kind == "pct":
+            return f"{value:.1f}%"
+        return str(value)
+    text = str(_plain(value))
+    return text.translate(_FLAT) if any(c in text for c in "\n\r\t") else text
+
+
+_FLAT = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
+
+
+def _fit(text: str, width: int, kind: str | None) -> str:
+    if len(text) <= width:
+        return text
+    # Paths keep their end (the file name), everything else its beginning.
+    return "…" + text[-(width - 1) :] if kind == "path" else text[: width - 1] + "…"
+
+
+def _write_table(
+    out: TextIO, columns: list[str], batches: Batches, kinds: list[str | None]
+) -> None:
+    batches = iter(batches)
+    sample: list[tuple[Any, ...]] = []
+    for batch in batches:
+        sample.extend(batch)
+        if len(sample) >= TABLE_SAMPLE_ROWS:
+            break
+    cells = [[_cell(v, k) for v, k in zip(row, kinds, strict=True)] for row in sample]
+    widths = [
+        min(MAX_CELL, max([len(name)] + [len(r[i]) for r in cells]))
+        for i, name in enumerate(columns)
+    ]
+    right = [
+        kind in NUMERIC_KINDS
+        or (
+            kind is None
+            and any(row[i] is not None for row in sample)
+            and all(isinstance(row[i], int | float | None) for row in sample)
+        )
+        for i, kind in enumerate(kinds)
+    ]
+
+    def line(texts: list[str]) -> str:
+        padded = [
+            t.rjust(w) if r else _fit(t, w, k).ljust(w)  # numbers overflow, never cut
+            for t, w, k, r in zip(texts, widths, kinds, right, strict=True)
+        ]
+        return "  ".join(padded).rstrip() + "\n"
+
+    head = [line(columns), line(["-" * w for w in widths])]
+    out.write("".join(head + [line(texts) for texts in cells]))
+    for batch in batches:  # the rest, in the widths the sample set
+        out.write(
+            "".join(line([_cell(v, k) for v, k in zip(row, kinds, strict=True)]) for row in batch)
+        )
+
+
+def write(
+    out: TextIO,
+    fmt: str,
+    columns: list[str],
+    batches: Batches,
+    kinds: list[str | None] | None = None,
+) -> int:
+    """Write rows in `fmt`; return how many were written."""
+    count = 0
+
+    def counted(source: Batches) -> Iterator[list[tuple[Any, ...]]]:
+        nonlocal count
+        for batch in source:
+            count += len(batch)
+            yield batch
+
+    if fmt == "table":
+        _write_table(out, columns, counted(batches), kinds or [None] * len(columns))
+    else:
+        writers: dict[str, Callable[[TextIO, list[str], Batches], None]] = {
+            "csv": _write_csv,
+            "json": _write_json,
+            "ndjson": _write_ndjson,
+        }
+        writers[fmt](out, columns, counted(batches))
+    return count
+
+
+def _limited(batches: Batches, limit: int) -> Iterator[list[tuple[Any, ...]]]:
+    left = limit
+    for batch in batches:
+        yield batch[:left]
+        left -= len(batch)
+        if left <= 0:
+            return
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def _time(option: str, value: str) -> int | None:
+    try:
+        return parse_time(value)
+    except TimeError as e:
+        raise QueryError(f"bad {option}: {e}") from None
+
+
+def _params(
+    *,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    project: str | None,
+    session: str | None,
+    limit: int | None,
+    report: bool,
+) -> dict[str, Any]:
+    """The named parameters: times as epoch ms; reports get the default window and limit."""
+    if report:
+        since = DEFAULT_SINCE if since is None else since
+        limit = DEFAULT_LIMIT if limit is None else limit
+    if project is not None:
+        # Absolute, no trailing slash: the reports match `project` and `project/...`, so the
+        # root directory becomes "" (every path starts with "/").
+        project = os.path.abspath(os.path.expanduser(project)).rstrip("/")
+    return {
+        "since": _time("--since", since) if since is not None else None,
+        "until": _time("--until", until) if until is not None else None,
+        "source": source,
+        "project": project,
+        "session": session,
+        "limit": limit if limit else -1,  # SQLite: a negative LIMIT means none
+    }
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'tools'").fetchone()
+    return bool(row and row[0])
+
+
+@click.command()
+@click.argument("report", required=False)
+@click.option(
+    "--sql", metavar="SQL", help="Run this read-only SQL instead; '-' reads it from stdin."
+)
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help=f"Only what happened from WHEN on: 24h, 7d, 2026-11-01, all, ... "
+    f"(reports: default {DEFAULT_SINCE}).",
+)
+@click.option("--until", metavar="WHEN", help="Only what happened before WHEN (same forms).")
+@click.option("--source", type=click.Choice(["claude", "opencode"]), help="Only this agent.")
+@click.option("--project", metavar="PATH", help="Only sessions in PATH or below it.")
+@click.option("--session", metavar="ID", help="Only this session.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help=f"At most N rows; 0 for all (reports: default {DEFAULT_LIMIT}).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format; json, ndjson and csv carry raw values (epoch ms, ms, USD).",
+)
+@click.option("--list", "list_reports", is_flag=True, help="List the reports, one a line.")
+@click.option(
+    "--show-sql", is_flag=True, help="Print the report's SQL and bound values; run nothing."
+)
+@click.pass_context
+def query(
+    ctx: click.Context,
+    report: str | None,
+    sql: str | None,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    project: str | None,
+    session: str | None,
+    limit: int | None,
+    fmt: str,
+    list_reports: bool,
+    show_sql: bool,
+) -> None:
+    """Answer questions from the captured data: a canned REPORT, or read-only SQL.
+
+    The reports (see --list, and docs/queries.md for their SQL and columns) cover the last 7
+    days unless --since says otherwise, and show 20 rows unless --limit does. --sql runs any
+    read-only statement; it binds :since, :until (epoch ms), :source, :project, :session and
+    :limit from the options (NULL, or -1 for :limit, when not given), so a report's SQL runs
+    as it is. The database is opened read-only: writes, ATTACH and PRAGMAs that set something
+    fail. The daemon need not run.
+
+    \b
+    Example:
+      agentd query --list
+      agentd query hot-files --since 30d --project .
+      agentd query tool-errors --source claude --format json
+      agentd query sessions --since 2026-11-01 --until 2026-11-08 --limit 0
+      agentd query --sql "SELECT tool_name, count(*) AS n FROM tools GROUP BY 1 ORDER BY n DESC"
+      agentd query --sql - --format csv < my-report.sql
+    """
+    if report is not None and sql is not None:
+        raise click.UsageError("give a REPORT or --sql, not both")
+    if show_sql and report is None:
+        raise click.UsageError("--show-sql shows a REPORT's SQL")
+    try:
+        if list_reports or (report is None and sql is None):
+            _list(fmt)
+            return
+        params = _params(
+            since=since,
+            until=until,
+            source=source,
+            project=project,
+            session=session,
+            limit=limit,
+            report=report is not None,
+        )
+        if report is None:
+            statement = sys.stdin.read() if sql == "-" else str(sql)
+            if not statement.strip():
+                raise QueryError("no SQL given")
+            _run(_config(ctx).db_path, fmt, None, statement, params, limit)
+        elif report not in REPORTS:
+            hint = closest(report)
+            raise QueryError(
+                f"unknown report '{report}'."
+                + (f" Did you mean '{hint}'?" if hint else "")
+                + " `agentd query --list` shows the reports."
+            )
+        elif show_sql:
+            _show_sql(REPORTS[report], params)
+        else:
+            written = _run(_config(ctx).db_path, fmt, REPORTS[report], "", params, None)
+            if written == 0 and fmt == "table":
+                hint = "" if since else f" in the last {DEFAULT_SINCE} (widen it with --since)"
+                click.echo(f"(no rows{hint})", err=True)
+    except QueryError as e:
+        raise click.ClickException(str(e)) from None
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly; later flushes go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _out(fmt: str) -> TextIO:
+    out = sys.stdout
+    if fmt != "table" and hasattr(out, "reconfigure"):
+        out.reconfigure(encoding="utf-8")  # JSON and CSV are UTF-8, whatever the locale
+    return out
+
+
+def _list(fmt: str) -> None:
+    out = _out(fmt)
+    if fmt == "table":  # one line a report, no header
+        width = max(len(name) for name in REPORTS)
+        out.write("".join(f"{r.name:<{width}}  {r.description}\n" for r in REPORTS.values()))
+    else:
+        rows = [(r.name, r.description) for r in REPORTS.values()]
+        write(out, fmt, ["report", "description"], [rows])
+
+
+def _run(
+    db_path: Path,
+    fmt: str,
+    report: Report | None,
+    statement: str,
+    params: dict[str, Any],
+    limit: int | None,
+) -> int:
+    """Run a report, or the user's statement; write its rows; return how many."""
+    conn = connect_readonly(db_path)
+    try:
+        if report is None:
+            columns, batches = execute(conn, statement, params)
+            if limit:
+                batches = _limited(batches, limit)
+            written = write(_out(fmt), fmt, columns, batches)
+        else:
+            if not _has_tables(conn):
+                raise QueryError(f"{db_path} is not an agentd database (it has no tools table)")
+            try:
+                columns, batches = run_report(conn, report, params)
+            except QueryError as e:
+                if "no such" not in str(e):
+                    raise
+                raise QueryError(
+                    f"{e}: the database predates this agentd's schema; `agentd start` upgrades it"
+                ) from None
+            kinds: list[str | None] = [c.kind for c in report.columns]
+            written = write(_out(fmt), fmt, columns, batches, kinds)
+        sys.stdout.flush()
+        return written
+    finally:
+        conn.close()
+
+
+def _show_sql(report: Report, params: dict[str, Any]) -> None:
+    statements = [render(report.sql, params)]
+    if report.percentiles:
+        statements.append(render(PERCENTILE_SQL, params))
+    for name in FILTERS:
+        if params[name] is not None and (
+            name == "limit" or any(f":{name}" in s for s in statements)
+        ):
+            click.echo(f"-- :{name} = {params[name]!r}")
+    if report.percentiles:
+        columns = ", ".join(column for column, _ in report.percentiles)
+        click.echo(
+            f"-- {columns}: the second statement, once per row and column, with :tool_name "
+            "and :rank (the nearest rank);\n"
+            f"-- then the rows are sorted by {report.sort_by} (descending) and cut at :limit"
+        )
+    click.echo(";\n\n".join(statements) + ";")
+
+
+def _config(ctx: click.Context) -> Config:
+    config = ctx.find_object(Config)
+    if config is not None:
+        return config
+    try:
+        return Config.load()
+    except ConfigError as e:
+        raise QueryError(str(e)) from None

@@ -1,0 +1,481 @@
+"""The canned reports of `agentd query`: their SQL, their columns, and the filters they take.
+
+No click here: `query.py` runs what this module describes. docs/queries.md shows each report's
+SQL (a test checks it is the SQL below, verbatim) so that users can adapt it.
+
+Filters are named parameters: `:since` and `:until` (epoch ms), `:source`, `:project`,
+`:session` and `:limit`. Each filter condition of a report sits on a line of its own that starts
+with `AND`, and `render()` drops every line that uses a filter the user did not give. Each
+statement SQLite plans is then plain: an unused filter costs nothing, and a given one can use an
+index (a `(:x IS NULL OR col = :x)` form could not).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+__all__ = [
+    "Column",
+    "Report",
+    "REPORTS",
+    "DEFAULT_SINCE",
+    "DEFAULT_LIMIT",
+    "FILTERS",
+    "TimeError",
+    "parse_time",
+    "render",
+    "closest",
+    "PERCENTILE_SQL",
+    "nearest_rank",
+]
+
+DEFAULT_SINCE = "7d"
+DEFAULT_LIMIT = 20
+# Every named parameter a report, or a user's --sql, may use.
+FILTERS = ("since", "until", "source", "project", "session", "limit")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    # How the terminal table shows the value; JSON, CSV and NDJSON always carry it raw.
+    # text | path | int | pct | cost | time (epoch ms) | duration (ms)
+    kind: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    sql: str
+    # (column, fraction): columns that PERCENTILE_SQL fills in after `sql` ran; the rows are
+    # then sorted by `sort_by`, descending, and cut at :limit.
+    percentiles: tuple[tuple[str, float], ...] = ()
+    sort_by: str | None = None
+
+
+_SESSION = Column("session_id", "text", "the agent's session id")
+_SOURCE = Column("source", "text", "`claude` or `opencode`")
+_PROJECT = Column("project", "path", "the session's project directory (`sessions.project_path`)")
+
+SESSIONS = Report(
+    name="sessions",
+    description="Recent sessions with project, status, duration, tokens, cost",
+    columns=(
+        _SESSION,
+        _SOURCE,
+        _PROJECT,
+        Column("status", "text", "the last status seen (`sessions.status`)"),
+        Column("model", "text", "the model last used"),
+        Column("started_at", "time", "when the session started"),
+        Column("duration_ms", "duration", "`ended_at` (while it runs: `updated_at`) minus start"),
+        Column("tool_calls", "int", "tool calls in the session"),
+        Column("tokens_in", "int", "prompt + cache read + cache write tokens"),
+        Column("tokens_out", "int", "completion + reasoning tokens"),
+        Column("cost", "cost", "cost in USD, as the agent reported it"),
+    ),
+    sql="""\
+SELECT
+    s.id AS session_id,
+    s.source AS source,
+    s.project_path AS project,
+    s.status AS status,
+    s.model AS model,
+    s.created_at AS started_at,
+    coalesce(s.ended_at, s.updated_at) - s.created_at AS duration_ms,
+    s.tool_call_count AS tool_calls,
+    nullif(coalesce(s.prompt_tokens, 0) + coalesce(s.cache_read_tokens, 0)
+        + coalesce(s.cache_write_tokens, 0), 0) AS tokens_in,
+    nullif(coalesce(s.completion_tokens, 0) + coalesce(s.reasoning_tokens, 0), 0) AS tokens_out,
+    round(s.cost, 6) AS cost
+FROM sessions s
+WHERE 1
+  AND coalesce(s.ended_at, s.updated_at, s.created_at) >= :since
+  AND s.created_at < :until
+  AND s.source = :source
+  AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+  AND s.id = :session
+ORDER BY s.created_at DESC, s.id
+LIMIT :limit""",
+)
+
+HOT_FILES = Report(
+    name="hot-files",
+    description="Most edited files: edits, reads, lines added and removed",
+    columns=(
+        Column("file_path", "path", "the file"),
+        Column("edits", "int", "operations that changed the file: created, edited, deleted, moved"),
+        Column("reads", "int", "`read` operations"),
+        Column("lines_added", "int", "lines added, summed over the edits that report it"),
+        Column("lines_removed", "int", "lines removed, likewise"),
+        Column("sessions", "int", "sessions that touched the file"),
+        Column("last_edited_at", "time", "the latest edit"),
+    ),
+    # The files with the most edits first, then the other figures for those files only.
+    sql="""\
+WITH hot AS (
+    SELECT f.file_path, count(*) AS edits
+    FROM file_operations f
+    WHERE f.file_path IS NOT NULL
+      AND f.operation_type IN ('created', 'edited', 'deleted', 'moved')
+      AND f.created_at >= :since
+      AND f.created_at < :until
+      AND f.source = :source
+      AND f.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND f.session_id = :session
+    GROUP BY f.file_path
+    ORDER BY edits DESC, f.file_path
+    LIMIT :limit
+)
+SELECT
+    h.file_path AS file_path,
+    h.edits AS edits,
+    sum(f.operation_type = 'read') AS reads,
+    sum(f.lines_added) AS lines_added,
+    sum(f.lines_removed) AS lines_removed,
+    count(DISTINCT f.session_id) AS sessions,
+    max(CASE WHEN f.operation_type IN ('created', 'edited', 'deleted', 'moved') THEN f.created_at END) AS last_edited_at
+FROM hot h
+JOIN file_operations f ON f.file_path = h.file_path
+WHERE 1
+  AND f.created_at >= :since
+  AND f.created_at < :until
+  AND f.source = :source
+  AND f.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+  AND f.session_id = :session
+GROUP BY h.file_path
+ORDER BY h.edits DESC, h.file_path""",
+)
+
+TOOL_ERRORS = Report(
+    name="tool-errors",
+    description="Error rate by tool, with the commonest error messages",
+    columns=(
+        Column("tool_name", "text", "the tool"),
+        Column("calls", "int", "calls"),
+        Column("failed", "int", "calls that failed (`success = 0`)"),
+        Column("error_pct", "pct", "failed / calls, in percent"),
+        Column(
+            "top_errors",
+            "text",
+            "the three commonest messages as `N× message`, joined by ` | `; a message is "
+            "its first line, cut at 80 characters",
+        ),
+    ),
+    sql="""\
+WITH calls AS (
+    SELECT t.tool_name, count(*) AS calls
+    FROM tools t
+    WHERE 1
+      AND t.created_at >= :since
+      AND t.created_at < :until
+      AND t.source = :source
+      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND t.session_id = :session
+    GROUP BY t.tool_name
+),
+failures AS MATERIALIZED (
+    SELECT t.tool_name, t.error_message, count(*) AS n
+    FROM tools t
+    WHERE t.success = 0
+      AND t.created_at >= :since
+      AND t.created_at < :until
+      AND t.source = :source
+      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND t.session_id = :session
+    GROUP BY t.tool_name, t.error_message
+),
+messages AS (
+    SELECT tool_name, coalesce(nullif(substr(trim(substr(error_message, 1,
+            instr(error_message || char(10), char(10)) - 1)), 1, 80), ''), '(no message)') AS message,
+        sum(n) AS n
+    FROM failures
+    GROUP BY tool_name, message
+),
+per_tool AS MATERIALIZED (
+    SELECT tool_name, sum(n) AS failed,
+        group_concat(CASE WHEN rank <= 3 THEN n || '× ' || message END, ' | ') AS top_errors
+    FROM (
+        SELECT tool_name, n, message,
+            row_number() OVER (PARTITION BY tool_name ORDER BY n DESC, message) AS rank
+        FROM messages
+        ORDER BY tool_name, rank
+    )
+    GROUP BY tool_name
+)
+SELECT
+    c.tool_name AS tool_name,
+    c.calls AS calls,
+    coalesce(p.failed, 0) AS failed,
+    round(100.0 * coalesce(p.failed, 0) / c.calls, 1) AS error_pct,
+    p.top_errors AS top_errors
+FROM calls c
+LEFT JOIN per_tool p ON p.tool_name IS c.tool_name
+ORDER BY failed DESC, c.calls DESC, c.tool_name
+LIMIT :limit""",
+)
+
+SLOW_TOOLS = Report(
+    name="slow-tools",
+    description="Duration by tool: p50, p95 and max, slowest first",
+    columns=(
+        Column("tool_name", "text", "the tool"),
+        Column("calls", "int", "calls with a known duration"),
+        Column("p50_ms", "duration", "median duration (nearest rank)"),
+        Column("p95_ms", "duration", "95th percentile duration (nearest rank)"),
+        Column("max_ms", "duration", "the longest call"),
+    ),
+    # The duration columns are filled in by PERCENTILE_SQL, one index lookup per tool and
+    # column; the rows are then sorted by p95_ms (slowest first) and cut at :limit. SQLite has
+    # no percentile function, and window functions take seconds on a million rows where these
+    # lookups take milliseconds (docs/queries.md shows a one-statement equivalent).
+    sql="""\
+SELECT
+    t.tool_name AS tool_name,
+    count(*) AS calls,
+    NULL AS p50_ms,
+    NULL AS p95_ms,
+    NULL AS max_ms
+FROM tools t
+WHERE t.duration_ms IS NOT NULL
+  AND t.created_at >= :since
+  AND t.created_at < :until
+  AND t.source = :source
+  AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+  AND t.session_id = :session
+GROUP BY t.tool_name""",
+    percentiles=(("p50_ms", 0.50), ("p95_ms", 0.95), ("max_ms", 1.0)),
+    sort_by="p95_ms",
+)
+
+# The duration at nearest rank :rank (1-based) among one tool's calls, under the same filters.
+# For a rank past the middle, query.py runs it with `ORDER BY t.duration_ms DESC` and the rank
+# counted from the top (calls - rank + 1), which reads fewer index entries.
+PERCENTILE_SQL = """\
+SELECT t.duration_ms
+FROM tools t
+WHERE t.tool_name IS :tool_name
+  AND t.duration_ms IS NOT NULL
+  AND t.created_at >= :since
+  AND t.created_at < :until
+  AND t.source = :source
+  AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+  AND t.session_id = :session
+ORDER BY t.duration_ms
+LIMIT 1 OFFSET :rank - 1"""
+
+TOP_SESSIONS = Report(
+    name="top-sessions",
+    description="Sessions with the most tool activity",
+    columns=(
+        _SESSION,
+        _SOURCE,
+        _PROJECT,
+        Column("tool_calls", "int", "tool calls in the window"),
+        Column("failed", "int", "of which failed"),
+        Column("files_edited", "int", "distinct files edited in the window"),
+        Column("started_at", "time", "when the session started"),
+        Column("duration_ms", "duration", "as in `sessions`"),
+    ),
+    # Counted per session (an index range each) rather than grouped: fewer rows to read.
+    sql="""\
+WITH a AS MATERIALIZED (
+    SELECT s.id AS session_id,
+        (SELECT count(*) FROM tools t
+            WHERE t.session_id = s.id
+              AND t.created_at >= :since
+              AND t.created_at < :until
+        ) AS tool_calls
+    FROM sessions s
+    WHERE 1
+      AND s.source = :source
+      AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+      AND s.id = :session
+)
+SELECT
+    a.session_id AS session_id,
+    s.source AS source,
+    s.project_path AS project,
+    a.tool_calls AS tool_calls,
+    (SELECT count(*) FROM tools t
+        WHERE t.session_id = a.session_id AND t.success = 0
+          AND t.created_at >= :since
+          AND t.created_at < :until
+    ) AS failed,
+    (SELECT count(DISTINCT f.file_path) FROM file_operations f
+        WHERE f.session_id = a.session_id AND f.operation_type IN ('created', 'edited', 'deleted', 'moved')
+          AND f.created_at >= :since
+          AND f.created_at < :until
+    ) AS files_edited,
+    s.created_at AS started_at,
+    coalesce(s.ended_at, s.updated_at) - s.created_at AS duration_ms
+FROM a
+JOIN sessions s ON s.id = a.session_id
+WHERE a.tool_calls > 0
+ORDER BY a.tool_calls DESC, a.session_id
+LIMIT :limit""",
+)
+
+COMPACTIONS = Report(
+    name="compactions",
+    description="Context compactions by session, with tokens before/after",
+    columns=(
+        _SESSION,
+        _SOURCE,
+        _PROJECT,
+        Column("compactions", "int", "compactions in the window"),
+        Column("auto", "int", "of which triggered automatically (the context was full)"),
+        Column("manual", "int", "of which asked for (`/compact`)"),
+        Column("avg_tokens_before", "int", "average context size before, in tokens"),
+        Column("avg_tokens_after", "int", "average context size after, in tokens"),
+        Column(
+            "avg_interval_ms",
+            "duration",
+            "session start to its last compaction, divided by the compactions: how long a "
+            "context lasts",
+        ),
+        Column("last_at", "time", "the latest compaction"),
+    ),
+    sql="""\
+SELECT
+    c.session_id AS session_id,
+    s.source AS source,
+    s.project_path AS project,
+    count(*) AS compactions,
+    sum(c.trigger = 'auto') AS auto,
+    sum(c.trigger = 'manual') AS manual,
+    CAST(round(avg(c.tokens_before)) AS INTEGER) AS avg_tokens_before,
+    CAST(round(avg(c.tokens_after)) AS INTEGER) AS avg_tokens_after,
+    (max(c.created_at) - min(s.created_at)) / count(*) AS avg_interval_ms,
+    max(c.created_at) AS last_at
+FROM compaction_events c
+LEFT JOIN sessions s ON s.id = c.session_id
+WHERE 1
+  AND c.created_at >= :since
+  AND c.created_at < :until
+  AND c.source = :source
+  AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+  AND c.session_id = :session
+GROUP BY c.session_id
+ORDER BY compactions DESC, last_at DESC
+LIMIT :limit""",
+)
+
+ERRORS = Report(
+    name="errors",
+    description="Recent session errors (API errors, limits), newest first",
+    columns=(
+        Column("created_at", "time", "when it happened"),
+        _SESSION,
+        _SOURCE,
+        _PROJECT,
+        Column("error_type", "text", "the error's kind, as the agent named it"),
+        Column("status_code", "int", "the HTTP status, for API errors"),
+        Column("message", "text", "the error message"),
+    ),
+    sql="""\
+SELECT
+    e.created_at AS created_at,
+    e.session_id AS session_id,
+    e.source AS source,
+    s.project_path AS project,
+    e.error_type AS error_type,
+    e.status_code AS status_code,
+    e.error_message AS message
+FROM session_errors e
+LEFT JOIN sessions s ON s.id = e.session_id
+WHERE 1
+  AND e.created_at >= :since
+  AND e.created_at < :until
+  AND e.source = :source
+  AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+  AND e.session_id = :session
+ORDER BY e.created_at DESC, e.id
+LIMIT :limit""",
+)
+
+REPORTS: dict[str, Report] = {
+    r.name: r
+    for r in (SESSIONS, HOT_FILES, TOOL_ERRORS, SLOW_TOOLS, TOP_SESSIONS, COMPACTIONS, ERRORS)
+}
+
+_PARAM = re.compile(r":([a-z_]+)\b")
+
+
+def render(sql: str, params: dict[str, Any]) -> str:
+    """The statement to run: `sql` without the lines whose filter parameter is None."""
+    kept = [
+        line
+        for line in sql.splitlines()
+        if all(params.get(name) is not None for name in _PARAM.findall(line) if name in FILTERS)
+    ]
+    return "\n".join(kept)
+
+
+def nearest_rank(fraction: float, count: int) -> int:
+    """The 1-based rank of the `fraction` percentile among `count` sorted values."""
+    return max(1, math.ceil(round(fraction * count, 9)))
+
+
+def closest(name: str) -> str | None:
+    """The report name a mistyped `name` most likely meant."""
+    import difflib
+
+    matches = difflib.get_close_matches(name.lower(), list(REPORTS), n=1, cutoff=0.5)
+    if matches:
+        return matches[0]
+    # "errors" for "err", "hot-files" for "hot": a prefix is a strong hint too.
+    prefixed = [r for r in REPORTS if r.startswith(name.lower())]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
+class TimeError(ValueError):
+    """A --since / --until value that is not a duration, a date, a time or an epoch."""
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_DURATIONS = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+TIME_FORMS = (
+    "a duration before now (90m, 24h, 7d, 2w, 1d12h), a date (2026-11-01), a date and time "
+    "(2026-11-01T14:30, local time unless it ends in Z or +HH:MM), today, yesterday, now, "
+    "an epoch in milliseconds, or all"
+)
+
+
+def parse_time(text: str, *, now: float | None = None) -> int | None:
+    """Epoch ms for a --since / --until value; None for `all` (no bound).
+
+    Durations count back from now; dates are local midnight; `until` bounds are exclusive.
+    """
+    value = text.strip().lower()
+    now_s = time.time() if now is None else now
+    if value == "all":
+        return None
+    if value == "now":
+        return int(now_s * 1000)
+    if value in ("today", "yesterday"):
+        midnight = datetime.fromtimestamp(now_s).replace(hour=0, minute=0, second=0, microsecond=0)
+        if value == "yesterday":
+            midnight -= timedelta(days=1)
+        return int(midnight.timestamp() * 1000)
+    if value.isdigit() and len(value) >= 12:
+        return int(value)
+    compact = value.replace(" ", "")
+    if _DURATIONS.fullmatch(compact):
+        seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(compact))
+        return int((now_s - seconds) * 1000)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TimeError(f"{text!r} is not a time: use {TIME_FORMS}") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # a naive time is local time
+    return int(moment.timestamp() * 1000)
