@@ -10,7 +10,7 @@ import msgspec
 
 from agentd import __version__
 from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
-from agentd.protocol import IngestParams, NoParams, decode_params
+from agentd.protocol import IngestParams, NoParams, PruneParams, decode_params
 
 if TYPE_CHECKING:
     from agentd.server import Server
@@ -69,6 +69,18 @@ async def ingest(server: Server, params: IngestParams) -> dict[str, Any]:
 @method("status")
 async def status(server: Server, params: NoParams) -> dict[str, Any]:
     return await server.status()
+
+
+@method("prune", PruneParams)
+async def prune(server: Server, params: PruneParams) -> dict[str, Any]:
+    return {"deleted": await server.store.prune(params.before)}
+
+
+@method("vacuum")
+async def vacuum(server: Server, params: NoParams) -> dict[str, Any]:
+    before = server.store.database_bytes()
+    await server.store.vacuum()
+    return {"bytes_before": before, "bytes_after": server.store.database_bytes()}
 
 
 @method("shutdown")

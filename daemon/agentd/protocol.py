@@ -47,6 +47,10 @@ class IngestParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     received_at: int | None = None
 
 
+class PruneParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    before: int  # epoch ms: what was last seen before this goes
+
+
 class NoParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pass
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from agentd import __version__, spool
+from agentd import __version__, pidfile, spool
 from agentd.config import Config
 from agentd.errors import AgentdError, InternalError, LineTooLong
 from agentd.handlers import dispatch
@@ -292,27 +291,16 @@ class Server:
             os.chmod(path, 0o700)
 
     def _lock_pid_file(self) -> None:
-        """Hold an exclusive lock on the pid file for the daemon's life: one daemon per state dir."""
-        fd = os.open(self.config.pid_path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Hold the pid-file lock for the daemon's life: one writer per state dir."""
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid_text = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            raise AlreadyRunning(
-                int(pid_text) if pid_text.isdigit() else None, self.config.socket_path
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._pid_fd = fd
+            self._pid_fd = pidfile.acquire(self.config.pid_path)
+        except pidfile.Locked as e:
+            raise AlreadyRunning(e.pid, self.config.socket_path) from None
 
     def _release_pid_file(self) -> None:
-        if self._pid_fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            self.config.pid_path.unlink()
-        os.close(self._pid_fd)  # closing drops the lock
-        self._pid_fd = None
+        if self._pid_fd is not None:
+            pidfile.release(self.config.pid_path, self._pid_fd)
+            self._pid_fd = None
 
     def _remove_stale_socket(self, path: Path) -> None:
         if not os.path.lexists(path):
@@ -408,7 +396,7 @@ class Server:
     async def status(self) -> dict[str, Any]:
         files, size = await asyncio.to_thread(spool.backlog, self.config.spool_dir)
         db = self.config.db_path
-        db_bytes = sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+        db_bytes = self.store.database_bytes()
         return {
             "version": __version__,
             "pid": os.getpid(),

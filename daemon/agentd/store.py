@@ -248,6 +248,9 @@ class Store:
         self._queue: asyncio.Queue[tuple[PreparedEvent, asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._checkpointer: asyncio.Task[None] | None = None
+        # Held for every transaction on the writer connection: a batch, a prune, a vacuum. They
+        # share one connection, and a statement of one must never land inside another's BEGIN.
+        self._write_lock = asyncio.Lock()
         self._checkpoint_conn: sqlite3.Connection | None = None
         self._upserts: dict[str, str] = {}
         self._columns: dict[str, list[str]] = {}
@@ -267,13 +270,17 @@ class Store:
         self._db = await aiosqlite.connect(self.db_path, isolation_level=None)
         # WAL + NORMAL: a commit is durable against a process crash (kill -9) without an fsync
         # per transaction; only an OS crash or power loss can take the last commits.
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
         # Checkpoints (copying the WAL back into the database, with an fsync) would otherwise run
         # inside whichever commit crosses the threshold and stall every client waiting on it.
         # A second connection does them in the background instead; WAL lets both run at once.
-        await self._db.execute("PRAGMA wal_autocheckpoint=0")
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA busy_timeout=5000",
+            "PRAGMA wal_autocheckpoint=0",
+        ):
+            # Closed at once: an open statement would make a later VACUUM fail.
+            await (await self._db.execute(pragma)).close()
         self._checkpoint_conn = sqlite3.connect(
             self.db_path, isolation_level=None, check_same_thread=False
         )
@@ -374,6 +381,10 @@ class Store:
                 future.set_result(None)
 
     async def _write(self, events: list[PreparedEvent]) -> None:
+        async with self._write_lock:
+            await self._write_locked(events)
+
+    async def _write_locked(self, events: list[PreparedEvent]) -> None:
         db = self._db
         assert db is not None
         ids = list({e.id: None for e in events})
@@ -411,6 +422,39 @@ class Store:
         self.events_stored += len(fresh)
         self.batches += 1
 
+    async def prune(self, cutoff_ms: int) -> dict[str, int]:
+        """Delete what was last seen before `cutoff_ms`; rows deleted per table."""
+        db = self._db
+        assert db is not None
+        deleted: dict[str, int] = {}
+        async with self._write_lock:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for table, sql in _PRUNE_SQL:
+                    cursor = await db.execute(sql, {"cutoff": cutoff_ms})
+                    if table != "sessions_to_prune":
+                        deleted[table] = cursor.rowcount
+                await db.execute("DROP TABLE prune_sessions")
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                await db.execute("DROP TABLE IF EXISTS temp.prune_sessions")
+                raise
+        return deleted
+
+    async def vacuum(self) -> None:
+        """Rewrite the file without its free pages, then empty the WAL."""
+        db = self._db
+        assert db is not None
+        async with self._write_lock:
+            await db.execute("VACUUM")
+            await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def database_bytes(self) -> int:
+        """The database file plus its WAL."""
+        wal = self.db_path.with_name(self.db_path.name + "-wal")
+        return sum(p.stat().st_size for p in (self.db_path, wal) if p.exists())
+
     async def _existing_event_ids(self, ids: list[str]) -> set[str]:
         assert self._db is not None
         found: set[str] = set()
@@ -442,6 +486,27 @@ class Store:
 
 
 _INT64 = range(-(2**63), 2**63)
+
+
+# prune(): sessions last seen before the cutoff go with all their rows; rows of no (known) session
+# and raw events go by their own time.
+_PRUNE_SQL = (
+    (
+        "sessions_to_prune",
+        "CREATE TEMP TABLE prune_sessions AS SELECT id FROM sessions"
+        " WHERE coalesce(updated_at, created_at, 0) < :cutoff",
+    ),
+    *(
+        (
+            table,
+            f"DELETE FROM {table} WHERE session_id IN (SELECT id FROM prune_sessions)"
+            f" OR (session_id IS NULL AND coalesce(created_at, 0) < :cutoff)",
+        )
+        for table in ("tools", "file_operations", "session_errors", "compaction_events", "messages")
+    ),
+    ("sessions", "DELETE FROM sessions WHERE id IN (SELECT id FROM prune_sessions)"),
+    ("events", "DELETE FROM events WHERE received_at < :cutoff"),
+)
 
 
 def _sql_value(value: Any) -> Any:

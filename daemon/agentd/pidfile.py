@@ -1,0 +1,53 @@
+"""The pid file and its lock: whoever holds it is the database's only writer.
+
+The daemon holds it for its whole life. A command that writes the database directly while no
+daemon runs (prune, vacuum, import) holds it too, so that no daemon can start meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["Locked", "acquire", "release", "held"]
+
+
+class Locked(Exception):
+    """Another process holds the lock; `pid` is what its pid file says (None if unreadable)."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(f"held by pid {pid or '?'}")
+        self.pid = pid
+
+
+def acquire(path: Path) -> int:
+    """Take the lock without waiting and write our pid; the fd to pass to release()."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise Locked(int(text) if text.isdigit() else None) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def release(path: Path, fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    os.close(fd)  # closing drops the lock
+
+
+@contextlib.contextmanager
+def held(path: Path) -> Iterator[None]:
+    fd = acquire(path)
+    try:
+        yield
+    finally:
+        release(path, fd)
