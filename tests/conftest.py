@@ -61,17 +61,20 @@ class Daemon:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> Daemon:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentd", "start", "--foreground"],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # To a file, not a pipe: a pipe nobody reads fills up and blocks the daemon's logging.
+        self.stderr_path = Path(self.env["AGENTD_HOME"]) / f"daemon-{time.monotonic_ns()}.stderr"
+        with open(self.stderr_path, "wb") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agentd", "start", "--foreground"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                err = self.stderr_path.read_text(errors="replace")
                 raise RuntimeError(f"daemon exited with {self.process.returncode}: {err}")
             try:
                 self.call("ping")
@@ -105,8 +108,6 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process.stderr:
-            self.process.stderr.close()
         return self.process.returncode
 
     @property

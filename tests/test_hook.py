@@ -180,14 +180,14 @@ def test_stdin_never_closed_does_not_hang(daemon, agentd_env):
     assert query_db(daemon.config.db_path, "SELECT count(*) AS n FROM tools") == [{"n": 1}]
 
 
-def test_stdin_open_and_silent_gives_up_quickly(agentd_env):
+def test_stdin_open_and_silent_gives_up_in_bounded_time(agentd_env):
     proc = subprocess.Popen(
         hook_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=no_autostart(agentd_env)
     )
     try:
         started = time.monotonic()
         assert proc.wait(5) == 0
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3.0  # STDIN_FIRST_BYTE_S (2 s), then gives up
     finally:
         proc.stdin.close()
         proc.stdout.close()

@@ -44,10 +44,14 @@ import time  # noqa: E402
 
 from agentd import paths, spool  # noqa: E402
 
-BUDGET_S = 0.5  # everything: reading stdin, connecting, waiting for the ack
+BUDGET_S = 0.5  # from start to the ack: reading stdin, connecting, waiting
 CONNECT_S = 0.05
-STDIN_BUDGET_S = 0.25  # of BUDGET_S, at most this for stdin
+# Waiting for stdin's first byte. Claude writes the payload at once; only a starved machine makes
+# it late, and giving up early there loses the event, so this is long. Stdin that stays empty
+# (never a real hook) costs this much, once.
+STDIN_FIRST_BYTE_S = 2.0
 STDIN_IDLE_S = 0.03  # data came, then silence this long: the writer is done but left stdin open
+STDIN_MAX_S = 2.0  # reading a payload that keeps coming stops here (a 50 MB one takes ~0.1 s)
 TAIL_BYTES = 65536  # of stdin over the limit, the end kept to find the event's ids in
 ENVELOPE_BYTES = 256  # room kept for the JSON-RPC envelope around the payload
 AUTOSTART_EVERY_S = 10.0  # at most one daemon start per this many seconds, however many hooks fire
@@ -57,23 +61,28 @@ SOURCE = "claude"
 def read_stdin(deadline: float, limit: int) -> tuple[bytes, int, bytes]:
     """(up to `limit` bytes of stdin, total bytes seen, the last TAIL_BYTES beyond the limit).
 
-    Returns early on EOF or idle stdin."""
+    `deadline` bounds only the wait for the first byte, and ends with one last look (a starved
+    process may pass it with the whole payload already in the pipe). Once data flows, reading goes
+    on to EOF, or to STDIN_IDLE_S of silence (a writer that leaves stdin open), within STDIN_MAX_S.
+    """
     kept: list[bytes] = []
     kept_size = total = 0
     tail = b""
+    cap = time.monotonic() + STDIN_MAX_S
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        wait = min(remaining, STDIN_IDLE_S) if total else remaining
+        now = time.monotonic()
+        if total:
+            if now >= cap:
+                break
+            wait = min(STDIN_IDLE_S, cap - now)
+        else:
+            wait = max(0.0, deadline - now)
         try:
             ready, _, _ = select.select([0], [], [], wait)
         except (OSError, ValueError):
             break  # no stdin at all
         if not ready:
-            if total:
-                break  # idle after data
-            continue
+            break  # nothing came in time, or silence after data
         try:
             chunk = os.read(0, 1 << 20)
         except OSError:
@@ -187,9 +196,11 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> None:
         file = {}  # a broken config file must not cost the event; `agentd status` reports it
     max_line = file.get("max_line_bytes")
     limit = (max_line if isinstance(max_line, int) else 16 * 1024 * 1024) - ENVELOPE_BYTES
-    data, total, tail = read_stdin(min(deadline, start + STDIN_BUDGET_S), limit)
+    data, total, tail = read_stdin(start + STDIN_FIRST_BYTE_S, limit)
     if not data.strip():
         return  # nothing to keep
+    # Normally all of BUDGET_S is left; if stdin came late, still give delivery a fair try.
+    deadline = max(deadline, time.monotonic() + 2 * CONNECT_S)
     payload = data if total <= limit else oversize_payload(data, total, tail)
     if not payload.lstrip().startswith(b"{"):
         payload = wrap_unparsed(payload)

@@ -346,8 +346,11 @@ class Server:
         """Ingest every drainable spool file; delete each only after its events committed."""
         async with self._spool_lock:
             drained = 0
-            for path in await asyncio.to_thread(spool.ready_files, self.config.spool_dir):
+            files = await asyncio.to_thread(spool.ready_files, self.config.spool_dir)
+            for path in files:
                 drained += await self._drain_file(Path(path))
+            if drained:
+                log.info("drained %d events from %d spool files", drained, len(files))
             return drained
 
     async def _drain_file(self, path: Path) -> int:
@@ -370,8 +373,6 @@ class Server:
             self._keep_rejected(path, rejected, torn)
         path.unlink(missing_ok=True)
         self.spool_events_drained += len(events)
-        if events:
-            log.info("drained %d events from spool file %s", len(events), path.name)
         return len(events)
 
     def _keep_rejected(self, path: Path, lines: list[bytes], torn: int) -> None:
