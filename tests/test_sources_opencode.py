@@ -12,7 +12,8 @@ import msgspec
 import pytest
 
 from agentd.sources import NORMALIZERS, TYPED_TABLES, Context, Normalized
-from agentd.sources.opencode import normalize, truncate_output
+from agentd.sources._values import truncate as truncate_output
+from agentd.sources.opencode import normalize
 from agentd.store import Store, event_id
 from conftest import load_jsonl, query_db
 

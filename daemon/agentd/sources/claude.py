@@ -62,6 +62,12 @@ from typing import Any
 import msgspec
 
 from agentd.sources import Context, Normalized, Row, register
+from agentd.sources._values import (
+    as_dict as _dict,
+    as_int as _int,
+    as_str as _str,
+    truncate,
+)
 
 __all__ = ["normalize"]
 
@@ -82,23 +88,6 @@ _FILE_KEYS = ("file_path", "notebook_path", "path")
 _FILE_OPS = {"Read": "read", "Edit": "edited", "Glob": "searched", "Grep": "searched"}
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int | None:
-    """An integer SQLite can store (a float is floored), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not -(2**62) < value < 2**62:  # also False for NaN
-        return None
-    return int(value)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _text(value: Any) -> str | None:
     """A value as stored text: strings as they are, anything else as JSON."""
     if value is None or isinstance(value, str):
@@ -107,20 +96,6 @@ def _text(value: Any) -> str | None:
         return msgspec.json.encode(value).decode()
     except (TypeError, ValueError, OverflowError):
         return str(value)
-
-
-def truncate(text: str | None, limit: int) -> str | None:
-    """Cut text to at most `limit` UTF-8 bytes, on a character boundary, ending in a visible marker."""
-    if text is None:
-        return None
-    data = text.encode("utf-8", "replace")
-    total = len(data)
-    if total <= limit:
-        return text
-    reserve = len(f"…[truncated {total} of {total} bytes]".encode())
-    kept = data[: max(0, limit - reserve)].decode("utf-8", "ignore")
-    cut = total - len(kept.encode())
-    return f"{kept}…[truncated {cut} of {total} bytes]"
 
 
 def _count_lines(content: Any) -> int | None:

@@ -64,10 +64,10 @@ import math
 from typing import Any
 
 from agentd.sources import Context, Normalized, Row, register
+from agentd.sources._values import as_dict as _dict, as_int as _int, as_str as _str, truncate
 
 __all__ = ["normalize"]
 
-_EMPTY: dict[str, Any] = {}
 _ERROR_TAIL_CHARS = 500
 # Tool names whose arguments name one file (camelCase filePath) and the op a success means.
 _READ_TOOLS = frozenset({"read"})
@@ -80,23 +80,6 @@ _ABORTED = "Tool execution aborted"
 
 
 # --- small, total helpers: a wrong type is "not known", never an exception ------------------
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else _EMPTY
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int | None:
-    """An integer SQLite can store (a float is floored), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not -(2**62) < value < 2**62:  # also False for NaN
-        return None
-    return int(value)
 
 
 def _num(value: Any) -> float | None:
@@ -113,25 +96,8 @@ def _event_key(event: dict[str, Any], ctx: Context) -> str:
     return _str(event.get("id")) or ctx.event_id
 
 
-def truncate_output(text: str, limit: int) -> str:
-    """Cut text to at most `limit` UTF-8 bytes, on a character boundary, ending in a visible marker
-    `…[truncated N of M bytes]` (the same form as the Claude normalizer's). A negative limit means
-    no limit.
-    """
-    if limit < 0 or len(text) * 4 <= limit:  # a character is at most 4 UTF-8 bytes
-        return text
-    data = text.encode("utf-8", "replace")
-    total = len(data)
-    if total <= limit:
-        return text
-    reserve = len(f"…[truncated {total} of {total} bytes]".encode())
-    kept = data[: max(0, limit - reserve)].decode("utf-8", "ignore")
-    cut = total - len(kept.encode())
-    return f"{kept}…[truncated {cut} of {total} bytes]"
-
-
 def _text(value: Any, limit: int) -> str | None:
-    return truncate_output(value, limit) if isinstance(value, str) else None
+    return truncate(value, limit) if isinstance(value, str) else None
 
 
 # --- entry point ----------------------------------------------------------------------------
