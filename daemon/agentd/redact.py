@@ -111,13 +111,26 @@ class Redactor:
                     f"redaction pattern {rule.name!r} is not a valid regex: {e}"
                 ) from e
         object.__setattr__(self, "_compiled", tuple(compiled))
+        # (trigger, indices of the rules it wakes), each trigger once: one comprehension tests them
+        # all (a per-rule any() over a generator cost more than the substring tests themselves).
+        wakes: dict[str, list[int]] = {}
+        for i, (rule, _) in enumerate(compiled):
+            for t in rule.triggers:
+                wakes.setdefault(t, []).append(i)
+        triggers = tuple((t, tuple(indices)) for t, indices in wakes.items())
+        always = frozenset(i for i, (rule, _) in enumerate(compiled) if not rule.triggers)
+        object.__setattr__(self, "_triggers", triggers)
+        object.__setattr__(self, "_always", always)
 
     def redact(self, text: str) -> tuple[str, int]:
         """(text with every secret replaced by a marker, number of replacements)."""
         hits = 0
         lower = text.lower()
-        for rule, regex in self._compiled:  # type: ignore[attr-defined]
-            if rule.triggers and not any(t in lower for t in rule.triggers):
+        due = {i for t, rules in self._triggers if t in lower for i in rules}  # type: ignore[attr-defined]
+        if not due and not self._always:  # type: ignore[attr-defined]
+            return text, 0
+        for index, (rule, regex) in enumerate(self._compiled):  # type: ignore[attr-defined]
+            if index not in due and index not in self._always:  # type: ignore[attr-defined]
                 continue
             if rule.name in _ANCHORED:
                 text, n = _redact_anchored(text, lower, rule, regex)
