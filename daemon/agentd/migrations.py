@@ -182,6 +182,17 @@ CREATE INDEX file_operations_query_session
 """,
     ),
     Migration(4, "0004_privacy", _PRIVACY),
+    Migration(
+        5,
+        "0005_drop_prefix_indexes",
+        """
+-- Each is a leading prefix of a covering index of 0003, which serves the same lookups; every
+-- index is maintained on every write, so these only cost.
+DROP INDEX tools_session;
+DROP INDEX file_operations_session;
+DROP INDEX file_operations_path;
+""",
+    ),
 )
 
 _RECORD_TABLE = """
