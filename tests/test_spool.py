@@ -98,3 +98,16 @@ def test_unreadable_lines_are_kept_aside_not_lost(daemon, config):
     assert rejected[0].read_bytes() == b"not json at all\n" + line("claude", [1, 2])
     assert query_db(config.db_path, "SELECT session_id FROM events") == [{"session_id": "g"}]
     assert daemon.call("status")["spool_lines_rejected"] == 2
+
+
+def test_a_hook_spool_line_whose_payload_is_not_json_is_kept_as_text(daemon, config):
+    # The hook embeds stdin as it came (checking it would slow the hook); the daemon salvages it.
+    broken = b'{"source":"claude","received_at":1234,"payload":{"session_id": "b", "oops"}\n'
+    spool.write_file(config.spool_dir, "claude", [broken])
+    assert wait_for(
+        lambda: query_db(config.db_path, "SELECT count(*) AS n FROM events") == [{"n": 1}]
+    )
+    (row,) = query_db(config.db_path, "SELECT payload, received_at FROM events")
+    assert json.loads(row["payload"]) == {"agentd_unparsed_stdin": '{"session_id": "b", "oops"'}
+    assert row["received_at"] == 1234
+    assert not (config.spool_dir / "rejected").exists()

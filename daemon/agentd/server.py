@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import struct
@@ -367,7 +368,11 @@ class Server:
                     raise ValueError("payload is not an object")
                 events.append(self.store.prepare(params.source, payload, params.received_at))
             except ValueError:  # msgspec.DecodeError and UnicodeDecodeError are ValueErrors
-                rejected.append(line)
+                salvaged = _salvage_spool_line(line)
+                if salvaged is None:
+                    rejected.append(line)
+                else:
+                    events.append(self.store.prepare(*salvaged))
         await asyncio.gather(*(self.store.submit(event) for event in events))
         if rejected or torn:
             self._keep_rejected(path, rejected, torn)
@@ -414,6 +419,23 @@ class Server:
             "spool_lines_rejected": self.spool_lines_rejected,
             "connections": len(self._connections),
         }
+
+
+# The hook writes its spool lines as exactly this (hook.ingest_params), embedding stdin as it came.
+_HOOK_SPOOL_LINE = re.compile(
+    rb'^\{"source":"([A-Za-z0-9_]+)","received_at":(\d{1,15}),"payload":(.*)\}$', re.S
+)
+
+
+def _salvage_spool_line(line: bytes) -> tuple[str, bytes, int] | None:
+    """A hook's spool line whose payload is not JSON (the hook does not check, to stay fast):
+    (source, payload keeping the text as `agentd_unparsed_stdin`, received_at), or None."""
+    match = _HOOK_SPOOL_LINE.match(line.strip())
+    if match is None:
+        return None
+    text = match[3].decode("utf-8", "replace")
+    payload = msgspec.json.encode({"agentd_unparsed_stdin": text})
+    return match[1].decode(), payload, int(match[2])
 
 
 def run(config: Config) -> None:
