@@ -385,6 +385,194 @@ def uninstall_claude_command(scope: str, project_dir: Path | None, dry_run: bool
     _print_plan(plan, "no agentd hooks are present", dry_run)
 
 
+_OPENCODE_SCOPE = click.option(
+    "--scope",
+    type=click.Choice(["user", "project"]),
+    default="user",
+    show_default=True,
+    help="user: ~/.config/opencode/plugins/ (all projects); project: DIR/.opencode/plugins/.",
+)
+
+
+def _opencode_target(scope: str, project_dir: Path | None) -> Path:
+    from agentd.install import opencode_plugin_path
+
+    if project_dir is not None and scope != "project":
+        raise click.UsageError("--project-dir goes with --scope project")
+    return opencode_plugin_path(scope, project_dir, dict(os.environ))
+
+
+def _print_file_plan(plan: Any, state: str, dry_run: bool) -> None:
+    if not plan.changed:
+        click.echo(f"Nothing to change: {state} ({plan.path}).")
+        return
+    past = {"add": "Added", "update": "Updated", "remove": "Removed"}
+    for change in plan.changes:
+        verb, what = change.split(" ", 1)
+        click.echo(f"{'Would ' + verb if dry_run else past.get(verb, verb)} {what}: {plan.path}")
+
+
+@install.command("opencode")
+@_OPENCODE_SCOPE
+@_PROJECT_DIR
+@_DRY_RUN
+def install_opencode_command(scope: str, project_dir: Path | None, dry_run: bool) -> None:
+    """Add agentd's plugin to OpenCode (a file in OpenCode's plugins directory).
+
+    OpenCode loads every plugins/*.ts of its config directories by itself: no opencode.json
+    entry, no npm install. Running it again changes nothing, or updates an older copy; a file of
+    that name that is not agentd's is left alone.
+
+    \b
+    Example:
+      agentd install opencode --dry-run
+      agentd install opencode --scope project --project-dir ~/src/myapp
+    """
+    from agentd.install import InstallError, install_opencode
+
+    try:
+        plan = install_opencode(_opencode_target(scope, project_dir), dry_run=dry_run)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from None
+    _print_file_plan(plan, "agentd's plugin is installed and up to date", dry_run)
+    if plan.applied:
+        click.echo("OpenCode loads it when it next starts; its events then count in: agentd status")
+
+
+@uninstall.command("opencode")
+@_OPENCODE_SCOPE
+@_PROJECT_DIR
+@_DRY_RUN
+def uninstall_opencode_command(scope: str, project_dir: Path | None, dry_run: bool) -> None:
+    """Remove agentd's plugin file from OpenCode's plugins directory (only if it is agentd's).
+
+    \b
+    Example:
+      agentd uninstall opencode --scope project
+    """
+    from agentd.install import InstallError, uninstall_opencode
+
+    try:
+        plan = uninstall_opencode(_opencode_target(scope, project_dir), dry_run=dry_run)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from None
+    _print_file_plan(plan, "agentd's plugin is not installed", dry_run)
+
+
+def _maintenance(config: Config, method: str, params: dict[str, Any] | None, direct: Any) -> Any:
+    """Run a write operation through the daemon when it runs (it owns the only writer), else
+    directly, holding the daemon's pid-file lock so that none starts meanwhile."""
+    import asyncio
+    import sqlite3
+
+    from agentd import pidfile
+    from agentd.store import Store
+
+    try:
+        return call(config.socket_path, method, params, timeout=3600.0)
+    except NotRunning:
+        pass
+    except RemoteError as e:
+        raise click.ClickException(f"the daemon refused {method}: {e}") from None
+    if not config.db_path.exists():
+        raise click.ClickException(
+            f"no database at {config.db_path}: nothing captured yet (start with: agentd start)"
+        )
+
+    async def run() -> Any:
+        store = Store(config.db_path)
+        await store.open()
+        try:
+            return await direct(store)
+        finally:
+            await store.close()
+
+    try:
+        with pidfile.held(config.pid_path):
+            return asyncio.run(run())
+    except sqlite3.Error as e:
+        raise click.ClickException(f"{method} failed on {config.db_path}: {e}") from None
+    except pidfile.Locked as e:
+        raise click.ClickException(
+            f"agentd (pid {e.pid or '?'}) is starting or not answering; try again in a moment"
+        ) from None
+
+
+@cli.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="AGE",
+    help="A duration (90d, 12w, 24h) or a date (2026-01-01): what was last seen before it goes.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+def prune(ctx: click.Context, older_than: str, as_json: bool) -> None:
+    """Delete sessions and raw events last seen before a cutoff.
+
+    A session goes with all its rows (tools, file operations, errors, compactions, messages)
+    when its last activity is older than the cutoff; raw events go by the time they were
+    received. Run `agentd vacuum` afterwards to give the space back to the file system.
+
+    \b
+    Example:
+      agentd prune --older-than 90d
+      agentd prune --older-than 2026-01-01 --json
+    """
+    from agentd.reports import TimeError, parse_time
+
+    config = _config(ctx)
+    try:
+        cutoff = parse_time(older_than)
+    except TimeError as e:
+        raise click.BadParameter(str(e), param_hint="--older-than") from None
+    if cutoff is None:
+        raise click.BadParameter("give an age such as 90d, or a date", param_hint="--older-than")
+
+    async def direct(store: Any) -> dict[str, Any]:
+        return {"deleted": await store.prune(cutoff)}
+
+    deleted = _maintenance(config, "prune", {"before": cutoff}, direct)["deleted"]
+    if as_json:
+        click.echo(json.dumps({"before": cutoff, "deleted": deleted}, indent=2, sort_keys=True))
+        return
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(cutoff / 1000))
+    total = sum(deleted.values())
+    click.echo(f"Deleted {total} rows last seen before {when}:")
+    for table, count in deleted.items():
+        click.echo(f"  {table:18s} {count}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the sizes as JSON.")
+@click.pass_context
+def vacuum(ctx: click.Context, as_json: bool) -> None:
+    """Shrink the database file: give the space of deleted rows back to the file system.
+
+    Writes wait while it runs (the file is rewritten), so run it after a large prune.
+
+    \b
+    Example:
+      agentd prune --older-than 90d && agentd vacuum
+    """
+    config = _config(ctx)
+
+    async def direct(store: Any) -> dict[str, Any]:
+        before = store.database_bytes()
+        await store.vacuum()
+        return {"bytes_before": before, "bytes_after": store.database_bytes()}
+
+    sizes = _maintenance(config, "vacuum", None, direct)
+    if as_json:
+        click.echo(json.dumps(sizes, indent=2, sort_keys=True))
+        return
+    click.echo(
+        f"Database {config.db_path}: {_human_bytes(sizes['bytes_before'])} -> "
+        f"{_human_bytes(sizes['bytes_after'])}"
+    )
+
+
 def main() -> None:
     cli(prog_name="agentd")
 
@@ -392,3 +580,8 @@ def main() -> None:
 from agentd.query import query  # noqa: E402  (registered after the group is defined)
 
 cli.add_command(query)
+
+from agentd.import_command import doctor, import_  # noqa: E402
+
+cli.add_command(import_)
+cli.add_command(doctor)

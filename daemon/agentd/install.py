@@ -23,6 +23,11 @@ __all__ = [
     "claude_hook_command",
     "install_claude",
     "uninstall_claude",
+    "OPENCODE_PLUGIN_MARKER",
+    "opencode_plugin_path",
+    "opencode_plugin_source",
+    "install_opencode",
+    "uninstall_opencode",
 ]
 
 # Claude Code 2.1.329's hook events (shared/reference/formats.md A2), all but WorktreeCreate: a
@@ -177,4 +182,111 @@ def uninstall_claude(path: Path, *, dry_run: bool = False) -> Plan:
         del settings["hooks"]
     if plan.changed and not dry_run:
         _write_settings(plan, settings)
+    return plan
+
+
+# --- OpenCode: a plugin file in a directory OpenCode loads plugins from by itself ---------------
+
+# The plugin file's first line starts with this: how uninstall knows the file is agentd's.
+OPENCODE_PLUGIN_MARKER = "// agentd-opencode-plugin"
+OPENCODE_PLUGIN_FILE = "agentd.ts"
+
+
+def opencode_plugin_path(scope: str, project_dir: Path | None, env: dict[str, str]) -> Path:
+    """Where OpenCode (1.18) finds the plugin without any config entry: `{plugin,plugins}/*.ts` in
+    each config dir (formats.md C2): `~/.config/opencode` ($XDG_CONFIG_HOME honoured), or the
+    project's `.opencode`."""
+    if scope == "project":
+        base = (project_dir or Path.cwd()).resolve() / ".opencode"
+    else:
+        config_home = env.get("XDG_CONFIG_HOME")
+        root = (
+            Path(config_home).expanduser()
+            if config_home
+            else Path(env.get("HOME") or Path.home()) / ".config"
+        )
+        base = root / "opencode"
+    return base / "plugins" / OPENCODE_PLUGIN_FILE
+
+
+def opencode_plugin_source() -> str:
+    """The plugin's text: shipped in the wheel as agentd/opencode_plugin/agentd.ts; an editable
+    install (a checkout) reads opencode-plugin/src/agentd.ts."""
+    from importlib.resources import files
+
+    shipped = files("agentd").joinpath("opencode_plugin", OPENCODE_PLUGIN_FILE)
+    if shipped.is_file():
+        return shipped.read_text(encoding="utf-8")
+    checkout = Path(__file__).resolve().parents[2] / "opencode-plugin" / "src"
+    checkout /= OPENCODE_PLUGIN_FILE
+    try:
+        return checkout.read_text(encoding="utf-8")
+    except OSError:
+        raise InstallError(
+            "the OpenCode plugin file is missing from this agentd installation "
+            f"(looked for agentd/opencode_plugin/{OPENCODE_PLUGIN_FILE} and {checkout})"
+        ) from None
+
+
+def _is_our_plugin(text: str) -> bool:
+    return text.startswith(OPENCODE_PLUGIN_MARKER)
+
+
+def _read_plugin(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise InstallError(f"{path} is a directory; move it away, then run again") from None
+    except OSError as e:
+        raise InstallError(f"cannot read {path}: {e.strerror}") from None
+
+
+def install_opencode(path: Path, *, dry_run: bool = False, source: str | None = None) -> Plan:
+    """Write the plugin file at `path`, or update an older copy of it; same content: no change.
+    A file of that name that is not agentd's is left alone (InstallError)."""
+    text = opencode_plugin_source() if source is None else source
+    current = _read_plugin(path)
+    plan = Plan(path)
+    if current == text:
+        return plan
+    if current is not None and not _is_our_plugin(current):
+        raise InstallError(
+            f"{path} exists and is not agentd's plugin (its first line is not "
+            f"{OPENCODE_PLUGIN_MARKER!r}); move it away, then run again"
+        )
+    plan.changes.append(f"{'update' if current is not None else 'add'} agentd's plugin")
+    if not dry_run:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.agentd-{os.getpid()}")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)  # atomic: a starting OpenCode never loads half a file
+        except OSError as e:
+            raise InstallError(f"cannot write {path}: {e.strerror}") from None
+        plan.applied = True
+    return plan
+
+
+def uninstall_opencode(path: Path, *, dry_run: bool = False) -> Plan:
+    """Remove the plugin file at `path` if it is agentd's (its marker line); nothing else."""
+    current = _read_plugin(path)
+    plan = Plan(path)
+    if current is None:
+        return plan
+    if not _is_our_plugin(current):
+        raise InstallError(
+            f"{path} is not agentd's plugin (its first line is not {OPENCODE_PLUGIN_MARKER!r}); "
+            "left as it is"
+        )
+    plan.changes.append("remove agentd's plugin")
+    if not dry_run:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise InstallError(f"cannot remove {path}: {e.strerror}") from None
+        plan.applied = True
     return plan

@@ -1,0 +1,546 @@
+// The plugin's transport against scripted fake daemons (node:net servers on Unix sockets), its
+// serialization, its exit paths (child processes), and, when AGENTD_TEST_DAEMON_HOME names the
+// AGENTD_HOME of a running agentd, delivery to the real daemon (tests/test_opencode_plugin.py sets
+// it and checks the rows afterwards).
+//
+//   bun test                      (from opencode-plugin/)
+
+import type { Hooks } from "@opencode-ai/plugin";
+import { afterEach, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+import { call, counters, load, replayRecord } from "./driver.ts";
+
+const SAMPLES = path.resolve(
+  import.meta.dir,
+  "../../../shared/samples/opencode_plugin_events_examples.jsonl",
+);
+const DRIVER = path.join(import.meta.dir, "driver.ts");
+const SHARED = Symbol.for("agentd.opencode-plugin.v1");
+const CLAIMS = Symbol.for("agentd.opencode-plugin.claims");
+const ENV_KEYS = [
+  "AGENTD_HOME",
+  "AGENTD_SOCKET",
+  "AGENTD_CONFIG",
+  "AGENTD_OPENCODE_SKIP_EVENTS",
+  "XDG_RUNTIME_DIR",
+  "XDG_STATE_HOME",
+  "XDG_CONFIG_HOME",
+];
+
+type Rpc = { jsonrpc: string; id: number; method: string; params: Record<string, unknown> };
+type Policy = (req: Rpc, conn: net.Socket) => string | null; // the reply line, or null: no reply
+
+const cleanups: Array<() => void | Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()?.();
+});
+
+function tmpdir(): string {
+  const dir = fs.mkdtempSync(path.join("/tmp", "agp-"));
+  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A fresh plugin (its own transport) with exactly `env` of the AGENTD_/XDG_ variables. */
+async function fresh(env: Record<string, string>, directory = "/proj"): Promise<Hooks> {
+  reset();
+  for (const key of ENV_KEYS) delete process.env[key];
+  Object.assign(process.env, env);
+  const hooks = await load(directory);
+  cleanups.push(reset);
+  return hooks;
+}
+
+function reset(): void {
+  const g = globalThis as unknown as Record<symbol, unknown>;
+  const s = g[SHARED] as
+    | { transport: { close(): void; spoolAll(): void; flush(ms: number): Promise<void> } }
+    | undefined;
+  if (s) {
+    s.transport.close();
+    s.transport.spoolAll();
+  }
+  delete g[SHARED];
+  delete g[CLAIMS];
+}
+
+class FakeDaemon {
+  received: Rpc[] = [];
+  connections = 0;
+  private server: net.Server;
+  private sockets = new Set<net.Socket>();
+
+  constructor(
+    readonly socketPath: string,
+    private policy: Policy = (req) => JSON.stringify({ jsonrpc: "2.0", id: req.id, result: { stored: true } }),
+  ) {
+    this.server = net.createServer((conn) => {
+      this.connections++;
+      this.sockets.add(conn);
+      conn.on("close", () => this.sockets.delete(conn));
+      conn.on("error", () => {});
+      let buffer = "";
+      conn.setEncoding("utf8");
+      conn.on("data", (chunk: string) => {
+        buffer += chunk;
+        let nl = buffer.indexOf("\n");
+        while (nl >= 0) {
+          const req = JSON.parse(buffer.slice(0, nl)) as Rpc;
+          buffer = buffer.slice(nl + 1);
+          this.received.push(req);
+          const reply = this.policy(req, conn);
+          if (reply !== null && !conn.destroyed) conn.write(`${reply}\n`);
+          nl = buffer.indexOf("\n");
+        }
+      });
+    });
+    cleanups.push(() => this.close());
+  }
+
+  listen(): Promise<this> {
+    return new Promise((resolve) => this.server.listen(this.socketPath, () => resolve(this)));
+  }
+
+  setPolicy(policy: Policy): void {
+    this.policy = policy;
+  }
+
+  dropConnections(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  close(): Promise<void> {
+    this.dropConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+const ack = (req: Rpc) => JSON.stringify({ jsonrpc: "2.0", id: req.id, result: { stored: true } });
+const fail = (req: Rpc, code: number) =>
+  JSON.stringify({ jsonrpc: "2.0", id: req.id, error: { code, message: `error ${code}` } });
+
+async function until(predicate: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out; counters: ${JSON.stringify(counters())}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function toolCall(i: number, output = "ok\n") {
+  const input = { tool: "bash", sessionID: "ses_test", callID: `call_${i}` };
+  return { input, output: { title: "t", output, metadata: { output, exit: 0 } } };
+}
+
+async function sendTools(hooks: Hooks, n: number, output?: string): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const { input, output: out } = toolCall(i, output);
+    await call(hooks, "tool.execute.after", input, out);
+  }
+}
+
+function spoolFiles(home: string): string[] {
+  const dir = path.join(home, "spool");
+  return fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [];
+}
+
+function spoolLines(home: string): Array<Record<string, unknown>> {
+  const dir = path.join(home, "spool");
+  return spoolFiles(home).flatMap((name) =>
+    fs
+      .readFileSync(path.join(dir, name), "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>),
+  );
+}
+
+function samples(scenario?: string): Array<Record<string, unknown>> {
+  return fs
+    .readFileSync(SAMPLES, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => !scenario || r.scenario === scenario);
+}
+
+describe("delivery", () => {
+  test("every callback becomes one ingest, acked; the payload is the callback's arguments", async () => {
+    const home = tmpdir();
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    const before = Date.now();
+    const records = samples("oc-main");
+    for (const r of records) await replayRecord(hooks, r);
+    await hooks.dispose?.();
+    const forwarded = records.filter(
+      (r) =>
+        r.kind !== "plugin.init" &&
+        !["chat.headers", "shell.env"].includes(String(r.kind)) &&
+        !(r.kind === "event" && (r.event as { type: string }).type === "message.part.delta"),
+    );
+    expect(daemon.received.length).toBe(forwarded.length);
+    expect(counters()).toMatchObject({ acked: forwarded.length, spooled: 0, pending: 0 });
+    expect(daemon.connections).toBe(1);
+    const ids = daemon.received.map((r) => r.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const [i, req] of daemon.received.entries()) {
+      expect(req.method).toBe("ingest");
+      expect(req.params.source).toBe("opencode");
+      expect(req.params.received_at as number).toBeGreaterThanOrEqual(before);
+      const { scenario: _s, ts: _t, pid: _p, ...payload } = forwarded[i];
+      if (payload.kind === "chat.params") continue; // provider and model are trimmed, below
+      expect(req.params.payload).toEqual(payload);
+    }
+    const params = daemon.received.find((r) => (r.params.payload as { kind: string }).kind === "chat.params");
+    const input = (params?.params.payload as { input: Record<string, Record<string, unknown>> }).input;
+    expect(input.provider).toEqual({ id: "fake", name: "Fake LLM", source: "config" });
+    expect(JSON.stringify(params)).not.toContain("sk-fake"); // the provider's API key stays home
+    expect(input.model.limit).toEqual({ context: 200000, output: 8192 });
+  });
+
+  test("acks are matched by id, in any order, with requests pipelined", async () => {
+    const home = tmpdir();
+    const held: Array<[Rpc, net.Socket]> = [];
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock"), (req, conn) => {
+      held.push([req, conn]);
+      if (held.length === 50) for (const [r, c] of held.reverse()) c.write(`${ack(r)}\n`);
+      return null;
+    }).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 50);
+    await until(() => counters().acked === 50);
+    expect(daemon.received.length).toBe(50); // all 50 sent before the first ack came
+    expect(counters()).toMatchObject({ pending: 0, spooled: 0, resent: 0 });
+  });
+
+  test("an internal error is retried, then the event is spooled; a bad-params event is spooled", async () => {
+    const home = tmpdir();
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock"), (req) => {
+      const payload = req.params.payload as { input: { callID: string } };
+      if (payload.input.callID === "call_0") return fail(req, -32603);
+      if (payload.input.callID === "call_1") return fail(req, -32602);
+      return ack(req);
+    }).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 3);
+    await until(() => counters().acked === 1 && counters().spooled === 2);
+    const calls = daemon.received.map((r) => (r.params.payload as { input: { callID: string } }).input.callID);
+    expect(calls.filter((c) => c === "call_0").length).toBe(3);
+    expect(calls.filter((c) => c === "call_1").length).toBe(1);
+    const files = spoolFiles(home);
+    expect(files.every((f) => f.endsWith(".ndjson"))).toBe(true); // finished: the daemon drains it
+    expect(spoolLines(home).map((l) => (l.payload as { input: { callID: string } }).input.callID).sort()).toEqual([
+      "call_0",
+      "call_1",
+    ]);
+  });
+
+  test("a daemon that goes away mid-stream: unacked events are resent on a new connection", async () => {
+    const home = tmpdir();
+    let seen = 0;
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock"), (req, conn) => {
+      if (++seen === 5) {
+        conn.destroy(); // answered none of the first five
+        return null;
+      }
+      return seen < 5 ? null : ack(req);
+    }).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 10);
+    await until(() => counters().acked === 10);
+    expect(daemon.connections).toBe(2);
+    expect(counters()).toMatchObject({ spooled: 0, pending: 0 });
+    expect(Number(counters().resent)).toBeGreaterThanOrEqual(5);
+  });
+
+  test("a daemon that is stopping (-32002): the event is kept and goes to the spool", async () => {
+    const home = tmpdir();
+    const socketPath = path.join(home, "agentd.sock");
+    const daemon = await new FakeDaemon(socketPath, (req) => fail(req, -32002)).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 1);
+    await until(() => daemon.received.length >= 1);
+    await daemon.close(); // it stopped
+    await hooks.dispose?.();
+    expect(counters()).toMatchObject({ acked: 0, spooled: 1, pending: 0 });
+    expect(spoolLines(home).length).toBe(1);
+  });
+});
+
+describe("daemon down", () => {
+  test("events go to the spool in the protocol's format; a returning daemon gets the next ones", async () => {
+    const home = tmpdir();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 20);
+    await until(() => counters().spooled === 20);
+    // Still being written: a .open file named for this process.
+    const open = spoolFiles(home);
+    expect(open.length).toBe(1);
+    expect(open[0]).toMatch(new RegExp(`^opencode-${process.pid}-[0-9a-f-]+\\.ndjson\\.open$`));
+    const mode = fs.statSync(path.join(home, "spool", open[0])).mode & 0o777;
+    expect(mode).toBe(0o600);
+    expect(fs.statSync(path.join(home, "spool")).mode & 0o777).toBe(0o700);
+    const lines = spoolLines(home);
+    expect(lines.length).toBe(20);
+    for (const line of lines) {
+      expect(Object.keys(line).sort()).toEqual(["payload", "received_at", "source"]);
+      expect(line.source).toBe("opencode");
+      expect(Number.isInteger(line.received_at)).toBe(true);
+      expect((line.payload as { kind: string }).kind).toBe("tool.execute.after");
+    }
+    // The daemon comes up: the plugin reconnects (backoff <= 5 s), finishes the spool file so the
+    // daemon can drain it, and sends new events live.
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    await until(() => counters().state === "connected", 8_000);
+    expect(spoolFiles(home)).toEqual([open[0].replace(/\.open$/, "")]);
+    const { input, output } = toolCall(99);
+    await call(hooks, "tool.execute.after", input, output);
+    await until(() => counters().acked === 1);
+    expect(daemon.received.length).toBe(1);
+    expect(spoolLines(home).length).toBe(20);
+  });
+
+  test("a daemon that accepts and never answers: dispose waits a bounded time, then spools", async () => {
+    const home = tmpdir();
+    await new FakeDaemon(path.join(home, "agentd.sock"), () => null).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 5);
+    const t0 = Date.now();
+    await hooks.dispose?.();
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(counters()).toMatchObject({ acked: 0, spooled: 5, pending: 0 });
+    expect(spoolFiles(home).every((f) => f.endsWith(".ndjson"))).toBe(true);
+  });
+
+  test("a queue that would overflow spills its oldest events to the spool", async () => {
+    const home = tmpdir();
+    await new FakeDaemon(path.join(home, "agentd.sock"), () => null).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 12_000);
+    expect(Number(counters().spooled)).toBeGreaterThanOrEqual(2_000);
+    expect(Number(counters().pending)).toBeLessThanOrEqual(10_000);
+    await hooks.dispose?.();
+    expect(counters()).toMatchObject({ spooled: 12_000, dropped: 0, pending: 0 });
+    const calls = spoolLines(home).map((l) => (l.payload as { input: { callID: string } }).input.callID);
+    expect(new Set(calls).size).toBe(12_000);
+  });
+});
+
+describe("paths", () => {
+  test("AGENTD_SOCKET wins over the config file, which wins over AGENTD_HOME", async () => {
+    const home = tmpdir();
+    const other = tmpdir();
+    fs.writeFileSync(
+      path.join(home, "config.toml"),
+      `# agentd\nautostart = false\nsocket = "${other}/from-config.sock"  # here\n[later]\nsocket = "no"\n`,
+    );
+    const fromConfig = await new FakeDaemon(path.join(other, "from-config.sock")).listen();
+    let hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 1);
+    await until(() => fromConfig.received.length === 1);
+    const fromEnv = await new FakeDaemon(path.join(other, "env.sock")).listen();
+    hooks = await fresh({ AGENTD_HOME: home, AGENTD_SOCKET: path.join(other, "env.sock") });
+    await sendTools(hooks, 1);
+    await until(() => fromEnv.received.length === 1);
+    expect(fromConfig.received.length).toBe(1);
+  });
+
+  test("without AGENTD_HOME: XDG_RUNTIME_DIR for the socket, XDG_STATE_HOME for the spool", async () => {
+    const runtime = tmpdir();
+    const state = tmpdir();
+    fs.mkdirSync(path.join(runtime, "agentd"));
+    const daemon = await new FakeDaemon(path.join(runtime, "agentd", "agentd.sock")).listen();
+    let hooks = await fresh({ XDG_RUNTIME_DIR: runtime, XDG_STATE_HOME: state });
+    await sendTools(hooks, 1);
+    await until(() => daemon.received.length === 1);
+    await daemon.close();
+    hooks = await fresh({ XDG_STATE_HOME: state });
+    await sendTools(hooks, 1);
+    await hooks.dispose?.();
+    expect(fs.readdirSync(path.join(state, "agentd", "spool")).length).toBe(1);
+  });
+});
+
+describe("payloads", () => {
+  test("lone surrogates become U+FFFD; the line is well-formed for strict decoders", async () => {
+    const home = tmpdir();
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    const weird = "a\ud800b \\ud800 \udfff\ud83d\ude00";
+    await call(hooks, "tool.execute.after", { tool: "bash", sessionID: "s", callID: "c" }, { output: weird });
+    await until(() => daemon.received.length === 1);
+    const out = (daemon.received[0].params.payload as { output: { output: string } }).output.output;
+    expect(out).toBe("a\ufffdb \\ud800 \ufffd\ud83d\ude00"); // the literal text \ud800 and the pair stay
+  });
+
+  test("an event over the daemon's line limit keeps its ids and kind, with long strings cut", async () => {
+    const home = tmpdir();
+    fs.writeFileSync(path.join(home, "config.toml"), "max_line_bytes = 65_536\n");
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    const big = "é".repeat(200_000);
+    const { input, output } = toolCall(7, big);
+    await call(hooks, "tool.execute.after", input, output);
+    await until(() => daemon.received.length === 1);
+    const line = JSON.stringify(daemon.received[0]);
+    expect(Buffer.byteLength(line)).toBeLessThanOrEqual(65_536);
+    const payload = daemon.received[0].params.payload as Record<string, Record<string, unknown>>;
+    expect(payload.kind as unknown).toBe("tool.execute.after");
+    expect(payload.input).toEqual(input);
+    expect(String(payload.output.output)).toContain("…[truncated by agentd: 200000 chars]");
+  });
+
+  test("no callback throws or rejects, whatever it is given", async () => {
+    const home = tmpdir();
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const proc = Bun.spawn([process.execPath, DRIVER, "hostile"], {
+      env: { ...process.env, AGENTD_HOME: home },
+      cwd: import.meta.dir,
+      stdout: "pipe",
+    });
+    expect(await proc.exited).toBe(0);
+    const result = JSON.parse(await new Response(proc.stdout).text()) as Record<string, number>;
+    expect(result).toMatchObject({ threw: 0, rejected: 0 });
+    expect(result.acked).toBe(result.calls); // each call forwarded something
+    expect(daemon.received.length).toBe(result.calls);
+    const lines = daemon.received.map((r) => JSON.stringify(r));
+    expect(lines.some((l) => l.includes("[circular]"))).toBe(true);
+    expect(lines.some((l) => l.includes("unreadable"))).toBe(true);
+  });
+
+  test("message.part.delta is not forwarded unless AGENTD_OPENCODE_SKIP_EVENTS says so", async () => {
+    const home = tmpdir();
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const delta = { event: { id: "evt_d", type: "message.part.delta", properties: { delta: "hi" } } };
+    let hooks = await fresh({ AGENTD_HOME: home });
+    await call(hooks, "event", delta);
+    await hooks.dispose?.();
+    expect(daemon.received.length).toBe(0);
+    hooks = await fresh({ AGENTD_HOME: home, AGENTD_OPENCODE_SKIP_EVENTS: "" });
+    await call(hooks, "event", delta);
+    await hooks.dispose?.();
+    expect(daemon.received.length).toBe(1);
+  });
+
+  test("two copies of the plugin (user and project scope) forward each event once", async () => {
+    const home = tmpdir();
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const first = await fresh({ AGENTD_HOME: home }, "/proj");
+    const copy = tmpdir();
+    fs.copyFileSync(path.join(import.meta.dir, "../src/agentd.ts"), path.join(copy, "agentd.ts"));
+    const mod = (await import(path.join(copy, "agentd.ts"))) as {
+      AgentdPlugin: (ctx: unknown) => Promise<Hooks>;
+    };
+    const second = await mod.AgentdPlugin({ directory: "/proj" });
+    expect(Object.keys(second)).toEqual([]);
+    const other = await mod.AgentdPlugin({ directory: "/elsewhere" });
+    expect(Object.keys(other)).toContain("tool.execute.after");
+    await sendTools(first, 1);
+    await first.dispose?.();
+    expect(daemon.received.length).toBe(1);
+    await other.dispose?.();
+  });
+});
+
+describe("cost on OpenCode's hot path", () => {
+  test("tool.execute.before + after take well under a millisecond (median)", async () => {
+    const home = tmpdir();
+    await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    await fresh({ AGENTD_HOME: home });
+    const { bench } = await import("./driver.ts");
+    const result = await bench(1_000);
+    expect(result.median_ms).toBeLessThan(1);
+    expect(result.acked).toBe((200 + 1_000) * 2); // warm-up included; all delivered
+  });
+
+  test("a 1 MB tool output costs what serializing it costs, no more", async () => {
+    const home = tmpdir();
+    await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    const big = "line of output\n".repeat(70_000);
+    const plugin: number[] = [];
+    const stringify: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const { input, output } = toolCall(i, big);
+      let t0 = performance.now();
+      await call(hooks, "tool.execute.after", input, output);
+      plugin.push(performance.now() - t0);
+      t0 = performance.now();
+      JSON.stringify({ kind: "tool.execute.after", input, output });
+      stringify.push(performance.now() - t0);
+    }
+    plugin.sort((a, b) => a - b);
+    stringify.sort((a, b) => a - b);
+    expect(plugin[10]).toBeLessThan(stringify[10] * 1.5 + 1);
+    await hooks.dispose?.();
+  });
+});
+
+describe("exit", () => {
+  // A child process, so that its exit is real; async, so that the fake daemon here keeps serving.
+  async function runDriver(home: string, end: string) {
+    const proc = Bun.spawn(
+      [process.execPath, DRIVER, "replay", SAMPLES, "--scenario", "oc-main", "--end", end],
+      { env: { ...process.env, AGENTD_HOME: home }, cwd: import.meta.dir, stdout: "pipe" },
+    );
+    const code = await proc.exited;
+    const out = await new Response(proc.stdout).text();
+    const stats = JSON.parse(out.trim().split("\n")[0]) as Record<string, number>;
+    return { code, signal: proc.signalCode ?? null, stats };
+  }
+
+  test("process.exit right after the last callback: everything unacked is in a finished spool file", async () => {
+    const home = tmpdir();
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock"), () => null).listen();
+    const { code, stats } = await runDriver(home, "exit");
+    expect(code).toBe(0);
+    expect(stats.acked).toBe(0);
+    const files = spoolFiles(home);
+    expect(files.length).toBe(1);
+    expect(files[0]).toMatch(/^opencode-\d+-.*\.ndjson$/);
+    expect(spoolLines(home).length).toBe(stats.enqueued);
+    expect(daemon.received.length).toBeLessThanOrEqual(stats.enqueued);
+  });
+
+  test("SIGTERM with no handler but the plugin's: spooled, and the process still dies of SIGTERM", async () => {
+    const home = tmpdir();
+    await new FakeDaemon(path.join(home, "agentd.sock"), () => null).listen();
+    const { signal, stats } = await runDriver(home, "signal");
+    expect(signal).toBe("SIGTERM");
+    expect(spoolLines(home).length).toBe(stats.enqueued);
+  });
+
+  test("the event loop running dry: what is unacked is delivered before the process ends", async () => {
+    const home = tmpdir();
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const { code, stats } = await runDriver(home, "natural");
+    expect(code).toBe(0);
+    expect(daemon.received.length).toBe(stats.enqueued);
+    expect(spoolFiles(home)).toEqual([]);
+  });
+});
+
+// With a real daemon (tests/test_opencode_plugin.py runs `bun test` with this set).
+const DAEMON_HOME = process.env.AGENTD_TEST_DAEMON_HOME;
+describe.skipIf(!DAEMON_HOME)("a real agentd daemon", () => {
+  test("the samples replayed are acked and stored", async () => {
+    const home = DAEMON_HOME as string;
+    const hooks = await fresh({ AGENTD_HOME: home });
+    for (const r of samples("oc-main")) await replayRecord(hooks, r);
+    await hooks.dispose?.();
+    expect(counters()).toMatchObject({ spooled: 0, pending: 0 });
+    const db = new Database(path.join(home, "agentd.db"), { readonly: true });
+    try {
+      const tools = db.query("SELECT tool_name, success FROM tools ORDER BY started_at").all();
+      expect(tools.length).toBe(5);
+      const events = db.query("SELECT count(*) AS n FROM events").get() as { n: number };
+      expect(events.n).toBe(Number(counters().acked));
+    } finally {
+      db.close();
+    }
+  });
+});
