@@ -91,17 +91,20 @@ def test_daemon_down_spools_then_drains_without_duplicates(make_daemon, agentd_e
     assert len(spooled(config)) == len(payloads)
     line = json.loads(spooled(config)[0].read_text())
     assert line["source"] == "claude" and isinstance(line["received_at"], int)
+    copies = {p.name: p.read_bytes() for p in spooled(config)}
     daemon = make_daemon().start()
     assert wait_for(lambda: not spooled(config))
-    # The same events delivered live once more: still one row each.
-    for payload in payloads:
-        run_hook(env, json.dumps(payload).encode())
+    # The same spool lines once more (a hook that timed out after the daemon had committed):
+    # still one event and one row each.
+    for name, data in copies.items():
+        (config.spool_dir / f"again-{name}").write_bytes(data)
+    assert wait_for(lambda: not spooled(config))
     events = query_db(config.db_path, "SELECT count(*) AS n FROM events")
     assert events == [{"n": len(payloads)}]
     tools = query_db(config.db_path, "SELECT count(*) AS n, sum(success = 0) AS failed FROM tools")
     assert tools[0]["n"] == len({p["tool_use_id"] for p in payloads})
     assert tools[0]["failed"] >= 1
-    assert daemon.call("status")["spool_events_drained"] == len(payloads)
+    assert daemon.call("status")["spool_events_drained"] == 2 * len(payloads)
 
 
 def test_fifty_hooks_with_the_daemon_down_start_exactly_one_daemon(agentd_env, config):

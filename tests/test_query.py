@@ -626,24 +626,37 @@ TEN_MILLION = (
 )
 
 
+# Runs argv with stdout inherited and reports the peak RSS of that child on stderr. A child forked
+# straight from pytest would start with pytest's own resident pages counted in its ru_maxrss
+# (hundreds of MiB late in a suite), so the measuring parent must be small.
+_PEAK_RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[1:])\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "sys.stderr.write(f'peak_kib={peak}\\n')\n"
+    "sys.exit(code)\n"
+)
+
+
 def test_ten_million_rows_stream_in_bounded_memory(report_env):
     """10 000 000 rows go through a pipe while the child's peak RSS stays small."""
     argv = [sys.executable, "-m", "agentd", "query", "--sql", TEN_MILLION, "--format", "csv"]
     with subprocess.Popen(
-        argv, env=report_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-I", "-S", "-c", _PEAK_RSS_WRAPPER, *argv],
+        env=report_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     ) as process:
         assert process.stdout is not None and process.stderr is not None
         lines, last = 0, b""
         while chunk := process.stdout.read(1 << 20):
             lines += chunk.count(b"\n")
             last = chunk
-        stderr = process.stderr.read()
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
-        process.returncode = os.waitstatus_to_exitcode(status)
+        stderr = process.stderr.read().decode()
     assert process.returncode == 0, stderr
     assert lines == 10_000_001  # the header and ten million rows
     assert last.endswith(b"\n10000000\n")
-    peak_mib = usage.ru_maxrss / 1024  # Linux reports KiB
+    peak_mib = int(stderr.rsplit("peak_kib=", 1)[1]) / 1024  # Linux reports KiB
     assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB"
     print(f"10M rows: peak RSS {peak_mib:.1f} MiB")
 

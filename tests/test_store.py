@@ -83,12 +83,21 @@ async def test_times_keep_earliest_start_and_latest_end_in_any_order(tmp_path, f
 
 async def test_replayed_event_is_stored_once(tmp_path, fake_source):
     path = tmp_path / "a.db"
-    event = tool_event(tool_name="Read")
-    store = await ingest_all(path, fake_source, [event, event])
-    assert store.events_stored == 1
-    again = await ingest_all(path, fake_source, [event])
-    assert again.events_stored == 0
-    assert rows(path, "SELECT count(*) AS n FROM events") == [{"n": 1}]
+    event = json.dumps(tool_event(tool_name="Read")).encode()
+    store = Store(path)
+    await store.open()
+    try:
+        await asyncio.gather(
+            store.ingest(fake_source, event, 5), store.ingest(fake_source, event, 5)
+        )
+        await store.ingest(fake_source, event, 5)  # replayed later, with the time it was seen
+        assert store.events_stored == 1
+        await store.ingest(fake_source, event, 6)  # the same payload at another moment
+        assert store.events_stored == 2
+    finally:
+        await store.close()
+    assert rows(path, "SELECT count(*) AS n FROM events") == [{"n": 2}]
+    assert rows(path, "SELECT count(*) AS n FROM tools") == [{"n": 1}]  # one tool, merged
 
 
 def test_event_id_ignores_key_order_and_whitespace():
@@ -96,6 +105,9 @@ def test_event_id_ignores_key_order_and_whitespace():
     b = json.loads('{ "b": {"c": [1,2]},   "a": 1 }')
     assert event_id("claude", a) == event_id("claude", b)
     assert event_id("claude", a) != event_id("opencode", a)
+    # The same payload seen at another moment is another event; a replay keeps its time.
+    assert event_id("claude", a, 1000) == event_id("claude", b, 1000)
+    assert event_id("claude", a, 1000) != event_id("claude", a, 1001)
 
 
 async def test_session_totals_are_derived_so_replays_do_not_double_count(tmp_path, fake_source):

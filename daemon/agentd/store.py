@@ -61,14 +61,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def event_id(source: str, payload: Any) -> str:
-    """Deterministic id of a raw event: the same payload replayed (spool, retry) maps to one row.
+def event_id(source: str, payload: Any, received_at: int | None = None) -> str:
+    """Deterministic id of a raw event: the same event replayed (spool, retry) maps to one row.
 
-    Hashes a canonical encoding (sorted keys), so whitespace or key order from the sender do not matter.
+    Hashes a canonical encoding (sorted keys), so whitespace or key order from the sender do not
+    matter, and the time the shim saw the event, which a replay keeps (the spool stores it): two
+    identical callbacks at different moments (OpenCode's chat.params on every model call) stay two
+    events.
     """
     digest = hashlib.blake2b(source.encode(), digest_size=16)
     digest.update(b"\0")
     digest.update(_sorted_encoder.encode(payload))
+    if received_at is not None:
+        digest.update(b"\0%d" % received_at)
     return digest.hexdigest()
 
 
@@ -104,14 +109,14 @@ def prepare_event(
     Raises msgspec.DecodeError on invalid JSON, UnicodeDecodeError on invalid UTF-8.
     """
     original = decode_json(payload_json, _any_decoder)
+    received = received_at if received_at is not None else now_ms()
     # The id comes from the payload as sent, so a replay dedupes even if the rules changed since.
-    ident = event_id(source, original)
+    ident = event_id(source, original, received)
     text = payload_json.decode("utf-8")
     hits = 0
     if privacy.redactor is not None:
         text, hits = privacy.redactor.redact(text)
     payload = decode_json(text.encode(), _any_decoder) if hits else original
-    received = received_at if received_at is not None else now_ms()
     ctx = Context(
         source=source, event_id=ident, received_at=received, output_limit_bytes=output_limit_bytes
     )
