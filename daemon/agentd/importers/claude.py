@@ -1,0 +1,447 @@
+"""`agentd import claude`: Claude Code transcripts -> `ingest` events (source `claude-transcript`).
+
+Reads every `*.jsonl` under the root (default `~/.claude/projects`: `<project>/<session>.jsonl` and
+`<project>/<session>/subagents/agent-<id>.jsonl`), from where the previous import stopped, and
+sends each record a normalizer reads (sources/claude_transcript.py) as it is. Per line:
+
+1. Records whose `type` comes first and is not read (api-request, api-request-blob,
+   api-request-shape: up to ~77 KB a line, queue-operation, last-prompt, ...) and attachments
+   (their `attachment` key comes first) are skipped on a look at the first bytes, never decoded.
+2. The rest is decoded into a few header fields (msgspec skips the others). Records no
+   normalizer reads are skipped too: system records other than compact_boundary and api_error,
+   user records that are neither a prompt nor a tool result. A session's first record is always
+   sent (its cwd is the session's project).
+3. An API response is written one line per content block, each repeating the response's usage:
+   a text or thinking block followed by another block of the same response is not sent (the
+   later block carries the same usage; tool_use blocks are always sent). The file's last
+   `cost-state` (cumulative) is sent when the file is done.
+4. A `compact_boundary` is held back until the next record carrying a prompt id and sent with it
+   as `promptId`; an API-error assistant record gets the prompt id before it (see the
+   normalizer's docstring for why).
+
+A corrupt line, a record of an unknown type, an over-long line: skipped and counted. A torn last
+line (no newline yet) is left for the next run. A file's offset advances only once the events up
+to it are acknowledged, and never past a boundary still waiting for its prompt id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from agentd.importers.state import ImportState
+from agentd.importers.writer import Event, Pipeline
+from agentd.protocol import replace_lone_surrogates
+from agentd.sources.claude_transcript import has_tool_results, is_prompt, timestamp_ms
+
+__all__ = ["SOURCE", "default_root", "transcript_files", "import_transcripts"]
+
+SOURCE = "claude-transcript"
+CHUNK = 1 << 20
+MAX_LINE = 64 << 20  # a longer line is skipped (and counted) without being held in memory
+_TYPE_FIRST = re.compile(rb'\{\s*"type"\s*:\s*"([^"\\]{1,64})"')
+_FIRST = re.compile(rb'\{\s*"parentUuid"\s*:\s*null\b')
+# Record types sources/claude_transcript.py reads.
+_READ = frozenset(
+    {
+        "user",
+        "assistant",
+        "system",
+        "attachment",
+        "custom-title",
+        "ai-title",
+        "summary",
+        "permission-mode",
+        "cost-state",
+    }
+)
+_SYSTEM_READ = frozenset({"compact_boundary", "api_error"})
+
+
+class _Head(msgspec.Struct):
+    """The fields the importer looks at; the rest of a record is skipped by the decoder."""
+
+    type: Any = None
+    subtype: Any = None
+    timestamp: Any = None
+    sessionId: Any = None
+    promptId: Any = None
+    parentUuid: Any = msgspec.UNSET
+    isSidechain: Any = None
+    agentId: Any = None
+    isMeta: Any = None
+    isCompactSummary: Any = None
+    isVisibleInTranscriptOnly: Any = None
+    isApiErrorMessage: Any = None
+    message: msgspec.Raw = msgspec.Raw(b"null")  # undecoded: only a user record's is looked into
+
+
+class _Message(msgspec.Struct):
+    content: Any = None
+
+
+class _Block(msgspec.Struct):
+    type: Any = None
+
+
+class _Response(msgspec.Struct):
+    """An assistant record's message: its id and the types of its content blocks."""
+
+    id: Any = None
+    content: list[_Block] = []
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+_message_decoder = msgspec.json.Decoder(_Message | None)
+_response_decoder = msgspec.json.Decoder(_Response)
+
+
+def default_root(env: dict[str, str] | None = None) -> Path:
+    """`$CLAUDE_CONFIG_DIR/projects`, else `~/.claude/projects`."""
+    env = dict(os.environ) if env is None else env
+    config_dir = env.get("CLAUDE_CONFIG_DIR")
+    base = (
+        Path(config_dir).expanduser()
+        if config_dir
+        else Path(env.get("HOME") or Path.home()) / ".claude"
+    )
+    return base / "projects"
+
+
+def transcript_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """(absolute path, stat) of every regular `*.jsonl` under root (or root itself), sorted."""
+    if root.is_file():
+        yield os.path.abspath(root), root.stat()
+        return
+    found = []
+    for directory, subdirs, names in os.walk(root):
+        subdirs.sort()
+        for name in names:
+            if not name.endswith(".jsonl"):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((os.path.abspath(path), st))
+    found.sort()
+    yield from found
+
+
+def _record_type(line: bytes) -> str | None:
+    match = _TYPE_FIRST.match(line, 0, 96)
+    return match.group(1).decode("utf-8", "replace") if match else None
+
+
+def _response(head: _Head) -> tuple[str | None, bool]:
+    """(message id, whether it holds a tool_use block) of an assistant record."""
+    try:
+        message = _response_decoder.decode(head.message)
+    except msgspec.DecodeError:
+        return None, True
+    message_id = message.id if isinstance(message.id, str) and message.id else None
+    return message_id, any(b.type == "tool_use" for b in message.content)
+
+
+def _is_attachment(line: bytes) -> bool:
+    """An attachment record that is not a session's first, told from its first bytes: its
+    `attachment` key comes before any `type` key (a user record's type comes before its message)."""
+    at = line.find(b'"attachment":', 0, 320)
+    return at > 0 and line.find(b'"type"', 0, at) < 0 and not _FIRST.match(line)
+
+
+def _with_prompt(line: bytes, prompt: str) -> bytes:
+    """The record with `"promptId": prompt` added (it has none of its own)."""
+    return line.rstrip()[:-1] + b',"promptId":' + json.dumps(prompt).encode() + b"}"
+
+
+@dataclass
+class _Cursor:
+    """Where a file's import stands: what the state keeps once acknowledged."""
+
+    offset: int
+    prompt: str | None
+    at: int | None  # the last record time, epoch ms
+    stamp: str | None = None  # the last record's timestamp, not parsed yet
+
+    def received(self, fallback: int) -> int:
+        """When the record being read happened: its timestamp, else the last one before it."""
+        if self.stamp is not None:
+            at = timestamp_ms(self.stamp)
+            self.stamp = None
+            if at is not None:
+                self.at = at
+        return self.at or fallback
+
+    def snapshot(self) -> _Cursor:
+        self.received(0)
+        return _Cursor(self.offset, self.prompt, self.at)
+
+
+class _File:
+    def __init__(self, path: str, st: os.stat_result, entry: dict[str, Any] | None) -> None:
+        self.path = path
+        self.st = st
+        resume = (
+            entry is not None
+            and entry.get("inode") == st.st_ino
+            and isinstance(entry.get("offset"), int)
+            and 0 <= entry["offset"] <= st.st_size
+            and st.st_size >= int(entry.get("size") or 0)
+        )
+        self.start = int(entry["offset"]) if resume and entry else 0
+        self.cursor = _Cursor(
+            self.start,
+            entry.get("prompt") if resume and entry else None,
+            entry.get("at") if resume and entry else None,
+        )
+        self.mtime_ms = int(st.st_mtime * 1000)
+
+
+class TranscriptImport:
+    def __init__(self, pipeline: Pipeline, state: ImportState, summary: Any, progress: Any) -> None:
+        self.pipeline = pipeline
+        self.state = state
+        self.summary = summary
+        self.progress = progress
+        self._eof = 0
+        self._cost_state: Event | None = None
+        self._held: tuple[str, Event] | None = None  # a response's last block so far, unsent
+
+    async def run(self, roots: list[Path]) -> None:
+        todo: list[_File] = []
+        for root in roots:
+            seen: set[str] = set()
+            for path, st in transcript_files(root):
+                seen.add(path)
+                self.summary.files += 1
+                entry = self.state.claude.get(path)
+                if entry and entry.get("inode") == st.st_ino and entry.get("size") == st.st_size:
+                    self.summary.files_unchanged += 1
+                    continue
+                todo.append(_File(path, st, entry))
+            if root.is_dir():  # transcripts Claude Code deleted: forget their offsets
+                prefix = os.path.abspath(root).rstrip("/") + "/"
+                gone = [k for k in self.state.claude if k.startswith(prefix) and k not in seen]
+                self.state.forget_claude(gone)
+        self.progress.start(len(todo), sum(f.st.st_size - f.start for f in todo))
+        for file in todo:
+            await self.import_file(file)
+            self.progress.file_done()
+        await self.pipeline.finish()
+
+    async def import_file(self, file: _File) -> None:
+        summary = self.summary
+        try:
+            handle = open(file.path, "rb")  # noqa: SIM115 (closed in finally)
+        except FileNotFoundError:
+            summary.files_vanished += 1
+            return
+        except OSError as e:
+            summary.files_unreadable += 1
+            summary.errors.append(f"{file.path}: {e.strerror}")
+            return
+        summary.files_read += 1
+        cursor = file.cursor
+        pending: list[tuple[bytes, int]] = []  # boundaries waiting for a prompt id: (line, at)
+        held: _Cursor | None = None  # where to resume while a boundary waits: before it
+        end = file.start
+        try:
+            for line, end in self._lines(handle, file.start):
+                before = cursor.offset
+                for event in self._events(line, cursor, pending, file):
+                    await self.pipeline.add(event)
+                cursor.offset = end
+                if not pending:
+                    held = None
+                elif held is None:
+                    held = _Cursor(before, cursor.prompt, cursor.at)
+            if self._held is not None:
+                summary.ingested["assistant"] += 1
+                await self.pipeline.add(self._held[1])
+            if self._cost_state is not None:
+                summary.ingested["cost-state"] += 1
+                await self.pipeline.add(self._cost_state)
+        finally:
+            handle.close()
+            self._cost_state = None
+            self._held = None
+        safe = held or cursor.snapshot()
+        entry = {"inode": file.st.st_ino, "size": max(self._eof, end), "offset": safe.offset}
+        if safe.prompt:
+            entry["prompt"] = safe.prompt
+        if safe.at:
+            entry["at"] = safe.at
+        key = file.path
+        self.pipeline.mark(lambda: self.state.set_claude(key, entry))
+
+    def _lines(self, handle: Any, start: int) -> Iterator[tuple[bytes, int]]:
+        """(line without its newline, offset just past it) of each complete line from `start`."""
+        handle.seek(start)
+        pos = start
+        rest: list[bytes] = []
+        rest_len = 0
+        oversize = False
+        while True:
+            chunk = handle.read(CHUNK)
+            if not chunk:
+                break
+            self.summary.bytes_read += len(chunk)
+            self.progress.advance(len(chunk))
+            pieces = chunk.split(b"\n")
+            last = pieces.pop()
+            for piece in pieces:
+                if rest:
+                    piece = b"".join(rest) + piece
+                    rest.clear()
+                    rest_len = 0
+                pos += len(piece) + 1
+                if oversize:
+                    oversize = False
+                    self.summary.skip("line over 64 MiB")
+                    continue
+                yield piece, pos
+            if last:
+                if oversize:
+                    pos += len(last)
+                    continue
+                rest.append(last)
+                rest_len += len(last)
+                if rest_len > MAX_LINE:  # do not hold it: skip to its end
+                    pos += rest_len
+                    rest.clear()
+                    rest_len = 0
+                    oversize = True
+        self._eof = pos + rest_len
+        if rest_len or oversize:
+            self.summary.skip("torn last line (read again next time)")
+
+    def _events(
+        self, line: bytes, cursor: _Cursor, pending: list[tuple[bytes, int]], file: _File
+    ) -> list[Event]:
+        """The events one line makes: none, the record, or boundaries it resolves and the record."""
+        summary = self.summary
+        if line[:1] != b"{" and not line.strip():
+            return []
+        summary.records += 1
+        rtype = _record_type(line)
+        if rtype is not None and rtype not in _READ:
+            summary.skip(rtype)
+            return []
+        if rtype is None and _is_attachment(line):
+            summary.skip("attachment")
+            return []
+        try:
+            head = _head_decoder.decode(line)
+        except msgspec.DecodeError:
+            repaired = replace_lone_surrogates(line)
+            try:
+                head = _head_decoder.decode(repaired)
+            except msgspec.DecodeError:
+                summary.skip("corrupt line")
+                return []
+            line = repaired
+        rtype = head.type if isinstance(head.type, str) else None
+        if isinstance(head.timestamp, str):
+            cursor.stamp = head.timestamp  # parsed only for what is sent
+        prompt = head.promptId if isinstance(head.promptId, str) and head.promptId else None
+        events = []
+        if prompt and pending:
+            # The boundaries before this record belong to its prompt.
+            for boundary, boundary_at in pending:
+                summary.ingested["system.compact_boundary"] += 1
+                events.append(Event(SOURCE, _with_prompt(boundary, prompt), boundary_at))
+            pending.clear()
+        reason = self._skip_reason(head, rtype)
+        if reason is None and (not isinstance(head.sessionId, str) or not head.sessionId):
+            reason = "no sessionId"
+        if reason is None and rtype == "user":
+            reason = self._user_reason(head)
+        if reason is not None:
+            if prompt:
+                cursor.prompt = prompt
+            summary.skip(reason)
+            return events
+        received = cursor.received(file.mtime_ms)
+        if rtype == "system" and head.subtype == "compact_boundary" and prompt is None:
+            pending.append((line, received))
+            return events
+        if (
+            rtype == "assistant"
+            and head.isApiErrorMessage is True
+            and prompt is None
+            and cursor.prompt
+            and head.isSidechain is not True
+        ):
+            line = _with_prompt(line, cursor.prompt)
+        if prompt:
+            cursor.prompt = prompt
+        if rtype == "cost-state":
+            # Cumulative: only the file's last one counts, sent when the file is done.
+            self._cost_state = Event(SOURCE, line, received)
+            return events
+        event = Event(SOURCE, line, received)
+        message_id = None
+        if rtype == "assistant" and head.isApiErrorMessage is not True:
+            message_id, tool_use = _response(head)
+            if self._held is not None and self._held[0] == message_id:
+                # An earlier block of this API response: the usage it repeats is in this one.
+                summary.skip("assistant (earlier content block of a response)")
+                self._held = None
+        if self._held is not None:
+            summary.ingested["assistant"] += 1
+            events.append(self._held[1])
+            self._held = None
+        if message_id is not None and not tool_use:
+            # Text or thinking only: sent unless a later block of the same response follows.
+            self._held = (message_id, event)
+            return events
+        summary.ingested[f"system.{head.subtype}" if rtype == "system" else rtype] += 1
+        events.append(event)
+        return events
+
+    @staticmethod
+    def _skip_reason(head: _Head, rtype: str | None) -> str | None:
+        if rtype is None:
+            return "no type"
+        if rtype not in _READ:
+            return rtype
+        first = head.parentUuid is None and head.isSidechain is not True
+        if rtype == "system":
+            return None if head.subtype in _SYSTEM_READ else f"system.{head.subtype}"
+        if rtype == "attachment":
+            return None if first else "attachment"
+        return None
+
+    @staticmethod
+    def _user_reason(head: _Head) -> str | None:
+        """Why a user record makes no row (None: it does): neither a tool result nor a prompt
+        (meta records, compact summaries, slash-command echoes, a subagent's task), and not the
+        session's first record."""
+        if head.parentUuid is None and head.isSidechain is not True:
+            return None
+        record = msgspec.structs.asdict(head)
+        try:
+            message = _message_decoder.decode(head.message)
+        except msgspec.DecodeError:
+            return None
+        record["message"] = {"content": message.content} if message else None
+        if has_tool_results(record) or is_prompt(record):
+            return None
+        return "user (no prompt, no tool result)"
+
+
+async def import_transcripts(
+    roots: list[Path], pipeline: Pipeline, state: ImportState, summary: Any, progress: Any
+) -> None:
+    await TranscriptImport(pipeline, state, summary, progress).run(roots)

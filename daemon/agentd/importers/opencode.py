@@ -1,0 +1,314 @@
+"""`agentd import opencode`: OpenCode's database -> the plugin's own event shapes (source `opencode`).
+
+OpenCode (≥ 1.2) keeps sessions, messages and parts in SQLite (`~/.local/share/opencode/opencode.db`,
+or `opencode-<channel>.db` for other release channels; shared/reference/formats.md D). The
+importer opens it read-only and turns each row into the bus event the plugin would have sent for
+it, so that the live normalizer (sources/opencode.py) makes the same rows under the same ids:
+
+| row | event |
+|---|---|
+| session | `session.updated` `{sessionID, info: Session}` (columns back into the Session object) |
+| message | `message.updated` `{sessionID, info: {id, sessionID, ...data}}` |
+| part (tool, compaction) | `message.part.updated` `{sessionID, part: {id, messageID, sessionID, ...data}, time}` |
+
+Other parts (text, reasoning, step-start/finish, patch, ...) are read by no normalizer and are not
+sent. `received_at` is the row's time_updated, `time` a part's time_created (when it was first
+seen, as for the live event). Rows are read in one read transaction (a consistent snapshot while
+OpenCode writes), newest-changed last; a re-run reads only rows changed since the newest
+time_updated it saw (less a minute, for writes that were in flight), and nothing at all when the
+database and its WAL are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from agentd.importers.state import ImportState
+from agentd.importers.writer import Event, Pipeline
+
+__all__ = ["SOURCE", "default_databases", "import_databases"]
+
+SOURCE = "opencode"
+SLACK_MS = 60_000
+FETCH = 500
+_SESSION_COLUMNS = (
+    "id, project_id, workspace_id, parent_id, slug, directory, path, title, version, share_url, "
+    "summary_additions, summary_deletions, summary_files, summary_diffs, metadata, cost, "
+    "tokens_input, tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write, "
+    "revert, permission, agent, model, time_created, time_updated, time_compacting, time_archived"
+)
+
+
+def data_dir(env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ) if env is None else env
+    base = env.get("XDG_DATA_HOME")
+    root = (
+        Path(base).expanduser() if base else Path(env.get("HOME") or Path.home()) / ".local/share"
+    )
+    return root / "opencode"
+
+
+def default_databases(env: dict[str, str] | None = None) -> list[Path]:
+    """`$OPENCODE_DB` if it names a file, else opencode.db and opencode-<channel>.db in the data dir."""
+    env = dict(os.environ) if env is None else env
+    explicit = env.get("OPENCODE_DB")
+    if explicit and explicit != ":memory:":
+        path = Path(explicit).expanduser()
+        return [path if path.is_absolute() else data_dir(env) / path]
+    directory = data_dir(env)
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.name == "opencode.db" or (p.name.startswith("opencode-") and p.name.endswith(".db"))
+    )
+
+
+def _signature(db: Path) -> list[list[int]]:
+    out = []
+    for path in (db, db.with_name(db.name + "-wal")):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            out.append([0, 0, 0])
+            continue
+        out.append([st.st_ino, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _connect(db: Path) -> sqlite3.Connection:
+    """Read-only, never creating or changing anything; immutable when the directory is read-only
+    (WAL readers need to create the -shm file)."""
+    uri = f"file:{quote(str(db))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def _loads(text: Any) -> Any:
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _event(etype: str, properties: dict[str, Any]) -> bytes:
+    # ASCII escapes: a lone surrogate (JavaScript wrote half an emoji) stays a valid JSON escape,
+    # which the store turns into U+FFFD.
+    return json.dumps(
+        {"kind": "event", "event": {"type": etype, "properties": properties}},
+        separators=(",", ":"),
+    ).encode()
+
+
+def session_info(row: sqlite3.Row) -> dict[str, Any]:
+    """A session row back into the Session object the bus events carry (formats.md C6)."""
+    info: dict[str, Any] = {
+        "id": row["id"],
+        "slug": row["slug"],
+        "projectID": row["project_id"],
+        "workspaceID": row["workspace_id"],
+        "directory": row["directory"],
+        "path": row["path"],
+        "parentID": row["parent_id"],
+        "title": row["title"],
+        "version": row["version"],
+        "agent": row["agent"],
+        "model": _loads(row["model"]),
+        "metadata": _loads(row["metadata"]),
+        "permission": _loads(row["permission"]),
+        "revert": _loads(row["revert"]),
+        "share": {"url": row["share_url"]} if row["share_url"] else None,
+        "cost": row["cost"],
+        "tokens": {
+            "input": row["tokens_input"],
+            "output": row["tokens_output"],
+            "reasoning": row["tokens_reasoning"],
+            "cache": {"read": row["tokens_cache_read"], "write": row["tokens_cache_write"]},
+        },
+        "summary": {
+            "additions": row["summary_additions"],
+            "deletions": row["summary_deletions"],
+            "files": row["summary_files"],
+            "diffs": _loads(row["summary_diffs"]),
+        }
+        if row["summary_files"] is not None
+        else None,
+        "time": {
+            k: v
+            for k, v in (
+                ("created", row["time_created"]),
+                ("updated", row["time_updated"]),
+                ("compacting", row["time_compacting"]),
+                ("archived", row["time_archived"]),
+            )
+            if v is not None
+        },
+    }
+    return {k: v for k, v in info.items() if v is not None}
+
+
+def _rows(conn: sqlite3.Connection, sql: str, since: int) -> Iterator[sqlite3.Row]:
+    cursor = conn.execute(sql, (since,))
+    while batch := cursor.fetchmany(FETCH):
+        yield from batch
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+class DatabaseImport:
+    def __init__(self, pipeline: Pipeline, state: ImportState, summary: Any, progress: Any) -> None:
+        self.pipeline = pipeline
+        self.state = state
+        self.summary = summary
+        self.progress = progress
+
+    async def run(self, databases: list[Path]) -> None:
+        todo = []
+        for db in databases:
+            key = str(db.resolve()) if db.exists() else str(db.absolute())
+            if not db.is_file():
+                self.summary.files_vanished += 1
+                self.summary.errors.append(f"{db}: no such database")
+                continue
+            self.summary.files += 1
+            entry = self.state.opencode.get(key) or {}
+            signature = _signature(db)
+            if entry.get("signature") == signature:
+                self.summary.files_unchanged += 1
+                continue
+            todo.append((db, key, entry, signature))
+        self.progress.start(len(todo), 0)
+        for db, key, entry, signature in todo:
+            await self.import_database(db, key, entry, signature)
+            self.progress.file_done()
+        await self.pipeline.finish()
+
+    async def import_database(
+        self, db: Path, key: str, entry: dict[str, Any], signature: list[list[int]]
+    ) -> None:
+        summary = self.summary
+        try:
+            conn = _connect(db)
+        except sqlite3.Error as e:
+            summary.files_unreadable += 1
+            summary.errors.append(f"{db}: {e}")
+            return
+        conn.row_factory = sqlite3.Row
+        seen = int(entry.get("updated") or 0)
+        since = max(0, seen - SLACK_MS) if seen else 0
+        newest = seen
+        try:
+            conn.execute("BEGIN")  # one snapshot for all three tables
+            tables = {t: _columns(conn, t) for t in ("session", "message", "part")}
+            if not all(tables.values()):
+                summary.files_unreadable += 1
+                summary.errors.append(f"{db}: not an OpenCode database (no session/message/part)")
+                return
+            summary.files_read += 1
+            for row in _rows(
+                conn,
+                f"SELECT {self._session_columns(tables['session'])} FROM session"
+                " WHERE time_updated >= ? ORDER BY time_updated",
+                since,
+            ):
+                newest = max(newest, row["time_updated"] or 0)
+                await self._emit(
+                    "session.updated",
+                    {"sessionID": row["id"], "info": session_info(row)},
+                    row["time_updated"],
+                )
+            for row in _rows(
+                conn,
+                "SELECT id, session_id, time_created, time_updated, data FROM message"
+                " WHERE time_updated >= ? ORDER BY time_updated",
+                since,
+            ):
+                newest = max(newest, row["time_updated"] or 0)
+                data = _loads(row["data"])
+                if not isinstance(data, dict):
+                    summary.skip("message: unreadable data")
+                    continue
+                info = {"id": row["id"], "sessionID": row["session_id"], **data}
+                await self._emit(
+                    "message.updated",
+                    {"sessionID": row["session_id"], "info": info},
+                    row["time_updated"],
+                )
+            for row in _rows(
+                conn,
+                "SELECT id, message_id, session_id, time_created, time_updated, data,"
+                " CASE WHEN json_valid(data)"  # json_extract raises on malformed JSON
+                " THEN json_extract(data, '$.type') IN ('tool', 'compaction') ELSE 1 END"
+                " AS wanted FROM part WHERE time_updated >= ? ORDER BY time_updated",
+                since,
+            ):
+                newest = max(newest, row["time_updated"] or 0)
+                if not row["wanted"]:
+                    summary.records += 1
+                    summary.skip("part (not tool or compaction)")
+                    continue
+                data = _loads(row["data"])
+                if not isinstance(data, dict):
+                    summary.skip("part: unreadable data")
+                    continue
+                part = {
+                    "id": row["id"],
+                    "messageID": row["message_id"],
+                    "sessionID": row["session_id"],
+                    **data,
+                }
+                await self._emit(
+                    "message.part.updated",
+                    {"sessionID": row["session_id"], "part": part, "time": row["time_created"]},
+                    row["time_updated"],
+                )
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            summary.files_unreadable += 1
+            summary.errors.append(f"{db}: {e}")
+            return
+        finally:
+            conn.close()
+        done = {"signature": signature, "updated": newest}
+        self.pipeline.mark(lambda: self.state.set_opencode(key, done))
+
+    @staticmethod
+    def _session_columns(present: set[str]) -> str:
+        """The session columns this database has (older versions lack some): NULL for the others."""
+        wanted = [c.strip() for c in _SESSION_COLUMNS.split(",")]
+        return ", ".join(c if c in present else f"NULL AS {c}" for c in wanted)
+
+    async def _emit(self, etype: str, properties: dict[str, Any], at: Any) -> None:
+        summary = self.summary
+        summary.records += 1
+        payload = _event(etype, properties)
+        summary.bytes_read += len(payload)
+        self.progress.advance(len(payload))
+        summary.ingested[etype] += 1
+        if not isinstance(at, int) or isinstance(at, bool) or at <= 0:
+            at = int(time.time() * 1000)
+        received = at
+        await self.pipeline.add(Event(SOURCE, payload, received))
+
+
+async def import_databases(
+    databases: list[Path], pipeline: Pipeline, state: ImportState, summary: Any, progress: Any
+) -> None:
+    await DatabaseImport(pipeline, state, summary, progress).run(databases)

@@ -1,0 +1,87 @@
+"""What earlier imports got through: `<state dir>/import-state.json`, so a re-run reads only what is new.
+
+```json
+{"version": 1,
+ "claude": {"/abs/path/session.jsonl": {"inode": 123, "size": 4096, "offset": 4096,
+                                         "prompt": "<last promptId before offset>", "at": 1795246120793}},
+ "opencode": {"/abs/path/opencode.db": {"signature": [[ino, size, mtime_ns], ...], "updated": 1795246120793}}}
+```
+
+- claude: per transcript, the file's inode and size when last read, and `offset`: the end of the last
+  complete line whose events the writer acknowledged (a torn last line is read again next time).
+  A file whose inode changed or that shrank is read from the start; one whose inode and size are
+  unchanged is not opened at all. `prompt` and `at` carry what later lines need from earlier ones
+  (the current prompt id, the last record time).
+- opencode: per database, `signature` (inode, size, mtime of the file and its WAL: unchanged means
+  nothing to query) and `updated`, the newest `time_updated` seen across session, message and part.
+
+Written atomically (a temporary file renamed over the old one), mode 0600. A missing or unreadable
+file is an empty state: everything is read again, which is safe (events are deduplicated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ImportState", "STATE_FILE", "STATE_VERSION"]
+
+STATE_FILE = "import-state.json"
+STATE_VERSION = 1
+
+
+class ImportState:
+    def __init__(self, path: Path, data: dict[str, Any] | None = None) -> None:
+        self.path = path
+        data = data or {}
+        self.claude: dict[str, dict[str, Any]] = dict(data.get("claude") or {})
+        self.opencode: dict[str, dict[str, Any]] = dict(data.get("opencode") or {})
+        self.dirty = False
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ImportState:
+        path = state_dir / STATE_FILE
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls(path)
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            return cls(path)
+        return cls(path, data)
+
+    def set_claude(self, key: str, entry: dict[str, Any]) -> None:
+        if self.claude.get(key) != entry:
+            self.claude[key] = entry
+            self.dirty = True
+
+    def set_opencode(self, key: str, entry: dict[str, Any]) -> None:
+        if self.opencode.get(key) != entry:
+            self.opencode[key] = entry
+            self.dirty = True
+
+    def forget_claude(self, keys: list[str]) -> None:
+        for key in keys:
+            if self.claude.pop(key, None) is not None:
+                self.dirty = True
+
+    def save(self) -> None:
+        """Write the state if it changed (atomically)."""
+        if not self.dirty:
+            return
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = {"version": STATE_VERSION, "claude": self.claude, "opencode": self.opencode}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        text = json.dumps(data, separators=(",", ":"))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        self.dirty = False

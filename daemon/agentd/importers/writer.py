@@ -1,0 +1,501 @@
+"""Where imported events go: through the daemon when it runs, else straight into the database.
+
+There is one writer per database. When the daemon answers `ping`, the importer is one more client:
+it sends JSON-RPC batches of `ingest` requests over one connection, a few lines in flight, and an
+event counts as stored only once its ack came back. When no daemon runs, the importer takes the
+daemon's pid-file lock (agentd.pidfile, the lock `agentd start` takes) and opens a Store itself:
+no daemon can start while it writes, and it never meets a second writer ("database is locked").
+A daemon that starts meanwhile (the hook's autostart, say) finds the lock held and exits; the
+hook then spools, and the spool is drained by the next daemon.
+
+Both sinks take batches and return a future per batch that resolves to the list of events the
+writer refused (an error text each); a lost daemon raises SinkLost instead, and what was not yet
+acknowledged is simply sent again by the next run (events are deduplicated by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentd import __version__, pidfile
+from agentd.client import NotRunning, RemoteError, call
+from agentd.config import Config
+
+__all__ = [
+    "Event",
+    "Sink",
+    "DaemonSink",
+    "DirectSink",
+    "SinkLost",
+    "WriterBusy",
+    "DaemonTooOld",
+    "open_sink",
+    "Pipeline",
+]
+
+BATCH_EVENTS = 200
+BATCH_BYTES = 4 * 1024 * 1024
+IN_FLIGHT = 4  # batches sent and not yet acknowledged
+SHUTTING_DOWN = -32002
+_ENVELOPE = 160  # bytes of JSON-RPC around each payload
+
+
+@dataclass(slots=True)
+class Event:
+    source: str
+    payload: bytes  # one JSON object
+    received_at: int
+
+
+class SinkLost(Exception):
+    """The daemon went away (or is shutting down) mid-import; run again to finish."""
+
+
+class WriterBusy(Exception):
+    """Another process holds the writer lock and no daemon answers."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(
+            f"pid {pid or '?'} holds the database's writer lock (a daemon starting, or another "
+            "import, prune or vacuum) and no daemon answers; try again when it is done"
+        )
+        self.pid = pid
+
+
+class DaemonTooOld(Exception):
+    """The running daemon was started from older code than this importer's."""
+
+
+class Sink:
+    mode = "?"
+    max_event_bytes: int | None = None  # an event bigger than this cannot be sent
+    max_batch_bytes = BATCH_BYTES  # payload bytes per batch (a bigger event goes alone)
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def submit(self, events: list[Event]) -> asyncio.Future[list[str]]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    def new_events(self) -> int | None:
+        """Events stored for the first time (None: the sink cannot tell)."""
+        return None
+
+
+class DaemonSink(Sink):
+    mode = "daemon"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        # A batch is one line: it must stay within the daemon's line limit.
+        self.max_event_bytes = config.max_line_bytes - _ENVELOPE - 2
+        self.max_batch_bytes = min(BATCH_BYTES, config.max_line_bytes - BATCH_EVENTS * _ENVELOPE)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._next_id = 0
+        self._pending: dict[int, tuple[asyncio.Future[list[str]], list[str], set[int]]] = {}
+        self._read_task: asyncio.Task[None] | None = None
+        self._lost: str | None = None
+
+    async def open(self) -> None:
+        try:
+            self._reader, self._writer = await asyncio.open_unix_connection(
+                str(self.config.socket_path), limit=self.config.max_line_bytes
+            )
+        except OSError as e:
+            raise SinkLost(f"cannot connect to the daemon: {e}") from None
+        self._read_task = asyncio.create_task(self._read_replies())
+
+    async def submit(self, events: list[Event]) -> asyncio.Future[list[str]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[str]] = loop.create_future()
+        if not events:
+            future.set_result([])
+            return future
+        if self._lost:
+            raise SinkLost(self._lost)
+        await self._slots.acquire()
+        if self._lost:
+            self._slots.release()
+            raise SinkLost(self._lost)
+        first = self._next_id + 1
+        parts = []
+        for event in events:
+            self._next_id += 1
+            parts.append(
+                b'{"jsonrpc":"2.0","id":%d,"method":"ingest","params":{"source":%s,'
+                b'"received_at":%d,"payload":%s}}'
+                % (
+                    self._next_id,
+                    json.dumps(event.source).encode(),
+                    event.received_at,
+                    event.payload,
+                )
+            )
+        ids = set(range(first, self._next_id + 1))
+        errors: list[str] = []
+        entry = (future, errors, ids)
+        for request_id in ids:
+            self._pending[request_id] = entry
+        future.add_done_callback(lambda _: self._slots.release())
+        assert self._writer is not None
+        try:
+            self._writer.write(b"[" + b",".join(parts) + b"]\n")
+            await self._writer.drain()
+        except (ConnectionError, OSError) as e:
+            self._fail(f"the daemon closed the connection: {e}")
+        return future
+
+    async def _read_replies(self) -> None:
+        assert self._reader is not None
+        try:
+            while True:
+                line = await self._reader.readline()
+                if not line:
+                    self._fail("the daemon closed the connection")
+                    return
+                replies = json.loads(line)
+                for reply in replies if isinstance(replies, list) else [replies]:
+                    self._answer(reply)
+        except (ConnectionError, OSError, ValueError) as e:
+            self._fail(f"lost the daemon: {e}")
+
+    def _answer(self, reply: dict[str, Any]) -> None:
+        error = reply.get("error")
+        entry = self._pending.pop(reply.get("id"), None) if reply.get("id") is not None else None
+        if entry is None:
+            if error:  # an error about a whole line: not expected for lines built here
+                self._fail(f"the daemon refused a batch: {error.get('message')}")
+            return
+        future, errors, ids = entry
+        if error:
+            if error.get("code") == SHUTTING_DOWN:
+                self._fail("the daemon is shutting down")
+                return
+            errors.append(str(error.get("message")))
+        ids.discard(reply["id"])
+        if not ids and not future.done():
+            future.set_result(errors)
+
+    def _fail(self, reason: str) -> None:
+        if self._lost is None:
+            self._lost = reason
+        for future, _, _ in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(SinkLost(self._lost))
+        self._pending.clear()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+        if self._read_task is not None:
+            self._read_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._read_task
+
+
+class DirectSink(Sink):
+    """Writes with a Store of its own, holding the pid-file lock (taken by open_sink).
+
+    Preparing an event (decode, hash, redact, normalize) costs about as much as writing it, so
+    batches are prepared in worker processes (pure work: no database) while this process reads
+    and writes; they reach the store in the order they were submitted, which the merge rules
+    ("newest non-null wins") depend on. Nothing is started before there is something to write:
+    a run over unchanged data opens neither the database nor a worker.
+    """
+
+    mode = "direct"
+
+    def __init__(self, config: Config, lock_fd: int, workers: int | None = None) -> None:
+        from agentd.store import Store
+
+        self.config = config
+        self._lock_fd: int | None = lock_fd
+        self.store = Store(
+            config.db_path,
+            output_limit_bytes=config.output_limit_bytes,
+            privacy=_privacy(_privacy_args(config)),
+        )
+        self._workers = workers if workers is not None else _default_workers()
+        self._pool: Any = None
+        self._slots = asyncio.Semaphore(IN_FLIGHT * 2)
+        self._previous: asyncio.Event | None = None
+        self._opened = False
+
+    async def open(self) -> None:
+        """Nothing yet: see _start()."""
+
+    async def _start(self) -> None:
+        if self._workers > 0:
+            self._pool = _start_pool(self._workers, self.config)
+        await self.store.open()
+        self._opened = True
+
+    async def submit(self, events: list[Event]) -> asyncio.Future[list[str]]:
+        await self._slots.acquire()
+        if not self._opened and events:
+            try:
+                await self._start()
+            except BaseException:
+                self._slots.release()
+                raise
+        items = [(e.source, e.payload, e.received_at) for e in events]
+        loop = asyncio.get_running_loop()
+        if self._pool is not None and len(items) > 1:
+            prepared = loop.run_in_executor(self._pool, _prepare_batch, items)
+        else:
+            prepared = loop.create_future()
+            prepared.set_result(_prepare_with(self.store.prepare, items))
+        previous, ready = self._previous, asyncio.Event()
+        self._previous = ready
+
+        async def commit() -> list[str]:
+            try:
+                try:
+                    outcome: Any = await prepared
+                except Exception as e:  # a worker died, say: raised below, in order
+                    outcome = e
+                if previous is not None:
+                    await previous.wait()
+                try:
+                    if isinstance(outcome, Exception):
+                        raise outcome
+                    batch, errors = outcome
+                    # Tasks start in creation order: this batch enters the store's queue whole,
+                    # before the next batch's.
+                    tasks = [asyncio.ensure_future(self.store.submit(p)) for p in batch]
+                finally:
+                    ready.set()
+                await asyncio.gather(*tasks)
+                return list(errors)
+            finally:
+                self._slots.release()
+
+        return asyncio.ensure_future(commit())
+
+    def new_events(self) -> int | None:
+        return self.store.events_stored if self._opened else 0
+
+    async def close(self) -> None:
+        try:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            if self._opened:
+                await self.store.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            pidfile.release(self.config.pid_path, self._lock_fd)
+            self._lock_fd = None
+
+
+def _default_workers() -> int:
+    """One worker per CPU beyond the one this process uses, at most 3; none on a single CPU.
+    AGENTD_IMPORT_WORKERS overrides (0: prepare in this process)."""
+    value = os.environ.get("AGENTD_IMPORT_WORKERS", "")
+    if value.isdigit():
+        return min(int(value), 16)
+    return max(0, min(3, (os.cpu_count() or 1) - 1))
+
+
+def _start_pool(workers: int, config: Config) -> Any:
+    """Worker processes, all forked now, while this process has no thread but its own: the store
+    (and its threads) opens after. Fork, not spawn: spawn re-runs the parent's __main__ in each
+    worker, and `python -m agentd` would run the command again there."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(config.output_limit_bytes, _privacy_args(config)),
+    )
+    pool.submit(int).result()  # starts every worker (fork context: all at once)
+    return pool
+
+
+def _privacy_args(config: Config) -> tuple[bool, dict[str, str], str]:
+    return (config.redaction, dict(config.redaction_patterns), config.content_level)
+
+
+def _privacy(args: tuple[bool, dict[str, str], str]) -> Any:
+    from agentd.redact import Redactor
+    from agentd.store import Privacy
+
+    redaction, patterns, level = args
+    return Privacy(Redactor(patterns) if redaction else None, level)
+
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(output_limit: int, privacy_args: tuple[bool, dict[str, str], str]) -> None:
+    import gc
+
+    from agentd.store import prepare_event
+
+    gc.set_threshold(50_000, 20, 20)  # short-lived objects, few cycles (as in the importer)
+
+    privacy = _privacy(privacy_args)
+
+    def prepare(source: str, payload: bytes, received_at: int | None) -> Any:
+        return prepare_event(source, payload, received_at, output_limit, privacy)
+
+    _worker["prepare"] = prepare
+
+
+def _prepare_batch(items: list[tuple[str, bytes, int]]) -> tuple[list[Any], list[str]]:
+    return _prepare_with(_worker["prepare"], items)
+
+
+def _prepare_with(prepare: Any, items: list[tuple[str, bytes, int]]) -> tuple[list[Any], list[str]]:
+    prepared, errors = [], []
+    for source, payload, received_at in items:
+        try:
+            prepared.append(prepare(source, payload, received_at))
+        except ValueError as e:  # msgspec.DecodeError, UnicodeDecodeError
+            errors.append(f"unreadable payload: {e}")
+    return prepared, errors
+
+
+def _newest_code_mtime() -> float:
+    """When the code that turns events into rows last changed (normalizers, store)."""
+    import agentd.sources as sources
+
+    root = Path(sources.__file__).parent
+    files = [*root.glob("*.py"), root.parent / "store.py"]
+    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
+
+def _check_daemon(config: Config, ping: dict[str, Any]) -> None:
+    """Refuse a daemon that would store our events raw only: once stored, an event is never
+    normalized again (it is deduplicated), so an import through an outdated daemon would stick."""
+    if ping.get("version") != __version__:
+        raise DaemonTooOld(
+            f"the running daemon is agentd {ping.get('version')}, this is {__version__}: "
+            "restart it (agentd stop && agentd start), then import"
+        )
+    try:
+        status = call(config.socket_path, "status", timeout=5.0)
+    except (NotRunning, RemoteError, OSError, TimeoutError):
+        return
+    started = time.time() - float(status.get("uptime_s") or 0)
+    if started + 1 < _newest_code_mtime():
+        raise DaemonTooOld(
+            f"the running daemon (pid {ping.get('pid')}) started before agentd's code was last "
+            "changed: restart it (agentd stop && agentd start), then import"
+        )
+
+
+def open_sink(config: Config, wait_s: float = 30.0) -> Sink:
+    """The daemon if it answers, else a direct writer holding the pid-file lock; waits up to
+    `wait_s` for a daemon that is starting, or for another direct writer to finish."""
+    deadline = time.monotonic() + wait_s
+    holder: int | None = None
+    while True:
+        try:
+            ping = call(config.socket_path, "ping", timeout=2.0)
+        except (NotRunning, RemoteError, OSError, TimeoutError):
+            ping = None
+        if ping is not None:
+            _check_daemon(config, ping)
+            return DaemonSink(config)
+        try:
+            return DirectSink(config, pidfile.acquire(config.pid_path))
+        except pidfile.Locked as e:
+            holder = e.pid
+        if time.monotonic() >= deadline:
+            raise WriterBusy(holder)
+        time.sleep(0.1)
+
+
+class Pipeline:
+    """Feeds a sink in batches and applies progress marks in order.
+
+    `mark(fn)` registers a callback (saving a file's offset, say) that runs once every event added
+    before it has been acknowledged; batches may be acknowledged out of order, marks never run
+    out of order. A refused event is counted, not retried: it would be refused again.
+    """
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.sent = 0
+        self.stored = 0
+        self.rejected = 0
+        self.too_large = 0
+        self.reasons: dict[str, int] = {}
+        self._events: list[Event] = []
+        self._bytes = 0
+        self._marks: list[Any] = []
+        self._inflight: deque[tuple[asyncio.Future[list[str]], list[Any], int]] = deque()
+
+    async def add(self, event: Event) -> None:
+        limit = self.sink.max_event_bytes
+        if limit is not None and len(event.payload) > limit:
+            self.too_large += 1
+            return
+        cap = self.sink.max_batch_bytes
+        if self._events and self._bytes + len(event.payload) > cap:
+            await self.flush()  # a batch stays one line the daemon accepts
+        self._events.append(event)
+        self._bytes += len(event.payload)
+        if len(self._events) >= BATCH_EVENTS or self._bytes >= cap:
+            await self.flush()
+
+    def mark(self, fn: Any) -> None:
+        self._marks.append(fn)
+
+    async def flush(self) -> None:
+        if not self._events and not self._marks:
+            return
+        events, marks = self._events, self._marks
+        self._events, self._bytes, self._marks = [], 0, []
+        future = await self.sink.submit(events)
+        self.sent += len(events)
+        self._inflight.append((future, marks, len(events)))
+        self._settle()
+
+    def _settle(self) -> None:
+        while self._inflight and self._inflight[0][0].done():
+            future, marks, count = self._inflight.popleft()
+            errors = future.result()  # SinkLost propagates: the marks after it never run
+            self.stored += count - len(errors)
+            self.rejected += len(errors)
+            for reason in errors:
+                self.reasons[reason] = self.reasons.get(reason, 0) + 1
+            for fn in marks:
+                fn()
+
+    async def finish(self) -> None:
+        await self.flush()
+        while self._inflight:
+            await asyncio.wait([self._inflight[0][0]])
+            self._settle()
+
+    def abandon(self) -> None:
+        """Forget what is in flight (after SinkLost): its marks never run."""
+        for future, _, _ in self._inflight:
+            if future.done():
+                future.exception()  # retrieved: no "never retrieved" warning
+            else:
+                future.cancel()
+        self._inflight.clear()
+        self._events, self._bytes, self._marks = [], 0, []

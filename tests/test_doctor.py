@@ -1,0 +1,152 @@
+"""`agentd doctor`: install checks, a test event end to end, Claude Code's transcript retention."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentd.doctor import check_claude_hooks, check_retention
+from conftest import query_db
+
+
+@pytest.fixture
+def user_home(tmp_path) -> Path:
+    home = tmp_path / "home"
+    (home / "proj").mkdir(parents=True)
+    return home
+
+
+def run_agentd(env: dict[str, str], home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentd", *args],
+        env=dict(env, HOME=str(home)),
+        cwd=home / "proj",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def doctor(env: dict[str, str], home: Path) -> tuple[int, dict[str, dict[str, Any]]]:
+    proc = run_agentd(env, home, "doctor", "--json")
+    report = json.loads(proc.stdout)
+    assert report["ok"] == (proc.returncode == 0)
+    return proc.returncode, {c["name"]: c for c in report["checks"]}
+
+
+def write_settings(home: Path, settings: dict[str, Any]) -> Path:
+    path = home / ".claude" / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**current, **settings}))
+    return path
+
+
+def test_nothing_installed_and_no_daemon_warns_with_what_to_do(agentd_env, user_home):
+    code, checks = doctor(agentd_env, user_home)
+    assert code == 0  # autostart is on: the hook would start the daemon
+    assert checks["daemon"]["status"] == "warn" and "agentd start" in checks["daemon"]["hint"]
+    assert checks["end to end"]["status"] == "skip"
+    assert checks["claude hooks"]["status"] == "warn"
+    assert checks["claude hooks"]["hint"] == "agentd install claude"
+    assert checks["opencode plugin"]["hint"] == "agentd install opencode"
+    assert checks["claude retention"]["status"] == "warn"
+    assert "default: 30 days" in checks["claude retention"]["detail"]
+    text = run_agentd(agentd_env, user_home, "doctor")
+    assert text.returncode == 0 and "-> agentd install claude" in text.stdout
+
+
+def test_no_daemon_with_autostart_off_fails(agentd_env, agentd_home, user_home):
+    (agentd_home / "config.toml").write_text("autostart = false\n")
+    code, checks = doctor(agentd_env, user_home)
+    assert code == 1 and checks["daemon"]["status"] == "fail"
+
+
+def test_a_complete_install_passes_with_a_test_event_end_to_end(daemon, agentd_env, user_home):
+    for agent in ("claude", "opencode"):
+        installed = run_agentd(agentd_env, user_home, "install", agent)
+        assert installed.returncode == 0, installed.stderr
+    write_settings(user_home, {"cleanupPeriodDays": 365})
+    code, checks = doctor(agentd_env, user_home)
+    assert code == 0
+    assert {name: c["status"] for name, c in checks.items()} == {
+        "database": "ok",
+        "daemon": "ok",
+        "end to end": "ok",
+        "claude hooks": "ok",
+        "opencode plugin": "ok",
+        "claude retention": "ok",
+        "spool": "ok",
+        "imports": "ok",
+    }
+    assert "hook -> daemon -> database" in checks["end to end"]["detail"]
+    # The test event is raw only: no session, no typed row.
+    db = daemon.config.db_path
+    (event,) = query_db(db, "SELECT session_id FROM events WHERE kind = 'AgentdDoctor'")
+    assert event["session_id"] is None
+    assert query_db(db, "SELECT count(*) AS n FROM sessions")[0]["n"] == 0
+
+
+def test_a_hook_command_naming_a_missing_file_fails(daemon, agentd_env, user_home):
+    from agentd.install import CLAUDE_EVENTS, HOOK_MARKER
+
+    command = f"exec /nonexistent/python -I -S /nonexistent/hook.py {HOOK_MARKER}"
+    hooks = {e: [{"hooks": [{"type": "command", "command": command}]}] for e in CLAUDE_EVENTS}
+    write_settings(user_home, {"hooks": hooks})
+    code, checks = doctor(agentd_env, user_home)
+    assert code == 1
+    assert checks["claude hooks"]["status"] == "fail"
+    assert "agentd install claude" in checks["claude hooks"]["hint"]
+    assert checks["end to end"]["status"] == "fail"
+
+
+def test_partial_hooks_and_an_outdated_plugin_are_warnings(agentd_env, user_home):
+    assert run_agentd(agentd_env, user_home, "install", "claude").returncode == 0
+    settings = json.loads((user_home / ".claude" / "settings.json").read_text())
+    del settings["hooks"]["PostToolUseFailure"]
+    write_settings(user_home, settings)
+    assert run_agentd(agentd_env, user_home, "install", "opencode").returncode == 0
+    plugin = user_home / ".config" / "opencode" / "plugins" / "agentd.ts"
+    plugin.write_text(plugin.read_text() + "\n// an older copy\n")
+    _, checks = doctor(agentd_env, user_home)
+    assert checks["claude hooks"]["status"] == "warn"
+    assert "missing: PostToolUseFailure" in checks["claude hooks"]["detail"]
+    assert checks["opencode plugin"]["status"] == "warn"
+    assert "older version" in checks["opencode plugin"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("user", "project", "status"),
+    [
+        (None, None, "warn"),  # unset: Claude Code's default, 30 days
+        (30, None, "warn"),
+        (7, None, "warn"),
+        (365, None, "ok"),
+        (365, 14, "warn"),  # the project's setting wins over the user's
+        (10, 90, "ok"),
+    ],
+)
+def test_retention_warns_at_thirty_days_or_less(tmp_path, user, project, status):
+    home, cwd = tmp_path / "home", tmp_path / "proj"
+    for directory, value in ((home / ".claude", user), (cwd / ".claude", project)):
+        directory.mkdir(parents=True)
+        if value is not None:
+            (directory / "settings.json").write_text(json.dumps({"cleanupPeriodDays": value}))
+    check = check_retention({"HOME": str(home)}, cwd)
+    assert check.status == status
+    if status == "warn":
+        assert "cleanupPeriodDays" in check.hint and "agentd import claude" in check.hint
+
+
+def test_claude_hooks_in_project_settings_count_too(tmp_path):
+    from agentd.install import install_claude
+
+    cwd = tmp_path / "proj"
+    install_claude(cwd / ".claude" / "settings.json")
+    check = check_claude_hooks({"HOME": str(tmp_path / "home")}, cwd)
+    assert check.status == "ok" and "(project)" in check.detail
