@@ -274,9 +274,11 @@ def test_daemon_down_spools_then_drains_to_the_same_rows(workdir, tools_run):
     lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert {line["source"] for line in lines} == {"opencode"}
     assert all(set(line) == {"source", "received_at", "payload"} for line in lines)
-    # Identical callbacks (chat.params of each model call of one prompt) are one event for the
-    # daemon: an event's id is the hash of its payload.
-    distinct = len({json.dumps(line["payload"], sort_keys=True) for line in lines})
+    # An event's id is the hash of its payload and the time the plugin saw it: identical
+    # callbacks at different moments (chat.params of each model call) are distinct events.
+    distinct = len(
+        {(json.dumps(line["payload"], sort_keys=True), line["received_at"]) for line in lines}
+    )
     kept = workdir / "spooled-copy"
     kept.mkdir()
     for f in files:
