@@ -453,7 +453,16 @@ def _comparable(table: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def claude_runs(tmp_path_factory):
+def claude_runs():
+    """See _claude_runs; its directory goes, however it ends."""
+    base = Path(tempfile.mkdtemp(prefix="agi-", dir="/tmp"))  # short: socket paths
+    try:
+        yield _claude_runs(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _claude_runs(base: Path) -> Any:
     """The real CLI, hooks installed, a daemon capturing live; then imports: through that daemon
     (live + import), again (a no-op), and alone into a fresh database (import only)."""
     from realclients.agents import Scratch, parse_claude_json, run_claude
@@ -461,7 +470,6 @@ def claude_runs(tmp_path_factory):
 
     from conftest import Daemon
 
-    base = Path(tempfile.mkdtemp(prefix="agi-", dir="/tmp"))  # short: socket paths
     scratch = Scratch.create(prefix="cc-", base=base)
     live_home = base / "live"
     live_home.mkdir()
@@ -523,11 +531,10 @@ def claude_runs(tmp_path_factory):
         daemon.stop()
     alone = Config.load({"AGENTD_HOME": str(base / "alone")})
     only = run_import(alone, "claude", [projects])
-    yield SimpleNamespace(
+    return SimpleNamespace(
         scratch=scratch, main=main, live=live, both=both, again=again, first=first,
         second=second, only=only, imported=snapshot(alone.db_path, (*TYPED, "events")),
     )  # fmt: skip
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.realclient
@@ -633,3 +640,35 @@ def test_big_records_go_through_the_daemon_and_too_big_ones_are_counted(
     assert (summary.events_too_large, summary.events_refused) == (1, 0)
     done = rows(config.db_path, "SELECT id FROM tools WHERE success = 1 ORDER BY id")
     assert [t["id"] for t in done] == [f"s-1:b{n}" for n in range(4)]
+
+
+def test_progress_line_on_a_terminal(config, tree):
+    import io
+
+    from agentd.importers import Progress
+
+    stream = io.StringIO()
+    summary = run_import(config, "claude", [tree], progress=Progress(True, stream))
+    shown = stream.getvalue()
+    assert shown.startswith("\r") and shown.endswith("\n")
+    last = shown.rstrip("\n").rsplit("\r", 1)[-1]
+    assert f"2/2 files, {summary.bytes_read / 1000:.1f} KB" in last
+    assert f"{summary.events_stored} events stored" in last
+
+
+def test_records_without_a_time_take_the_next_one_so_rereads_dedupe(config, tmp_path):
+    """An event's id includes its time: a record with no timestamp of its own (a legacy summary
+    at the top of a file) gets the first one after it, the same on every read."""
+    root = tmp_path / "p" / "-w"
+    root.mkdir(parents=True)
+    transcript = root / "s-1.jsonl"
+    summary_line = json.dumps({"type": "summary", "summary": "Old title", "sessionId": "s-1"})
+    transcript.write_bytes(summary_line.encode() + b"\n" + _assistant("t1") + _result("t1"))
+    run_import(config, "claude", [tmp_path / "p"])
+    (title,) = rows(config.db_path, "SELECT received_at FROM events WHERE kind = 'summary'")
+    assert title["received_at"] == 1795244400000  # 2026-11-21T07:00:00Z, the next record's
+    assert rows(config.db_path, "SELECT title FROM sessions") == [{"title": "Old title"}]
+    transcript.touch()  # another mtime: it must not matter
+    (config.state_dir / "import-state.json").unlink()
+    again = run_import(config, "claude", [tmp_path / "p"])
+    assert again.events_sent == 3 and again.events_new == 0

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -248,19 +252,22 @@ def _comparable(table: str, row: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def opencode_runs():
+    """See _opencode_runs; its directory goes, however it ends."""
+    base = Path(tempfile.mkdtemp(prefix="agj-", dir="/tmp"))
+    try:
+        yield _opencode_runs(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _opencode_runs(base: Path) -> Any:
     """The real CLI with agentd's plugin and a daemon capturing live; then imports of its
     opencode.db: through that daemon (live + import), again (a no-op), and alone (import only)."""
-    import os
-    import shutil
-    import tempfile
-    from types import SimpleNamespace
-
     from realclients.agents import Scratch, run_opencode
     from realclients.fake_model import FakeModelServer, http_error, text, tool
 
     from conftest import Daemon
 
-    base = Path(tempfile.mkdtemp(prefix="agj-", dir="/tmp"))
     scratch = Scratch.create(prefix="oc-", base=base)
     live_home = base / "live"
     live_home.mkdir()
@@ -329,11 +336,10 @@ def opencode_runs():
         daemon.stop()
     alone = Config.load({"AGENTD_HOME": str(base / "alone")})
     only = run_import(alone, "opencode", [scratch.opencode_db])
-    yield SimpleNamespace(
+    return SimpleNamespace(
         live=live, both=both, again=again, first=first, second=second, only=only,
         imported=snapshot(alone.db_path, (*TYPED, "events")),
     )  # fmt: skip
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.realclient
@@ -393,8 +399,6 @@ def test_real_opencode_import_alone_gives_the_same_tables(opencode_runs):
 
 
 def test_bare_import_does_both_from_their_default_places(agentd_env, tmp_path):
-    import os
-
     home = tmp_path / "home"
     project = home / ".claude" / "projects" / "-home-dev-proj"
     project.mkdir(parents=True)

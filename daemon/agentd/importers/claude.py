@@ -217,6 +217,9 @@ class TranscriptImport:
         self._eof = 0
         self._cost_state: Event | None = None
         self._held: tuple[str, Event] | None = None  # a response's last block so far, unsent
+        # Records met before any record time (a legacy `summary` at the top of a file): sent with
+        # the first time that follows, so that a re-read gives them the same event id.
+        self._timeless: list[tuple[bytes, str]] = []
 
     async def run(self, roots: list[Path]) -> None:
         todo: list[_File] = []
@@ -266,6 +269,8 @@ class TranscriptImport:
                     held = None
                 elif held is None:
                     held = _Cursor(before, cursor.prompt, cursor.at)
+            for event in self._flush_timeless(cursor.received(file.mtime_ms)):
+                await self.pipeline.add(event)
             if self._held is not None:
                 summary.ingested["assistant"] += 1
                 await self.pipeline.add(self._held[1])
@@ -276,6 +281,7 @@ class TranscriptImport:
             handle.close()
             self._cost_state = None
             self._held = None
+            self._timeless.clear()
         safe = held or cursor.snapshot()
         entry = {"inode": file.st.st_ino, "size": max(self._eof, end), "offset": safe.offset}
         if safe.prompt:
@@ -352,10 +358,12 @@ class TranscriptImport:
                 return []
             line = repaired
         rtype = head.type if isinstance(head.type, str) else None
+        events = []
         if isinstance(head.timestamp, str):
             cursor.stamp = head.timestamp  # parsed only for what is sent
+            if self._timeless:
+                events += self._flush_timeless(cursor.received(file.mtime_ms))
         prompt = head.promptId if isinstance(head.promptId, str) and head.promptId else None
-        events = []
         if prompt and pending:
             # The boundaries before this record belong to its prompt.
             for boundary, boundary_at in pending:
@@ -371,6 +379,9 @@ class TranscriptImport:
             if prompt:
                 cursor.prompt = prompt
             summary.skip(reason)
+            return events
+        if cursor.at is None and cursor.stamp is None and rtype != "cost-state":
+            self._timeless.append((line, rtype or "unknown"))  # no time known yet
             return events
         received = cursor.received(file.mtime_ms)
         if rtype == "system" and head.subtype == "compact_boundary" and prompt is None:
@@ -408,6 +419,13 @@ class TranscriptImport:
             return events
         summary.ingested[f"system.{head.subtype}" if rtype == "system" else rtype] += 1
         events.append(event)
+        return events
+
+    def _flush_timeless(self, at: int) -> list[Event]:
+        for _, kind in self._timeless:
+            self.summary.ingested[kind] += 1
+        events = [Event(SOURCE, line, at) for line, _ in self._timeless]
+        self._timeless.clear()
         return events
 
     @staticmethod

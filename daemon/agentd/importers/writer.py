@@ -76,6 +76,7 @@ class DaemonTooOld(Exception):
 
 class Sink:
     mode = "?"
+    batch_events = BATCH_EVENTS  # events per batch
     max_event_bytes: int | None = None  # an event bigger than this cannot be sent
     max_batch_bytes = BATCH_BYTES  # payload bytes per batch (a bigger event goes alone)
 
@@ -219,6 +220,7 @@ class DirectSink(Sink):
     """
 
     mode = "direct"
+    batch_events = 500  # fewer, larger hand-overs to the workers
 
     def __init__(self, config: Config, lock_fd: int, workers: int | None = None) -> None:
         from agentd.store import Store
@@ -457,7 +459,7 @@ class Pipeline:
             await self.flush()  # a batch stays one line the daemon accepts
         self._events.append(event)
         self._bytes += len(event.payload)
-        if len(self._events) >= BATCH_EVENTS or self._bytes >= cap:
+        if len(self._events) >= self.sink.batch_events or self._bytes >= cap:
             await self.flush()
 
     def mark(self, fn: Any) -> None:
