@@ -584,11 +584,6 @@ def test_real_import_alone_gives_the_same_tables_as_with_live_capture(claude_run
     for table in TYPED:
         both = {r["id"]: r for r in run.both[table]}
         alone = {r["id"]: r for r in run.imported[table]}
-        if table == "session_errors":
-            # The live StopFailure row: its id is a hash of the hook payload (see the xfail below).
-            live_only = set(both) - set(alone)
-            assert {both[i]["error_type"] for i in live_only} <= {"server_error"}
-            both = {i: r for i, r in both.items() if i not in live_only}
         assert set(both) == set(alone), table
         for key, row in alone.items():
             expected = _comparable(table, both[key])
@@ -611,11 +606,6 @@ def test_real_import_alone_gives_the_same_tables_as_with_live_capture(claude_run
 
 
 @pytest.mark.realclient
-@pytest.mark.xfail(
-    strict=True,
-    reason="claude.py keys a StopFailure row on the hook payload's hash; keyed on "
-    "{session_id}:{prompt_id}:stop_failure (what the import uses) live and imported rows meet",
-)
 def test_real_api_error_that_ended_a_turn_is_one_row(claude_runs):
     failures = [e for e in claude_runs.both["session_errors"] if e["error_type"] == "server_error"]
     assert len(failures) == 1

@@ -480,13 +480,20 @@ def test_stop_and_session_end():
     assert end["end_reason"] == "prompt_input_exit"
 
 
+def test_stop_failure_without_a_prompt_id_is_keyed_on_the_event():
+    payload = sample("StopFailure", scenario="claude-error400")
+    del payload["prompt_id"]
+    sid = payload["session_id"]
+    assert one(run(payload), "session_errors")["id"] == f"{sid}:{event_id('claude', payload)}"
+
+
 def test_stop_failure_is_a_session_error():
     result = run(sample("StopFailure", scenario="claude-error400"))
     assert session(result)["status"] == "error"
     sid = "3aadc1b9-4fd9-4d7e-8f42-f89e125d6e28"
     payload = sample("StopFailure", scenario="claude-error400")
     assert one(result, "session_errors") == {
-        "id": f"{sid}:{event_id('claude', payload)}",
+        "id": f"{sid}:{payload['prompt_id']}:stop_failure",  # the transcript importer's id too
         "session_id": sid,
         "error_type": "unknown",
         "error_message": "API Error: 400 fake bad request",

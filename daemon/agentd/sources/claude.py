@@ -10,7 +10,7 @@ Row ids (derived from Claude's own identifiers, so a replayed or re-ordered even
 | tools | `{session_id}:{tool_use_id}` (Pre, Post, Failure, PermissionDenied and PostToolBatch of one call meet) |
 | file_operations | `{tools.id}:{file_path}` (one per tool call and path; only from PostToolUse) |
 | messages | `{session_id}:{prompt_id}`, else `{session_id}:{event_id}` (UserPromptSubmit only) |
-| session_errors | StopFailure: `{session_id}:{event_id}`; PermissionDenied: `{session_id}:{tool_use_id}:denied` |
+| session_errors | StopFailure: `{session_id}:{prompt_id}:stop_failure` (what the transcript importer uses too), else `{session_id}:{event_id}`; PermissionDenied: `{session_id}:{tool_use_id}:denied` |
 | compaction_events | `{session_id}:{prompt_id}`: PreCompact and PostCompact of one compaction carry the same prompt_id (a `/compact` is its own prompt). Two auto-compactions inside one prompt merge into one row (latest tokens win). Without a prompt_id: `{session_id}:{event_id}`, so Pre and Post stay two rows. |
 
 `event_id` is the deterministic hash of the raw payload (Context.event_id).
@@ -246,7 +246,11 @@ class _Event:
         self.add(
             "session_errors",
             {
-                "id": f"{self.sid}:{self.ctx.event_id}",
+                # The turn's prompt id, which the transcript importer keys the same error on, so
+                # live and imported rows meet; the event's hash when there is no prompt id.
+                "id": f"{self.sid}:{prompt_id}:stop_failure"
+                if (prompt_id := _str(self.p.get("prompt_id")))
+                else f"{self.sid}:{self.ctx.event_id}",
                 "error_type": _str(self.p.get("error")) or "unknown",
                 "error_message": truncate(message, self.ctx.output_limit_bytes),
                 "status_code": int(match.group(1)) if match else None,
