@@ -193,6 +193,11 @@ DROP INDEX file_operations_session;
 DROP INDEX file_operations_path;
 """,
     ),
+    Migration(
+        6,
+        "0006_sessions_git_branch",
+        "ALTER TABLE sessions ADD COLUMN git_branch TEXT;  -- from Claude transcripts (gitBranch)\n",
+    ),
 )
 
 _RECORD_TABLE = """

@@ -19,7 +19,7 @@ so an import after live capture fills in what the hooks missed and duplicates no
 | messages | `{sessionId}:{promptId}` (prompts), `{sessionId}:{message.id}` (assistant) | a person's prompt (role user, or system for task notifications and other synthetic sources, as claude.py); each API response once, with its usage |
 | session_errors | `{sessionId}:{promptId}:stop_failure` (API error that ended a turn), `{sessionId}:{uuid}` (a retried API error, `system.api_error`) | |
 | compaction_events | `{sessionId}:{promptId}` | `compact_boundary` (trigger, preTokens, postTokens) |
-| sessions | `{sessionId}` | project_path (the cwd of the session's first record), title (custom-title, ai-title, summary), model (main-thread assistant records), permission_mode, cost (the last `cost-state` record's totalCostUSD), git_branch (no column yet: dropped by the store until one exists) |
+| sessions | `{sessionId}` | project_path (the cwd of the session's first record), title (custom-title, ai-title, summary), model (main-thread assistant records), permission_mode, cost (the last `cost-state` record's totalCostUSD), git_branch |
 
 Tool results are turned into rows by the live normalizer (sources/claude.py) from the equivalent
 PostToolUse / PostToolUseFailure hook payload, prompts from the equivalent UserPromptSubmit, so
