@@ -817,6 +817,7 @@ async def test_main_run_through_the_store(tmp_path: Path) -> None:
         "updated_at": 1795246371802,
         "ended_at": None,
         "redactions": 0,
+        "git_branch": None,
     }
 
     tools = {t["id"]: t for t in query_db(db, "SELECT * FROM tools")}
