@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-__all__ = ["as_dict", "as_str", "as_int", "truncate"]
+__all__ = ["as_dict", "as_str", "as_int", "timestamp_ms", "truncate"]
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -39,3 +40,13 @@ def truncate(text: str | None, limit: int) -> str | None:
     kept = data[: max(0, limit - reserve)].decode("utf-8", "ignore")
     cut = total - len(kept.encode())
     return f"{kept}…[truncated {cut} of {total} bytes]"
+
+
+def timestamp_ms(value: Any) -> int | None:
+    """An ISO-8601 timestamp (`2026-11-21T07:28:41.102Z`) as epoch milliseconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(value).timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        return None

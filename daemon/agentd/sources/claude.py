@@ -55,8 +55,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -66,6 +65,7 @@ from agentd.sources._values import (
     as_dict as _dict,
     as_int as _int,
     as_str as _str,
+    timestamp_ms,
     truncate,
 )
 
@@ -509,13 +509,22 @@ def _read_tail(path: str) -> list[bytes]:
     return lines[1:] if start > 0 else lines
 
 
-def _timestamp_ms(value: Any) -> int | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return int(datetime.fromisoformat(value).timestamp() * 1000)
-    except (ValueError, OverflowError, OSError):
-        return None
+def _boundary_records(lines: list[bytes]) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """(line index, record, its compactMetadata) of each compact_boundary record, in file order."""
+    for index, line in enumerate(lines):
+        if b'"compact_boundary"' not in line:
+            continue
+        try:
+            record = msgspec.json.decode(line)
+        except msgspec.DecodeError:
+            continue
+        if isinstance(record, dict) and record.get("subtype") == "compact_boundary":
+            yield index, record, _dict(record.get("compactMetadata"))
+
+
+def _later_prompt_ids(lines: list[bytes], index: int) -> Iterator[str]:
+    """Prompt ids named after line `index`, in order (with repeats)."""
+    return (m.group(1).decode() for ln in lines[index + 1 :] for m in _PROMPT_ID.finditer(ln))
 
 
 def _compact_tokens(
@@ -525,32 +534,22 @@ def _compact_tokens(
     if not transcript_path or not transcript_path.endswith(".jsonl"):
         return None, None
     lines = _read_tail(transcript_path)
-    for index in range(len(lines) - 1, -1, -1):
-        line = lines[index]
-        if b'"compact_boundary"' not in line:
-            continue
-        try:
-            record = msgspec.json.decode(line)
-        except msgspec.DecodeError:
-            continue
-        if not isinstance(record, dict) or record.get("subtype") != "compact_boundary":
-            continue
-        meta = _dict(record.get("compactMetadata"))
-        if trigger and isinstance(meta.get("trigger"), str) and meta["trigger"] != trigger:
+    boundaries = list(_boundary_records(lines))
+    if not boundaries:
+        return None, None
+    index, record, meta = boundaries[-1]  # only the newest can be this compaction's
+    if trigger and isinstance(meta.get("trigger"), str) and meta["trigger"] != trigger:
+        return None, None
+    later = set(_later_prompt_ids(lines, index))
+    if later and prompt_id not in later:
+        return None, None  # another prompt came after it: an older compaction
+    if not later:
+        written = timestamp_ms(record.get("timestamp"))
+        if written is None or not (
+            received_at - _BOUNDARY_WINDOW_MS <= written <= received_at + _BOUNDARY_SKEW_MS
+        ):
             return None, None
-        later = {m.group(1).decode() for ln in lines[index + 1 :] for m in _PROMPT_ID.finditer(ln)}
-        if prompt_id and prompt_id in later:
-            pass
-        elif later:
-            return None, None  # another prompt came after it: an older compaction
-        else:
-            written = _timestamp_ms(record.get("timestamp"))
-            if written is None or not (
-                received_at - _BOUNDARY_WINDOW_MS <= written <= received_at + _BOUNDARY_SKEW_MS
-            ):
-                return None, None
-        return _int(meta.get("preTokens")), _int(meta.get("postTokens"))
-    return None, None
+    return _int(meta.get("preTokens")), _int(meta.get("postTokens"))
 
 
 def _boundaries(
@@ -563,28 +562,16 @@ def _boundaries(
         return []
     lines = _read_tail(transcript_path)
     found = []
-    for index, line in enumerate(lines):
-        if b'"compact_boundary"' not in line:
-            continue
-        try:
-            record = msgspec.json.decode(line)
-        except msgspec.DecodeError:
-            continue
-        if not isinstance(record, dict) or record.get("subtype") != "compact_boundary":
-            continue
-        prompt_id = next(
-            (m.group(1).decode() for ln in lines[index + 1 :] for m in _PROMPT_ID.finditer(ln)),
-            None,
-        )
+    for index, record, meta in _boundary_records(lines):
+        prompt_id = next(_later_prompt_ids(lines, index), None)
         if prompt_id:
-            meta = _dict(record.get("compactMetadata"))
             found.append(
                 (
                     prompt_id,
                     _str(meta.get("trigger")),
                     _int(meta.get("preTokens")),
                     _int(meta.get("postTokens")),
-                    _timestamp_ms(record.get("timestamp")),
+                    timestamp_ms(record.get("timestamp")),
                 )
             )
     return found

@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
 from typing import Any
 
 from agentd.sources import Context, Normalized, Row, claude, register
+from agentd.sources._values import as_dict as _dict, as_int as _int, as_str as _str, timestamp_ms
 
 __all__ = ["normalize", "is_prompt", "has_tool_results", "timestamp_ms"]
 
@@ -59,32 +59,6 @@ _NOT_PROMPT_PREFIXES = (
 _INTERRUPTED = "[Request interrupted by user"
 # Records that say something about the session as a whole: column, key.
 _TITLE_KEYS = {"custom-title": "customTitle", "ai-title": "aiTitle", "summary": "summary"}
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not -(2**62) < value < 2**62:
-        return None
-    return int(value)
-
-
-def timestamp_ms(value: Any) -> int | None:
-    """An ISO-8601 timestamp (`2026-11-21T07:28:41.102Z`) as epoch milliseconds."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return int(datetime.fromisoformat(value).timestamp() * 1000)
-    except (ValueError, OverflowError, OSError):
-        return None
 
 
 def _texts(content: Any) -> str | None:
