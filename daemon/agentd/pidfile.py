@@ -1,7 +1,8 @@
-"""The pid file and its lock: whoever holds it is the database's only writer.
+"""Pid-file locks: a file holding the pid of whoever holds its exclusive lock.
 
-The daemon holds it for its whole life. A command that writes the database directly while no
-daemon runs (prune, vacuum, import) holds it too, so that no daemon can start meanwhile.
+`agentd.pid`: whoever holds it is the database's only writer. The daemon holds it for its whole
+life; a command that writes the database directly while no daemon runs (prune, vacuum, import)
+holds it too, so that no daemon can start meanwhile. `import.lock`: one import at a time.
 """
 
 from __future__ import annotations

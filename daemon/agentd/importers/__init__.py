@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import gc
-import os
 import sqlite3
 import sys
 import time
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from agentd import pidfile
 from agentd.config import Config
 from agentd.importers.state import ImportState
 from agentd.importers.writer import (
@@ -202,22 +201,13 @@ class Progress:
 @contextlib.contextmanager
 def _import_lock(state_dir: Path) -> Iterator[None]:
     """One import at a time per state dir (they share the offsets file)."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = state_dir / "import.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.read(fd, 32).decode(errors="replace").strip()
-            raise ImportFailed(
-                f"another `agentd import` is running (pid {pid or '?'}); wait for it to finish"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
+        with pidfile.held(state_dir / "import.lock"):
+            yield
+    except pidfile.Locked as e:
+        raise ImportFailed(
+            f"another `agentd import` is running (pid {e.pid or '?'}); wait for it to finish"
+        ) from None
 
 
 @contextlib.contextmanager
