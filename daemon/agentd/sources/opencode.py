@@ -184,6 +184,20 @@ def _file_ops(
     """file_operations rows of a tool call that completed (failed calls touched nothing)."""
     name = (tool or "").lower()
     rows: list[Row] = []
+
+    def op_row(path: str, op: str, added: int | None, removed: int | None) -> Row:
+        return _row(
+            "file_operations",
+            id=f"{tool_id}:{path}",
+            session_id=session,
+            tool_id=tool_id,
+            file_path=path,
+            operation_type=op,
+            lines_added=added,
+            lines_removed=removed,
+            created_at=at,
+        )
+
     files = metadata.get("files")
     if isinstance(files, list):  # apply_patch: one entry per file touched
         for entry in files:
@@ -193,17 +207,7 @@ def _file_ops(
             if op is None or path is None:
                 continue
             rows.append(
-                _row(
-                    "file_operations",
-                    id=f"{tool_id}:{path}",
-                    session_id=session,
-                    tool_id=tool_id,
-                    file_path=path,
-                    operation_type=op,
-                    lines_added=_int(entry.get("additions")),
-                    lines_removed=_int(entry.get("deletions")),
-                    created_at=at,
-                )
+                op_row(path, op, _int(entry.get("additions")), _int(entry.get("deletions")))
             )
         return rows
     if name in _SEARCH_TOOLS:
@@ -233,19 +237,7 @@ def _file_ops(
     if diff:
         added = _int(diff.get("additions"))
         removed = _int(diff.get("deletions"))
-    rows.append(
-        _row(
-            "file_operations",
-            id=f"{tool_id}:{path}",
-            session_id=session,
-            tool_id=tool_id,
-            file_path=path,
-            operation_type=op,
-            lines_added=added,
-            lines_removed=removed,
-            created_at=at,
-        )
-    )
+    rows.append(op_row(path, op, added, removed))
     return rows
 
 
