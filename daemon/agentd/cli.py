@@ -329,12 +329,16 @@ def uninstall() -> None:
     """
 
 
-def _claude_target(scope: str, project_dir: Path | None) -> Path:
-    from agentd.install import claude_settings_path
+def _plan(action: Any, where: Any, scope: str, project_dir: Path | None, dry_run: bool) -> Any:
+    """Run an install/uninstall `action` on the file `where(scope, project_dir, env)` names."""
+    from agentd.install import InstallError
 
     if project_dir is not None and scope != "project":
         raise click.UsageError("--project-dir goes with --scope project")
-    return claude_settings_path(scope, project_dir, dict(os.environ))
+    try:
+        return action(where(scope, project_dir, dict(os.environ)), dry_run=dry_run)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from None
 
 
 @install.command("claude")
@@ -354,12 +358,9 @@ def install_claude_command(scope: str, project_dir: Path | None, dry_run: bool) 
       agentd install claude --dry-run
       agentd install claude --scope project --project-dir ~/src/myapp
     """
-    from agentd.install import InstallError, install_claude
+    from agentd.install import claude_settings_path, install_claude
 
-    try:
-        plan = install_claude(_claude_target(scope, project_dir), dry_run=dry_run)
-    except InstallError as e:
-        raise click.ClickException(str(e)) from None
+    plan = _plan(install_claude, claude_settings_path, scope, project_dir, dry_run)
     _print_plan(plan, "agentd's hooks are installed", dry_run)
     if plan.applied:
         click.echo("Claude Code picks the hooks up by itself; check with: agentd status")
@@ -376,12 +377,9 @@ def uninstall_claude_command(scope: str, project_dir: Path | None, dry_run: bool
     Example:
       agentd uninstall claude --scope project
     """
-    from agentd.install import InstallError, uninstall_claude
+    from agentd.install import claude_settings_path, uninstall_claude
 
-    try:
-        plan = uninstall_claude(_claude_target(scope, project_dir), dry_run=dry_run)
-    except InstallError as e:
-        raise click.ClickException(str(e)) from None
+    plan = _plan(uninstall_claude, claude_settings_path, scope, project_dir, dry_run)
     _print_plan(plan, "no agentd hooks are present", dry_run)
 
 
@@ -392,14 +390,6 @@ _OPENCODE_SCOPE = click.option(
     show_default=True,
     help="user: ~/.config/opencode/plugins/ (all projects); project: DIR/.opencode/plugins/.",
 )
-
-
-def _opencode_target(scope: str, project_dir: Path | None) -> Path:
-    from agentd.install import opencode_plugin_path
-
-    if project_dir is not None and scope != "project":
-        raise click.UsageError("--project-dir goes with --scope project")
-    return opencode_plugin_path(scope, project_dir, dict(os.environ))
 
 
 def _print_file_plan(plan: Any, state: str, dry_run: bool) -> None:
@@ -428,12 +418,9 @@ def install_opencode_command(scope: str, project_dir: Path | None, dry_run: bool
       agentd install opencode --dry-run
       agentd install opencode --scope project --project-dir ~/src/myapp
     """
-    from agentd.install import InstallError, install_opencode
+    from agentd.install import install_opencode, opencode_plugin_path
 
-    try:
-        plan = install_opencode(_opencode_target(scope, project_dir), dry_run=dry_run)
-    except InstallError as e:
-        raise click.ClickException(str(e)) from None
+    plan = _plan(install_opencode, opencode_plugin_path, scope, project_dir, dry_run)
     _print_file_plan(plan, "agentd's plugin is installed and up to date", dry_run)
     if plan.applied:
         click.echo("OpenCode loads it when it next starts; its events then count in: agentd status")
@@ -450,12 +437,9 @@ def uninstall_opencode_command(scope: str, project_dir: Path | None, dry_run: bo
     Example:
       agentd uninstall opencode --scope project
     """
-    from agentd.install import InstallError, uninstall_opencode
+    from agentd.install import opencode_plugin_path, uninstall_opencode
 
-    try:
-        plan = uninstall_opencode(_opencode_target(scope, project_dir), dry_run=dry_run)
-    except InstallError as e:
-        raise click.ClickException(str(e)) from None
+    plan = _plan(uninstall_opencode, opencode_plugin_path, scope, project_dir, dry_run)
     _print_file_plan(plan, "agentd's plugin is not installed", dry_run)
 
 
