@@ -11,6 +11,7 @@ import msgspec
 from agentd import __version__
 from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
 from agentd.protocol import IngestParams, NoParams, PruneParams, decode_params
+from agentd.store import InvalidEvent
 
 if TYPE_CHECKING:
     from agentd.server import Server
@@ -48,17 +49,10 @@ async def ping(server: Server, params: NoParams) -> dict[str, Any]:
 async def ingest(server: Server, params: IngestParams) -> dict[str, Any]:
     if server.stopping:
         raise ShuttingDown()
-    payload = bytes(params.payload)
-    if not payload.lstrip().startswith(b"{"):
-        raise InvalidParams(
-            "Invalid params: Expected `object` - at `$.payload`", data={"path": "$.payload"}
-        )
-    if not params.source:
-        raise InvalidParams(
-            "Invalid params: empty source - at `$.source`", data={"path": "$.source"}
-        )
     try:
-        await server.store.ingest(params.source, payload, params.received_at)
+        await server.store.ingest(params.source, bytes(params.payload), params.received_at)
+    except InvalidEvent as e:
+        raise InvalidParams(f"Invalid params: {e} - at `{e.path}`", data={"path": e.path}) from None
     except UnicodeDecodeError as e:  # msgspec.Raw does not check the UTF-8 inside the payload
         raise InvalidParams(
             f"Invalid params: {e} - at `$.payload`", data={"path": "$.payload"}

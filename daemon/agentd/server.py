@@ -363,11 +363,10 @@ class Server:
         for line in lines:
             try:
                 params = decode_json(line, _ingest_params_decoder)
-                payload = bytes(params.payload)
-                if not payload.lstrip().startswith(b"{"):
-                    raise ValueError("payload is not an object")
-                events.append(self.store.prepare(params.source, payload, params.received_at))
-            except ValueError:  # msgspec.DecodeError and UnicodeDecodeError are ValueErrors
+                events.append(
+                    self.store.prepare(params.source, bytes(params.payload), params.received_at)
+                )
+            except ValueError:  # InvalidEvent, msgspec.DecodeError, UnicodeDecodeError
                 salvaged = _salvage_spool_line(line)
                 if salvaged is None:
                     rejected.append(line)

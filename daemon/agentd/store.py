@@ -30,6 +30,7 @@ __all__ = [
     "Store",
     "PreparedEvent",
     "Privacy",
+    "InvalidEvent",
     "prepare_event",
     "event_id",
     "MERGE_POLICY",
@@ -89,6 +90,14 @@ class PreparedEvent:
     redactions: int = 0
 
 
+class InvalidEvent(ValueError):
+    """An event the store cannot take as it is; `path` names the part at fault ($.payload, ...)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 @dataclass(frozen=True)
 class Privacy:
     """What may be stored: secrets redacted (None: redaction off) and the content level."""
@@ -106,9 +115,14 @@ def prepare_event(
 ) -> PreparedEvent:
     """Decode, identify, redact, normalize and strip one event.
 
-    Raises msgspec.DecodeError on invalid JSON, UnicodeDecodeError on invalid UTF-8.
+    Raises InvalidEvent for an empty source or a payload that is not a JSON object,
+    msgspec.DecodeError on invalid JSON, UnicodeDecodeError on invalid UTF-8 (all ValueErrors).
     """
+    if not source:
+        raise InvalidEvent("empty source", "$.source")
     original = decode_json(payload_json, _any_decoder)
+    if not isinstance(original, dict):
+        raise InvalidEvent("Expected `object`", "$.payload")
     received = received_at if received_at is not None else now_ms()
     # The id comes from the payload as sent, so a replay dedupes even if the rules changed since.
     ident = event_id(source, original, received)
