@@ -158,9 +158,22 @@ def test_sigterm_and_sigint_stop_gracefully(agentd_env, config):
 
 
 def test_every_command_has_help_with_an_example(agentd_env):
-    for command in ([], ["start"], ["stop"], ["status"]):
+    import click
+
+    from agentd.cli import cli
+
+    def paths(command: click.Command, prefix: list[str]) -> list[list[str]]:
+        found = [prefix]
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                found += paths(sub, [*prefix, name])
+        return found
+
+    commands = paths(cli, [])
+    assert ["import", "claude"] in commands and ["vacuum"] in commands  # the walk found them
+    for command in commands:
         result = agentd(agentd_env, *command, "--help")
-        assert result.returncode == 0
+        assert result.returncode == 0, command
         assert "Example:" in result.stdout, command
 
 
