@@ -200,3 +200,30 @@ def test_http_500_ends_in_stop_failure(scratch, daemon, agentd_env):
     assert s["status"] in ("error", "ended") and s["tool_call_count"] == 0
     assert "StopFailure" in {r["kind"] for r in rows(db, "SELECT kind FROM events")}
     assert result.returncode != 0 or "500" in result.stdout
+
+
+def test_the_repository_loads_as_a_claude_code_plugin(daemon, agentd_env):
+    """`claude --plugin-dir <repo>`: hooks/hooks.json and its launcher, no settings.json hooks."""
+    from conftest import REPO
+
+    with Scratch.create(prefix="cp-") as plain:  # no `agentd install` in this project
+        with FakeModelServer(
+            [tool("Bash", {"command": "echo via-plugin"}), text("done")]
+        ) as server:
+            result = run_claude(
+                plain, server, "run it", extra_env=agent_env(agentd_env), plugin_dirs=[REPO]
+            )
+        assert result.returncode == 0, result.stderr
+        session = parse_claude_json(result)["session_id"]
+    db = daemon.config.db_path
+    assert wait_for(
+        lambda: (
+            rows(db, "SELECT success FROM tools WHERE session_id = ?", session) == [{"success": 1}]
+        )
+    )
+    (tool_row,) = rows(
+        db, "SELECT tool_input, tool_output FROM tools WHERE session_id = ?", session
+    )
+    assert json.loads(tool_row["tool_output"])["stdout"] == "via-plugin"
+    kinds = {r["kind"] for r in rows(db, "SELECT kind FROM events WHERE session_id = ?", session)}
+    assert {"SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop"} <= kinds
