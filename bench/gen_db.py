@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentd.store import connect_sync
+from agentd.db.store import connect_sync
 
 DAY_MS = 86_400_000
 

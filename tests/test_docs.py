@@ -5,8 +5,8 @@ import sqlite3
 from pathlib import Path
 
 from agentd import errors
-from agentd.handlers import METHODS
-from agentd.migrations import migrate
+from agentd.db.migrations import migrate
+from agentd.service.methods import METHODS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

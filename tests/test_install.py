@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from agentd.install import CLAUDE_EVENTS, HOOK_MARKER
+from agentd.installers import CLAUDE_EVENTS, HOOK_MARKER
 from conftest import load_jsonl, query_db
 
 USER_SETTINGS = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agentd.install import (
+from agentd.installers import (
     OPENCODE_PLUGIN_MARKER,
     InstallError,
     install_opencode,

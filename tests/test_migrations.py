@@ -1,7 +1,7 @@
 import sqlite3
 
-from agentd.migrations import MIGRATIONS, migrate
-from agentd.store import connect_sync
+from agentd.db.migrations import MIGRATIONS, migrate
+from agentd.db.store import connect_sync
 
 
 def columns(conn, table):
@@ -61,7 +61,7 @@ def test_old_database_is_upgraded_in_place_keeping_its_rows(tmp_path):
 
 
 def test_a_failing_migration_leaves_nothing_half_applied(tmp_path):
-    from agentd.migrations import Migration
+    from agentd.db.migrations import Migration
 
     conn = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
     migrate(conn, MIGRATIONS[:1])

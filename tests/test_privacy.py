@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentd.config import CONTENT_LEVELS
-from agentd.content import LEVELS
+from agentd.privacy import LEVELS
 from agentd.redact import RULES, Redactor
 from conftest import load_jsonl, query_db
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from agentd.cli.query import query as query_command
 from agentd.client import Client
-from agentd.query import query as query_command
-from agentd.reports import (
+from agentd.db.store import connect_sync
+from agentd.query.reports import (
     DEFAULT_LIMIT,
     DEFAULT_SINCE,
     PERCENTILE_SQL,
@@ -32,7 +33,6 @@ from agentd.reports import (
     parse_time,
     render,
 )
-from agentd.store import connect_sync
 from conftest import REPO
 
 DOCS = REPO / "docs" / "queries.md"

@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 
-from agentd.sources import TYPED_TABLES, Context, Normalized, normalize
-from agentd.sources.claude import TRANSCRIPT_TAIL_BYTES, normalize as claude_normalize, truncate
-from agentd.store import Store, event_id
+from agentd.db.store import Store, event_id
+from agentd.normalizers import TYPED_TABLES, Context, Normalized, normalize
+from agentd.normalizers.claude_hooks import (
+    TRANSCRIPT_TAIL_BYTES,
+    normalize as claude_normalize,
+    truncate,
+)
 from conftest import load_jsonl, query_db
 
 NOW = 1_795_000_000_000
@@ -765,7 +769,7 @@ def test_never_raises_on_odd_shapes(tmp_path):
         base = copy.deepcopy(record["stdin"])
         base["transcript_path"] = str(transcript)
         for payload in mutations(base):
-            # Called directly: agentd.sources.normalize() would swallow an exception.
+            # Called directly: agentd.normalizers.normalize() would swallow an exception.
             result = claude_normalize(payload, Context("claude", "e", NOW, 64))
             name = payload.get("hook_event_name")
             assert result.kind == (name if isinstance(name, str) and name else "unknown")

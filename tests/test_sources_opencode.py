@@ -11,10 +11,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from agentd.sources import NORMALIZERS, TYPED_TABLES, Context, Normalized
-from agentd.sources._values import truncate as truncate_output
-from agentd.sources.opencode import normalize
-from agentd.store import Store, event_id
+from agentd.db.store import Store, event_id
+from agentd.normalizers import NORMALIZERS, TYPED_TABLES, Context, Normalized
+from agentd.normalizers._values import truncate as truncate_output
+from agentd.normalizers.opencode import normalize
 from conftest import load_jsonl, query_db
 
 EXAMPLES = load_jsonl("opencode_plugin_events_examples.jsonl")

@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
-from agentd import sources
-from agentd.sources import Normalized, Row
-from agentd.store import Store, event_id
+from agentd import normalizers as sources
+from agentd.db.store import Store, event_id
+from agentd.normalizers import Normalized, Row
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from agentd import paths
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 DEFAULT_OUTPUT_LIMIT_BYTES = 10 * 1024
-CONTENT_LEVELS = ("full", "metadata", "none")  # see content.py
+CONTENT_LEVELS = ("full", "metadata", "none")  # see privacy.py
 
 
 class ConfigError(Exception):

@@ -2,7 +2,7 @@
 
 Strict about our own envelope (unknown fields are an error), tolerant of the agents' payloads: a
 payload is kept as `msgspec.Raw`, the exact bytes the client sent, until a normalizer reads it.
-No sockets here; server.py does the transport.
+No sockets here; service/transport.py does the transport.
 """
 
 from __future__ import annotations

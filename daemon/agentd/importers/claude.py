@@ -2,7 +2,7 @@
 
 Reads every `*.jsonl` under the root (default `~/.claude/projects`: `<project>/<session>.jsonl` and
 `<project>/<session>/subagents/agent-<id>.jsonl`), from where the previous import stopped, and
-sends each record a normalizer reads (sources/claude_transcript.py) as it is. Per line:
+sends each record a normalizer reads (normalizers/claude_transcript.py) as it is. Per line:
 
 1. Records whose `type` comes first and is not read (api-request, api-request-blob,
    api-request-shape: up to ~77 KB a line, queue-operation, last-prompt, ...) and attachments
@@ -39,8 +39,8 @@ import msgspec
 
 from agentd.importers.state import ImportState
 from agentd.importers.writer import Event, Pipeline
+from agentd.normalizers.claude_transcript import has_tool_results, is_prompt, timestamp_ms
 from agentd.protocol import replace_lone_surrogates
-from agentd.sources.claude_transcript import has_tool_results, is_prompt, timestamp_ms
 
 __all__ = ["SOURCE", "default_root", "transcript_files", "import_transcripts"]
 
@@ -49,7 +49,7 @@ CHUNK = 1 << 20
 MAX_LINE = 64 << 20  # a longer line is skipped (and counted) without being held in memory
 _TYPE_FIRST = re.compile(rb'\{\s*"type"\s*:\s*"([^"\\]{1,64})"')
 _FIRST = re.compile(rb'\{\s*"parentUuid"\s*:\s*null\b')
-# Record types sources/claude_transcript.py reads.
+# Record types normalizers/claude_transcript.py reads.
 _READ = frozenset(
     {
         "user",

@@ -3,7 +3,7 @@
 OpenCode (≥ 1.2) keeps sessions, messages and parts in SQLite (`~/.local/share/opencode/opencode.db`,
 or `opencode-<channel>.db` for other release channels; shared/reference/formats.md D). The
 importer opens it read-only and turns each row into the bus event the plugin would have sent for
-it, so that the live normalizer (sources/opencode.py) makes the same rows under the same ids:
+it, so that the live normalizer (normalizers/opencode.py) makes the same rows under the same ids:
 
 | row | event |
 |---|---|

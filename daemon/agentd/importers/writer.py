@@ -223,7 +223,7 @@ class DirectSink(Sink):
     batch_events = 500  # fewer, larger hand-overs to the workers
 
     def __init__(self, config: Config, lock_fd: int, workers: int | None = None) -> None:
-        from agentd.store import Store
+        from agentd.db.store import Store
 
         self.config = config
         self._lock_fd: int | None = lock_fd
@@ -339,8 +339,8 @@ def _privacy_args(config: Config) -> tuple[bool, dict[str, str], str]:
 
 
 def _privacy(args: tuple[bool, dict[str, str], str]) -> Any:
+    from agentd.db.store import Privacy
     from agentd.redact import Redactor
-    from agentd.store import Privacy
 
     redaction, patterns, level = args
     return Privacy(Redactor(patterns) if redaction else None, level)
@@ -352,7 +352,7 @@ _worker: dict[str, Any] = {}
 def _init_worker(output_limit: int, privacy_args: tuple[bool, dict[str, str], str]) -> None:
     import gc
 
-    from agentd.store import prepare_event
+    from agentd.db.store import prepare_event
 
     gc.set_threshold(50_000, 20, 20)  # short-lived objects, few cycles (as in the importer)
 
@@ -380,10 +380,10 @@ def _prepare_with(prepare: Any, items: list[tuple[str, bytes, int]]) -> tuple[li
 
 def _newest_code_mtime() -> float:
     """When the code that turns events into rows last changed (normalizers, store)."""
-    import agentd.sources as sources
+    import agentd.normalizers as sources
 
     root = Path(sources.__file__).parent
-    files = [*root.glob("*.py"), root.parent / "store.py"]
+    files = [*root.glob("*.py"), root.parent / "db" / "store.py"]
     return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
 
 

@@ -1,4 +1,4 @@
-"""The `agentd import` group and `agentd doctor` (registered at the end of cli.py)."""
+"""The per-agent commands: `agentd install`, `uninstall`, `import` and `doctor`."""
 
 from __future__ import annotations
 
@@ -6,19 +6,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from agentd.config import Config
+from agentd.cli import _config, cli
 
-__all__ = ["import_", "doctor"]
-
-
-def _config(ctx: click.Context) -> Config:
-    config = ctx.find_object(Config)
-    if config is None:  # used outside the agentd group (tests)
-        config = Config.load()
-    return config
+__all__ = ["import_", "doctor", "install", "uninstall"]
 
 
 def _import(
@@ -56,7 +50,7 @@ _WAIT = click.option(
 )
 
 
-@click.group("import", invoke_without_command=True)
+@cli.group("import", invoke_without_command=True)
 @_JSON
 @_WAIT
 @click.pass_context
@@ -167,7 +161,7 @@ def import_opencode(
 _MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
 
-@click.command()
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
@@ -198,3 +192,170 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
                 click.echo(f"      {'':{width}}  -> {c.hint}")
     if failed:
         ctx.exit(1)
+
+
+# -- install / uninstall ----------------------------------------------------------------------
+
+_SCOPE = click.option(
+    "--scope",
+    type=click.Choice(["user", "project"]),
+    default="user",
+    show_default=True,
+    help="user: ~/.claude/settings.json (all projects); project: DIR/.claude/settings.json.",
+)
+_PROJECT_DIR = click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The project for --scope project (default: the current directory).",
+)
+_DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+
+
+def _print_plan(plan: Any, done: str, dry_run: bool) -> None:
+    from agentd.installers import Plan
+
+    assert isinstance(plan, Plan)
+    if not plan.changed:
+        click.echo(f"Nothing to change in {plan.path}: {done} already.")
+        return
+    verb = "Would change" if dry_run else "Changed"
+    click.echo(f"{verb} {plan.path}: {len(plan.changes)} hook entries")
+    for change in plan.changes:
+        click.echo(f"  {change}")
+    if plan.backup:
+        click.echo(f"Backup of the previous file: {plan.backup}")
+
+
+@cli.group()
+def install() -> None:
+    """Install agentd's capture into an agent's configuration.
+
+    \b
+    Example:
+      agentd install claude                       # every project (user settings)
+      agentd install claude --scope project       # this project only
+    """
+
+
+@cli.group()
+def uninstall() -> None:
+    """Remove exactly what `agentd install` added.
+
+    \b
+    Example:
+      agentd uninstall claude
+    """
+
+
+def _plan(action: Any, where: Any, scope: str, project_dir: Path | None, dry_run: bool) -> Any:
+    """Run an install/uninstall `action` on the file `where(scope, project_dir, env)` names."""
+    from agentd.installers import InstallError
+
+    if project_dir is not None and scope != "project":
+        raise click.UsageError("--project-dir goes with --scope project")
+    try:
+        return action(where(scope, project_dir, dict(os.environ)), dry_run=dry_run)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@install.command("claude")
+@_SCOPE
+@_PROJECT_DIR
+@_DRY_RUN
+def install_claude_command(scope: str, project_dir: Path | None, dry_run: bool) -> None:
+    """Add agentd's hook to every Claude Code hook event.
+
+    Merges into settings.json: your other hooks and keys stay, the previous file is kept as
+    settings.json.agentd-backup, and running it again changes nothing. The hook command names
+    this Python and agentd's hook by absolute path, so it works from any directory without PATH
+    or an activated virtualenv.
+
+    \b
+    Example:
+      agentd install claude --dry-run
+      agentd install claude --scope project --project-dir ~/src/myapp
+    """
+    from agentd.installers import claude_settings_path, install_claude
+
+    plan = _plan(install_claude, claude_settings_path, scope, project_dir, dry_run)
+    _print_plan(plan, "agentd's hooks are installed", dry_run)
+    if plan.applied:
+        click.echo("Claude Code picks the hooks up by itself; check with: agentd status")
+
+
+@uninstall.command("claude")
+@_SCOPE
+@_PROJECT_DIR
+@_DRY_RUN
+def uninstall_claude_command(scope: str, project_dir: Path | None, dry_run: bool) -> None:
+    """Remove agentd's hooks from Claude Code's settings.json (nothing else).
+
+    \b
+    Example:
+      agentd uninstall claude --scope project
+    """
+    from agentd.installers import claude_settings_path, uninstall_claude
+
+    plan = _plan(uninstall_claude, claude_settings_path, scope, project_dir, dry_run)
+    _print_plan(plan, "no agentd hooks are present", dry_run)
+
+
+_OPENCODE_SCOPE = click.option(
+    "--scope",
+    type=click.Choice(["user", "project"]),
+    default="user",
+    show_default=True,
+    help="user: ~/.config/opencode/plugins/ (all projects); project: DIR/.opencode/plugins/.",
+)
+
+
+def _print_file_plan(plan: Any, state: str, dry_run: bool) -> None:
+    if not plan.changed:
+        click.echo(f"Nothing to change: {state} ({plan.path}).")
+        return
+    past = {"add": "Added", "update": "Updated", "remove": "Removed"}
+    for change in plan.changes:
+        verb, what = change.split(" ", 1)
+        click.echo(f"{'Would ' + verb if dry_run else past.get(verb, verb)} {what}: {plan.path}")
+
+
+@install.command("opencode")
+@_OPENCODE_SCOPE
+@_PROJECT_DIR
+@_DRY_RUN
+def install_opencode_command(scope: str, project_dir: Path | None, dry_run: bool) -> None:
+    """Add agentd's plugin to OpenCode (a file in OpenCode's plugins directory).
+
+    OpenCode loads every plugins/*.ts of its config directories by itself: no opencode.json
+    entry, no npm install. Running it again changes nothing, or updates an older copy; a file of
+    that name that is not agentd's is left alone.
+
+    \b
+    Example:
+      agentd install opencode --dry-run
+      agentd install opencode --scope project --project-dir ~/src/myapp
+    """
+    from agentd.installers import install_opencode, opencode_plugin_path
+
+    plan = _plan(install_opencode, opencode_plugin_path, scope, project_dir, dry_run)
+    _print_file_plan(plan, "agentd's plugin is installed and up to date", dry_run)
+    if plan.applied:
+        click.echo("OpenCode loads it when it next starts; its events then count in: agentd status")
+
+
+@uninstall.command("opencode")
+@_OPENCODE_SCOPE
+@_PROJECT_DIR
+@_DRY_RUN
+def uninstall_opencode_command(scope: str, project_dir: Path | None, dry_run: bool) -> None:
+    """Remove agentd's plugin file from OpenCode's plugins directory (only if it is agentd's).
+
+    \b
+    Example:
+      agentd uninstall opencode --scope project
+    """
+    from agentd.installers import opencode_plugin_path, uninstall_opencode
+
+    plan = _plan(uninstall_opencode, opencode_plugin_path, scope, project_dir, dry_run)
+    _print_file_plan(plan, "agentd's plugin is not installed", dry_run)

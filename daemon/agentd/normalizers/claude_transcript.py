@@ -21,11 +21,11 @@ so an import after live capture fills in what the hooks missed and duplicates no
 | compaction_events | `{sessionId}:{promptId}` | `compact_boundary` (trigger, preTokens, postTokens) |
 | sessions | `{sessionId}` | project_path (the cwd of the session's first record), title (custom-title, ai-title, summary), model (main-thread assistant records), permission_mode, cost (the last `cost-state` record's totalCostUSD), git_branch |
 
-Tool results are turned into rows by the live normalizer (sources/claude.py) from the equivalent
+Tool results are turned into rows by the live normalizer (normalizers/claude_hooks.py) from the equivalent
 PostToolUse / PostToolUseFailure hook payload, prompts from the equivalent UserPromptSubmit, so
 exit codes, error texts, file operations, line counts and the prompt role rule are the same code.
 What the transcript does not have is left out rather than guessed, so that an import never
-overwrites a better value the hooks stored (newest non-null wins, see sources/__init__.py):
+overwrites a better value the hooks stored (newest non-null wins, see normalizers/__init__.py):
 duration_ms (hooks time the tool itself; a transcript has only when the request was written and
 when the result was), the structured output of a subagent's tool (its transcript keeps only the
 model-facing text), session status and end. Subagent records (`isSidechain`, `agentId`) carry
@@ -38,8 +38,13 @@ import os
 import re
 from typing import Any
 
-from agentd.sources import Context, Normalized, Row, claude, register
-from agentd.sources._values import as_dict as _dict, as_int as _int, as_str as _str, timestamp_ms
+from agentd.normalizers import Context, Normalized, Row, claude_hooks, register
+from agentd.normalizers._values import (
+    as_dict as _dict,
+    as_int as _int,
+    as_str as _str,
+    timestamp_ms,
+)
 
 __all__ = ["normalize", "is_prompt", "has_tool_results", "timestamp_ms"]
 
@@ -146,7 +151,9 @@ class _Record:
         """Rows the live normalizer makes of the equivalent hook payload (its session row, which
         carries hook-only state such as status, left out)."""
         payload.update(session_id=self.sid, cwd=self.cwd, agent_id=self.agent_id)
-        rows = [row for row in claude.normalize(payload, self.ctx).rows if row.table in tables]
+        rows = [
+            row for row in claude_hooks.normalize(payload, self.ctx).rows if row.table in tables
+        ]
         for row in rows:
             row.values["source"] = SOURCE
         return rows
@@ -293,7 +300,7 @@ class _Record:
             {
                 "id": f"{self.sid}:{key}",
                 "error_type": _str(self.r.get("error")) or "unknown",
-                "error_message": claude.truncate(text, self.ctx.output_limit_bytes),
+                "error_message": claude_hooks.truncate(text, self.ctx.output_limit_bytes),
                 "status_code": status,
                 "created_at": self.at,
             },
@@ -324,7 +331,7 @@ class _Record:
                 {
                     "id": f"{self.sid}:{self.r['uuid']}",
                     "error_type": "retry",
-                    "error_message": claude.truncate(message, self.ctx.output_limit_bytes),
+                    "error_message": claude_hooks.truncate(message, self.ctx.output_limit_bytes),
                     "status_code": _int(error.get("status")),
                     "created_at": self.at,
                 },

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from agentd import __version__
+from agentd.db.store import InvalidEvent
 from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
 from agentd.protocol import IngestParams, NoParams, PruneParams, decode_params
-from agentd.store import InvalidEvent
 
 if TYPE_CHECKING:
-    from agentd.server import Server
+    from agentd.service.transport import Server
 
 __all__ = ["METHODS", "dispatch"]
 

@@ -1,6 +1,6 @@
 """The daemon: Unix socket lifecycle, connections, NDJSON framing, spool draining, shutdown.
 
-Handlers (handlers.py) give RPC meaning; the store (store.py) writes. Nothing a client sends can
+The RPC methods (methods.py) give meaning; the store (db/store.py) writes. Nothing a client sends can
 take the daemon or another connection down: every line is answered or the connection is closed.
 """
 
@@ -22,8 +22,8 @@ import msgspec
 
 from agentd import __version__, pidfile, spool
 from agentd.config import Config
+from agentd.db.store import Privacy, Store
 from agentd.errors import AgentdError, InternalError, LineTooLong
-from agentd.handlers import dispatch
 from agentd.protocol import (
     IngestParams,
     Invalid,
@@ -34,7 +34,7 @@ from agentd.protocol import (
     encode_response,
 )
 from agentd.redact import Redactor
-from agentd.store import Privacy, Store
+from agentd.service.methods import dispatch
 
 __all__ = ["Server", "AlreadyRunning", "StartupError", "run"]
 

@@ -69,7 +69,7 @@ def claude_settings_files(env: dict[str, str], cwd: Path) -> list[tuple[str, Pat
 
 
 def check_database(config: Config) -> Check:
-    from agentd.migrations import MIGRATIONS
+    from agentd.db.migrations import MIGRATIONS
 
     db = config.db_path
     if not db.exists():
@@ -124,7 +124,7 @@ def check_daemon(config: Config) -> tuple[Check, dict[str, Any] | None]:
 
 
 def _installed_hook_command(env: dict[str, str], cwd: Path) -> str | None:
-    from agentd.install import HOOK_MARKER
+    from agentd.installers import HOOK_MARKER
 
     for _, path in claude_settings_files(env, cwd):
         settings = _read_json(path) or {}
@@ -139,7 +139,7 @@ def _installed_hook_command(env: dict[str, str], cwd: Path) -> str | None:
 
 
 def check_claude_hooks(env: dict[str, str], cwd: Path) -> Check:
-    from agentd.install import CLAUDE_EVENTS, HOOK_MARKER, claude_hook_command
+    from agentd.installers import CLAUDE_EVENTS, HOOK_MARKER, claude_hook_command
 
     found = []
     for scope, path in claude_settings_files(env, cwd):
@@ -222,7 +222,7 @@ def _claude_plugin_dirs(env: dict[str, str]) -> list[Path]:
 
 
 def check_opencode_plugin(env: dict[str, str], cwd: Path) -> Check:
-    from agentd.install import (
+    from agentd.installers import (
         OPENCODE_PLUGIN_MARKER,
         InstallError,
         opencode_plugin_path,
@@ -266,7 +266,7 @@ def check_end_to_end(config: Config, env: dict[str, str], cwd: Path, running: bo
     """A test event through the installed hook command, into the database, read back."""
     if not running:
         return Check("end to end", "skip", "the daemon is not running")
-    from agentd.install import claude_hook_command
+    from agentd.installers import claude_hook_command
 
     command = _installed_hook_command(env, cwd) or claude_hook_command()
     nonce = uuid.uuid4().hex

@@ -166,7 +166,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "0003_query_indexes",
         """
--- Covering indexes for `agentd query` (reports.py): a report reads index entries, never the
+-- Covering indexes for `agentd query` (query/reports.py): a report reads index entries, never the
 -- wide tool rows (input, output). bench/query times every report on a million tool rows.
 CREATE INDEX tools_query_name
     ON tools (tool_name, duration_ms, success, source, created_at, session_id);

@@ -60,8 +60,8 @@ from typing import Any
 
 import msgspec
 
-from agentd.sources import Context, Normalized, Row, register
-from agentd.sources._values import (
+from agentd.normalizers import Context, Normalized, Row, register
+from agentd.normalizers._values import (
     as_dict as _dict,
     as_int as _int,
     as_str as _str,

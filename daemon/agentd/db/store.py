@@ -20,11 +20,11 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from agentd import content
-from agentd.migrations import migrate
+from agentd.db.migrations import migrate
+from agentd.normalizers import TYPED_TABLES, Context, Row, normalize
+from agentd.privacy import apply_to_rows, strip_payload
 from agentd.protocol import decode_json
 from agentd.redact import RULESET_VERSION, Redactor, count_markers
-from agentd.sources import TYPED_TABLES, Context, Row, normalize
 
 __all__ = [
     "Store",
@@ -146,13 +146,13 @@ def prepare_event(
             ),
         )
     level = privacy.content_level
-    content.apply_to_rows(rows, level)
+    apply_to_rows(rows, level)
     for row in rows:
         row.values.setdefault("source", source)
         # Hits a stored row carries (merged with `max`: Pre and Post of a call see the same input).
         row.values["redactions"] = sum(count_markers(v) for v in row.values.values()) if hits else 0
     if level != "full":
-        text = _encoder.encode(content.strip_payload(payload, level)).decode()
+        text = _encoder.encode(strip_payload(payload, level)).decode()
     return PreparedEvent(
         id=ident,
         source=source,

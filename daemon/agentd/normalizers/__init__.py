@@ -2,7 +2,7 @@
 
 One module per source registers a `normalize(payload, ctx) -> Normalized` function in NORMALIZERS.
 A normalizer is pure apart from reading files the payload names (a transcript, say); it never
-touches the database. The store merges the rows it returns (see store.py, MERGE_POLICY):
+touches the database. The store merges the rows it returns (see db/store.py, MERGE_POLICY):
 
 - every row carries its `id`, derived from the agent's own identifiers, so a replayed event
   lands on the same row;
@@ -101,7 +101,7 @@ def normalize(payload: Any, ctx: Context) -> Normalized:
 
 
 def _load_builtin_sources() -> None:
-    # Imported for their register() side effect. Each is its own module: sources/<name>.py.
+    # Imported for their register() side effect. Each is its own module: normalizers/<name>.py.
     import importlib
     import pkgutil
 

@@ -82,7 +82,7 @@ def claude_hook_command() -> str:
     """The command for settings.json (run by Claude Code through a shell): absolute interpreter and
     hook file, so PATH and any activated virtualenv do not matter; `-I -S` because the hook needs
     only the standard library and starts faster without the site-packages scan."""
-    hook = Path(__file__).resolve().with_name("hook.py")
+    hook = Path(__file__).resolve().parents[1] / "hook.py"
     # `trap '' TERM HUP`: Claude Code SIGTERMs a -p session's hooks as it exits (StopFailure fires
     # last), sometimes before Python has started; an ignored signal stays ignored across exec.
     python = shlex.quote(sys.executable)
@@ -217,7 +217,7 @@ def opencode_plugin_source() -> str:
     shipped = files("agentd").joinpath("opencode_plugin", OPENCODE_PLUGIN_FILE)
     if shipped.is_file():
         return shipped.read_text(encoding="utf-8")
-    checkout = Path(__file__).resolve().parents[2] / "opencode-plugin" / "src"
+    checkout = Path(__file__).resolve().parents[3] / "opencode-plugin" / "src"
     checkout /= OPENCODE_PLUGIN_FILE
     try:
         return checkout.read_text(encoding="utf-8")

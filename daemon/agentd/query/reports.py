@@ -1,6 +1,6 @@
 """The canned reports of `agentd query`: their SQL, their columns, and the filters they take.
 
-No click here: `query.py` runs what this module describes. docs/queries.md shows each report's
+No click here: `engine.py` runs what this module describes. docs/queries.md shows each report's
 SQL (a test checks it is the SQL below, verbatim) so that users can adapt it.
 
 Filters are named parameters: `:since` and `:until` (epoch ms), `:source`, `:project`,
@@ -256,7 +256,7 @@ GROUP BY t.tool_name""",
 )
 
 # The duration at nearest rank :rank (1-based) among one tool's calls, under the same filters.
-# For a rank past the middle, query.py runs it with `ORDER BY t.duration_ms DESC` and the rank
+# For a rank past the middle, engine.py runs it with `ORDER BY t.duration_ms DESC` and the rank
 # counted from the top (calls - rank + 1), which reads fewer index entries.
 PERCENTILE_SQL = """\
 SELECT t.duration_ms

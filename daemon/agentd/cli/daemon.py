@@ -1,0 +1,237 @@
+"""`agentd start`, `stop` and `status`: the daemon's lifecycle from the command line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from agentd.cli import EXIT_NOT_RUNNING, _config, cli
+from agentd.client import NotRunning, RemoteError, call
+from agentd.config import Config
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 15.0
+
+
+def _ping(config: Config) -> dict[str, Any] | None:
+    try:
+        result: dict[str, Any] = call(config.socket_path, "ping", timeout=2.0)
+        return result
+    except (NotRunning, TimeoutError, ConnectionError, OSError, RemoteError):
+        return None
+
+
+def _setup_logging(config: Config, to_stderr: bool) -> None:
+    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.FileHandler(config.log_path)]
+    if to_stderr:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+@cli.command()
+@click.option(
+    "--foreground",
+    is_flag=True,
+    help="Run in this process (for systemd and other supervisors) instead of detaching.",
+)
+# Set by a detached start for its child, whose stderr already goes to the log file.
+@click.option("--log-to-stderr/--no-log-to-stderr", default=True, hidden=True)
+@click.pass_context
+def start(ctx: click.Context, foreground: bool, log_to_stderr: bool) -> None:
+    """Start the daemon (detached unless --foreground).
+
+    Starting when a daemon already runs says so and exits 0.
+
+    \b
+    Example:
+      agentd start
+      agentd start --foreground   # under systemd, logs also on stderr
+    """
+    config = _config(ctx)
+    running = _ping(config)
+    if running:
+        click.echo(f"agentd is already running (pid {running['pid']}, socket {config.socket_path})")
+        return
+    if foreground:
+        _run_foreground(config, log_to_stderr)
+        return
+    _spawn_detached(config)
+
+
+def _run_foreground(config: Config, log_to_stderr: bool) -> None:
+    from agentd.service.transport import AlreadyRunning, StartupError, run
+
+    _setup_logging(config, to_stderr=log_to_stderr)
+    try:
+        run(config)
+    except AlreadyRunning as e:
+        click.echo(str(e))
+    except StartupError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _spawn_detached(config: Config) -> None:
+    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "agentd",
+        "--socket",
+        str(config.socket_path),
+        "--db",
+        str(config.db_path),
+        "start",
+        "--foreground",
+        "--no-log-to-stderr",
+    ]
+    with open(config.log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        running = _ping(config)
+        if running:
+            click.echo(
+                f"agentd started (pid {running['pid']})\n"
+                f"  socket:   {config.socket_path}\n"
+                f"  database: {config.db_path}\n"
+                f"  log:      {config.log_path}"
+            )
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    if process.poll() is None:
+        process.terminate()
+    click.echo(f"agentd failed to start; see {config.log_path}", err=True)
+    ctx = click.get_current_context()
+    ctx.exit(EXIT_NOT_RUNNING)
+
+
+def _read_pid(config: Config) -> int | None:
+    try:
+        text = config.pid_path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@cli.command()
+@click.pass_context
+def stop(ctx: click.Context) -> None:
+    """Stop the daemon gracefully.
+
+    It finishes in-flight requests, commits, and removes its socket and pid file.
+
+    \b
+    Example:
+      agentd stop
+    """
+    config = _config(ctx)
+    running = _ping(config)
+    pid = running["pid"] if running else _read_pid(config)
+    if running:
+        with contextlib.suppress(RemoteError, OSError, TimeoutError, NotRunning):
+            call(config.socket_path, "shutdown", timeout=5.0)
+    elif pid and _pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)  # alive but not answering: ask it the signal way
+    else:
+        click.echo("agentd is not running")
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not (pid and _pid_alive(pid)) and not config.socket_path.exists():
+            click.echo(f"agentd stopped (pid {pid})")
+            return
+        time.sleep(0.05)
+    raise click.ClickException(f"agentd (pid {pid}) did not stop within {STOP_TIMEOUT_S:.0f} s")
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show whether the daemon runs, and its counters.
+
+    Exits 0 when running, 3 when not.
+
+    \b
+    Example:
+      agentd status
+      agentd status --json | jq .events_total
+    """
+    config = _config(ctx)
+    try:
+        info: dict[str, Any] = call(config.socket_path, "status", timeout=5.0)
+        info["running"] = True
+    except (NotRunning, RemoteError, OSError, TimeoutError):
+        from agentd.spool import backlog
+
+        files, size = backlog(config.spool_dir)
+        info = {
+            "running": False,
+            "socket": str(config.socket_path),
+            "database": str(config.db_path),
+            "database_bytes": config.db_path.stat().st_size if config.db_path.exists() else 0,
+            "spool_files": files,
+            "spool_bytes": size,
+        }
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True))
+    elif info["running"]:
+        click.echo(
+            f"agentd {info['version']} is running (pid {info['pid']}, up {info['uptime_s']:.0f} s)\n"
+            f"  socket:        {info['socket']}\n"
+            f"  database:      {info['database']} ({_human_bytes(info['database_bytes'])})\n"
+            f"  events stored: {info['events_total']} in all, {info['events_stored']} since start\n"
+            f"  spool backlog: {info['spool_files']} files ({_human_bytes(info['spool_bytes'])})"
+        )
+    else:
+        click.echo(
+            f"agentd is not running (start it with: agentd start)\n"
+            f"  socket:        {info['socket']}\n"
+            f"  database:      {info['database']} ({_human_bytes(info['database_bytes'])})\n"
+            f"  spool backlog: {info['spool_files']} files ({_human_bytes(info['spool_bytes'])})"
+        )
+    if not info["running"]:
+        ctx.exit(EXIT_NOT_RUNNING)

@@ -1,0 +1,128 @@
+"""`agentd prune` and `agentd vacuum`: keeping the database small."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from agentd.cli import _config, cli
+from agentd.cli.daemon import _human_bytes
+from agentd.client import NotRunning, RemoteError, call
+from agentd.config import Config
+
+
+def _maintenance(config: Config, method: str, params: dict[str, Any] | None, direct: Any) -> Any:
+    """Run a write operation through the daemon when it runs (it owns the only writer), else
+    directly, holding the daemon's pid-file lock so that none starts meanwhile."""
+    import asyncio
+    import sqlite3
+
+    from agentd import pidfile
+    from agentd.db.store import Store
+
+    try:
+        return call(config.socket_path, method, params, timeout=3600.0)
+    except NotRunning:
+        pass
+    except RemoteError as e:
+        raise click.ClickException(f"the daemon refused {method}: {e}") from None
+    if not config.db_path.exists():
+        raise click.ClickException(
+            f"no database at {config.db_path}: nothing captured yet (start with: agentd start)"
+        )
+
+    async def run() -> Any:
+        store = Store(config.db_path)
+        await store.open()
+        try:
+            return await direct(store)
+        finally:
+            await store.close()
+
+    try:
+        with pidfile.held(config.pid_path):
+            return asyncio.run(run())
+    except sqlite3.Error as e:
+        raise click.ClickException(f"{method} failed on {config.db_path}: {e}") from None
+    except pidfile.Locked as e:
+        raise click.ClickException(
+            f"agentd (pid {e.pid or '?'}) is starting or not answering; try again in a moment"
+        ) from None
+
+
+@cli.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="AGE",
+    help="A duration (90d, 12w, 24h) or a date (2026-01-01): what was last seen before it goes.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+def prune(ctx: click.Context, older_than: str, as_json: bool) -> None:
+    """Delete sessions and raw events last seen before a cutoff.
+
+    A session goes with all its rows (tools, file operations, errors, compactions, messages)
+    when its last activity is older than the cutoff; raw events go by the time they were
+    received. Run `agentd vacuum` afterwards to give the space back to the file system.
+
+    \b
+    Example:
+      agentd prune --older-than 90d
+      agentd prune --older-than 2026-01-01 --json
+    """
+    from agentd.query.reports import TimeError, parse_time
+
+    config = _config(ctx)
+    try:
+        cutoff = parse_time(older_than)
+    except TimeError as e:
+        raise click.BadParameter(str(e), param_hint="--older-than") from None
+    if cutoff is None:
+        raise click.BadParameter("give an age such as 90d, or a date", param_hint="--older-than")
+
+    async def direct(store: Any) -> dict[str, Any]:
+        return {"deleted": await store.prune(cutoff)}
+
+    deleted = _maintenance(config, "prune", {"before": cutoff}, direct)["deleted"]
+    if as_json:
+        click.echo(json.dumps({"before": cutoff, "deleted": deleted}, indent=2, sort_keys=True))
+        return
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(cutoff / 1000))
+    total = sum(deleted.values())
+    click.echo(f"Deleted {total} rows last seen before {when}:")
+    for table, count in deleted.items():
+        click.echo(f"  {table:18s} {count}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the sizes as JSON.")
+@click.pass_context
+def vacuum(ctx: click.Context, as_json: bool) -> None:
+    """Shrink the database file: give the space of deleted rows back to the file system.
+
+    Writes wait while it runs (the file is rewritten), so run it after a large prune.
+
+    \b
+    Example:
+      agentd prune --older-than 90d && agentd vacuum
+    """
+    config = _config(ctx)
+
+    async def direct(store: Any) -> dict[str, Any]:
+        before = store.database_bytes()
+        await store.vacuum()
+        return {"bytes_before": before, "bytes_after": store.database_bytes()}
+
+    sizes = _maintenance(config, "vacuum", None, direct)
+    if as_json:
+        click.echo(json.dumps(sizes, indent=2, sort_keys=True))
+        return
+    click.echo(
+        f"Database {config.db_path}: {_human_bytes(sizes['bytes_before'])} -> "
+        f"{_human_bytes(sizes['bytes_after'])}"
+    )

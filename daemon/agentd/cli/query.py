@@ -1,0 +1,268 @@
+"""`agentd query`: the click command over the read-only engine (query/engine.py) and the
+canned reports (query/reports.py)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from agentd.cli import cli
+from agentd.config import Config, ConfigError
+from agentd.query.engine import (
+    FORMATS,
+    QueryError,
+    _limited,
+    connect_readonly,
+    execute,
+    run_report,
+    write,
+)
+from agentd.query.reports import (
+    DEFAULT_LIMIT,
+    DEFAULT_SINCE,
+    FILTERS,
+    PERCENTILE_SQL,
+    REPORTS,
+    Report,
+    TimeError,
+    closest,
+    parse_time,
+    render,
+)
+
+__all__ = ["query"]
+
+
+def _time(option: str, value: str) -> int | None:
+    try:
+        return parse_time(value)
+    except TimeError as e:
+        raise QueryError(f"bad {option}: {e}") from None
+
+
+def _params(
+    *,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    project: str | None,
+    session: str | None,
+    limit: int | None,
+    report: bool,
+) -> dict[str, Any]:
+    """The named parameters: times as epoch ms; reports get the default window and limit."""
+    if report:
+        since = DEFAULT_SINCE if since is None else since
+        limit = DEFAULT_LIMIT if limit is None else limit
+    if project is not None:
+        # Absolute, no trailing slash: the reports match `project` and `project/...`, so the
+        # root directory becomes "" (every path starts with "/").
+        project = os.path.abspath(os.path.expanduser(project)).rstrip("/")
+    return {
+        "since": _time("--since", since) if since is not None else None,
+        "until": _time("--until", until) if until is not None else None,
+        "source": source,
+        "project": project,
+        "session": session,
+        "limit": limit if limit else -1,  # SQLite: a negative LIMIT means none
+    }
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'tools'").fetchone()
+    return bool(row and row[0])
+
+
+@cli.command()
+@click.argument("report", required=False)
+@click.option(
+    "--sql", metavar="SQL", help="Run this read-only SQL instead; '-' reads it from stdin."
+)
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help=f"Only what happened from WHEN on: 24h, 7d, 2026-11-01, all, ... "
+    f"(reports: default {DEFAULT_SINCE}).",
+)
+@click.option("--until", metavar="WHEN", help="Only what happened before WHEN (same forms).")
+@click.option("--source", type=click.Choice(["claude", "opencode"]), help="Only this agent.")
+@click.option("--project", metavar="PATH", help="Only sessions in PATH or below it.")
+@click.option("--session", metavar="ID", help="Only this session.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help=f"At most N rows; 0 for all (reports: default {DEFAULT_LIMIT}).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format; json, ndjson and csv carry raw values (epoch ms, ms, USD).",
+)
+@click.option("--list", "list_reports", is_flag=True, help="List the reports, one a line.")
+@click.option(
+    "--show-sql", is_flag=True, help="Print the report's SQL and bound values; run nothing."
+)
+@click.pass_context
+def query(
+    ctx: click.Context,
+    report: str | None,
+    sql: str | None,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    project: str | None,
+    session: str | None,
+    limit: int | None,
+    fmt: str,
+    list_reports: bool,
+    show_sql: bool,
+) -> None:
+    """Answer questions from the captured data: a canned REPORT, or read-only SQL.
+
+    The reports (see --list, and docs/queries.md for their SQL and columns) cover the last 7
+    days unless --since says otherwise, and show 20 rows unless --limit does. --sql runs any
+    read-only statement; it binds :since, :until (epoch ms), :source, :project, :session and
+    :limit from the options (NULL, or -1 for :limit, when not given), so a report's SQL runs
+    as it is. The database is opened read-only: writes, ATTACH and PRAGMAs that set something
+    fail. The daemon need not run.
+
+    \b
+    Example:
+      agentd query --list
+      agentd query hot-files --since 30d --project .
+      agentd query tool-errors --source claude --format json
+      agentd query sessions --since 2026-11-01 --until 2026-11-08 --limit 0
+      agentd query --sql "SELECT tool_name, count(*) AS n FROM tools GROUP BY 1 ORDER BY n DESC"
+      agentd query --sql - --format csv < my-report.sql
+    """
+    if report is not None and sql is not None:
+        raise click.UsageError("give a REPORT or --sql, not both")
+    if show_sql and report is None:
+        raise click.UsageError("--show-sql shows a REPORT's SQL")
+    try:
+        if list_reports or (report is None and sql is None):
+            _list(fmt)
+            return
+        params = _params(
+            since=since,
+            until=until,
+            source=source,
+            project=project,
+            session=session,
+            limit=limit,
+            report=report is not None,
+        )
+        if report is None:
+            statement = sys.stdin.read() if sql == "-" else str(sql)
+            if not statement.strip():
+                raise QueryError("no SQL given")
+            _run(_config(ctx).db_path, fmt, None, statement, params, limit)
+        elif report not in REPORTS:
+            hint = closest(report)
+            raise QueryError(
+                f"unknown report '{report}'."
+                + (f" Did you mean '{hint}'?" if hint else "")
+                + " `agentd query --list` shows the reports."
+            )
+        elif show_sql:
+            _show_sql(REPORTS[report], params)
+        else:
+            written = _run(_config(ctx).db_path, fmt, REPORTS[report], "", params, None)
+            if written == 0 and fmt == "table":
+                hint = "" if since else f" in the last {DEFAULT_SINCE} (widen it with --since)"
+                click.echo(f"(no rows{hint})", err=True)
+    except QueryError as e:
+        raise click.ClickException(str(e)) from None
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly; later flushes go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _out(fmt: str) -> TextIO:
+    out = sys.stdout
+    if fmt != "table" and hasattr(out, "reconfigure"):
+        out.reconfigure(encoding="utf-8")  # JSON and CSV are UTF-8, whatever the locale
+    return out
+
+
+def _list(fmt: str) -> None:
+    out = _out(fmt)
+    if fmt == "table":  # one line a report, no header
+        width = max(len(name) for name in REPORTS)
+        out.write("".join(f"{r.name:<{width}}  {r.description}\n" for r in REPORTS.values()))
+    else:
+        rows = [(r.name, r.description) for r in REPORTS.values()]
+        write(out, fmt, ["report", "description"], [rows])
+
+
+def _run(
+    db_path: Path,
+    fmt: str,
+    report: Report | None,
+    statement: str,
+    params: dict[str, Any],
+    limit: int | None,
+) -> int:
+    """Run a report, or the user's statement; write its rows; return how many."""
+    conn = connect_readonly(db_path)
+    try:
+        if report is None:
+            columns, batches = execute(conn, statement, params)
+            if limit:
+                batches = _limited(batches, limit)
+            written = write(_out(fmt), fmt, columns, batches)
+        else:
+            if not _has_tables(conn):
+                raise QueryError(f"{db_path} is not an agentd database (it has no tools table)")
+            try:
+                columns, batches = run_report(conn, report, params)
+            except QueryError as e:
+                if "no such" not in str(e):
+                    raise
+                raise QueryError(
+                    f"{e}: the database predates this agentd's schema; `agentd start` upgrades it"
+                ) from None
+            kinds: list[str | None] = [c.kind for c in report.columns]
+            written = write(_out(fmt), fmt, columns, batches, kinds)
+        sys.stdout.flush()
+        return written
+    finally:
+        conn.close()
+
+
+def _show_sql(report: Report, params: dict[str, Any]) -> None:
+    statements = [render(report.sql, params)]
+    if report.percentiles:
+        statements.append(render(PERCENTILE_SQL, params))
+    for name in FILTERS:
+        if params[name] is not None and (
+            name == "limit" or any(f":{name}" in s for s in statements)
+        ):
+            click.echo(f"-- :{name} = {params[name]!r}")
+    if report.percentiles:
+        columns = ", ".join(column for column, _ in report.percentiles)
+        click.echo(
+            f"-- {columns}: the second statement, once per row and column, with :tool_name "
+            "and :rank (the nearest rank);\n"
+            f"-- then the rows are sorted by {report.sort_by} (descending) and cut at :limit"
+        )
+    click.echo(";\n\n".join(statements) + ";")
+
+
+def _config(ctx: click.Context) -> Config:
+    config = ctx.find_object(Config)
+    if config is not None:
+        return config
+    try:
+        return Config.load()
+    except ConfigError as e:
+        raise QueryError(str(e)) from None

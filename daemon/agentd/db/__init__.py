@@ -1,0 +1,1 @@
+"""The SQLite side: migrations, the one writer (store), read-only access."""
