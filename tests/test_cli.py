@@ -164,9 +164,10 @@ def test_every_command_has_help_with_an_example(agentd_env):
 
     def paths(command: click.Command, prefix: list[str]) -> list[list[str]]:
         found = [prefix]
-        if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
-                found += paths(sub, [*prefix, name])
+        if isinstance(command, click.Group):  # through click's API: some groups are lazy
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                found += paths(command.get_command(ctx, name), [*prefix, name])
         return found
 
     commands = paths(cli, [])

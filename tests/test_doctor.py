@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agentd.doctor import check_claude_hooks, check_retention
+from agentd.doctor.claude import check_claude_hooks, check_retention
 from conftest import query_db
 
 
@@ -93,7 +93,7 @@ def test_a_complete_install_passes_with_a_test_event_end_to_end(daemon, agentd_e
 
 
 def test_a_hook_command_naming_a_missing_file_fails(daemon, agentd_env, user_home):
-    from agentd.installers import CLAUDE_EVENTS, HOOK_MARKER
+    from agentd.installers.claude import EVENTS as CLAUDE_EVENTS, HOOK_MARKER
 
     command = f"exec /nonexistent/python -I -S /nonexistent/hook.py {HOOK_MARKER}"
     hooks = {e: [{"hooks": [{"type": "command", "command": command}]}] for e in CLAUDE_EVENTS}
@@ -144,7 +144,7 @@ def test_retention_warns_at_thirty_days_or_less(tmp_path, user, project, status)
 
 
 def test_claude_hooks_in_project_settings_count_too(tmp_path):
-    from agentd.installers import install_claude
+    from agentd.installers.claude import install as install_claude
 
     cwd = tmp_path / "proj"
     install_claude(cwd / ".claude" / "settings.json")

@@ -269,7 +269,7 @@ def test_plugin_launcher_runs_the_hook(daemon, agentd_env):
 
 
 def test_plugin_hooks_json_covers_every_event():
-    from agentd.installers import CLAUDE_EVENTS
+    from agentd.installers.claude import EVENTS as CLAUDE_EVENTS
 
     plugin = json.loads((REPO / "hooks" / "hooks.json").read_text())
     assert set(plugin["hooks"]) == set(CLAUDE_EVENTS)

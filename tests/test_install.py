@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from agentd.installers import CLAUDE_EVENTS, HOOK_MARKER
+from agentd.installers.claude import EVENTS as CLAUDE_EVENTS, HOOK_MARKER
 from conftest import load_jsonl, query_db
 
 USER_SETTINGS = {

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agentd.installers import (
-    OPENCODE_PLUGIN_MARKER,
-    InstallError,
-    install_opencode,
-    opencode_plugin_path,
-    opencode_plugin_source,
-    uninstall_opencode,
+from agentd.installers import InstallError
+from agentd.installers.opencode import (
+    PLUGIN_MARKER as OPENCODE_PLUGIN_MARKER,
+    install as install_opencode,
+    plugin_source as opencode_plugin_source,
+    target as opencode_plugin_path,
+    uninstall as uninstall_opencode,
 )
 from conftest import REPO
 

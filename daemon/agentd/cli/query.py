@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import click
 
+from agentd.agents import AGENTS
 from agentd.cli import cli
 from agentd.config import Config, ConfigError
 from agentd.query.engine import (
@@ -90,7 +91,7 @@ def _has_tables(conn: sqlite3.Connection) -> bool:
     f"(reports: default {DEFAULT_SINCE}).",
 )
 @click.option("--until", metavar="WHEN", help="Only what happened before WHEN (same forms).")
-@click.option("--source", type=click.Choice(["claude", "opencode"]), help="Only this agent.")
+@click.option("--source", type=click.Choice(list(AGENTS)), help="Only this agent.")
 @click.option("--project", metavar="PATH", help="Only sessions in PATH or below it.")
 @click.option("--session", metavar="ID", help="Only this session.")
 @click.option(

@@ -1,7 +1,8 @@
 """Importers: backfill and reconcile from what the agents keep on disk (docs/import.md).
 
-- `claude`: Claude Code transcripts (JSONL) -> source `claude-transcript` events.
-- `opencode`: OpenCode's SQLite database -> source `opencode` events of the plugin's own shapes.
+One module per agent (agents.py names it): `claude` reads Claude Code transcripts (JSONL) into
+source `claude-transcript` events, `opencode` OpenCode's SQLite database into source `opencode`
+events of the plugin's own shapes.
 
 Both go the way of live capture: `ingest` events, normalized by the daemon's normalizers, stored
 by the one writer (writer.py), so an import after live capture lands on the same rows. Both are
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agentd import pidfile
+from agentd.agents import AGENTS
 from agentd.config import Config
 from agentd.importers.state import ImportState
 from agentd.importers.writer import (
@@ -35,9 +37,8 @@ from agentd.importers.writer import (
     open_sink,
 )
 
-__all__ = ["Summary", "Progress", "ImportFailed", "run_import", "KINDS"]
+__all__ = ["Summary", "Progress", "ImportFailed", "run_import"]
 
-KINDS = ("claude", "opencode")
 _TABLES = (
     "sessions",
     "messages",
@@ -110,7 +111,7 @@ class Summary:
         }
 
     def to_text(self) -> str:
-        what = {"claude": "Claude Code transcripts", "opencode": "OpenCode databases"}[self.source]
+        what = AGENTS[self.source].role("importer").WHAT
         via = {"daemon": "through the daemon", "direct": "directly (no daemon running)"}.get(
             self.mode, ""
         )
@@ -243,15 +244,12 @@ def table_counts(db_path: Path) -> dict[str, int]:
 
 async def _run(
     config: Config,
-    kind: str,
+    agent: str,
     paths: list[Path],
     summary: Summary,
     progress: Progress,
     wait_s: float,
 ) -> None:
-    from agentd.importers.claude import import_transcripts
-    from agentd.importers.opencode import import_databases
-
     state = ImportState.load(config.state_dir)
     sink = open_sink(config, wait_s)
     summary.mode = sink.mode
@@ -260,10 +258,7 @@ async def _run(
     progress.pipeline = pipeline
     saver = asyncio.create_task(_save_periodically(state))
     try:
-        if kind == "claude":
-            await import_transcripts(paths, pipeline, state, summary, progress)
-        else:
-            await import_databases(paths, pipeline, state, summary, progress)
+        await AGENTS[agent].role("importer").run(paths, pipeline, state, summary, progress)
     except SinkLost as e:
         pipeline.abandon()
         raise ImportFailed(
@@ -294,22 +289,22 @@ async def _save_periodically(state: ImportState, every_s: float = 5.0) -> None:
 
 def run_import(
     config: Config,
-    kind: str,
+    agent: str,
     paths: list[Path],
     *,
     progress: Progress | None = None,
     wait_s: float = 30.0,
 ) -> Summary:
-    """Import `kind` ("claude" or "opencode") from `paths`; raises ImportFailed when it cannot run."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown import kind {kind!r}")
-    summary = Summary(source=kind, paths=[str(p) for p in paths])
+    """Import `agent`'s history (agents.py) from `paths`; ImportFailed when it cannot run."""
+    if agent not in AGENTS:
+        raise ValueError(f"unknown agent {agent!r}")
+    summary = Summary(source=agent, paths=[str(p) for p in paths])
     progress = progress or Progress(False)
     started = time.monotonic()
     with _import_lock(config.state_dir), _fewer_collections():
         before = table_counts(config.db_path)
         try:
-            asyncio.run(_run(config, kind, paths, summary, progress, wait_s))
+            asyncio.run(_run(config, agent, paths, summary, progress, wait_s))
         except (WriterBusy, DaemonTooOld) as e:
             raise ImportFailed(str(e)) from None
         except sqlite3.Error as e:

@@ -30,19 +30,40 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from agentd.importers import ImportFailed
 from agentd.importers.state import ImportState
 from agentd.importers.writer import Event, Pipeline
+from agentd.installers.claude import config_dir
 from agentd.normalizers.claude_transcript import has_tool_results, is_prompt, timestamp_ms
 from agentd.protocol import replace_lone_surrogates
 
-__all__ = ["SOURCE", "default_root", "transcript_files", "import_transcripts"]
+__all__ = ["SOURCE", "WHAT", "default_root", "default_paths", "transcript_files", "run"]
+
+AGENT = "claude"  # its section of the import state
+WHAT = "Claude Code transcripts"
+PATH_OPTION = (
+    "--path",
+    "A transcript directory or .jsonl file (repeatable; default: ~/.claude/projects, "
+    "or $CLAUDE_CONFIG_DIR/projects).",
+)
+IMPORT_HELP = """Import Claude Code transcripts (sessions, tools, file operations, tokens, cost, compactions).
+
+    Reads every *.jsonl below the directory, subagent transcripts included, each from where the
+    last import stopped. A torn last line waits for the next run; corrupt lines and unknown
+    record types are skipped and counted in the summary.
+
+    \b
+    Example:
+      agentd import claude
+      agentd import claude --path ~/backup/claude-projects --json
+    """
 
 SOURCE = "claude-transcript"
 CHUNK = 1 << 20
@@ -104,16 +125,28 @@ _message_decoder = msgspec.json.Decoder(_Message | None)
 _response_decoder = msgspec.json.Decoder(_Response)
 
 
-def default_root(env: dict[str, str] | None = None) -> Path:
+def default_root(env: Mapping[str, str] | None = None) -> Path:
     """`$CLAUDE_CONFIG_DIR/projects`, else `~/.claude/projects`."""
-    env = dict(os.environ) if env is None else env
-    config_dir = env.get("CLAUDE_CONFIG_DIR")
-    base = (
-        Path(config_dir).expanduser()
-        if config_dir
-        else Path(env.get("HOME") or Path.home()) / ".claude"
-    )
-    return base / "projects"
+    return config_dir(os.environ if env is None else env) / "projects"
+
+
+def default_paths(env: Mapping[str, str] | None = None) -> list[Path]:
+    """What `agentd import` reads without --path: the projects directory, if there is one."""
+    root = default_root(env)
+    return [root] if root.exists() else []
+
+
+def not_found(env: Mapping[str, str] | None = None) -> str:
+    return f"No Claude Code transcripts at {default_root(env)}."
+
+
+def resolve_paths(given: list[Path]) -> list[Path]:
+    """The --path values (else the default root), absolute; ImportFailed for one that is missing."""
+    roots = [p.expanduser() for p in given] or [default_root()]
+    for root in roots:
+        if not root.exists():
+            raise ImportFailed(f"{root} does not exist")
+    return [root.absolute() for root in roots]
 
 
 def transcript_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
@@ -228,15 +261,16 @@ class TranscriptImport:
             for path, st in transcript_files(root):
                 seen.add(path)
                 self.summary.files += 1
-                entry = self.state.claude.get(path)
+                entry = self.state.entries(AGENT).get(path)
                 if entry and entry.get("inode") == st.st_ino and entry.get("size") == st.st_size:
                     self.summary.files_unchanged += 1
                     continue
                 todo.append(_File(path, st, entry))
             if root.is_dir():  # transcripts Claude Code deleted: forget their offsets
                 prefix = os.path.abspath(root).rstrip("/") + "/"
-                gone = [k for k in self.state.claude if k.startswith(prefix) and k not in seen]
-                self.state.forget_claude(gone)
+                known = self.state.entries(AGENT)
+                gone = [k for k in known if k.startswith(prefix) and k not in seen]
+                self.state.forget(AGENT, gone)
         self.progress.start(len(todo), sum(f.st.st_size - f.start for f in todo))
         for file in todo:
             await self.import_file(file)
@@ -289,7 +323,7 @@ class TranscriptImport:
         if safe.at:
             entry["at"] = safe.at
         key = file.path
-        self.pipeline.mark(lambda: self.state.set_claude(key, entry))
+        self.pipeline.mark(lambda: self.state.set(AGENT, key, entry))
 
     def _lines(self, handle: Any, start: int) -> Iterator[tuple[bytes, int]]:
         """(line without its newline, offset just past it) of each complete line from `start`."""
@@ -459,7 +493,7 @@ class TranscriptImport:
         return "user (no prompt, no tool result)"
 
 
-async def import_transcripts(
+async def run(
     roots: list[Path], pipeline: Pipeline, state: ImportState, summary: Any, progress: Any
 ) -> None:
     await TranscriptImport(pipeline, state, summary, progress).run(roots)

@@ -1,7 +1,7 @@
 """`agentd import opencode`: OpenCode's database -> the plugin's own event shapes (source `opencode`).
 
 OpenCode (≥ 1.2) keeps sessions, messages and parts in SQLite (`~/.local/share/opencode/opencode.db`,
-or `opencode-<channel>.db` for other release channels; shared/reference/formats.md D). The
+or `opencode-<channel>.db` for other release channels; OpenCode's storage, tests/test_import_opencode.py). The
 importer opens it read-only and turns each row into the bus event the plugin would have sent for
 it, so that the live normalizer (normalizers/opencode.py) makes the same rows under the same ids:
 
@@ -30,10 +30,29 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from agentd.importers import ImportFailed
 from agentd.importers.state import ImportState
 from agentd.importers.writer import Event, Pipeline
 
-__all__ = ["SOURCE", "default_databases", "import_databases"]
+__all__ = ["SOURCE", "WHAT", "default_databases", "default_paths", "run"]
+
+AGENT = "opencode"  # its section of the import state
+WHAT = "OpenCode databases"
+PATH_OPTION = (
+    "--db",
+    "An opencode.db (repeatable; default: $OPENCODE_DB, else opencode.db and "
+    "opencode-<channel>.db in ~/.local/share/opencode).",
+)
+IMPORT_HELP = """Import OpenCode's database (sessions, messages with tokens and cost, tool calls, compactions).
+
+    Opens it read-only (OpenCode may keep running) and reads only rows changed since the last
+    import.
+
+    \b
+    Example:
+      agentd import opencode
+      agentd import opencode --db ~/.local/share/opencode/opencode-beta.db
+    """
 
 SOURCE = "opencode"
 SLACK_MS = 60_000
@@ -70,6 +89,29 @@ def default_databases(env: dict[str, str] | None = None) -> list[Path]:
         for p in directory.iterdir()
         if p.name == "opencode.db" or (p.name.startswith("opencode-") and p.name.endswith(".db"))
     )
+
+
+def default_paths(env: dict[str, str] | None = None) -> list[Path]:
+    """What `agentd import` reads without --db."""
+    return default_databases(env)
+
+
+def not_found(env: dict[str, str] | None = None) -> str:
+    return "No OpenCode database found."
+
+
+def resolve_paths(given: list[Path]) -> list[Path]:
+    """The --db values (else the default databases), absolute; ImportFailed if there are none or
+    one is not a file."""
+    databases = [p.expanduser() for p in given] or default_databases()
+    if not databases:
+        raise ImportFailed(
+            "no OpenCode database found (looked in ~/.local/share/opencode); give one with --db"
+        )
+    for db in databases:
+        if not db.is_file():
+            raise ImportFailed(f"{db} does not exist")
+    return [db.absolute() for db in databases]
 
 
 def _signature(db: Path) -> list[list[int]]:
@@ -116,7 +158,7 @@ def _event(etype: str, properties: dict[str, Any]) -> bytes:
 
 
 def session_info(row: sqlite3.Row) -> dict[str, Any]:
-    """A session row back into the Session object the bus events carry (formats.md C6)."""
+    """A session row back into the Session object the bus events carry (as OpenCode 1.18 stores it: tests/test_import_opencode.py)."""
     info: dict[str, Any] = {
         "id": row["id"],
         "slug": row["slug"],
@@ -188,7 +230,7 @@ class DatabaseImport:
                 self.summary.errors.append(f"{db}: no such database")
                 continue
             self.summary.files += 1
-            entry = self.state.opencode.get(key) or {}
+            entry = self.state.entries(AGENT).get(key) or {}
             signature = _signature(db)
             if entry.get("signature") == signature:
                 self.summary.files_unchanged += 1
@@ -287,7 +329,7 @@ class DatabaseImport:
         finally:
             conn.close()
         done = {"signature": signature, "updated": newest}
-        self.pipeline.mark(lambda: self.state.set_opencode(key, done))
+        self.pipeline.mark(lambda: self.state.set(AGENT, key, done))
 
     @staticmethod
     def _session_columns(present: set[str]) -> str:
@@ -308,7 +350,7 @@ class DatabaseImport:
         await self.pipeline.add(Event(SOURCE, payload, received))
 
 
-async def import_databases(
+async def run(
     databases: list[Path], pipeline: Pipeline, state: ImportState, summary: Any, progress: Any
 ) -> None:
     await DatabaseImport(pipeline, state, summary, progress).run(databases)

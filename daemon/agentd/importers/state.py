@@ -37,8 +37,10 @@ class ImportState:
     def __init__(self, path: Path, data: dict[str, Any] | None = None) -> None:
         self.path = path
         data = data or {}
-        self.claude: dict[str, dict[str, Any]] = dict(data.get("claude") or {})
-        self.opencode: dict[str, dict[str, Any]] = dict(data.get("opencode") or {})
+        # One section per agent (agents.py), each keyed by the file or database it read.
+        self._sections: dict[str, dict[str, dict[str, Any]]] = {
+            name: dict(section) for name, section in data.items() if isinstance(section, dict)
+        }
         self.dirty = False
 
     @classmethod
@@ -52,19 +54,20 @@ class ImportState:
             return cls(path)
         return cls(path, data)
 
-    def set_claude(self, key: str, entry: dict[str, Any]) -> None:
-        if self.claude.get(key) != entry:
-            self.claude[key] = entry
+    def entries(self, agent: str) -> dict[str, dict[str, Any]]:
+        """What the imports of `agent` got through, by file or database (read it, don't change it)."""
+        return self._sections.get(agent, {})
+
+    def set(self, agent: str, key: str, entry: dict[str, Any]) -> None:
+        section = self._sections.setdefault(agent, {})
+        if section.get(key) != entry:
+            section[key] = entry
             self.dirty = True
 
-    def set_opencode(self, key: str, entry: dict[str, Any]) -> None:
-        if self.opencode.get(key) != entry:
-            self.opencode[key] = entry
-            self.dirty = True
-
-    def forget_claude(self, keys: list[str]) -> None:
+    def forget(self, agent: str, keys: list[str]) -> None:
+        section = self._sections.get(agent, {})
         for key in keys:
-            if self.claude.pop(key, None) is not None:
+            if section.pop(key, None) is not None:
                 self.dirty = True
 
     def save(self) -> None:
@@ -72,7 +75,7 @@ class ImportState:
         if not self.dirty:
             return
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = {"version": STATE_VERSION, "claude": self.claude, "opencode": self.opencode}
+        data = {"version": STATE_VERSION, **self._sections}
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         text = json.dumps(data, separators=(",", ":"))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
