@@ -1,4 +1,4 @@
-"""Shared fixtures: real daemons on short temp sockets, real SQLite files, the shared samples."""
+"""Shared fixtures: real daemons on short temp sockets, real SQLite files, the real payloads."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ from agentd.client import Client, NotRunning
 from agentd.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
-# CI checks out the project with ../shared beside it (design.md); the samples are real payloads.
-SAMPLES = REPO.parent / "shared" / "samples"
+# Real payloads captured from Claude Code and OpenCode (tests/payloads/README.md says which).
+PAYLOADS = REPO / "tests" / "payloads"
 
 
 def load_jsonl(name: str) -> list[dict[str, Any]]:
-    """Records of a JSONL file in ../shared/samples."""
-    with (SAMPLES / name).open() as f:
+    """Records of a JSONL file in tests/payloads."""
+    with (PAYLOADS / name).open() as f:
         return [json.loads(line) for line in f if line.strip()]
 
 

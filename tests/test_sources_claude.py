@@ -1,4 +1,4 @@
-"""The Claude Code normalizer, against the real hook payloads in ../shared/samples."""
+"""The Claude Code normalizer, against the real hook payloads in tests/payloads."""
 
 from __future__ import annotations
 

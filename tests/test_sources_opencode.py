@@ -1,4 +1,4 @@
-"""The OpenCode normalizer against real plugin payloads (../shared/samples), alone and through the store."""
+"""The OpenCode normalizer against real plugin payloads (tests/payloads), alone and through the store."""
 
 from __future__ import annotations
 
