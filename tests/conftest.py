@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,16 @@ def load_jsonl(name: str) -> list[dict[str, Any]]:
     """Records of a JSONL file in tests/payloads."""
     with (PAYLOADS / name).open() as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> bool:
+    """Call predicate every `step` s: True once it is truthy, False if `timeout` s pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PAYLOADS, REPO, load_jsonl, query_db
+from conftest import PAYLOADS, REPO, load_jsonl, query_db, wait_for
 
 PLUGIN_DIR = REPO / "opencode-plugin"
 BUN = PLUGIN_DIR / "node_modules" / ".bin" / "bun"
@@ -71,15 +71,6 @@ def replay(env: dict[str, str], end: str = "dispose", name: str | None = None) -
     result = driver(env, *args)
     assert result.stdout, result.stderr
     return {"returncode": result.returncode, **json.loads(result.stdout.splitlines()[0])}
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def spool_files(config) -> list[Path]:
