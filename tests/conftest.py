@@ -1,4 +1,4 @@
-"""Shared fixtures: real daemons on short temp sockets, real SQLite files, the shared samples."""
+"""Shared fixtures: real daemons on short temp sockets, real SQLite files, the real payloads."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,24 @@ from agentd.client import Client, NotRunning
 from agentd.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
-# CI checks out the project with ../shared beside it (design.md); the samples are real payloads.
-SAMPLES = REPO.parent / "shared" / "samples"
+# Real payloads captured from Claude Code and OpenCode (tests/payloads/README.md says which).
+PAYLOADS = REPO / "tests" / "payloads"
 
 
 def load_jsonl(name: str) -> list[dict[str, Any]]:
-    """Records of a JSONL file in ../shared/samples."""
-    with (SAMPLES / name).open() as f:
+    """Records of a JSONL file in tests/payloads."""
+    with (PAYLOADS / name).open() as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> bool:
+    """Call predicate every `step` s: True once it is truthy, False if `timeout` s pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
 
 
 @pytest.fixture

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from realclients.agents import Scratch, parse_claude_json, run_claude
 from realclients.fake_model import FakeModelServer, http_error, text, tool
 
-from conftest import query_db
+from conftest import query_db, wait_for
 
 pytestmark = pytest.mark.realclient
 
@@ -57,15 +56,6 @@ def run_tools_scenario(scratch: Scratch, env: dict[str, str]) -> str:
         result = run_claude(scratch, server, "please do the scripted steps", extra_env=env)
     assert result.returncode == 0, result.stderr
     return parse_claude_json(result)["session_id"]
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def rows(db: Path, sql: str, *params) -> list[dict]:

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from realclients.agents import Scratch, run_opencode
 from realclients.fake_model import FakeModelServer, RecordedRequest, http_error, text, tool
 
 from agentd.config import Config
-from conftest import Daemon, query_db
+from conftest import Daemon, query_db, wait_for
 
 pytestmark = pytest.mark.realclient
 
@@ -71,15 +70,6 @@ def install_plugin(env: dict[str, str], *args: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-
-
-def wait_for(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -286,14 +276,14 @@ def test_daemon_down_spools_then_drains_to_the_same_rows(workdir, tools_run):
 
     daemon = Daemon(run.env, run.config).start()
     try:
-        assert wait_for(lambda: list(spool.iterdir()) == [])
+        assert wait_for(lambda: list(spool.iterdir()) == [], timeout=15)
         assert run.count("events") == distinct  # every spooled event, once
         counts = {t: run.count(t) for t in TYPED}
         assert counts == {t: tools_run.count(t) for t in TYPED}
         # The same files drained again (a replay): not one row more.
         for f in kept.iterdir():
             shutil.copy(f, spool / f.name)
-        assert wait_for(lambda: list(spool.iterdir()) == [])
+        assert wait_for(lambda: list(spool.iterdir()) == [], timeout=15)
         assert run.count("events") == distinct
         assert {t: run.count(t) for t in TYPED} == counts
         failing = run.rows(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, load_jsonl, query_db
+from conftest import REPO, load_jsonl, query_db, wait_for
 
 HOOK = [sys.executable, "-I", "-S", str(REPO / "daemon" / "agentd" / "hook.py")]
 POST = next(
@@ -27,15 +27,6 @@ POST = next(
     for r in load_jsonl("claude_hooks_examples.jsonl")
     if r["hook_event_name"] == "PostToolUse"
 )
-
-
-def wait_for(predicate, timeout=30.0, step=0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def count(db: Path, sql: str) -> int:
@@ -73,7 +64,7 @@ def test_2000_hooks_with_the_daemon_down_all_land_once(make_daemon, agentd_env, 
     assert count(config.db_path, "SELECT count(*) AS n FROM events") == 2000
     assert count(config.db_path, "SELECT count(DISTINCT id) AS n FROM tools") == 2000
     assert count(config.db_path, "SELECT sum(tool_call_count) AS n FROM sessions") == 2000
-    assert wait_for(lambda: not list(config.spool_dir.glob("*.ndjson")))
+    assert wait_for(lambda: not list(config.spool_dir.glob("*.ndjson")), timeout=30)
     slowest = max(t for _, _, t in results)
     print(f"\n2000 hooks (64 at a time) in {fired:.1f} s, slowest {slowest * 1000:.0f} ms; "
           f"drained and stored in {drained:.1f} s")  # fmt: skip
@@ -126,7 +117,7 @@ def test_kill_9_under_load_loses_nothing_acked_or_spooled(make_daemon, agentd_en
     for t in threads:
         t.join(10)
     restarted = make_daemon().start()
-    assert wait_for(lambda: not list(config.spool_dir.glob("*.ndjson")))
+    assert wait_for(lambda: not list(config.spool_dir.glob("*.ndjson")), timeout=30)
     stored = {
         r["k"]
         for r in query_db(

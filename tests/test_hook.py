@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentd.client import call
-from conftest import REPO, load_jsonl, query_db
+from conftest import REPO, load_jsonl, query_db, wait_for
 
 HOOK = REPO / "daemon" / "agentd" / "hook.py"
 SAMPLES = {
@@ -41,15 +41,6 @@ def run_hook(env, stdin: bytes, timeout: float = 10.0):
 
 def no_autostart(env):
     return dict(env, AGENTD_AUTOSTART="0")
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def tool_rows(config) -> int | None:

@@ -1,6 +1,6 @@
 """`agentd import claude`: transcripts -> the same rows as live capture, incremental, robust.
 
-The fast tests use the real transcripts in ../shared/samples (the same session as the hook samples
+The fast tests use the real transcripts in tests/payloads (the same session as the hook payloads
 in claude_hooks_examples.jsonl) and hand-made broken files; the realclient tests at the end make
 transcripts with the real Claude Code CLI, with and without live capture.
 """
@@ -23,7 +23,7 @@ import pytest
 from agentd import pidfile
 from agentd.config import Config
 from agentd.importers import ImportFailed, run_import
-from conftest import SAMPLES, load_jsonl, query_db
+from conftest import PAYLOADS, load_jsonl, query_db
 
 MAIN_SESSION = "bbce9559-ac03-43d5-abf7-5a5bf173473b"
 SUB_SESSION = "6087c44d-4f26-44de-a67d-49deaec348a0"
@@ -45,9 +45,9 @@ def make_tree(root: Path) -> Path:
     sub = root / "-home-dev-runs-claude-subagent-proj" / SUB_SESSION / "subagents"
     sub.mkdir(parents=True)
     main.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(SAMPLES / "claude_transcript_trimmed.jsonl", main)
+    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl", main)
     shutil.copy(
-        SAMPLES / "claude_subagent_transcript_trimmed.jsonl", sub / f"agent-{SUB_AGENT}.jsonl"
+        PAYLOADS / "claude_subagent_transcript_trimmed.jsonl", sub / f"agent-{SUB_AGENT}.jsonl"
     )
     return root
 

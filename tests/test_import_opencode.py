@@ -1,7 +1,7 @@
 """`agentd import opencode`: opencode.db -> the plugin's event shapes -> the same rows as live capture.
 
-The fast tests build an opencode.db with OpenCode's real schema (../shared/samples) and the rows
-the real plugin events of samples/opencode_plugin_events_examples.jsonl describe; the realclient
+The fast tests build an opencode.db with OpenCode's real schema (tests/payloads) and the rows
+the real plugin events of tests/payloads/opencode_plugin_events_examples.jsonl describe; the realclient
 tests at the end let the real OpenCode CLI write its database, with and without live capture.
 """
 
@@ -25,7 +25,7 @@ import pytest
 from agentd.config import Config
 from agentd.importers import run_import
 from agentd.importers.opencode import default_databases
-from conftest import SAMPLES, load_jsonl, query_db
+from conftest import PAYLOADS, load_jsonl, query_db
 
 TYPED = ("sessions", "messages", "tools", "file_operations", "session_errors", "compaction_events")
 MAIN = "ses_e02fabf2effeHoAA45Cl6mOCI7"
@@ -56,7 +56,7 @@ def build_db(path: Path, events: list[dict[str, Any]]) -> Path:
     """An opencode.db holding what the bus events say: the last snapshot of every session,
     message and part, as OpenCode stores them (data = the object less its id columns)."""
     conn = sqlite3.connect(path)
-    conn.executescript((SAMPLES / "opencode_db_schema.sql").read_text())
+    conn.executescript((PAYLOADS / "opencode_db_schema.sql").read_text())
     sessions: dict[str, dict[str, Any]] = {}
     messages: dict[str, tuple[dict[str, Any], int]] = {}
     parts: dict[str, tuple[dict[str, Any], int, int]] = {}
@@ -402,7 +402,7 @@ def test_bare_import_does_both_from_their_default_places(agentd_env, tmp_path):
     home = tmp_path / "home"
     project = home / ".claude" / "projects" / "-home-dev-proj"
     project.mkdir(parents=True)
-    (project / "s.jsonl").write_bytes((SAMPLES / "claude_transcript_trimmed.jsonl").read_bytes())
+    (project / "s.jsonl").write_bytes((PAYLOADS / "claude_transcript_trimmed.jsonl").read_bytes())
     data = home / ".local" / "share" / "opencode"
     data.mkdir(parents=True)
     build_db(data / "opencode.db", plugin_events())

@@ -1,7 +1,7 @@
 """The OpenCode plugin (opencode-plugin/src/agentd.ts) on its own, against a real daemon.
 
 A small bun script (opencode-plugin/test/driver.ts) stands in for OpenCode: it loads the plugin,
-calls its callbacks with the real payloads of ../shared/samples, and ends the way OpenCode may
+calls its callbacks with the real payloads of tests/payloads, and ends the way OpenCode may
 (dispose, process.exit right away, SIGTERM, the event loop running dry). The plugin's own
 `bun test` suite (fake daemons, serialization, queue limits) runs here too, with a real daemon for
 its last test, and `tsc --noEmit` checks the types.
@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, SAMPLES, load_jsonl, query_db
+from conftest import PAYLOADS, REPO, load_jsonl, query_db, wait_for
 
 PLUGIN_DIR = REPO / "opencode-plugin"
 BUN = PLUGIN_DIR / "node_modules" / ".bin" / "bun"
 TSC = PLUGIN_DIR / "node_modules" / ".bin" / "tsc"
 DRIVER = PLUGIN_DIR / "test" / "driver.ts"
-EXAMPLES_FILE = SAMPLES / "opencode_plugin_events_examples.jsonl"
+EXAMPLES_FILE = PAYLOADS / "opencode_plugin_events_examples.jsonl"
 EXAMPLES = load_jsonl("opencode_plugin_events_examples.jsonl")
 # Callbacks the plugin does not forward (they carry credentials or nothing new), and the bus
 # event it skips by default (streamed text chunks, whole in the part's last snapshot).
@@ -71,15 +71,6 @@ def replay(env: dict[str, str], end: str = "dispose", name: str | None = None) -
     result = driver(env, *args)
     assert result.stdout, result.stderr
     return {"returncode": result.returncode, **json.loads(result.stdout.splitlines()[0])}
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def spool_files(config) -> list[Path]:

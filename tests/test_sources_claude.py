@@ -1,4 +1,4 @@
-"""The Claude Code normalizer, against the real hook payloads in ../shared/samples."""
+"""The Claude Code normalizer, against the real hook payloads in tests/payloads."""
 
 from __future__ import annotations
 
@@ -174,8 +174,9 @@ def test_post_tool_use_failure_parses_exit_code():
     assert rows(result, "file_operations") == []
 
 
-def test_post_tool_use_failure_formats_reference_example():
-    # formats.md A3's observed payload: exit 3, and an interrupt.
+def test_post_tool_use_failure_exit_code_and_interrupt():
+    # A Bash `exit 3` fails with error "Exit code 3\n<stderr>" (docs/claude-code.md), here
+    # with an interrupt too.
     payload = sample("PostToolUseFailure")
     payload.update(
         tool_input={"command": "echo oops >&2; exit 3", "description": "Fail on purpose"},
@@ -564,7 +565,7 @@ def test_project_path_from_transcript_directory():
     payload["cwd"] = "/home/dev/runs/claude-main/proj/src/deep"
     s = session(run(payload))
     assert (s["project_path"], s["project_name"]) == ("/home/dev/runs/claude-main/proj", "proj")
-    # Dots and underscores are encoded too (formats.md B1).
+    # Dots and underscores are encoded as `-` too.
     payload["cwd"] = "/home/a.b/my_app/sub"
     payload["transcript_path"] = f"/h/.claude/projects/-home-a-b-my-app/{MAIN}.jsonl"
     assert session(run(payload))["project_path"] == "/home/a.b/my_app"

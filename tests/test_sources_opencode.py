@@ -1,4 +1,4 @@
-"""The OpenCode normalizer against real plugin payloads (../shared/samples), alone and through the store."""
+"""The OpenCode normalizer against real plugin payloads (tests/payloads), alone and through the store."""
 
 from __future__ import annotations
 
@@ -118,8 +118,9 @@ def assistant_update(
     return record
 
 
-# Observed token shapes: the step-finish of the bash step in the samples, and formats.md C6/D3
-# (prompt=100 incl. 5 cached, completion=20 incl. 3 reasoning).
+# Observed token shapes: the step-finish of the bash step in the payloads, and an assistant message
+# whose model call reported prompt=100 incl. 5 cached, completion=20 incl. 3 reasoning (OpenCode's
+# `input` leaves out the cache reads, its `output` the reasoning).
 STEP_TOKENS = {
     "total": 120,
     "input": 100,
@@ -273,7 +274,7 @@ def test_bash_after_exit_zero_is_a_success_with_exit_code_0() -> None:
 
 
 def test_bash_after_non_zero_exit_is_a_failure() -> None:
-    # formats.md C4: `exit 3` is reported as a completed call, output "oops\n".
+    # OpenCode reports a bash `exit 3` as a completed call, output "oops\n" (docs/opencode.md).
     after = copy.deepcopy(callback("tool.execute.after", "toolu_fake_828a13c53f9744ff"))
     after["input"]["args"] = after["input"]["args"] | {"command": "echo oops; exit 3"}
     after["output"] = {

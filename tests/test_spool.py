@@ -4,11 +4,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from agentd import spool
-from conftest import query_db
+from conftest import query_db, wait_for
 
 
 def line(source, payload, received_at=1):
@@ -16,15 +15,6 @@ def line(source, payload, received_at=1):
         json.dumps({"source": source, "payload": payload, "received_at": received_at}).encode()
         + b"\n"
     )
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_write_file_is_atomic_and_private(tmp_path):

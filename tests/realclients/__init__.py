@@ -2,6 +2,6 @@
 
 - `fake_model`: `FakeModelServer`, a stdlib HTTP server on 127.0.0.1 speaking the Anthropic
   Messages API and OpenAI chat completions, answering from a script of turns.
-- `agents`: `Scratch` directories and the `run_claude` / `run_opencode` drivers with the clean
-  environments from shared/reference/real-clients.md.
+- `agents`: `Scratch` directories and the `run_claude` / `run_opencode` drivers, each in a clean
+  environment.
 """

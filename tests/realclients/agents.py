@@ -1,9 +1,9 @@
 """Drivers for the real `claude -p` and `opencode run`, offline, in scratch directories.
 
-The environments are exactly the recipes of shared/reference/real-clients.md: an `env -i` style
-environment (nothing inherited from the test process), HOME/TMPDIR inside a scratch directory,
-the model pointed at a `FakeModelServer`, and every auto-update/telemetry switch off. Each run has
-a timeout; on timeout the whole process group of the CLI is killed.
+Each run gets an `env -i` style environment (nothing inherited from the test process), HOME/TMPDIR
+inside a scratch directory, the model pointed at a `FakeModelServer`, and every
+auto-update/telemetry switch off. Each run has a timeout; on timeout the whole process group of
+the CLI is killed.
 """
 
 from __future__ import annotations
@@ -212,7 +212,10 @@ def write_opencode_plugin(scratch: Scratch, filename: str, source: str) -> Path:
 
 
 def opencode_config(server: FakeModelServer | str) -> dict[str, Any]:
-    """The opencode.json of real-clients.md, with provider ``fake`` pointing at the server."""
+    """An opencode.json whose custom OpenAI-compatible provider ``fake`` points at the server.
+
+    Custom providers: https://opencode.ai/docs/providers
+    """
     return {
         "$schema": "https://opencode.ai/config.json",
         "model": "fake/model",

@@ -1,6 +1,6 @@
 """A scripted fake LLM server (standard library only) for driving the real agent CLIs offline.
 
-It speaks the two wire protocols the real clients use (shared/reference/real-clients.md):
+It speaks the two wire protocols the real clients use:
 
 - Anthropic Messages: ``POST /v1/messages[?beta=true]`` (SSE stream or JSON) and
   ``POST /v1/messages/count_tokens``. Claude Code uses this.
