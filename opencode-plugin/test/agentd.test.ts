@@ -15,7 +15,7 @@ import { call, counters, load, replayRecord } from "./driver.ts";
 
 const SAMPLES = path.resolve(
   import.meta.dir,
-  "../../../shared/samples/opencode_plugin_events_examples.jsonl",
+  "../../tests/payloads/opencode_plugin_events_examples.jsonl",
 );
 const DRIVER = path.join(import.meta.dir, "driver.ts");
 const SHARED = Symbol.for("agentd.opencode-plugin.v1");

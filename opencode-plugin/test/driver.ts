@@ -3,7 +3,7 @@
 //
 //   bun test/driver.ts replay FILE.jsonl [--scenario NAME] [--end exit|dispose|natural|signal]
 //       Calls the hook each record names (records shaped like
-//       ../../shared/samples/opencode_plugin_events_examples.jsonl: {"kind": "event", "event"}
+//       ../tests/payloads/opencode_plugin_events_examples.jsonl: {"kind": "event", "event"}
 //       or {"kind": "<callback>", "input", "output"}), then ends as told:
 //       exit: process.exit(0) right after the last callback (nothing awaited);
 //       dispose: await the dispose hook, then return; natural: just return (the event loop runs
