@@ -107,7 +107,7 @@ def _command_runs(command: str) -> bool:
         words = shlex.split(command.split("exec ", 1)[-1], comments=True)
     except ValueError:
         return False
-    paths = [w for w in words if w.startswith("/")]
+    paths = [w.rstrip(";") for w in words if w.startswith("/")]
     return bool(paths) and all(Path(p).exists() for p in paths)
 
 
