@@ -206,8 +206,8 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> None:
     if reply is not None and b'"result"' in reply:
         return
     # Not delivered (or not acked in time: the daemon may have committed it; replays are harmless).
-    # Whether the payload is JSON is left to the daemon, which keeps a non-JSON one as text when
-    # it drains the spool (a json import here would cost more than the rest of the hook).
+    # Whether the payload is JSON is left to the daemon (spool.decode_line keeps a non-JSON one as
+    # text when it drains the spool): a json import here would cost more than the rest of the hook.
     state = paths.state_dir(env)
     spool.write_file(os.path.join(state, "spool"), SOURCE, [params + b"\n"])
     autostart_setting = env.get("AGENTD_AUTOSTART", file.get("autostart", True))
