@@ -13,7 +13,7 @@ from typing import Any
 
 from agentd import paths
 
-DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_LINE_BYTES = paths.MAX_LINE_BYTES  # shared with the hook and the OpenCode plugin
 DEFAULT_OUTPUT_LIMIT_BYTES = 10 * 1024
 CONTENT_LEVELS = ("full", "metadata", "none")  # see privacy.py
 

@@ -17,6 +17,7 @@ import click
 from agentd.cli import EXIT_NOT_RUNNING, _config, cli
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
+from agentd.spool import process_exists
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 15.0
@@ -74,7 +75,7 @@ def start(ctx: click.Context, foreground: bool, log_to_stderr: bool) -> None:
 
 
 def _run_foreground(config: Config, log_to_stderr: bool) -> None:
-    from agentd.service.transport import AlreadyRunning, StartupError, run
+    from agentd.service import AlreadyRunning, StartupError, run
 
     _setup_logging(config, to_stderr=log_to_stderr)
     try:
@@ -137,16 +138,6 @@ def _read_pid(config: Config) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @cli.command()
 @click.pass_context
 def stop(ctx: click.Context) -> None:
@@ -164,14 +155,14 @@ def stop(ctx: click.Context) -> None:
     if running:
         with contextlib.suppress(RemoteError, OSError, TimeoutError, NotRunning):
             call(config.socket_path, "shutdown", timeout=5.0)
-    elif pid and _pid_alive(pid):
+    elif pid and process_exists(pid):
         os.kill(pid, signal.SIGTERM)  # alive but not answering: ask it the signal way
     else:
         click.echo("agentd is not running")
         return
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if not (pid and _pid_alive(pid)) and not config.socket_path.exists():
+        if not (pid and process_exists(pid)) and not config.socket_path.exists():
             click.echo(f"agentd stopped (pid {pid})")
             return
         time.sleep(0.05)
