@@ -29,10 +29,9 @@ from agentd.query.reports import (
     DEFAULT_SINCE,
     PERCENTILE_SQL,
     REPORTS,
-    TimeError,
-    parse_time,
     render,
 )
+from agentd.query.times import TimeError, parse_time
 from conftest import REPO
 
 DOCS = REPO / "docs" / "queries.md"
