@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar, overload
 
 import msgspec
 
@@ -143,6 +143,10 @@ def _flatten(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+@overload
+def output_options(fn: F) -> F: ...
+@overload
+def output_options(*, help: str | None = None) -> Callable[[F], F]: ...
 def output_options(fn: F | None = None, *, help: str | None = None) -> Any:
     """Add `--format [table|json|ndjson|csv]` and `--json` (the same as `--format json`) to a
     click command, which receives the one resulting `fmt` keyword argument."""
