@@ -49,6 +49,9 @@ def test_prune_through_the_daemon_deletes_old_sessions_whole(daemon, agentd_env)
     assert report["deleted"]["sessions"] == 1 and report["deleted"]["events"] == len(SAMPLES)
     assert report["deleted"]["tools"] == before_new[0]["n"]  # the same calls, in the old session
     assert set(counts(db).values()) == {0}
+    again = agentd(agentd_env, "prune", "--older-than", "30d", "--format", "csv")
+    header, row = again.stdout.splitlines()  # nothing left to delete: every count 0
+    assert header.startswith("before,deleted.") and set(row.split(",")[1:]) == {"0"}
     assert (
         query_db(db, "SELECT count(*) AS n FROM tools WHERE session_id = 'new-session'")
         == before_new
@@ -77,6 +80,9 @@ def test_prune_and_vacuum_without_a_daemon(make_daemon, agentd_env, config):
     assert "Deleted" in result.stdout and "sessions" in result.stdout
     assert set(counts(config.db_path).values()) == {0}
     assert agentd(agentd_env, "vacuum").returncode == 0
+    again = agentd(agentd_env, "vacuum", "--format", "ndjson")
+    assert again.returncode == 0, again.stderr
+    assert set(json.loads(again.stdout)) == {"bytes_before", "bytes_after"}
     assert not config.pid_path.exists()  # the lock it held while writing is released
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -17,6 +16,7 @@ import click
 from agentd.cli import EXIT_NOT_RUNNING, _config, cli
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
+from agentd.output import emit, human_bytes, output_options
 from agentd.spool import process_exists
 
 START_TIMEOUT_S = 10.0
@@ -169,19 +169,10 @@ def stop(ctx: click.Context) -> None:
     raise click.ClickException(f"agentd (pid {pid}) did not stop within {STOP_TIMEOUT_S:.0f} s")
 
 
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+@output_options
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, fmt: str) -> None:
     """Show whether the daemon runs, and its counters.
 
     Exits 0 when running, 3 when not.
@@ -207,22 +198,23 @@ def status(ctx: click.Context, as_json: bool) -> None:
             "spool_files": files,
             "spool_bytes": size,
         }
-    if as_json:
-        click.echo(json.dumps(info, indent=2, sort_keys=True))
-    elif info["running"]:
-        click.echo(
-            f"agentd {info['version']} is running (pid {info['pid']}, up {info['uptime_s']:.0f} s)\n"
-            f"  socket:        {info['socket']}\n"
-            f"  database:      {info['database']} ({_human_bytes(info['database_bytes'])})\n"
-            f"  events stored: {info['events_total']} in all, {info['events_stored']} since start\n"
-            f"  spool backlog: {info['spool_files']} files ({_human_bytes(info['spool_bytes'])})"
-        )
-    else:
-        click.echo(
-            f"agentd is not running (start it with: agentd start)\n"
-            f"  socket:        {info['socket']}\n"
-            f"  database:      {info['database']} ({_human_bytes(info['database_bytes'])})\n"
-            f"  spool backlog: {info['spool_files']} files ({_human_bytes(info['spool_bytes'])})"
-        )
+    emit(info, fmt, _status_text)
     if not info["running"]:
         ctx.exit(EXIT_NOT_RUNNING)
+
+
+def _status_text(info: dict[str, Any]) -> str:
+    database = f"  database:      {info['database']} ({human_bytes(info['database_bytes'])})\n"
+    spool = f"  spool backlog: {info['spool_files']} files ({human_bytes(info['spool_bytes'])})"
+    if not info["running"]:
+        return (
+            "agentd is not running (start it with: agentd start)\n"
+            f"  socket:        {info['socket']}\n" + database + spool
+        )
+    return (
+        f"agentd {info['version']} is running (pid {info['pid']}, up {info['uptime_s']:.0f} s)\n"
+        f"  socket:        {info['socket']}\n"
+        + database
+        + f"  events stored: {info['events_total']} in all, {info['events_stored']} since start\n"
+        + spool
+    )
