@@ -86,7 +86,7 @@ def prune(ctx: click.Context, older_than: str, as_json: bool) -> None:
         raise click.BadParameter("give an age such as 90d, or a date", param_hint="--older-than")
 
     async def direct(store: Any) -> dict[str, Any]:
-        return {"deleted": await store.prune(cutoff)}
+        return await store.prune(cutoff)
 
     deleted = _maintenance(config, "prune", {"before": cutoff}, direct)["deleted"]
     if as_json:
@@ -114,9 +114,7 @@ def vacuum(ctx: click.Context, as_json: bool) -> None:
     config = _config(ctx)
 
     async def direct(store: Any) -> dict[str, Any]:
-        before = store.database_bytes()
-        await store.vacuum()
-        return {"bytes_before": before, "bytes_after": store.database_bytes()}
+        return await store.vacuum()
 
     sizes = _maintenance(config, "vacuum", None, direct)
     if as_json:

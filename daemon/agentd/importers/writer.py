@@ -339,7 +339,7 @@ def _privacy_args(config: Config) -> tuple[bool, dict[str, str], str]:
 
 
 def _privacy(args: tuple[bool, dict[str, str], str]) -> Any:
-    from agentd.db.store import Privacy
+    from agentd.ingest import Privacy
     from agentd.redact import Redactor
 
     redaction, patterns, level = args
@@ -352,7 +352,7 @@ _worker: dict[str, Any] = {}
 def _init_worker(output_limit: int, privacy_args: tuple[bool, dict[str, str], str]) -> None:
     import gc
 
-    from agentd.db.store import prepare_event
+    from agentd.ingest import prepare_event
 
     gc.set_threshold(50_000, 20, 20)  # short-lived objects, few cycles (as in the importer)
 
@@ -379,11 +379,17 @@ def _prepare_with(prepare: Any, items: list[tuple[str, bytes, int]]) -> tuple[li
 
 
 def _newest_code_mtime() -> float:
-    """When the code that turns events into rows last changed (normalizers, store)."""
+    """When the code that turns events into rows last changed (normalizers, ingest, rows, store)."""
     import agentd.normalizers as sources
 
     root = Path(sources.__file__).parent
-    files = [*root.glob("*.py"), root.parent / "db" / "store.py"]
+    package = root.parent
+    files = [
+        *root.glob("*.py"),
+        package / "ingest.py",
+        package / "rows.py",
+        package / "db" / "store.py",
+    ]
     return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
 
 

@@ -60,7 +60,7 @@ from typing import Any
 
 import msgspec
 
-from agentd.normalizers import Context, Normalized, Row, register
+from agentd.normalizers import register
 from agentd.normalizers._values import (
     as_dict as _dict,
     as_int as _int,
@@ -68,6 +68,7 @@ from agentd.normalizers._values import (
     timestamp_ms,
     truncate,
 )
+from agentd.rows import Context, Normalized, Row
 
 __all__ = ["normalize"]
 

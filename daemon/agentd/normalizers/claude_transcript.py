@@ -25,7 +25,7 @@ Tool results are turned into rows by the live normalizer (normalizers/claude_hoo
 PostToolUse / PostToolUseFailure hook payload, prompts from the equivalent UserPromptSubmit, so
 exit codes, error texts, file operations, line counts and the prompt role rule are the same code.
 What the transcript does not have is left out rather than guessed, so that an import never
-overwrites a better value the hooks stored (newest non-null wins, see normalizers/__init__.py):
+overwrites a better value the hooks stored (newest non-null wins, see rows.py):
 duration_ms (hooks time the tool itself; a transcript has only when the request was written and
 when the result was), the structured output of a subagent's tool (its transcript keeps only the
 model-facing text), session status and end. Subagent records (`isSidechain`, `agentId`) carry
@@ -38,13 +38,14 @@ import os
 import re
 from typing import Any
 
-from agentd.normalizers import Context, Normalized, Row, claude_hooks, register
+from agentd.normalizers import claude_hooks, register
 from agentd.normalizers._values import (
     as_dict as _dict,
     as_int as _int,
     as_str as _str,
     timestamp_ms,
 )
+from agentd.rows import Context, Normalized, Row
 
 __all__ = ["normalize", "is_prompt", "has_tool_results", "timestamp_ms"]
 

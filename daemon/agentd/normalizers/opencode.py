@@ -63,8 +63,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agentd.normalizers import Context, Normalized, Row, register
+from agentd.normalizers import register
 from agentd.normalizers._values import as_dict as _dict, as_int as _int, as_str as _str, truncate
+from agentd.rows import Context, Normalized, Row
 
 __all__ = ["normalize"]
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from agentd import __version__
-from agentd.db.store import InvalidEvent
 from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
+from agentd.ingest import InvalidEvent
 from agentd.protocol import IngestParams, NoParams, PruneParams, decode_params
 
 if TYPE_CHECKING:
@@ -67,14 +67,12 @@ async def status(server: Server, params: NoParams) -> dict[str, Any]:
 
 @method("prune", PruneParams)
 async def prune(server: Server, params: PruneParams) -> dict[str, Any]:
-    return {"deleted": await server.store.prune(params.before)}
+    return await server.store.prune(params.before)
 
 
 @method("vacuum")
 async def vacuum(server: Server, params: NoParams) -> dict[str, Any]:
-    before = server.store.database_bytes()
-    await server.store.vacuum()
-    return {"bytes_before": before, "bytes_after": server.store.database_bytes()}
+    return await server.store.vacuum()
 
 
 @method("shutdown")

@@ -22,8 +22,9 @@ import msgspec
 
 from agentd import __version__, pidfile, spool
 from agentd.config import Config
-from agentd.db.store import Privacy, Store
+from agentd.db.store import Store
 from agentd.errors import AgentdError, InternalError, LineTooLong
+from agentd.ingest import Privacy
 from agentd.protocol import (
     IngestParams,
     Invalid,
