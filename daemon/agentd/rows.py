@@ -1,4 +1,4 @@
-"""The contract between the normalizers and the store: the rows one hands the other, and how they merge.
+"""The normalizer <-> store contract: the rows one hands the other, and how they merge.
 
 A normalizer (normalizers/) turns an agent's raw payload into partial rows for the typed tables; the
 store (db/store.py) upserts them. Both sides rely on these rules:

@@ -1,4 +1,4 @@
-"""The store: the one writer. One aiosqlite connection (WAL), group commit, idempotent merging upserts.
+"""The store, the one writer: one aiosqlite connection (WAL), group commit, merging upserts.
 
 `ingest()` prepares an event on the event loop (agentd.ingest: decode, id, redact, normalize),
 queues it, and returns only after the transaction holding it has committed. One writer task takes

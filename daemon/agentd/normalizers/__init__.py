@@ -1,4 +1,4 @@
-"""Normalizers: the registry of one `normalize(payload, ctx) -> Normalized` per source, and dispatch.
+"""Normalizers: the registry (one `normalize(payload, ctx) -> Normalized` per source) and dispatch.
 
 One module per source registers its function in NORMALIZERS. A normalizer is pure apart from reading
 files the payload names (a transcript, say); it never touches the database. What it returns, and
