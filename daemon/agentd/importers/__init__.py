@@ -26,12 +26,12 @@ from typing import Any, TextIO
 
 from agentd import pidfile
 from agentd.config import Config
+from agentd.db.access import WriterBusy
 from agentd.importers.state import ImportState
 from agentd.importers.writer import (
     DaemonTooOld,
     Pipeline,
     SinkLost,
-    WriterBusy,
     open_sink,
 )
 

@@ -1,12 +1,9 @@
-"""Where imported events go: through the daemon when it runs, else straight into the database.
+"""Where imported events go: a sink for the writer db/access.py gives, the daemon or a Store.
 
-There is one writer per database. When the daemon answers `ping`, the importer is one more client:
-it sends JSON-RPC batches of `ingest` requests over one connection, a few lines in flight, and an
-event counts as stored only once its ack came back. When no daemon runs, the importer takes the
-daemon's pid-file lock (agentd.pidfile, the lock `agentd start` takes) and opens a Store itself:
-no daemon can start while it writes, and it never meets a second writer ("database is locked").
-A daemon that starts meanwhile (the hook's autostart, say) finds the lock held and exits; the
-hook then spools, and the spool is drained by the next daemon.
+When the daemon answers `ping`, the importer is one more client (DaemonSink): it sends JSON-RPC
+batches of `ingest` requests over one connection, a few lines in flight, and an event counts as
+stored only once its ack came back. When no daemon runs, the importer holds the daemon's pid-file
+lock (taken by db/access.py) and writes with a Store of its own (DirectSink).
 
 Both sinks take batches and return a future per batch that resolves to the list of events the
 writer refused (an error text each); a lost daemon raises SinkLost instead, and what was not yet
@@ -25,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentd import __version__, pidfile
+from agentd import __version__
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
+from agentd.db import access
 
 __all__ = [
     "Event",
@@ -35,7 +33,6 @@ __all__ = [
     "DaemonSink",
     "DirectSink",
     "SinkLost",
-    "WriterBusy",
     "DaemonTooOld",
     "open_sink",
     "Pipeline",
@@ -57,17 +54,6 @@ class Event:
 
 class SinkLost(Exception):
     """The daemon went away (or is shutting down) mid-import; run again to finish."""
-
-
-class WriterBusy(Exception):
-    """Another process holds the writer lock and no daemon answers."""
-
-    def __init__(self, pid: int | None) -> None:
-        super().__init__(
-            f"pid {pid or '?'} holds the database's writer lock (a daemon starting, or another "
-            "import, prune or vacuum) and no daemon answers; try again when it is done"
-        )
-        self.pid = pid
 
 
 class DaemonTooOld(Exception):
@@ -210,7 +196,7 @@ class DaemonSink(Sink):
 
 
 class DirectSink(Sink):
-    """Writes with a Store of its own, holding the pid-file lock (taken by open_sink).
+    """Writes with a Store of its own, holding the pid-file lock (a direct access.Writer).
 
     Preparing an event (decode, hash, redact, normalize) costs about as much as writing it, so
     batches are prepared in worker processes (pure work: no database) while this process reads
@@ -222,11 +208,11 @@ class DirectSink(Sink):
     mode = "direct"
     batch_events = 500  # fewer, larger hand-overs to the workers
 
-    def __init__(self, config: Config, lock_fd: int, workers: int | None = None) -> None:
+    def __init__(self, config: Config, writer: access.Writer, workers: int | None = None) -> None:
         from agentd.db.store import Store
 
         self.config = config
-        self._lock_fd: int | None = lock_fd
+        self._access = writer
         self.store = Store(
             config.db_path,
             output_limit_bytes=config.output_limit_bytes,
@@ -300,12 +286,7 @@ class DirectSink(Sink):
             if self._opened:
                 await self.store.close()
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        if self._lock_fd is not None:
-            pidfile.release(self.config.pid_path, self._lock_fd)
-            self._lock_fd = None
+            self._access.release()
 
 
 def _default_workers() -> int:
@@ -415,24 +396,14 @@ def _check_daemon(config: Config, ping: dict[str, Any]) -> None:
 
 def open_sink(config: Config, wait_s: float = 30.0) -> Sink:
     """The daemon if it answers, else a direct writer holding the pid-file lock; waits up to
-    `wait_s` for a daemon that is starting, or for another direct writer to finish."""
-    deadline = time.monotonic() + wait_s
-    holder: int | None = None
-    while True:
-        try:
-            ping = call(config.socket_path, "ping", timeout=2.0)
-        except (NotRunning, RemoteError, OSError, TimeoutError):
-            ping = None
-        if ping is not None:
-            _check_daemon(config, ping)
-            return DaemonSink(config)
-        try:
-            return DirectSink(config, pidfile.acquire(config.pid_path))
-        except pidfile.Locked as e:
-            holder = e.pid
-        if time.monotonic() >= deadline:
-            raise WriterBusy(holder)
-        time.sleep(0.1)
+    `wait_s` for a daemon that is starting, or for another direct writer to finish (then raises
+    access.WriterBusy)."""
+    writer = access.acquire(config, wait_s=wait_s)
+    if writer.mode == "daemon":
+        assert writer.ping is not None
+        _check_daemon(config, writer.ping)
+        return DaemonSink(config)
+    return DirectSink(config, writer)
 
 
 class Pipeline:
