@@ -22,6 +22,7 @@ from typing import Any
 from agentd import __version__
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
+from agentd.db import readonly
 
 __all__ = ["Check", "run_checks", "RETENTION_DEFAULT_DAYS"]
 
@@ -77,7 +78,7 @@ def check_database(config: Config) -> Check:
             "database", "warn", f"{db} does not exist yet", "it is created when the daemon starts"
         )
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        conn = readonly.connect(db)
         try:
             versions = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
             events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -313,7 +314,7 @@ def check_end_to_end(config: Config, env: dict[str, str], cwd: Path, running: bo
 
 def _event_stored(db: Path, nonce: str) -> bool:
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        conn = readonly.connect(db)
         try:
             row = conn.execute(
                 "SELECT 1 FROM events WHERE kind = 'AgentdDoctor' AND instr(payload, ?) LIMIT 1",

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from agentd import pidfile
 from agentd.config import Config
+from agentd.db import readonly
 from agentd.db.access import WriterBusy
 from agentd.importers.state import ImportState
 from agentd.importers.writer import (
@@ -226,7 +227,7 @@ def table_counts(db_path: Path) -> dict[str, int]:
     if not db_path.exists():
         return dict.fromkeys(_TABLES, 0)
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        conn = readonly.connect(db_path)
     except sqlite3.Error:
         return {}
     try:
