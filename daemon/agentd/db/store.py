@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: the writer and the SQL it runs (upserts, totals, prune) change together.
 """The store, the one writer: one aiosqlite connection (WAL), group commit, merging upserts.
 
 `ingest()` prepares an event on the event loop (agentd.ingest: decode, id, redact, normalize),

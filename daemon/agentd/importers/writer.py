@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: both sinks and the Pipeline feeding them keep one batch/ack/order contract.
 """Where imported events go: a sink for the writer db/access.py gives, the daemon or a Store.
 
 When the daemon answers `ping`, the importer is one more client (DaemonSink): it sends JSON-RPC
