@@ -92,3 +92,32 @@ def test_bad_age_and_missing_database(agentd_env):
     missing = agentd(agentd_env, "prune", "--older-than", "90d")
     assert missing.returncode == 1 and "no database" in missing.stderr
     assert agentd(agentd_env, "vacuum").returncode == 1
+
+
+def test_write_says_which_writer_it_used_and_both_return_the_same_result(make_daemon, config):
+    from agentd.db import access
+
+    daemon = make_daemon().start()
+    ingest_two_sessions(daemon)
+    mode, through_daemon = access.write(config, "prune", {"before": NOW - 30 * DAY_MS})
+    assert mode == "daemon" and through_daemon["deleted"]["sessions"] == 1
+    daemon.stop()
+    mode, direct = access.write(config, "prune", {"before": NOW - 30 * DAY_MS})
+    assert mode == "direct" and direct == {"deleted": dict.fromkeys(through_daemon["deleted"], 0)}
+    mode, sizes = access.write(config, "vacuum")
+    assert mode == "direct" and set(sizes) == {"bytes_before", "bytes_after"}
+    assert not config.pid_path.exists()
+
+
+def test_a_held_writer_lock_is_a_clear_error(agentd_env, config):
+    from agentd import pidfile
+    from agentd.db.store import connect_sync
+
+    connect_sync(config.db_path).close()
+    fd = pidfile.acquire(config.pid_path)  # a daemon starting, or an import writing directly
+    try:
+        result = agentd(agentd_env, "prune", "--older-than", "90d")
+    finally:
+        pidfile.release(config.pid_path, fd)
+    assert result.returncode == 1 and "holds the database's writer lock" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -318,11 +318,11 @@ class FakeService:
     async def status(self) -> dict[str, Any]:
         return {"connections": self.connections}
 
-    async def prune(self, before: int) -> dict[str, int]:
-        return {"events": 0}
+    async def prune(self, before: int) -> dict[str, Any]:
+        return {"deleted": {"events": 0}}
 
-    async def vacuum(self) -> tuple[int, int]:
-        return 2, 1
+    async def vacuum(self) -> dict[str, Any]:
+        return {"bytes_before": 2, "bytes_after": 1}
 
     def request_stop(self) -> None:
         self.stopping = True

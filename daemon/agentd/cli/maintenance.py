@@ -8,48 +8,23 @@ from typing import Any
 import click
 
 from agentd.cli import _config, cli
-from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
 from agentd.output import emit, human_bytes, output_options
 
 
-def _maintenance(config: Config, method: str, params: dict[str, Any] | None, direct: Any) -> Any:
-    """Run a write operation through the daemon when it runs (it owns the only writer), else
-    directly, holding the daemon's pid-file lock so that none starts meanwhile."""
-    import asyncio
+def _write(config: Config, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run a write method with whichever writer there is (db/access.py); errors as messages."""
     import sqlite3
 
-    from agentd import pidfile
-    from agentd.db.store import Store
+    from agentd.db import access
 
     try:
-        return call(config.socket_path, method, params, timeout=3600.0)
-    except NotRunning:
-        pass
-    except RemoteError as e:
-        raise click.ClickException(f"the daemon refused {method}: {e}") from None
-    if not config.db_path.exists():
-        raise click.ClickException(
-            f"no database at {config.db_path}: nothing captured yet (start with: agentd start)"
-        )
-
-    async def run() -> Any:
-        store = Store(config.db_path)
-        await store.open()
-        try:
-            return await direct(store)
-        finally:
-            await store.close()
-
-    try:
-        with pidfile.held(config.pid_path):
-            return asyncio.run(run())
+        _, result = access.write(config, method, params)
+    except access.AccessError as e:
+        raise click.ClickException(str(e)) from None
     except sqlite3.Error as e:
         raise click.ClickException(f"{method} failed on {config.db_path}: {e}") from None
-    except pidfile.Locked as e:
-        raise click.ClickException(
-            f"agentd (pid {e.pid or '?'}) is starting or not answering; try again in a moment"
-        ) from None
+    return result
 
 
 @cli.command()
@@ -83,11 +58,7 @@ def prune(ctx: click.Context, older_than: str, fmt: str) -> None:
         raise click.BadParameter(str(e), param_hint="--older-than") from None
     if cutoff is None:
         raise click.BadParameter("give an age such as 90d, or a date", param_hint="--older-than")
-
-    async def direct(store: Any) -> dict[str, Any]:
-        return {"deleted": await store.prune(cutoff)}
-
-    deleted = _maintenance(config, "prune", {"before": cutoff}, direct)["deleted"]
+    deleted = _write(config, "prune", {"before": cutoff})["deleted"]
     emit({"before": cutoff, "deleted": deleted}, fmt, _pruned_text)
 
 
@@ -113,13 +84,7 @@ def vacuum(ctx: click.Context, fmt: str) -> None:
       agentd vacuum --json   # {"bytes_after": ..., "bytes_before": ...}
     """
     config = _config(ctx)
-
-    async def direct(store: Any) -> dict[str, Any]:
-        before = store.database_bytes()
-        await store.vacuum()
-        return {"bytes_before": before, "bytes_after": store.database_bytes()}
-
-    sizes = _maintenance(config, "vacuum", None, direct)
+    sizes = _write(config, "vacuum")
     emit(
         sizes,
         fmt,

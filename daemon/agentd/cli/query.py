@@ -37,7 +37,6 @@ from agentd.query.times import TimeError, parse_time
 __all__ = ["query"]
 
 
-
 def _time(option: str, value: str) -> int | None:
     try:
         return parse_time(value)

@@ -20,6 +20,7 @@ from agentd import __version__
 from agentd.agents import AGENTS
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
+from agentd.db import readonly
 from agentd.output import human_bytes
 
 __all__ = ["Check", "run_checks", "read_json", "spool_files", "read_text"]
@@ -56,7 +57,7 @@ def check_database(config: Config) -> Check:
             "database", "warn", f"{db} does not exist yet", "it is created when the daemon starts"
         )
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        conn = readonly.connect(db)
         try:
             versions = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
             events = conn.execute("SELECT count(*) FROM events").fetchone()[0]

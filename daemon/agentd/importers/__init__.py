@@ -28,12 +28,13 @@ from typing import Any, TextIO
 from agentd import pidfile
 from agentd.agents import AGENTS
 from agentd.config import Config
+from agentd.db import readonly
+from agentd.db.access import WriterBusy
 from agentd.importers.state import ImportState
 from agentd.importers.writer import (
     DaemonTooOld,
     Pipeline,
     SinkLost,
-    WriterBusy,
     open_sink,
 )
 from agentd.output import human_bytes
@@ -220,7 +221,7 @@ def table_counts(db_path: Path) -> dict[str, int]:
     if not db_path.exists():
         return dict.fromkeys(_TABLES, 0)
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        conn = readonly.connect(db_path)
     except sqlite3.Error:
         return {}
     try:

@@ -1,7 +1,7 @@
 """`agentd query`: canned reports and read-only SQL over the agentd database.
 
 The database is opened read-only by construction: a `mode=ro` connection (SQLite refuses every
-write), `PRAGMA query_only`, no room for attached databases, and an authorizer that refuses
+write) with `PRAGMA query_only` (both from db/readonly.py), no room for attached databases, and an authorizer that refuses
 ATTACH and state-changing PRAGMAs with a clear message. Nothing here filters SQL text. Rows are
 streamed (`fetchmany`) in batches to the writers of output.py, so a result of any size runs in
 bounded memory. The daemon need not run, and may be writing meanwhile: WAL readers see a
@@ -15,8 +15,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
+from agentd.db import readonly
 from agentd.query.reports import (
     PERCENTILE_SQL,
     Report,
@@ -91,14 +91,7 @@ def connect_readonly(db_path: Path) -> ReadOnlyConnection:
             "Start capturing with `agentd start`, then use Claude Code or OpenCode as usual."
         )
     try:
-        conn = sqlite3.connect(
-            f"file:{quote(str(db_path))}?mode=ro",
-            uri=True,
-            isolation_level=None,
-            timeout=10.0,
-            factory=ReadOnlyConnection,
-        )
-        conn.execute("PRAGMA query_only = ON")
+        conn = readonly.connect(db_path, timeout=10.0, factory=ReadOnlyConnection)
     except sqlite3.Error as e:
         raise QueryError(f"cannot open {db_path}: {e}") from None
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)

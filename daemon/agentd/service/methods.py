@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import msgspec
 
 from agentd import __version__
-from agentd.db.store import InvalidEvent
 from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
+from agentd.ingest import InvalidEvent
 from agentd.protocol import IngestParams, NoParams, PruneParams, decode_params
 
 __all__ = ["METHODS", "ServiceAPI", "dispatch"]
@@ -35,9 +35,9 @@ class ServiceAPI(Protocol):
 
     async def status(self) -> dict[str, Any]: ...
 
-    async def prune(self, before: int) -> dict[str, int]: ...
+    async def prune(self, before: int) -> dict[str, Any]: ...
 
-    async def vacuum(self) -> tuple[int, int]: ...
+    async def vacuum(self) -> dict[str, Any]: ...
 
     def request_stop(self) -> None: ...
 
@@ -92,13 +92,12 @@ async def status(service: ServiceAPI, params: NoParams) -> dict[str, Any]:
 
 @method("prune", PruneParams)
 async def prune(service: ServiceAPI, params: PruneParams) -> dict[str, Any]:
-    return {"deleted": await service.prune(params.before)}
+    return await service.prune(params.before)
 
 
 @method("vacuum")
 async def vacuum(service: ServiceAPI, params: NoParams) -> dict[str, Any]:
-    before, after = await service.vacuum()
-    return {"bytes_before": before, "bytes_after": after}
+    return await service.vacuum()
 
 
 @method("shutdown")

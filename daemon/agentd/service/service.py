@@ -18,8 +18,9 @@ from typing import Any
 
 from agentd import __version__, paths, pidfile, spool
 from agentd.config import Config
-from agentd.db.store import PreparedEvent, Privacy, Store
+from agentd.db.store import Store
 from agentd.errors import AlreadyRunning, StartupError
+from agentd.ingest import PreparedEvent, Privacy
 from agentd.redact import Redactor
 
 __all__ = ["Service"]
@@ -104,14 +105,13 @@ class Service:
         """Store one event; returns once it is committed (InvalidEvent, UnicodeDecodeError)."""
         await self.store.ingest(source, payload, received_at)
 
-    async def prune(self, before: int) -> dict[str, int]:
+    async def prune(self, before: int) -> dict[str, Any]:
+        """{"deleted": rows per table} (Store.prune, the same for the direct path)."""
         return await self.store.prune(before)
 
-    async def vacuum(self) -> tuple[int, int]:
-        """Database bytes before and after."""
-        before = self.store.database_bytes()
-        await self.store.vacuum()
-        return before, self.store.database_bytes()
+    async def vacuum(self) -> dict[str, Any]:
+        """{"bytes_before": ..., "bytes_after": ...} (Store.vacuum)."""
+        return await self.store.vacuum()
 
     async def status(self) -> dict[str, Any]:
         files, size = await asyncio.to_thread(spool.backlog, self.config.spool_dir)
