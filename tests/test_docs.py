@@ -23,7 +23,7 @@ def test_every_error_code_is_documented():
     codes = {
         cls.CODE
         for cls in vars(errors).values()
-        if isinstance(cls, type) and issubclass(cls, errors.AgentdError)
+        if isinstance(cls, type) and issubclass(cls, errors.WireError)
     }
     for code in codes:
         assert f"| {code} |" in text, code

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd import paths
+from agentd.errors import ConfigError
 
 __all__ = ["SETTINGS", "Setting", "Config", "ConfigError", "CONTENT_LEVELS", "ENV_OFF"]
 
@@ -27,10 +28,6 @@ CONTENT_LEVELS = ("full", "metadata", "none")  # see privacy.py
 # with AGENTD_AUTOSTART (tests/test_config.py runs the hook's own code to check it).
 ENV_OFF = ("0", "false", "no", "off")
 _MISSING = object()
-
-
-class ConfigError(Exception):
-    """The config file or an AGENTD_* variable holds something agentd cannot use."""
 
 
 @dataclass(frozen=True, kw_only=True)

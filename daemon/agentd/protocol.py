@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from agentd.errors import AgentdError, InvalidParams, InvalidRequest, ParseError
+from agentd.errors import InvalidParams, InvalidRequest, ParseError, WireError
 
 __all__ = [
     "Request",
@@ -98,7 +98,7 @@ _encoder = msgspec.json.Encoder()
 class Invalid(msgspec.Struct, frozen=True):
     """A message that could not become a Request: answer `error` with `id`."""
 
-    error: AgentdError
+    error: WireError
     id: RequestId = None
 
 
@@ -163,7 +163,7 @@ def encode_response(request_id: RequestId, result: Any) -> bytes:
     return _encoder.encode({"jsonrpc": "2.0", "id": request_id, "result": result})
 
 
-def encode_error(request_id: RequestId, error: AgentdError) -> bytes:
+def encode_error(request_id: RequestId, error: WireError) -> bytes:
     return _encoder.encode({"jsonrpc": "2.0", "id": request_id, "error": error.to_error()})
 
 

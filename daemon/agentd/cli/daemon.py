@@ -75,15 +75,13 @@ def start(ctx: click.Context, foreground: bool, log_to_stderr: bool) -> None:
 
 
 def _run_foreground(config: Config, log_to_stderr: bool) -> None:
-    from agentd.service import AlreadyRunning, StartupError, run
+    from agentd.service import AlreadyRunning, run
 
     _setup_logging(config, to_stderr=log_to_stderr)
     try:
         run(config)
-    except AlreadyRunning as e:
+    except AlreadyRunning as e:  # not an error: the user wanted a daemon, and one runs
         click.echo(str(e))
-    except StartupError as e:
-        raise click.ClickException(str(e)) from None
 
 
 def _spawn_detached(config: Config) -> None:

@@ -172,8 +172,6 @@ def query(
             if written == 0 and fmt == "table":
                 hint = "" if since else f" in the last {DEFAULT_SINCE} (widen it with --since)"
                 click.echo(f"(no rows{hint})", err=True)
-    except QueryError as e:
-        raise click.ClickException(str(e)) from None
     except Interrupted:
         raise click.Abort() from None
     except BrokenPipeError:

@@ -30,6 +30,7 @@ from agentd.agents import AGENTS
 from agentd.config import Config
 from agentd.db import readonly
 from agentd.db.access import WriterBusy
+from agentd.errors import ImportFailed
 from agentd.importers.state import ImportState
 from agentd.importers.writer import (
     DaemonTooOld,
@@ -50,10 +51,6 @@ _TABLES = (
     "compaction_events",
     "events",
 )
-
-
-class ImportFailed(Exception):
-    """The import could not run or finish; the message says why and what to do."""
 
 
 @dataclass

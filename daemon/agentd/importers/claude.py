@@ -37,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from agentd.importers import ImportFailed
+from agentd.errors import ImportFailed
 from agentd.importers.state import ImportState
 from agentd.importers.writer import Event, Pipeline
 from agentd.installers.claude import config_dir
