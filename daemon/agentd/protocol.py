@@ -148,13 +148,13 @@ def decode_line(line: bytes) -> tuple[bool, list[Request | Invalid]]:
     return False, [Invalid(InvalidRequest("Invalid Request: expected an object or a batch array"))]
 
 
-def decode_params(params: msgspec.Raw, kind: type[Any]) -> Any:
+def decode_params(params: msgspec.Raw, params_type: type[Any]) -> Any:
     """Decode a method's params into its Struct; InvalidParams (with the `$.path`) if they don't fit."""
     raw = bytes(params)
-    if kind is NoParams and raw in (b"null", b"{}", b"[]"):
+    if params_type is NoParams and raw in (b"null", b"{}", b"[]"):
         return NoParams()
     try:
-        return msgspec.json.decode(raw, type=kind)
+        return msgspec.json.decode(raw, type=params_type)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise InvalidParams.of(e) from None
 

@@ -215,8 +215,8 @@ def _run(
                 raise QueryError(
                     f"{e}: the database predates this agentd's schema; `agentd start` upgrades it"
                 ) from None
-            kinds: list[str | None] = [c.kind for c in report.columns]
-            written = write(stream(fmt), fmt, columns, batches, kinds)
+            displays: list[str | None] = [c.display for c in report.columns]
+            written = write(stream(fmt), fmt, columns, batches, displays)
         sys.stdout.flush()
         return written
     finally:

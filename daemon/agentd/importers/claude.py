@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one reader with its skip rules, which change together.
 """`agentd import claude`: Claude Code transcripts -> `ingest` events (source `claude-transcript`).
 
 Reads every `*.jsonl` under the root (default `~/.claude/projects`: `<project>/<session>.jsonl` and
