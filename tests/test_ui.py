@@ -266,3 +266,18 @@ def test_cli_refuses_a_missing_database_and_an_open_bind(tmp_path: Path) -> None
     r = subprocess.run([sys.executable, "-m", "agentd", "ui", "--host", "0.0.0.0"], env=env,
                        capture_output=True, text=True, timeout=30)  # fmt: skip
     assert r.returncode == 1 and "--token" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_endpoint_and_filter_is_documented() -> None:
+    from agentd.ui import app as ui_app
+    from agentd.ui.filters import Filters
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "ui.md").read_text()
+    apis = {"overview": "/api/overview", "sessions": "/api/sessions", "session": "/api/sessions/ID",
+            "tools": "/api/tools", "files": "/api/files"}  # fmt: skip
+    assert set(apis) == set(ui_app.VIEWS)
+    for path in apis.values():
+        assert f"`{path}`" in text, path
+    for name in Filters.__dataclass_fields__:
+        assert f"| `{name}` |" in text, name
+    assert "| `by` |" in text and "`/api/live`" in text
