@@ -24,6 +24,7 @@
         ├── InstallError          an agent's configuration cannot be changed as asked
         ├── ImportFailed          an import cannot run or finish
         ├── QueryError            a query or report cannot run (Interrupted: stopped by Ctrl-C)
+        ├── UIError               the dashboard cannot start (no database yet, cannot bind)
         └── TimeError             a time or duration the user typed is not one
 
 docs/protocol.md lists the wire codes (a test keeps it complete). Stdlib only: the client and the
@@ -67,6 +68,7 @@ __all__ = [
     "QueryError",
     "Interrupted",
     "TimeError",
+    "UIError",
 ]
 
 
@@ -256,3 +258,7 @@ class Interrupted(QueryError):
 
 class TimeError(UserError, ValueError):
     """A time or duration the user typed is not one agentd reads."""
+
+
+class UIError(UserError):
+    """`agentd ui` cannot start: no database yet, cannot bind, a non-loopback bind without token."""

@@ -298,7 +298,9 @@ def _write_table(
     out.write("".join(head + [line(texts) for texts in cells]))
     for batch in batches:  # the rest, in the widths the sample set
         out.write(
-            "".join(line([_cell(v, k) for v, k in zip(row, displays, strict=True)]) for row in batch)
+            "".join(
+                line([_cell(v, k) for v, k in zip(row, displays, strict=True)]) for row in batch
+            )
         )
 
 

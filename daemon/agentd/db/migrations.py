@@ -198,6 +198,18 @@ DROP INDEX file_operations_path;
         "0006_sessions_git_branch",
         "ALTER TABLE sessions ADD COLUMN git_branch TEXT;  -- from Claude transcripts (gitBranch)\n",
     ),
+    Migration(
+        7,
+        "0007_ui_time_index",
+        """
+-- `agentd ui` (ui/views.py) reads tool calls by time window: this covering index serves those
+-- reads as one contiguous range. It replaces tools_created_at, its leading prefix, so writes
+-- keep the same number of indexes. bench/ui times the views on a million tool rows.
+CREATE INDEX tools_ui_time
+    ON tools (created_at, success, source, tool_name, duration_ms, session_id);
+DROP INDEX tools_created_at;
+""",
+    ),
 )
 
 _RECORD_TABLE = """
