@@ -216,6 +216,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
             "spool_files": files,
             "spool_bytes": size,
         }
+    from agentd.push.state import read_state, status_line  # stdlib only: no psycopg here
+
+    push_state = read_state(config.state_dir)
+    if push_state is not None:
+        info["push"] = push_state
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
     elif info["running"]:
@@ -233,5 +238,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             f"  database:      {info['database']} ({_human_bytes(info['database_bytes'])})\n"
             f"  spool backlog: {info['spool_files']} files ({_human_bytes(info['spool_bytes'])})"
         )
+    line = None if as_json else status_line(config.state_dir)
+    if line:
+        click.echo(line)
     if not info["running"]:
         ctx.exit(EXIT_NOT_RUNNING)

@@ -96,7 +96,13 @@ def push(
       psql "$AGENTD_PUSH_URL" -c "SELECT * FROM agentd.report_hot_files(agentd.ms_ago('7 days'))"
     """
     try:
-        from agentd.push import PushError, PushOptions, init_server, push_once, watch as watch_loop
+        from agentd.push.runner import (
+            PushError,
+            PushOptions,
+            init_server,
+            push_once,
+            watch as watch_loop,
+        )
     except ImportError as e:  # the optional `push` extra (psycopg) is not installed
         raise click.ClickException(
             f"agentd push needs psycopg ({e.name} is missing): pip install 'agentd-telemetry[push]'"
