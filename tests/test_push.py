@@ -7,8 +7,8 @@ from __future__ import annotations
 import getpass
 import itertools
 import math
-import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -177,6 +177,15 @@ def test_push_sends_only_what_changed_and_merges_updates(url, machines):
     assert 0 < json.loads(second.stdout)["upserted"] < total + len(a.local_rows("sessions"))
     # Nothing new: nothing sent.
     assert '"upserted": 0' in a.push(url, "--json").stdout
+    # The server has it all: the local log is trimmed to its last entry (seq only grows).
+    conn = sqlite3.connect(f"file:{a.config.db_path}?mode=ro", uri=True)
+    try:
+        (left,), (mark,) = conn.execute(
+            "SELECT count(*) FROM push_log UNION ALL SELECT seq FROM push_targets"
+        ).fetchall()
+        assert left == 1 and mark == conn.execute("SELECT max(seq) FROM push_log").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def test_push_removes_what_prune_removed(url, machines):
@@ -337,11 +346,8 @@ def test_no_push_target_means_no_change_log(machines):
     a = machines()
     a.feed("claude", CLAUDE)
     assert a.local_rows("tools")
-    import sqlite3
-
     conn = sqlite3.connect(f"file:{a.config.db_path}?mode=ro", uri=True)
     try:
         assert conn.execute("SELECT count(*) FROM push_log").fetchone() == (0,)
     finally:
         conn.close()
-    assert os.path.exists(a.config.db_path)

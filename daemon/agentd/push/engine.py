@@ -62,6 +62,7 @@ class Pusher:
     _copy_sql: dict[str, str] = field(default_factory=dict, init=False)
     _merge_sql: dict[str, str] = field(default_factory=dict, init=False)
     _select: dict[str, str] = field(default_factory=dict, init=False)
+    _acked: int = field(default=-1, init=False)
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -194,10 +195,10 @@ class Pusher:
                     result.caught_up = False
                 self._apply(changes, live, result)
             self._write_state(state)
-        self.local.acknowledge(
-            target_key(self.conninfo),
-            min((s.seq for t, s in state.items() if t in self.tables), default=0),
-        )
+        mark = min((s.seq for t, s in state.items() if t in self.tables), default=0)
+        if mark != self._acked:  # a caught-up watch has nothing to record
+            self.local.acknowledge(target_key(self.conninfo), mark)
+            self._acked = mark
         return result
 
     def _apply(self, changes: list[Any], live: dict[str, _State], result: CycleResult) -> None:

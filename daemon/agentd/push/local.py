@@ -26,6 +26,7 @@ TABLES = ("sessions", "messages", "tools", "file_operations", "session_errors", 
 RAW_TABLE = "events"
 
 Change = tuple[int, str, str, int]  # seq, table, row id, deleted
+TRIM_BATCH = 20_000
 
 
 def dropped_columns(table: str, columns: list[str], level: str) -> set[str]:
@@ -135,23 +136,24 @@ class Local:
     def acknowledge(self, target: str, seq: int) -> None:
         """Record what the server has committed, and trim the log below every target's mark.
 
-        Best effort: if the database is busy the trim waits for the next push (the server's
-        watermark, not this row, is what the push trusts).
+        The trim goes in short transactions of at most TRIM_BATCH entries, so that the daemon's
+        writer never waits long behind it (after a large prune the log can hold millions).
+        Best effort: if the database is busy, the next push trims (the server's watermark, not
+        this row, is what a push trusts).
         """
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                self.conn.execute(
-                    "UPDATE push_targets SET seq = max(seq, ?), pushed_at = ? WHERE target = ?",
-                    (seq, int(time.time() * 1000), target),
-                )
+            self.conn.execute(
+                "UPDATE push_targets SET seq = max(seq, ?), pushed_at = ? WHERE target = ?",
+                (seq, int(time.time() * 1000), target),
+            )
+            while True:
                 # `<`, not `<=`: the entry at the mark stays, so max(seq) + 1 never goes back.
-                self.conn.execute(
+                cur = self.conn.execute(
                     "DELETE FROM push_log WHERE seq < (SELECT min(seq) FROM push_targets)"
+                    " AND seq <= (SELECT min(seq) FROM push_log) + ?",
+                    (TRIM_BATCH,),
                 )
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+                if cur.rowcount < TRIM_BATCH:
+                    break
         except sqlite3.OperationalError:
             pass

@@ -92,6 +92,8 @@ def push_once(config: Config, options: PushOptions) -> PushReport:
                 break
     except psycopg.Error as e:
         raise PushError(f"push to {report.server} failed: {_line(e)}") from None
+    except sqlite3.Error as e:
+        raise PushError(f"reading {config.db_path} failed: {_line(e)}") from None
     finally:
         pusher.close()
         pusher.local.close()
@@ -168,6 +170,8 @@ def watch(config: Config, options: PushOptions, stop: threading.Event) -> None:
                 backoff = _back_off(pusher, stop, backoff, str(e), publish)
             except psycopg.Error as e:
                 backoff = _back_off(pusher, stop, backoff, _line(e), publish)
+            except sqlite3.Error as e:  # the local database busy or being replaced: retry
+                backoff = _back_off(pusher, stop, backoff, f"local database: {_line(e)}", publish)
         publish("stopped", force=True)
     finally:
         pusher.close()
