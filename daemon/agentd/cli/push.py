@@ -11,8 +11,7 @@ from typing import Any
 import click
 
 from agentd.cli import _config, cli
-from agentd.config import Config
-from agentd.privacy import LEVELS
+from agentd.config import CONTENT_LEVELS as LEVELS, Config
 
 __all__ = ["push"]
 
