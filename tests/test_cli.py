@@ -91,6 +91,19 @@ def test_status_when_not_running_exits_3(agentd_env, config):
     assert "not running" in agentd(agentd_env, "status").stdout
 
 
+def test_status_formats_and_json_flag_agree(agentd_env, config):
+    """--json is --format json; ndjson is the same object on one line, csv one header and row."""
+    as_json = agentd(agentd_env, "status", "--json")
+    assert agentd(agentd_env, "status", "--format", "json").stdout == as_json.stdout
+    ndjson = agentd(agentd_env, "status", "--format", "ndjson")
+    assert ndjson.returncode == 3 and json.loads(ndjson.stdout) == json.loads(as_json.stdout)
+    header, row = agentd(agentd_env, "status", "--format", "csv").stdout.splitlines()
+    assert header.split(",")[:3] == ["database", "database_bytes", "running"]
+    assert row.split(",")[:3] == [str(config.db_path), "0", "false"]
+    clash = agentd(agentd_env, "status", "--json", "--format", "csv")
+    assert clash.returncode == 2 and "--json means --format json" in clash.stderr
+
+
 def test_stop_when_not_running_is_fine(agentd_env):
     result = agentd(agentd_env, "stop")
     assert result.returncode == 0 and "not running" in result.stdout

@@ -5,6 +5,7 @@ import sqlite3
 from pathlib import Path
 
 from agentd import errors
+from agentd.config import SETTINGS
 from agentd.db.migrations import migrate
 from agentd.service.methods import METHODS
 
@@ -40,22 +41,32 @@ def test_every_table_and_column_is_documented(tmp_path):
             assert f"`{column}`" in section.group(1), f"{table}.{column}"
 
 
-def test_every_config_key_is_documented():
+def test_every_setting_is_documented():
+    """Each row of SETTINGS has its row in docs/configuration.md (key, environment variable,
+    default), and the docs list no setting that is not in SETTINGS (datasette's
+    test_settings_are_documented)."""
     text = (DOCS / "configuration.md").read_text()
-    package = Path(__file__).resolve().parents[1] / "daemon/agentd"
-    config_source = (package / "config.py").read_text()
-    keys = set(re.findall(r'_typed\(\s*file, "(\w+)"', config_source))
-    keys |= set(re.findall(r'file\.get\("(\w+)"\)', (package / "paths.py").read_text()))
-    keys |= set(re.findall(r'_typed\(\s*redaction, "(\w+)"', config_source))
-    assert keys >= {
+    names = {s.name for s in SETTINGS}
+    assert names >= {
         "max_line_bytes",
         "output_limit_bytes",
         "autostart",
         "socket",
         "db",
         "content_level",
-        "enabled",
-        "patterns",
+        "redaction.enabled",
+        "redaction.patterns",
     }
-    for key in keys:
+    rows = {
+        m.group(1): m.group(0)
+        for m in re.finditer(r"^\| `([\w.]+)` \|.*\|$", text.split("## Settings", 1)[1], re.M)
+    }
+    assert set(rows) == names
+    for setting in SETTINGS:
+        row = [cell.strip() for cell in rows[setting.name].strip("|").split("|")]
+        env = f"`{setting.env}`" if setting.env else "—"
+        assert row[1:4] == [setting.type_name, env, setting.default_text], setting.name
+        assert row[4] == setting.help, setting.name
+        # The example config file shows each key too.
+        key = setting.name.rpartition(".")[2]
         assert f"{key} =" in text or f"[{key}]" in text, key

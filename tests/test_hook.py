@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -299,3 +301,17 @@ def test_non_json_stdin_with_the_daemon_down_is_spooled_as_text(make_daemon, age
         "agentd_unparsed_stdin": '{"session_id": "broken", "oops"'
     }
     assert not (config.spool_dir / "rejected").exists()
+
+
+def test_the_opencode_plugin_shares_the_hooks_line_limits():
+    # agentd.ts cannot import paths.py, so it repeats the numbers; they must stay equal.
+    from agentd import config, paths
+
+    source = (REPO / "opencode-plugin" / "src" / "agentd.ts").read_text()
+    constants = {  # `const NAME = 16 * 1024 * 1024;`: integer products only
+        name: math.prod(int(factor) for factor in value.replace("_", "").split("*"))
+        for name, value in re.findall(r"^const (\w+) = ([0-9_ *]+);", source, re.M)
+    }
+    assert constants["DEFAULT_MAX_LINE_BYTES"] == paths.MAX_LINE_BYTES
+    assert constants["ENVELOPE_BYTES"] == paths.ENVELOPE_BYTES
+    assert config.DEFAULT_MAX_LINE_BYTES == paths.MAX_LINE_BYTES

@@ -642,7 +642,7 @@ def test_progress_line_on_a_terminal(config, tree):
     shown = stream.getvalue()
     assert shown.startswith("\r") and shown.endswith("\n")
     last = shown.rstrip("\n").rsplit("\r", 1)[-1]
-    assert f"2/2 files, {summary.bytes_read / 1000:.1f} KB" in last
+    assert f"2/2 files, {summary.bytes_read / 1024:.1f} KiB" in last  # binary units (output.py)
     assert f"{summary.events_stored} events stored" in last
 
 

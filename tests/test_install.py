@@ -143,3 +143,103 @@ def test_installed_command_works_from_any_cwd_without_path(project, daemon, agen
     )
     assert (result.returncode, result.stdout) == (0, b"")
     assert query_db(daemon.config.db_path, "SELECT count(*) AS n FROM tools") == [{"n": 1}]
+
+
+# -- the user's file stays the user's (issue: install hygiene) ---------------------------------
+
+ORIGINAL_TEXT = (
+    '{\n    "model":   "opus",\n    "statusLine": {"type": "command", "command": "echo café ☕"},\n'
+    '    "hooks": {}\n}\n'
+)
+
+
+def _claude_settings(tmp_path, text=ORIGINAL_TEXT, mode=0o600):
+    settings = tmp_path / "settings.json"
+    settings.write_text(text, encoding="utf-8")
+    settings.chmod(mode)
+    return settings
+
+
+def test_install_keeps_the_files_mode_and_the_backups_mode(tmp_path):
+    from agentd.installers import claude
+
+    settings = _claude_settings(tmp_path, mode=0o600)
+    plan = claude.install(settings)
+    assert plan.applied and plan.backup is not None
+    assert settings.stat().st_mode & 0o777 == 0o600
+    assert plan.backup.stat().st_mode & 0o777 == 0o600
+    fresh = tmp_path / "new" / "settings.json"
+    claude.install(fresh)
+    assert fresh.stat().st_mode & 0o777 == 0o600  # agentd makes no world-readable file
+
+
+def test_install_and_uninstall_write_through_a_symlinked_settings_file(tmp_path):
+    from agentd.installers import claude
+
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    real = _claude_settings(dotfiles)
+    link = tmp_path / "settings.json.link"
+    link.symlink_to(real)
+    claude.install(link)
+    assert link.is_symlink() and link.resolve() == real
+    assert set(json.loads(real.read_text())["hooks"]) == set(CLAUDE_EVENTS)
+    claude.uninstall(link)
+    assert link.is_symlink() and real.read_text(encoding="utf-8") == ORIGINAL_TEXT
+
+
+def test_backup_keeps_the_pre_install_original_across_installs(tmp_path):
+    from agentd.installers import claude
+
+    settings = _claude_settings(tmp_path)
+    backup = claude.install(settings).backup
+    # Installed again by another Python (or checkout): the command changes, the backup must not.
+    plan = claude.install(settings, command=claude.hook_command(python="/other/python"))
+    assert plan.applied and plan.backup is None
+    assert backup.read_text(encoding="utf-8") == ORIGINAL_TEXT
+
+
+def test_uninstall_gives_back_the_users_file_byte_for_byte(tmp_path):
+    from agentd.installers import claude
+
+    settings = _claude_settings(tmp_path)
+    claude.install(settings)
+    assert "\\u" not in settings.read_text(encoding="utf-8")  # non-ASCII kept as written
+    claude.uninstall(settings)
+    assert settings.read_text(encoding="utf-8") == ORIGINAL_TEXT
+    assert not (tmp_path / "settings.json.agentd-backup").exists()
+
+
+def test_uninstall_after_the_user_changed_the_file_keeps_their_change(tmp_path):
+    from agentd.installers import claude
+
+    settings = _claude_settings(tmp_path)
+    claude.install(settings)
+    edited = json.loads(settings.read_text(encoding="utf-8"))
+    edited["theme"] = "dark"
+    settings.write_text(json.dumps(edited, indent=2), encoding="utf-8")
+    claude.uninstall(settings)
+    after = json.loads(settings.read_text(encoding="utf-8"))
+    assert after == {**json.loads(ORIGINAL_TEXT), "theme": "dark"}  # `"hooks": {}` kept too
+    assert "café ☕" in settings.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("gone", ["python", "hook"])
+def test_installed_command_exits_0_silently_when_agentd_is_gone(tmp_path, gone):
+    """`pipx uninstall` without `agentd uninstall claude` first: Claude must not show an error on
+    every event."""
+    from agentd.installers import claude
+
+    missing = str(tmp_path / "removed" / gone)
+    command = (
+        claude.hook_command(python=missing)
+        if gone == "python"
+        else claude.hook_command(hook=missing)
+    )
+    result = subprocess.run(
+        ["/bin/sh", "-c", command],
+        input=b'{"hook_event_name":"Stop","session_id":"s"}',
+        capture_output=True,
+        timeout=10,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")

@@ -49,6 +49,9 @@ def test_prune_through_the_daemon_deletes_old_sessions_whole(daemon, agentd_env)
     assert report["deleted"]["sessions"] == 1 and report["deleted"]["events"] == len(SAMPLES)
     assert report["deleted"]["tools"] == before_new[0]["n"]  # the same calls, in the old session
     assert set(counts(db).values()) == {0}
+    again = agentd(agentd_env, "prune", "--older-than", "30d", "--format", "csv")
+    header, row = again.stdout.splitlines()  # nothing left to delete: every count 0
+    assert header.startswith("before,deleted.") and set(row.split(",")[1:]) == {"0"}
     assert (
         query_db(db, "SELECT count(*) AS n FROM tools WHERE session_id = 'new-session'")
         == before_new
@@ -77,6 +80,9 @@ def test_prune_and_vacuum_without_a_daemon(make_daemon, agentd_env, config):
     assert "Deleted" in result.stdout and "sessions" in result.stdout
     assert set(counts(config.db_path).values()) == {0}
     assert agentd(agentd_env, "vacuum").returncode == 0
+    again = agentd(agentd_env, "vacuum", "--format", "ndjson")
+    assert again.returncode == 0, again.stderr
+    assert set(json.loads(again.stdout)) == {"bytes_before", "bytes_after"}
     assert not config.pid_path.exists()  # the lock it held while writing is released
 
 
@@ -86,3 +92,32 @@ def test_bad_age_and_missing_database(agentd_env):
     missing = agentd(agentd_env, "prune", "--older-than", "90d")
     assert missing.returncode == 1 and "no database" in missing.stderr
     assert agentd(agentd_env, "vacuum").returncode == 1
+
+
+def test_write_says_which_writer_it_used_and_both_return_the_same_result(make_daemon, config):
+    from agentd.db import access
+
+    daemon = make_daemon().start()
+    ingest_two_sessions(daemon)
+    mode, through_daemon = access.write(config, "prune", {"before": NOW - 30 * DAY_MS})
+    assert mode == "daemon" and through_daemon["deleted"]["sessions"] == 1
+    daemon.stop()
+    mode, direct = access.write(config, "prune", {"before": NOW - 30 * DAY_MS})
+    assert mode == "direct" and direct == {"deleted": dict.fromkeys(through_daemon["deleted"], 0)}
+    mode, sizes = access.write(config, "vacuum")
+    assert mode == "direct" and set(sizes) == {"bytes_before", "bytes_after"}
+    assert not config.pid_path.exists()
+
+
+def test_a_held_writer_lock_is_a_clear_error(agentd_env, config):
+    from agentd import pidfile
+    from agentd.db.store import connect_sync
+
+    connect_sync(config.db_path).close()
+    fd = pidfile.acquire(config.pid_path)  # a daemon starting, or an import writing directly
+    try:
+        result = agentd(agentd_env, "prune", "--older-than", "90d")
+    finally:
+        pidfile.release(config.pid_path, fd)
+    assert result.returncode == 1 and "holds the database's writer lock" in result.stderr
+    assert "Traceback" not in result.stderr

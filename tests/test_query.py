@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,15 +25,15 @@ import pytest
 from agentd.cli.query import query as query_command
 from agentd.client import Client
 from agentd.db.store import connect_sync
+from agentd.query.engine import Interrupted, connect_readonly, execute
 from agentd.query.reports import (
     DEFAULT_LIMIT,
     DEFAULT_SINCE,
     PERCENTILE_SQL,
     REPORTS,
-    TimeError,
-    parse_time,
     render,
 )
+from agentd.query.times import TimeError, parse_time
 from conftest import REPO
 
 DOCS = REPO / "docs" / "queries.md"
@@ -678,7 +679,35 @@ def test_closed_pipe_is_not_an_error(report_env):
         assert time.monotonic() - started < 5  # it stopped, rather than computing on
 
 
+def test_ctrl_c_stops_a_long_statement(report_env):
+    """SIGINT mid-statement: "Aborted!" and exit 1, as click does for any interrupt."""
+    endless = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    )
+    argv = [sys.executable, "-m", "agentd", "query", "--sql", endless]
+    with subprocess.Popen(argv, env=report_env, stderr=subprocess.PIPE, text=True) as process:
+        time.sleep(2)  # well into the statement
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1 and stderr.endswith("Aborted!\n"), stderr
+    assert "Traceback" not in stderr
+
+
 # --- the pieces, without the CLI --------------------------------------------------------------
+
+
+def test_engine_raises_interrupted_not_a_click_exception(report_env):
+    conn = connect_readonly(Path(report_env["AGENTD_HOME"]) / "agentd.db")
+    timer = threading.Timer(0.3, conn.interrupt)
+    timer.start()
+    try:
+        with pytest.raises(Interrupted):
+            _, batches = execute(conn, TEN_MILLION + " ORDER BY i DESC", {})
+            for _ in batches:
+                pass
+    finally:
+        timer.cancel()
+        conn.close()
 
 
 def test_parse_time_forms():

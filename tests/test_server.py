@@ -1,10 +1,16 @@
-"""The daemon's wire behaviour against a real daemon subprocess: every bad input of the issue."""
+"""The daemon's wire behaviour against a real daemon subprocess: every bad input of the issue.
+
+At the end, the transport's framing with no socket, over a fake service.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -293,3 +299,106 @@ def test_lone_surrogate_escapes_from_javascript_are_stored_not_refused(conn, dae
     assert payload["cut"] == "emoji \ufffd"
     assert payload["pair"] == "\U0001f600"
     assert payload["literal"] == "\\ud800"  # an escaped backslash, not a surrogate: untouched
+
+
+# -- the layers, with no socket -------------------------------------------------------------------
+
+
+class FakeService:
+    """Just what methods.ServiceAPI asks for; records the events it is given."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.stopping = False
+        self.ingested: list[tuple[str, bytes, int | None]] = []
+
+    async def ingest(self, source: str, payload: bytes, received_at: int | None) -> None:
+        self.ingested.append((source, payload, received_at))
+
+    async def status(self) -> dict[str, Any]:
+        return {"connections": self.connections}
+
+    async def prune(self, before: int) -> dict[str, Any]:
+        return {"deleted": {"events": 0}}
+
+    async def vacuum(self) -> dict[str, Any]:
+        return {"bytes_before": 2, "bytes_after": 1}
+
+    def request_stop(self) -> None:
+        self.stopping = True
+
+
+class CollectingWriter:
+    """The part of asyncio.StreamWriter the transport uses, keeping what it writes."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+async def serve_bytes(data: bytes, limit: int = 1 << 16) -> tuple[list[Any], FakeService]:
+    from agentd.service.transport import handle_connection
+
+    reader = asyncio.StreamReader(limit=limit)
+    reader.feed_data(data)
+    reader.feed_eof()
+    writer = CollectingWriter()
+    service = FakeService()
+    await handle_connection(reader, writer, service, max_line_bytes=limit)  # type: ignore[arg-type]
+    assert writer.closed
+    return [json.loads(line) for line in writer.data.splitlines()], service
+
+
+async def test_framing_answers_each_line_and_batch_with_no_socket():
+    ingest = {"source": "claude", "payload": {"a": 1}, "received_at": 5}
+    data = (
+        b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n'
+        b"\n"  # blank lines are skipped
+        + json.dumps({"jsonrpc": "2.0", "id": 2, "method": "ingest", "params": ingest}).encode()
+        + b"\n"
+        + b'[{"jsonrpc":"2.0","id":3,"method":"vacuum"},{"jsonrpc":"2.0","method":"shutdown"}]\n'
+        + b"not json\n"
+        + b'{"jsonrpc":"2.0","id":4,"method":"ping"}'  # no newline: dropped, not answered
+    )
+    answers, service = await serve_bytes(data)
+    by_id = {json.dumps(a["id"]) if not isinstance(a, list) else "batch": a for a in answers}
+    assert len(answers) == 4
+    assert by_id["1"]["result"]["pid"] > 0
+    assert by_id["2"]["result"] == {"stored": True}
+    assert by_id["batch"] == [
+        {"jsonrpc": "2.0", "id": 3, "result": {"bytes_before": 2, "bytes_after": 1}}
+    ]
+    assert by_id["null"]["error"]["code"] == -32700
+    assert service.ingested == [("claude", b'{"a": 1}', 5)]
+    assert service.stopping  # the notification ran
+
+
+async def test_framing_answers_a_line_over_the_limit_and_stops_reading():
+    long_line = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":"' + b"x" * 200 + b'"}\n'
+    answers, _ = await serve_bytes(long_line + b'{"jsonrpc":"2.0","id":2,"method":"ping"}\n', 128)
+    assert [a["error"]["code"] for a in answers] == [-32001]
+    assert answers[0]["error"]["data"] == {"limit": 128}
+
+
+def test_methods_do_not_import_the_transport_or_the_service():
+    # methods.py sees the daemon only through ServiceAPI (agentd/service/__init__.py).
+    code = (
+        "import json, sys, agentd.service.methods; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('agentd.service'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout) == ["agentd.service", "agentd.service.methods"]

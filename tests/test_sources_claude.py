@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 
-from agentd.db.store import Store, event_id
-from agentd.normalizers import TYPED_TABLES, Context, Normalized, normalize
+from agentd.db.store import Store
+from agentd.ingest import event_id
+from agentd.normalizers import normalize
 from agentd.normalizers.claude_hooks import (
     TRANSCRIPT_TAIL_BYTES,
     normalize as claude_normalize,
     truncate,
 )
+from agentd.rows import TYPED_TABLES, Context, Normalized
 from conftest import load_jsonl, query_db
 
 NOW = 1_795_000_000_000

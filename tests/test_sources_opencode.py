@@ -11,10 +11,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from agentd.db.store import Store, event_id
-from agentd.normalizers import NORMALIZERS, TYPED_TABLES, Context, Normalized
+from agentd.db.store import Store
+from agentd.ingest import event_id
+from agentd.normalizers import NORMALIZERS
 from agentd.normalizers._values import truncate as truncate_output
 from agentd.normalizers.opencode import normalize
+from agentd.rows import TYPED_TABLES, Context, Normalized
 from conftest import load_jsonl, query_db
 
 EXAMPLES = load_jsonl("opencode_plugin_events_examples.jsonl")

@@ -101,3 +101,57 @@ def test_a_hook_spool_line_whose_payload_is_not_json_is_kept_as_text(daemon, con
     assert json.loads(row["payload"]) == {"agentd_unparsed_stdin": '{"session_id": "b", "oops"'}
     assert row["received_at"] == 1234
     assert not (config.spool_dir / "rejected").exists()
+
+
+def test_encode_line_is_the_hooks_exact_format():
+    # docs/protocol.md "Spool": one `ingest` params object per line, the payload as it came.
+    payload = b'{"session_id": "s",\r\n "n": 1}'
+    assert spool.encode_line("claude", 1234, payload) == (
+        b'{"source":"claude","received_at":1234,"payload":{"session_id": "s",   "n": 1}}'
+    )
+
+
+def test_decode_line_reads_what_encode_line_and_other_writers_write():
+    encoded = spool.encode_line("claude", 1234, b'{"session_id": "s"}')
+    assert spool.decode_line(encoded) == ("claude", b'{"session_id": "s"}', 1234)
+    other = line("opencode", {"type": "x"}, 5).rstrip(b"\n")  # key order and spacing of its own
+    assert spool.decode_line(other) == ("opencode", b'{"type": "x"}', 5)
+    assert spool.decode_line(b'{"source":"opencode","payload":{}}') == ("opencode", b"{}", None)
+
+
+def test_decode_line_keeps_a_hook_payload_that_is_not_a_json_object_as_text():
+    for payload, text in [
+        (b'{"session_id": "b", "oops"', '{"session_id": "b", "oops"'),
+        (b'{"a": "\xff"}', '{"a": "\ufffd"}'),  # not UTF-8
+        (
+            b'{"a": 1e999}',
+            '{"a": 1e999}',
+        ),  # skipped by the envelope's decoder, refused by any other
+    ]:
+        source, kept, received_at = spool.decode_line(spool.encode_line("claude", 7, payload))
+        assert (source, json.loads(kept), received_at) == (
+            "claude",
+            {"agentd_unparsed_stdin": text},
+            7,
+        )
+
+
+def test_decode_line_refuses_a_line_that_holds_no_event():
+    for bad in [b"not json at all", line("claude", [1, 2]).rstrip(b"\n"), b'{"source":"claude"}']:
+        try:
+            spool.decode_line(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"decoded {bad!r}")
+
+
+def test_process_exists():
+    assert spool.process_exists(os.getpid())
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert not spool.process_exists(int(gone.stdout))
+    assert spool.process_exists(1)  # another user's process (init) exists all the same

@@ -7,8 +7,9 @@ import sqlite3
 import pytest
 
 from agentd import normalizers as sources
-from agentd.db.store import Store, event_id
-from agentd.normalizers import Normalized, Row
+from agentd.db.store import Store
+from agentd.ingest import event_id
+from agentd.rows import Normalized, Row
 
 
 @pytest.fixture

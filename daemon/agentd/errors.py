@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "InternalError",
     "LineTooLong",
     "ShuttingDown",
+    "StartupError",
+    "AlreadyRunning",
 ]
 
 
@@ -80,3 +83,15 @@ class ShuttingDown(AgentdError):
 
     CODE = -32002
     MESSAGE = "Daemon is shutting down"
+
+
+class StartupError(Exception):
+    """The daemon cannot start (bad path, unwritable directory, ...); the message says why."""
+
+
+class AlreadyRunning(Exception):
+    """A daemon already holds this state dir's pid file, or serves this socket."""
+
+    def __init__(self, pid: int | None, socket_path: Path) -> None:
+        super().__init__(f"agentd is already running (pid {pid or '?'}, socket {socket_path})")
+        self.pid = pid

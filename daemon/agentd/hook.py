@@ -53,7 +53,6 @@ STDIN_FIRST_BYTE_S = 2.0
 STDIN_IDLE_S = 0.03  # data came, then silence this long: the writer is done but left stdin open
 STDIN_MAX_S = 2.0  # reading a payload that keeps coming stops here (a 50 MB one takes ~0.1 s)
 TAIL_BYTES = 65536  # of stdin over the limit, the end kept to find the event's ids in
-ENVELOPE_BYTES = 256  # room kept for the JSON-RPC envelope around the payload
 AUTOSTART_EVERY_S = 10.0  # at most one daemon start per this many seconds, however many hooks fire
 SOURCE = "claude"
 
@@ -123,12 +122,6 @@ def wrap_unparsed(data: bytes) -> bytes:
     return json.dumps({"agentd_unparsed_stdin": data.decode("utf-8", "replace")}).encode()
 
 
-def ingest_params(payload: bytes, received_at: int) -> bytes:
-    # A JSON text holds no raw newline except as whitespace, so flattening keeps it valid.
-    flat = payload.replace(b"\r", b" ").replace(b"\n", b" ")
-    return b'{"source":"%s","received_at":%d,"payload":%s}' % (SOURCE.encode(), received_at, flat)
-
-
 def deliver(socket_path: str, params: bytes, deadline: float) -> bytes | None:
     """Send one ingest request; the reply line, or None if the daemon could not be reached."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -195,7 +188,7 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> None:
     except (OSError, ValueError):
         file = {}  # a broken config file must not cost the event; `agentd status` reports it
     max_line = file.get("max_line_bytes")
-    limit = (max_line if isinstance(max_line, int) else 16 * 1024 * 1024) - ENVELOPE_BYTES
+    limit = (max_line if isinstance(max_line, int) else paths.MAX_LINE_BYTES) - paths.ENVELOPE_BYTES
     data, total, tail = read_stdin(start + STDIN_FIRST_BYTE_S, limit)
     if not data.strip():
         return  # nothing to keep
@@ -205,16 +198,16 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> None:
     if not payload.lstrip().startswith(b"{"):
         payload = wrap_unparsed(payload)
     socket_path = paths.socket_path(env, file)
-    params = ingest_params(payload, received_at)
+    params = spool.encode_line(SOURCE, received_at, payload)  # the `ingest` params, one line
     reply = deliver(socket_path, params, deadline)
     if reply is not None and is_parse_error(reply):
-        params = ingest_params(wrap_unparsed(payload), received_at)
+        params = spool.encode_line(SOURCE, received_at, wrap_unparsed(payload))
         reply = deliver(socket_path, params, deadline)
     if reply is not None and b'"result"' in reply:
         return
     # Not delivered (or not acked in time: the daemon may have committed it; replays are harmless).
-    # Whether the payload is JSON is left to the daemon, which keeps a non-JSON one as text when
-    # it drains the spool (a json import here would cost more than the rest of the hook).
+    # Whether the payload is JSON is left to the daemon (spool.decode_line keeps a non-JSON one as
+    # text when it drains the spool): a json import here would cost more than the rest of the hook.
     state = paths.state_dir(env)
     spool.write_file(os.path.join(state, "spool"), SOURCE, [params + b"\n"])
     autostart_setting = env.get("AGENTD_AUTOSTART", file.get("autostart", True))

@@ -1,4 +1,4 @@
-"""Where agentd's files live: the one place that resolves them (docs/configuration.md).
+"""Where agentd's files live, and the line limits every client shares (docs/configuration.md).
 
 Plain strings and `os` only: the hook imports this on every tool call, and `pathlib` and
 `dataclasses` would cost it more than the rest of its work. config.py wraps these in a Config.
@@ -13,7 +13,22 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-__all__ = ["config_file", "state_dir", "socket_path", "db_path", "read_config_file"]
+__all__ = [
+    "MAX_LINE_BYTES",
+    "ENVELOPE_BYTES",
+    "config_file",
+    "state_dir",
+    "socket_path",
+    "db_path",
+    "read_config_file",
+    "make_private_dir",
+]
+
+# The default `max_line_bytes`: the longest line the daemon reads (docs/protocol.md, "Framing").
+# opencode-plugin/src/agentd.ts repeats both numbers; tests/test_hook.py keeps them equal.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+# Room a client keeps for the JSON-RPC envelope around an event's payload within that limit.
+ENVELOPE_BYTES = 256
 
 
 def _home(env: Mapping[str, str]) -> str:
@@ -85,3 +100,10 @@ def read_config_file(path: str) -> dict[str, Any]:
         return tomllib.load(f)
     finally:
         f.close()
+
+
+def make_private_dir(path: str | os.PathLike[str], chmod: bool = True) -> None:
+    """Create `path` (and its parents) 0700; with `chmod`, also make an existing one 0700."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if chmod and (os.stat(path).st_mode & 0o777) != 0o700:
+        os.chmod(path, 0o700)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentd.normalizers import Row
+from agentd.rows import Row
 
 __all__ = ["LEVELS", "apply_to_rows", "strip_payload"]
 

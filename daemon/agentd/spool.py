@@ -1,7 +1,11 @@
 """The spool: where shims put events the daemon could not take (docs/protocol.md, "Spool").
 
+This module owns the spool both ways: the line format (encode_line for writers, decode_line for
+the daemon's drain), the file protocol (write_file, ready_files, read_lines), and the liveness
+check of a file's writer.
+
 Format: NDJSON files in `<state dir>/spool/`, one `ingest` params object per line:
-`{"source": "claude", "payload": {...}, "received_at": 1763712000000}`.
+`{"source":"claude","received_at":1763712000000,"payload":{...}}`.
 
 Writers never share a file, so lines cannot interleave. A file is named
 `<source>-<pid>-<unique>.ndjson`, and is only given that name, by an atomic rename, once its writer
@@ -9,7 +13,8 @@ has finished it. While a writer may still append, the name ends in `.ndjson.open
 such a file alone while the pid in its name is alive, and drains it (complete lines only) once that
 process is gone.
 
-`os` and `time` only: the hook writes here when the daemon is down, on an agent's hot path.
+`os` and `time` only at import: the hook writes here when the daemon is down, on an agent's hot
+path. Only decode_line, which only the daemon calls, imports more (msgspec, agentd.protocol).
 """
 
 from __future__ import annotations
@@ -20,13 +25,76 @@ import time
 TYPE_CHECKING = False  # the idiom that spares importing `typing` at run time
 if TYPE_CHECKING:
     from os import PathLike
+    from typing import Any
 
     StrPath = str | PathLike[str]
 
-__all__ = ["write_file", "ready_files", "read_lines", "backlog", "READY", "OPEN"]
+__all__ = [
+    "encode_line",
+    "decode_line",
+    "write_file",
+    "ready_files",
+    "read_lines",
+    "backlog",
+    "process_exists",
+    "READY",
+    "OPEN",
+]
 
 READY = ".ndjson"
 OPEN = ".ndjson.open"
+
+
+def encode_line(source: str, received_at: int, payload: bytes) -> bytes:
+    """One spool line (without its `\\n`): the `ingest` params of an event, `payload` as it came.
+
+    The payload is embedded unchecked (the hook cannot afford a JSON parser); decode_line keeps
+    one that is not JSON as text. `source` must be letters, digits and `_`.
+    """
+    # A JSON text holds no raw newline except as whitespace, so flattening keeps it valid.
+    flat = payload.replace(b"\r", b" ").replace(b"\n", b" ")
+    return b'{"source":"%s","received_at":%d,"payload":%s}' % (source.encode(), received_at, flat)
+
+
+_decoders: tuple[Any, Any, Any] | None = None  # built on first use: msgspec is the daemon's
+
+
+def decode_line(line: bytes) -> tuple[str, bytes, int | None]:
+    """(source, payload, received_at) of one spool line; the payload is a JSON object's text.
+
+    Any `ingest` params object is read. A line in encode_line's exact format whose payload is not
+    a JSON object (stdin that was not JSON) is kept: its payload becomes
+    `{"agentd_unparsed_stdin": "<the text>"}`. Raises ValueError for a line that holds no event.
+    """
+    global _decoders
+    import re
+
+    import msgspec
+
+    from agentd.protocol import IngestParams, decode_json
+
+    if _decoders is None:
+        _decoders = (
+            msgspec.json.Decoder(IngestParams),
+            msgspec.json.Decoder(),
+            re.compile(
+                rb'^\{"source":"([A-Za-z0-9_]+)","received_at":(\d{1,15}),"payload":(.*)\}$', re.S
+            ),
+        )
+    params_decoder, any_decoder, encoded = _decoders
+    try:
+        params = decode_json(line, params_decoder)
+        payload = bytes(params.payload)
+        # What the store would refuse: not JSON, not an object, not UTF-8 (all ValueErrors).
+        if not isinstance(decode_json(payload, any_decoder), dict):
+            raise ValueError("the payload is not a JSON object")
+        return params.source, payload, params.received_at
+    except ValueError:
+        match = encoded.match(line.strip())
+        if match is None:
+            raise
+    text = match[3].decode("utf-8", "replace")
+    return match[1].decode(), msgspec.json.encode({"agentd_unparsed_stdin": text}), int(match[2])
 
 
 def write_file(spool_dir: StrPath, source: str, lines: list[bytes]) -> str:
@@ -51,18 +119,23 @@ def write_file(spool_dir: StrPath, source: str, lines: list[bytes]) -> str:
     return final
 
 
-def _writer_alive(name: str) -> bool:
-    """Whether the writer of `<source>-<pid>-<unique>.ndjson.open` still runs."""
-    parts = name.split("-", 2)
-    if len(parts) < 3 or not parts[1].isdigit():
-        return False  # not a name a writer made: nobody will finish it
+def process_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (another user's counts): signal 0 probes it."""
     try:
-        os.kill(int(parts[1]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # alive, another user's process
     return True
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the writer of `<source>-<pid>-<unique>.ndjson.open` still runs."""
+    parts = name.split("-", 2)
+    if len(parts) < 3 or not parts[1].isdigit():
+        return False  # not a name a writer made: nobody will finish it
+    return process_exists(int(parts[1]))
 
 
 def ready_files(spool_dir: StrPath) -> list[str]:

@@ -28,6 +28,8 @@ import * as path from "node:path";
 
 const SOURCE = "opencode";
 const PLUGIN_VERSION = 1;
+// These two are MAX_LINE_BYTES and ENVELOPE_BYTES of daemon/agentd/paths.py (tests/test_hook.py
+// keeps them equal).
 const DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024; // the daemon's default max_line_bytes
 const ENVELOPE_BYTES = 256; // room for the JSON-RPC envelope around the params
 const MAX_QUEUE_ITEMS = 10_000; // unacked events held in memory (queued + in flight) ...

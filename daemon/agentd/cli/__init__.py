@@ -7,6 +7,7 @@ failed to start (`start`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,8 +17,25 @@ from agentd.config import Config, ConfigError
 EXIT_NOT_RUNNING = 3
 
 
-def _config(ctx: click.Context) -> Config:
-    return ctx.find_object(Config)  # type: ignore[return-value]
+def _load(**overrides: Any) -> Config:
+    """Config.load, with a config error as a clean `Error: ...` (exit 1), never a traceback."""
+    try:
+        return Config.load(**overrides)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _config(ctx: click.Context | None = None) -> Config:
+    """The Config the `agentd` group loaded; loaded here, once, when a command runs on its own
+    (a test invoking the command object)."""
+    ctx = ctx or click.get_current_context()
+    config = ctx.find_object(Config)
+    if config is None:
+        config = _load()
+        root = ctx.find_root()
+        if root.obj is None:
+            root.obj = config
+    return config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,10 +63,7 @@ def cli(ctx: click.Context, socket_path: Path | None, db_path: Path | None) -> N
     Example:
       agentd start && agentd status
     """
-    try:
-        ctx.obj = Config.load(socket_path=socket_path, db_path=db_path)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    ctx.obj = _load(socket_path=socket_path, db_path=db_path)
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ importing those is left to the commands that need them (`agentd query` imports n
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import click
 
 from agentd.agents import AGENTS
 from agentd.cli import _config, cli
+from agentd.output import Rows, emit, output_options
 
 __all__ = ["install", "uninstall", "import_", "doctor"]
 
@@ -103,9 +103,6 @@ uninstall = AgentGroup(
 
 # -- import --------------------------------------------------------------------------------------
 
-_JSON = click.option(
-    "--json", "as_json", is_flag=True, help="Print the summary as JSON (for scripts)."
-)
 _WAIT = click.option(
     "--wait",
     default=30.0,
@@ -116,18 +113,18 @@ _WAIT = click.option(
 
 
 def _import(
-    ctx: click.Context, agent: str, paths: list[Path], as_json: bool, wait: float
+    ctx: click.Context, agent: str, paths: list[Path], fmt: str, wait: float
 ) -> dict[str, object]:
-    """Run one import; print its summary as text (unless as_json) and return it as JSON."""
+    """Run one import; print its summary as text (for the table format) and return it as data."""
     from agentd.importers import ImportFailed, Progress, run_import
 
     config = _config(ctx)
-    progress = Progress(enabled=not as_json and sys.stderr.isatty())
+    progress = Progress(enabled=fmt == "table" and sys.stderr.isatty())
     try:
         summary = run_import(config, agent, paths, progress=progress, wait_s=wait)
     except ImportFailed as e:
         raise click.ClickException(str(e)) from None
-    if not as_json:
+    if fmt == "table":
         click.echo(summary.to_text())
     return summary.to_json()
 
@@ -137,29 +134,29 @@ def _import_command(name: str) -> click.Command:
     importer = AGENTS[name].role("importer")
     flag, help_text = importer.PATH_OPTION
 
-    @_JSON
+    @output_options(help="Summary format: table is for people, the others for scripts.")
     @_WAIT
     @click.option(flag, "paths", multiple=True, type=click.Path(path_type=Path), help=help_text)
     @click.pass_context
-    def command(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, wait: float) -> None:
+    def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, wait: float) -> None:
         from agentd.importers import ImportFailed
 
         try:
             resolved = importer.resolve_paths(list(paths))
         except ImportFailed as e:
             raise click.ClickException(str(e)) from None
-        summary = _import(ctx, name, resolved, as_json, wait)
-        if as_json:
-            click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        summary = _import(ctx, name, resolved, fmt, wait)
+        if fmt != "table":
+            emit(summary, fmt)
 
     return click.command(name, help=importer.IMPORT_HELP)(command)
 
 
 @cli.group("import", cls=AgentGroup, make=_import_command, invoke_without_command=True)
-@_JSON
+@output_options(help="Summary format: table is for people, the others for scripts.")
 @_WAIT
 @click.pass_context
-def import_(ctx: click.Context, as_json: bool, wait: float) -> None:
+def import_(ctx: click.Context, fmt: str, wait: float) -> None:
     """Backfill from what the agents keep on disk: Claude Code transcripts, OpenCode's database.
 
     Adds what live capture missed (history from before agentd was installed, failures no hook
@@ -179,11 +176,11 @@ def import_(ctx: click.Context, as_json: bool, wait: float) -> None:
         importer = agent.role("importer")
         paths = importer.default_paths()
         if paths:
-            summaries[name] = _import(ctx, name, paths, as_json, wait)
-        elif not as_json:
+            summaries[name] = _import(ctx, name, paths, fmt, wait)
+        elif fmt == "table":
             click.echo(importer.not_found())
-    if as_json:  # one document: {"claude": summary, "opencode": summary}
-        click.echo(json.dumps(summaries, indent=2, sort_keys=True))
+    if fmt != "table":  # one document: {"claude": summary, "opencode": summary}
+        emit(summaries, fmt)
 
 
 cli.add_command(install)
@@ -196,9 +193,9 @@ _MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@output_options(help="Format of the checks: table is for people, the others for scripts.")
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool) -> None:
+def doctor(ctx: click.Context, fmt: str) -> None:
     """Check the install: daemon, database, and for each agent its capture (hooks, plugin, a test
     event end to end, transcript retention).
 
@@ -215,15 +212,21 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     config = _config(ctx)
     checks = run_checks(config, dict(os.environ), Path.cwd())
     failed = any(c.status == "fail" for c in checks)
-    if as_json:
-        click.echo(
-            json.dumps({"ok": not failed, "checks": [c.to_json() for c in checks]}, indent=2)
-        )
+    if fmt in ("csv", "ndjson"):  # one row a check
+        columns = ["name", "status", "detail", "hint"]
+        emit(Rows(columns, [[tuple(c.to_json()[k] for k in columns) for c in checks]]), fmt)
     else:
-        width = max(len(c.name) for c in checks)
-        for c in checks:
-            click.echo(f"{_MARKS.get(c.status, c.status)}  {c.name:{width}}  {c.detail}")
-            if c.hint and c.status != "ok":
-                click.echo(f"      {'':{width}}  -> {c.hint}")
+        document = {"ok": not failed, "checks": [c.to_json() for c in checks]}
+        emit(document, fmt, lambda _: _checks_text(checks), sort_keys=False)
     if failed:
         ctx.exit(1)
+
+
+def _checks_text(checks: list[Any]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = []
+    for c in checks:
+        lines.append(f"{_MARKS.get(c.status, c.status)}  {c.name:{width}}  {c.detail}")
+        if c.hint and c.status != "ok":
+            lines.append(f"      {'':{width}}  -> {c.hint}")
+    return "\n".join(lines)

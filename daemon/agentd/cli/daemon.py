@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -17,6 +16,8 @@ import click
 from agentd.cli import EXIT_NOT_RUNNING, _config, cli
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
+from agentd.output import emit, human_bytes, output_options
+from agentd.spool import process_exists
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 15.0
@@ -74,7 +75,7 @@ def start(ctx: click.Context, foreground: bool, log_to_stderr: bool) -> None:
 
 
 def _run_foreground(config: Config, log_to_stderr: bool) -> None:
-    from agentd.service.transport import AlreadyRunning, StartupError, run
+    from agentd.service import AlreadyRunning, StartupError, run
 
     _setup_logging(config, to_stderr=log_to_stderr)
     try:
@@ -137,16 +138,6 @@ def _read_pid(config: Config) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @cli.command()
 @click.pass_context
 def stop(ctx: click.Context) -> None:
@@ -164,33 +155,24 @@ def stop(ctx: click.Context) -> None:
     if running:
         with contextlib.suppress(RemoteError, OSError, TimeoutError, NotRunning):
             call(config.socket_path, "shutdown", timeout=5.0)
-    elif pid and _pid_alive(pid):
+    elif pid and process_exists(pid):
         os.kill(pid, signal.SIGTERM)  # alive but not answering: ask it the signal way
     else:
         click.echo("agentd is not running")
         return
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if not (pid and _pid_alive(pid)) and not config.socket_path.exists():
+        if not (pid and process_exists(pid)) and not config.socket_path.exists():
             click.echo(f"agentd stopped (pid {pid})")
             return
         time.sleep(0.05)
     raise click.ClickException(f"agentd (pid {pid}) did not stop within {STOP_TIMEOUT_S:.0f} s")
 
 
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+@output_options
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, fmt: str) -> None:
     """Show whether the daemon runs, and its counters.
 
     Exits 0 when running, 3 when not.
@@ -216,30 +198,35 @@ def status(ctx: click.Context, as_json: bool) -> None:
             "spool_files": files,
             "spool_bytes": size,
         }
-    from agentd.push.state import read_state, status_line  # stdlib only: no psycopg here
+    from agentd.push.state import read_state  # stdlib only: no psycopg here
 
     push_state = read_state(config.state_dir)
     if push_state is not None:
         info["push"] = push_state
-    if as_json:
-        click.echo(json.dumps(info, indent=2, sort_keys=True))
-    elif info["running"]:
-        click.echo(
-            f"agentd {info['version']} is running (pid {info['pid']}, up {info['uptime_s']:.0f} s)\n"
-            f"  socket:        {info['socket']}\n"
-            f"  database:      {info['database']} ({_human_bytes(info['database_bytes'])})\n"
-            f"  events stored: {info['events_total']} in all, {info['events_stored']} since start\n"
-            f"  spool backlog: {info['spool_files']} files ({_human_bytes(info['spool_bytes'])})"
-        )
-    else:
-        click.echo(
-            f"agentd is not running (start it with: agentd start)\n"
-            f"  socket:        {info['socket']}\n"
-            f"  database:      {info['database']} ({_human_bytes(info['database_bytes'])})\n"
-            f"  spool backlog: {info['spool_files']} files ({_human_bytes(info['spool_bytes'])})"
-        )
-    line = None if as_json else status_line(config.state_dir)
-    if line:
-        click.echo(line)
+    emit(info, fmt, _status_text)
     if not info["running"]:
         ctx.exit(EXIT_NOT_RUNNING)
+
+
+def _status_text(info: dict[str, Any]) -> str:
+    database = f"  database:      {info['database']} ({human_bytes(info['database_bytes'])})\n"
+    spool = f"  spool backlog: {info['spool_files']} files ({human_bytes(info['spool_bytes'])})"
+    if not info["running"]:
+        return (
+            "agentd is not running (start it with: agentd start)\n"
+            f"  socket:        {info['socket']}\n" + database + spool + _push_text(info)
+        )
+    return (
+        f"agentd {info['version']} is running (pid {info['pid']}, up {info['uptime_s']:.0f} s)\n"
+        f"  socket:        {info['socket']}\n"
+        + database
+        + f"  events stored: {info['events_total']} in all, {info['events_stored']} since start\n"
+        + spool
+        + _push_text(info)
+    )
+
+
+def _push_text(info: dict[str, Any]) -> str:
+    from agentd.push.state import describe
+
+    return "\n" + describe(info["push"]) if "push" in info else ""

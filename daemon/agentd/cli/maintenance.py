@@ -2,55 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import click
 
 from agentd.cli import _config, cli
-from agentd.cli.daemon import _human_bytes
-from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
+from agentd.output import emit, human_bytes, output_options
 
 
-def _maintenance(config: Config, method: str, params: dict[str, Any] | None, direct: Any) -> Any:
-    """Run a write operation through the daemon when it runs (it owns the only writer), else
-    directly, holding the daemon's pid-file lock so that none starts meanwhile."""
-    import asyncio
+def _write(config: Config, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run a write method with whichever writer there is (db/access.py); errors as messages."""
     import sqlite3
 
-    from agentd import pidfile
-    from agentd.db.store import Store
+    from agentd.db import access
 
     try:
-        return call(config.socket_path, method, params, timeout=3600.0)
-    except NotRunning:
-        pass
-    except RemoteError as e:
-        raise click.ClickException(f"the daemon refused {method}: {e}") from None
-    if not config.db_path.exists():
-        raise click.ClickException(
-            f"no database at {config.db_path}: nothing captured yet (start with: agentd start)"
-        )
-
-    async def run() -> Any:
-        store = Store(config.db_path)
-        await store.open()
-        try:
-            return await direct(store)
-        finally:
-            await store.close()
-
-    try:
-        with pidfile.held(config.pid_path):
-            return asyncio.run(run())
+        _, result = access.write(config, method, params)
+    except access.AccessError as e:
+        raise click.ClickException(str(e)) from None
     except sqlite3.Error as e:
         raise click.ClickException(f"{method} failed on {config.db_path}: {e}") from None
-    except pidfile.Locked as e:
-        raise click.ClickException(
-            f"agentd (pid {e.pid or '?'}) is starting or not answering; try again in a moment"
-        ) from None
+    return result
 
 
 @cli.command()
@@ -61,9 +35,9 @@ def _maintenance(config: Config, method: str, params: dict[str, Any] | None, dir
     metavar="AGE",
     help="A duration (90d, 12w, 24h) or a date (2026-01-01): what was last seen before it goes.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@output_options
 @click.pass_context
-def prune(ctx: click.Context, older_than: str, as_json: bool) -> None:
+def prune(ctx: click.Context, older_than: str, fmt: str) -> None:
     """Delete sessions and raw events last seen before a cutoff.
 
     A session goes with all its rows (tools, file operations, errors, compactions, messages)
@@ -73,9 +47,9 @@ def prune(ctx: click.Context, older_than: str, as_json: bool) -> None:
     \b
     Example:
       agentd prune --older-than 90d
-      agentd prune --older-than 2026-01-01 --json
+      agentd prune --older-than 2026-01-01 --json   # {"before": ..., "deleted": {...}}
     """
-    from agentd.query.reports import TimeError, parse_time
+    from agentd.query.times import TimeError, parse_time
 
     config = _config(ctx)
     try:
@@ -84,25 +58,22 @@ def prune(ctx: click.Context, older_than: str, as_json: bool) -> None:
         raise click.BadParameter(str(e), param_hint="--older-than") from None
     if cutoff is None:
         raise click.BadParameter("give an age such as 90d, or a date", param_hint="--older-than")
+    deleted = _write(config, "prune", {"before": cutoff})["deleted"]
+    emit({"before": cutoff, "deleted": deleted}, fmt, _pruned_text)
 
-    async def direct(store: Any) -> dict[str, Any]:
-        return {"deleted": await store.prune(cutoff)}
 
-    deleted = _maintenance(config, "prune", {"before": cutoff}, direct)["deleted"]
-    if as_json:
-        click.echo(json.dumps({"before": cutoff, "deleted": deleted}, indent=2, sort_keys=True))
-        return
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(cutoff / 1000))
-    total = sum(deleted.values())
-    click.echo(f"Deleted {total} rows last seen before {when}:")
-    for table, count in deleted.items():
-        click.echo(f"  {table:18s} {count}")
+def _pruned_text(result: dict[str, Any]) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result["before"] / 1000))
+    total = sum(result["deleted"].values())
+    lines = [f"Deleted {total} rows last seen before {when}:"]
+    lines += [f"  {table:18s} {count}" for table, count in result["deleted"].items()]
+    return "\n".join(lines)
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the sizes as JSON.")
+@output_options
 @click.pass_context
-def vacuum(ctx: click.Context, as_json: bool) -> None:
+def vacuum(ctx: click.Context, fmt: str) -> None:
     """Shrink the database file: give the space of deleted rows back to the file system.
 
     Writes wait while it runs (the file is rewritten), so run it after a large prune.
@@ -110,19 +81,15 @@ def vacuum(ctx: click.Context, as_json: bool) -> None:
     \b
     Example:
       agentd prune --older-than 90d && agentd vacuum
+      agentd vacuum --json   # {"bytes_after": ..., "bytes_before": ...}
     """
     config = _config(ctx)
-
-    async def direct(store: Any) -> dict[str, Any]:
-        before = store.database_bytes()
-        await store.vacuum()
-        return {"bytes_before": before, "bytes_after": store.database_bytes()}
-
-    sizes = _maintenance(config, "vacuum", None, direct)
-    if as_json:
-        click.echo(json.dumps(sizes, indent=2, sort_keys=True))
-        return
-    click.echo(
-        f"Database {config.db_path}: {_human_bytes(sizes['bytes_before'])} -> "
-        f"{_human_bytes(sizes['bytes_after'])}"
+    sizes = _write(config, "vacuum")
+    emit(
+        sizes,
+        fmt,
+        lambda s: (
+            f"Database {config.db_path}: {human_bytes(s['bytes_before'])} -> "
+            f"{human_bytes(s['bytes_after'])}"
+        ),
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import threading
 from typing import Any
@@ -12,20 +10,14 @@ import click
 
 from agentd.cli import _config, cli
 from agentd.config import CONTENT_LEVELS as LEVELS, Config
+from agentd.output import emit, output_options
 
 __all__ = ["push"]
 
 
-def _push_settings(config: Config) -> dict[str, Any]:
-    section = config.extra.get("push", {})
-    if not isinstance(section, dict):
-        raise click.ClickException(f"{config.config_path}: [push] must be a table")
-    return section
-
-
-def _level(config: Config, asked: str | None, section: dict[str, Any]) -> str:
+def _level(config: Config, asked: str | None) -> str:
     """The content level of the push: as strict as the local one, or stricter, never looser."""
-    level = asked or section.get("content_level") or config.content_level
+    level = asked or config.push_content_level or config.content_level
     if level not in LEVELS:
         raise click.ClickException(
             f"content level must be one of {', '.join(LEVELS)}, got {level!r}"
@@ -65,7 +57,7 @@ def _level(config: Config, asked: str | None, section: dict[str, Any]) -> str:
     show_default=True,
     help="Rows per server transaction.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@output_options
 @click.pass_context
 def push(
     ctx: click.Context,
@@ -75,7 +67,7 @@ def push(
     raw: bool,
     content_level: str | None,
     batch_rows: int,
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """Copy what this machine captured into a team's PostgreSQL database.
 
@@ -108,8 +100,7 @@ def push(
         ) from None
 
     config = _config(ctx)
-    section = _push_settings(config)
-    conninfo = url or os.environ.get("AGENTD_PUSH_URL") or section.get("url")
+    conninfo = url or config.push_url
     if not conninfo:
         raise click.UsageError(
             "give the server's URL (or set $AGENTD_PUSH_URL, or `url` under [push] in config.toml)"
@@ -117,16 +108,12 @@ def push(
     try:
         if init_schema:
             applied, version = init_server(conninfo)
-            if as_json:
-                click.echo(json.dumps({"applied": applied, "version": version}))
-            else:
-                done = ", ".join(applied) if applied else "nothing to do"
-                click.echo(f"Server schema at version {version} ({done})")
+            emit({"applied": applied, "version": version}, fmt, _init_text)
             return
         options = PushOptions(
             conninfo=conninfo,
-            content_level=_level(config, content_level, section),
-            raw=raw or bool(section.get("raw", False)),
+            content_level=_level(config, content_level),
+            raw=raw or config.push_raw,
             batch_rows=batch_rows,
         )
         if watch:
@@ -135,13 +122,19 @@ def push(
         report = push_once(config, options)
     except PushError as e:
         raise click.ClickException(str(e)) from None
-    if as_json:
-        click.echo(json.dumps(vars(report), sort_keys=True))
-    else:
-        click.echo(
-            f"Pushed {report.upserted} rows and {report.deleted} deletions to {report.server} "
-            f"in {report.seconds:.1f} s (machine {report.machine_id}, user {report.user_name})"
-        )
+    emit(vars(report), fmt, _pushed_text)
+
+
+def _init_text(result: dict[str, Any]) -> str:
+    done = ", ".join(result["applied"]) if result["applied"] else "nothing to do"
+    return f"Server schema at version {result['version']} ({done})"
+
+
+def _pushed_text(r: dict[str, Any]) -> str:
+    return (
+        f"Pushed {r['upserted']} rows and {r['deleted']} deletions to {r['server']} "
+        f"in {r['seconds']:.1f} s (machine {r['machine_id']}, user {r['user_name']})"
+    )
 
 
 def _watch(config: Config, options: Any, loop: Any) -> None:

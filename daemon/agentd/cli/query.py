@@ -7,21 +7,20 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
 from agentd.agents import AGENTS
-from agentd.cli import cli
-from agentd.config import Config, ConfigError
+from agentd.cli import _config, cli
+from agentd.output import Rows, emit, output_options, stream, write
 from agentd.query.engine import (
-    FORMATS,
+    Interrupted,
     QueryError,
-    _limited,
     connect_readonly,
     execute,
+    limited,
     run_report,
-    write,
 )
 from agentd.query.reports import (
     DEFAULT_LIMIT,
@@ -30,11 +29,10 @@ from agentd.query.reports import (
     PERCENTILE_SQL,
     REPORTS,
     Report,
-    TimeError,
     closest,
-    parse_time,
     render,
 )
+from agentd.query.times import TimeError, parse_time
 
 __all__ = ["query"]
 
@@ -100,14 +98,7 @@ def _has_tables(conn: sqlite3.Connection) -> bool:
     metavar="N",
     help=f"At most N rows; 0 for all (reports: default {DEFAULT_LIMIT}).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="table",
-    show_default=True,
-    help="Output format; json, ndjson and csv carry raw values (epoch ms, ms, USD).",
-)
+@output_options(help="Output format; json, ndjson and csv carry raw values (epoch ms, ms, USD).")
 @click.option("--list", "list_reports", is_flag=True, help="List the reports, one a line.")
 @click.option(
     "--show-sql", is_flag=True, help="Print the report's SQL and bound values; run nothing."
@@ -183,26 +174,20 @@ def query(
                 click.echo(f"(no rows{hint})", err=True)
     except QueryError as e:
         raise click.ClickException(str(e)) from None
+    except Interrupted:
+        raise click.Abort() from None
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly; later flushes go nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _out(fmt: str) -> TextIO:
-    out = sys.stdout
-    if fmt != "table" and hasattr(out, "reconfigure"):
-        out.reconfigure(encoding="utf-8")  # JSON and CSV are UTF-8, whatever the locale
-    return out
-
-
 def _list(fmt: str) -> None:
-    out = _out(fmt)
-    if fmt == "table":  # one line a report, no header
+    def text(rows: Rows) -> str:  # one line a report, no header
         width = max(len(name) for name in REPORTS)
-        out.write("".join(f"{r.name:<{width}}  {r.description}\n" for r in REPORTS.values()))
-    else:
-        rows = [(r.name, r.description) for r in REPORTS.values()]
-        write(out, fmt, ["report", "description"], [rows])
+        return "".join(f"{r.name:<{width}}  {r.description}\n" for r in REPORTS.values())
+
+    rows = [(r.name, r.description) for r in REPORTS.values()]
+    emit(Rows(["report", "description"], [rows]), fmt, text)
 
 
 def _run(
@@ -219,8 +204,8 @@ def _run(
         if report is None:
             columns, batches = execute(conn, statement, params)
             if limit:
-                batches = _limited(batches, limit)
-            written = write(_out(fmt), fmt, columns, batches)
+                batches = limited(batches, limit)
+            written = write(stream(fmt), fmt, columns, batches)
         else:
             if not _has_tables(conn):
                 raise QueryError(f"{db_path} is not an agentd database (it has no tools table)")
@@ -233,7 +218,7 @@ def _run(
                     f"{e}: the database predates this agentd's schema; `agentd start` upgrades it"
                 ) from None
             kinds: list[str | None] = [c.kind for c in report.columns]
-            written = write(_out(fmt), fmt, columns, batches, kinds)
+            written = write(stream(fmt), fmt, columns, batches, kinds)
         sys.stdout.flush()
         return written
     finally:
@@ -257,13 +242,3 @@ def _show_sql(report: Report, params: dict[str, Any]) -> None:
             f"-- then the rows are sorted by {report.sort_by} (descending) and cut at :limit"
         )
     click.echo(";\n\n".join(statements) + ";")
-
-
-def _config(ctx: click.Context) -> Config:
-    config = ctx.find_object(Config)
-    if config is not None:
-        return config
-    try:
-        return Config.load()
-    except ConfigError as e:
-        raise QueryError(str(e)) from None

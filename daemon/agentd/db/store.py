@@ -1,19 +1,19 @@
-"""The store: one aiosqlite writer connection (WAL), group commit, idempotent merging upserts.
+# Over 400 lines on purpose: the writer and the SQL it runs (upserts, totals, prune) change together.
+"""The store, the one writer: one aiosqlite connection (WAL), group commit, merging upserts.
 
-`ingest()` prepares an event on the event loop (decode, id, normalize), queues it, and returns only
-after the transaction holding it has committed. One writer task takes everything queued (up to
-MAX_BATCH events) into a single transaction, so concurrent clients share commits.
+`ingest()` prepares an event on the event loop (agentd.ingest: decode, id, redact, normalize),
+queues it, and returns only after the transaction holding it has committed. One writer task takes
+everything queued (up to MAX_BATCH events) into a single transaction, so concurrent clients share
+commits. The SQL is generated here from the row contract (agentd.rows: TYPED_TABLES, MERGE_POLICY);
+prune() and vacuum() return the results the `prune` / `vacuum` RPC methods send back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import sqlite3
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,148 +21,16 @@ import aiosqlite
 import msgspec
 
 from agentd.db.migrations import migrate
-from agentd.normalizers import TYPED_TABLES, Context, Row, normalize
-from agentd.privacy import apply_to_rows, strip_payload
-from agentd.protocol import decode_json
-from agentd.redact import RULESET_VERSION, Redactor, count_markers
+from agentd.ingest import PreparedEvent, Privacy, prepare_event
+from agentd.redact import RULESET_VERSION
+from agentd.rows import MERGE_POLICY, TYPED_TABLES, Row
 
-__all__ = [
-    "Store",
-    "PreparedEvent",
-    "Privacy",
-    "InvalidEvent",
-    "prepare_event",
-    "event_id",
-    "MERGE_POLICY",
-    "connect_sync",
-    "Binder",
-    "table_columns",
-    "upsert_sql",
-]
+__all__ = ["Store", "connect_sync", "Binder", "table_columns", "upsert_sql"]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 CHECKPOINT_INTERVAL_S = 1.0
-# Columns whose merge is not "newest non-null value wins".
-MERGE_POLICY = {
-    "created_at": "min",
-    "started_at": "min",
-    "updated_at": "max",
-    "ended_at": "max",
-    "redactions": "max",
-}
-
-_any_decoder = msgspec.json.Decoder()
-_sorted_encoder = msgspec.json.Encoder(order="sorted")
-_encoder = msgspec.json.Encoder()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def event_id(source: str, payload: Any, received_at: int | None = None) -> str:
-    """Deterministic id of a raw event: the same event replayed (spool, retry) maps to one row.
-
-    Hashes a canonical encoding (sorted keys), so whitespace or key order from the sender do not
-    matter, and the time the shim saw the event, which a replay keeps (the spool stores it): two
-    identical callbacks at different moments (OpenCode's chat.params on every model call) stay two
-    events.
-    """
-    digest = hashlib.blake2b(source.encode(), digest_size=16)
-    digest.update(b"\0")
-    digest.update(_sorted_encoder.encode(payload))
-    if received_at is not None:
-        digest.update(b"\0%d" % received_at)
-    return digest.hexdigest()
-
-
-@dataclass(slots=True)
-class PreparedEvent:
-    id: str
-    source: str
-    kind: str
-    session_id: str | None
-    received_at: int
-    payload: str  # the JSON text as sent, redacted and stripped to the content level
-    rows: list[Row]
-    redactions: int = 0
-
-
-class InvalidEvent(ValueError):
-    """An event the store cannot take as it is; `path` names the part at fault ($.payload, ...)."""
-
-    def __init__(self, message: str, path: str) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-@dataclass(frozen=True)
-class Privacy:
-    """What may be stored: secrets redacted (None: redaction off) and the content level."""
-
-    redactor: Redactor | None = None
-    content_level: str = "full"
-
-
-def prepare_event(
-    source: str,
-    payload_json: bytes,
-    received_at: int | None,
-    output_limit_bytes: int,
-    privacy: Privacy = Privacy(),
-) -> PreparedEvent:
-    """Decode, identify, redact, normalize and strip one event.
-
-    Raises InvalidEvent for an empty source or a payload that is not a JSON object,
-    msgspec.DecodeError on invalid JSON, UnicodeDecodeError on invalid UTF-8 (all ValueErrors).
-    """
-    if not source:
-        raise InvalidEvent("empty source", "$.source")
-    original = decode_json(payload_json, _any_decoder)
-    if not isinstance(original, dict):
-        raise InvalidEvent("Expected `object`", "$.payload")
-    received = received_at if received_at is not None else now_ms()
-    # The id comes from the payload as sent, so a replay dedupes even if the rules changed since.
-    ident = event_id(source, original, received)
-    text = payload_json.decode("utf-8")
-    hits = 0
-    if privacy.redactor is not None:
-        text, hits = privacy.redactor.redact(text)
-    payload = decode_json(text.encode(), _any_decoder) if hits else original
-    ctx = Context(
-        source=source, event_id=ident, received_at=received, output_limit_bytes=output_limit_bytes
-    )
-    result = normalize(payload, ctx)
-    rows = [row for row in result.rows if row.table in TYPED_TABLES and row.values.get("id")]
-    if result.session_id:
-        # Every session an event mentions exists as a row, however little is known of it yet.
-        rows.insert(
-            0,
-            Row(
-                "sessions",
-                {"id": result.session_id, "created_at": received, "updated_at": received},
-            ),
-        )
-    level = privacy.content_level
-    apply_to_rows(rows, level)
-    for row in rows:
-        row.values.setdefault("source", source)
-        # Hits a stored row carries (merged with `max`: Pre and Post of a call see the same input).
-        row.values["redactions"] = sum(count_markers(v) for v in row.values.values()) if hits else 0
-    if level != "full":
-        text = _encoder.encode(strip_payload(payload, level)).decode()
-    return PreparedEvent(
-        id=ident,
-        source=source,
-        kind=result.kind,
-        session_id=result.session_id,
-        received_at=received,
-        payload=text,
-        rows=rows,
-        redactions=hits,
-    )
 
 
 def table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
@@ -256,11 +124,15 @@ def connect_sync(db_path: Path) -> sqlite3.Connection:
 
 class Store:
     def __init__(
-        self, db_path: Path, *, output_limit_bytes: int = 10 * 1024, privacy: Privacy = Privacy()
+        self,
+        db_path: Path,
+        *,
+        output_limit_bytes: int = 10 * 1024,
+        privacy: Privacy | None = None,
     ) -> None:
         self.db_path = db_path
         self.output_limit_bytes = output_limit_bytes
-        self.privacy = privacy
+        self.privacy = privacy if privacy is not None else Privacy()
         self.events_stored = 0  # new events committed since this Store opened
         self.batches = 0
         self._db: aiosqlite.Connection | None = None
@@ -441,8 +313,8 @@ class Store:
         self.events_stored += len(fresh)
         self.batches += 1
 
-    async def prune(self, cutoff_ms: int) -> dict[str, int]:
-        """Delete what was last seen before `cutoff_ms`; rows deleted per table."""
+    async def prune(self, cutoff_ms: int) -> dict[str, Any]:
+        """Delete what was last seen before `cutoff_ms`: `{"deleted": {table: rows deleted}}`."""
         db = self._db
         assert db is not None
         deleted: dict[str, int] = {}
@@ -459,15 +331,18 @@ class Store:
                 await db.execute("ROLLBACK")
                 await db.execute("DROP TABLE IF EXISTS temp.prune_sessions")
                 raise
-        return deleted
+        return {"deleted": deleted}
 
-    async def vacuum(self) -> None:
-        """Rewrite the file without its free pages, then empty the WAL."""
+    async def vacuum(self) -> dict[str, int]:
+        """Rewrite the file without its free pages, then empty the WAL:
+        `{"bytes_before": ..., "bytes_after": ...}` (database_bytes() around it)."""
         db = self._db
         assert db is not None
         async with self._write_lock:
+            before = self.database_bytes()
             await db.execute("VACUUM")
             await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return {"bytes_before": before, "bytes_after": self.database_bytes()}
 
     def database_bytes(self) -> int:
         """The database file plus its WAL."""

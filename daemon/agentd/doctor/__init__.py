@@ -20,6 +20,8 @@ from agentd import __version__
 from agentd.agents import AGENTS
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
+from agentd.db import readonly
+from agentd.output import human_bytes
 
 __all__ = ["Check", "run_checks", "read_json", "spool_files", "read_text"]
 
@@ -55,7 +57,7 @@ def check_database(config: Config) -> Check:
             "database", "warn", f"{db} does not exist yet", "it is created when the daemon starts"
         )
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        conn = readonly.connect(db)
         try:
             versions = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
             events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -65,7 +67,7 @@ def check_database(config: Config) -> Check:
         return Check("database", "fail", f"{db}: {e}", "check the file, or move it away")
     latest = max(m.version for m in MIGRATIONS)
     size = sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal")) if p.exists())
-    detail = f"{db} ({size / 1e6:.1f} MB, {events} events, schema {max(versions, default=0)})"
+    detail = f"{db} ({human_bytes(size)}, {events} events, schema {max(versions, default=0)})"
     if max(versions, default=0) < latest:
         return Check(
             "database",
@@ -120,7 +122,7 @@ def check_spool(config: Config, running: bool) -> Check:
     if not files:
         return Check("spool", "ok", "empty")
     size = sum(p.stat().st_size for p in files if p.exists())
-    detail = f"{len(files)} files ({size / 1e3:.1f} KB) waiting in {config.spool_dir}"
+    detail = f"{len(files)} files ({human_bytes(size)}) waiting in {config.spool_dir}"
     if running:
         return Check(
             "spool", "warn", detail, "the daemon drains it every second; if it stays, see the log"

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from agentd.config import Config
+from agentd.db import readonly
 from agentd.doctor import Check, read_json, read_text, spool_files
 from agentd.installers import claude as installer
 
@@ -107,7 +108,7 @@ def _command_runs(command: str) -> bool:
         words = shlex.split(command.split("exec ", 1)[-1], comments=True)
     except ValueError:
         return False
-    paths = [w for w in words if w.startswith("/")]
+    paths = [w.rstrip(";") for w in words if w.startswith("/")]
     return bool(paths) and all(Path(p).exists() for p in paths)
 
 
@@ -175,7 +176,7 @@ def check_end_to_end(config: Config, env: dict[str, str], cwd: Path, *, running:
 
 def _event_stored(db: Path, nonce: str) -> bool:
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        conn = readonly.connect(db)
         try:
             row = conn.execute(
                 "SELECT 1 FROM events WHERE kind = 'AgentdDoctor' AND instr(payload, ?) LIMIT 1",

@@ -28,14 +28,16 @@ from typing import Any, TextIO
 from agentd import pidfile
 from agentd.agents import AGENTS
 from agentd.config import Config
+from agentd.db import readonly
+from agentd.db.access import WriterBusy
 from agentd.importers.state import ImportState
 from agentd.importers.writer import (
     DaemonTooOld,
     Pipeline,
     SinkLost,
-    WriterBusy,
     open_sink,
 )
+from agentd.output import human_bytes
 
 __all__ = ["Summary", "Progress", "ImportFailed", "run_import"]
 
@@ -123,7 +125,7 @@ class Summary:
             f"{self.files_read} read"
             + (f", {self.files_vanished} vanished" if self.files_vanished else "")
             + (f", {self.files_unreadable} unreadable" if self.files_unreadable else ""),
-            f"  read:    {_size(self.bytes_read)}, {self.records} records in "
+            f"  read:    {human_bytes(self.bytes_read)}, {self.records} records in "
             f"{self.elapsed_s:.2f} s{rate}",
             f"  events:  {self.events_sent} sent, {self.events_stored} stored"
             + (f" ({self.events_new} new)" if self.events_new is not None else "")
@@ -142,14 +144,6 @@ class Summary:
         if len(self.errors) > 20:
             lines.append(f"  ... and {len(self.errors) - 20} more errors")
         return "\n".join(lines)
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
 
 
 class Progress:
@@ -184,9 +178,9 @@ class Progress:
             return
         self._drawn = now
         stored = self.pipeline.stored if self.pipeline else 0
-        of_bytes = f"/{_size(self.bytes)}" if self.bytes else ""
+        of_bytes = f"/{human_bytes(self.bytes)}" if self.bytes else ""
         self.stream.write(
-            f"\r\x1b[K{self.files_done}/{self.files} files, {_size(self.bytes_done)}{of_bytes}, "
+            f"\r\x1b[K{self.files_done}/{self.files} files, {human_bytes(self.bytes_done)}{of_bytes}, "
             f"{stored} events stored"
         )
         self.stream.flush()
@@ -227,7 +221,7 @@ def table_counts(db_path: Path) -> dict[str, int]:
     if not db_path.exists():
         return dict.fromkeys(_TABLES, 0)
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        conn = readonly.connect(db_path)
     except sqlite3.Error:
         return {}
     try:

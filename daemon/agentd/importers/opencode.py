@@ -28,8 +28,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
+from agentd.db import readonly
 from agentd.importers import ImportFailed
 from agentd.importers.state import ImportState
 from agentd.importers.writer import Event, Pipeline
@@ -129,14 +129,7 @@ def _signature(db: Path) -> list[list[int]]:
 def _connect(db: Path) -> sqlite3.Connection:
     """Read-only, never creating or changing anything; immutable when the directory is read-only
     (WAL readers need to create the -shm file)."""
-    uri = f"file:{quote(str(db))}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-    except sqlite3.OperationalError:
-        conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout=5000")
-    return conn
+    return readonly.connect(db, immutable_fallback=True)
 
 
 def _loads(text: Any) -> Any:

@@ -1,12 +1,10 @@
-"""Where imported events go: through the daemon when it runs, else straight into the database.
+# Over 400 lines on purpose: both sinks and the Pipeline feeding them keep one batch/ack/order contract.
+"""Where imported events go: a sink for the writer db/access.py gives, the daemon or a Store.
 
-There is one writer per database. When the daemon answers `ping`, the importer is one more client:
-it sends JSON-RPC batches of `ingest` requests over one connection, a few lines in flight, and an
-event counts as stored only once its ack came back. When no daemon runs, the importer takes the
-daemon's pid-file lock (agentd.pidfile, the lock `agentd start` takes) and opens a Store itself:
-no daemon can start while it writes, and it never meets a second writer ("database is locked").
-A daemon that starts meanwhile (the hook's autostart, say) finds the lock held and exits; the
-hook then spools, and the spool is drained by the next daemon.
+When the daemon answers `ping`, the importer is one more client (DaemonSink): it sends JSON-RPC
+batches of `ingest` requests over one connection, a few lines in flight, and an event counts as
+stored only once its ack came back. When no daemon runs, the importer holds the daemon's pid-file
+lock (taken by db/access.py) and writes with a Store of its own (DirectSink).
 
 Both sinks take batches and return a future per batch that resolves to the list of events the
 writer refused (an error text each); a lost daemon raises SinkLost instead, and what was not yet
@@ -25,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentd import __version__, pidfile
+from agentd import __version__
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
+from agentd.db import access
+from agentd.paths import ENVELOPE_BYTES
 
 __all__ = [
     "Event",
@@ -35,7 +35,6 @@ __all__ = [
     "DaemonSink",
     "DirectSink",
     "SinkLost",
-    "WriterBusy",
     "DaemonTooOld",
     "open_sink",
     "Pipeline",
@@ -45,7 +44,6 @@ BATCH_EVENTS = 200
 BATCH_BYTES = 4 * 1024 * 1024
 IN_FLIGHT = 4  # batches sent and not yet acknowledged
 SHUTTING_DOWN = -32002
-_ENVELOPE = 160  # bytes of JSON-RPC around each payload
 
 
 @dataclass(slots=True)
@@ -57,17 +55,6 @@ class Event:
 
 class SinkLost(Exception):
     """The daemon went away (or is shutting down) mid-import; run again to finish."""
-
-
-class WriterBusy(Exception):
-    """Another process holds the writer lock and no daemon answers."""
-
-    def __init__(self, pid: int | None) -> None:
-        super().__init__(
-            f"pid {pid or '?'} holds the database's writer lock (a daemon starting, or another "
-            "import, prune or vacuum) and no daemon answers; try again when it is done"
-        )
-        self.pid = pid
 
 
 class DaemonTooOld(Exception):
@@ -100,8 +87,8 @@ class DaemonSink(Sink):
     def __init__(self, config: Config) -> None:
         self.config = config
         # A batch is one line: it must stay within the daemon's line limit.
-        self.max_event_bytes = config.max_line_bytes - _ENVELOPE - 2
-        self.max_batch_bytes = min(BATCH_BYTES, config.max_line_bytes - BATCH_EVENTS * _ENVELOPE)
+        self.max_event_bytes = config.max_line_bytes - ENVELOPE_BYTES - 2
+        self.max_batch_bytes = min(BATCH_BYTES, config.max_line_bytes - BATCH_EVENTS * ENVELOPE_BYTES)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._slots = asyncio.Semaphore(IN_FLIGHT)
@@ -210,7 +197,7 @@ class DaemonSink(Sink):
 
 
 class DirectSink(Sink):
-    """Writes with a Store of its own, holding the pid-file lock (taken by open_sink).
+    """Writes with a Store of its own, holding the pid-file lock (a direct access.Writer).
 
     Preparing an event (decode, hash, redact, normalize) costs about as much as writing it, so
     batches are prepared in worker processes (pure work: no database) while this process reads
@@ -222,11 +209,11 @@ class DirectSink(Sink):
     mode = "direct"
     batch_events = 500  # fewer, larger hand-overs to the workers
 
-    def __init__(self, config: Config, lock_fd: int, workers: int | None = None) -> None:
+    def __init__(self, config: Config, writer: access.Writer, workers: int | None = None) -> None:
         from agentd.db.store import Store
 
         self.config = config
-        self._lock_fd: int | None = lock_fd
+        self._access = writer
         self.store = Store(
             config.db_path,
             output_limit_bytes=config.output_limit_bytes,
@@ -300,12 +287,7 @@ class DirectSink(Sink):
             if self._opened:
                 await self.store.close()
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        if self._lock_fd is not None:
-            pidfile.release(self.config.pid_path, self._lock_fd)
-            self._lock_fd = None
+            self._access.release()
 
 
 def _default_workers() -> int:
@@ -339,7 +321,7 @@ def _privacy_args(config: Config) -> tuple[bool, dict[str, str], str]:
 
 
 def _privacy(args: tuple[bool, dict[str, str], str]) -> Any:
-    from agentd.db.store import Privacy
+    from agentd.ingest import Privacy
     from agentd.redact import Redactor
 
     redaction, patterns, level = args
@@ -352,7 +334,7 @@ _worker: dict[str, Any] = {}
 def _init_worker(output_limit: int, privacy_args: tuple[bool, dict[str, str], str]) -> None:
     import gc
 
-    from agentd.db.store import prepare_event
+    from agentd.ingest import prepare_event
 
     gc.set_threshold(50_000, 20, 20)  # short-lived objects, few cycles (as in the importer)
 
@@ -379,11 +361,17 @@ def _prepare_with(prepare: Any, items: list[tuple[str, bytes, int]]) -> tuple[li
 
 
 def _newest_code_mtime() -> float:
-    """When the code that turns events into rows last changed (normalizers, store)."""
+    """When the code that turns events into rows last changed (normalizers, ingest, rows, store)."""
     import agentd.normalizers as sources
 
     root = Path(sources.__file__).parent
-    files = [*root.glob("*.py"), root.parent / "db" / "store.py"]
+    package = root.parent
+    files = [
+        *root.glob("*.py"),
+        package / "ingest.py",
+        package / "rows.py",
+        package / "db" / "store.py",
+    ]
     return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
 
 
@@ -409,24 +397,14 @@ def _check_daemon(config: Config, ping: dict[str, Any]) -> None:
 
 def open_sink(config: Config, wait_s: float = 30.0) -> Sink:
     """The daemon if it answers, else a direct writer holding the pid-file lock; waits up to
-    `wait_s` for a daemon that is starting, or for another direct writer to finish."""
-    deadline = time.monotonic() + wait_s
-    holder: int | None = None
-    while True:
-        try:
-            ping = call(config.socket_path, "ping", timeout=2.0)
-        except (NotRunning, RemoteError, OSError, TimeoutError):
-            ping = None
-        if ping is not None:
-            _check_daemon(config, ping)
-            return DaemonSink(config)
-        try:
-            return DirectSink(config, pidfile.acquire(config.pid_path))
-        except pidfile.Locked as e:
-            holder = e.pid
-        if time.monotonic() >= deadline:
-            raise WriterBusy(holder)
-        time.sleep(0.1)
+    `wait_s` for a daemon that is starting, or for another direct writer to finish (then raises
+    access.WriterBusy)."""
+    writer = access.acquire(config, wait_s=wait_s)
+    if writer.mode == "daemon":
+        assert writer.ping is not None
+        _check_daemon(config, writer.ping)
+        return DaemonSink(config)
+    return DirectSink(config, writer)
 
 
 class Pipeline:

@@ -6,9 +6,11 @@ whose command ends in HOOK_MARKER), backed up (the previous file is kept beside 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,6 +71,7 @@ _NO_MATCHER = {
 }  # fmt: skip
 HOOK_MARKER = "# agentd-hook"  # ends every command agentd writes: how uninstall finds exactly them
 HOOK_TIMEOUT_S = 5  # the hook bounds itself at 0.5 s; this is Claude's backstop
+BACKUP_SUFFIX = ".agentd-backup"
 
 
 def config_dir(env: Mapping[str, str]) -> Path:
@@ -97,28 +100,39 @@ def target(scope: str, project_dir: Path | None, env: Mapping[str, str]) -> Path
     return config_dir(env) / "settings.json"
 
 
-def hook_command() -> str:
+def hook_command(python: str | None = None, hook: str | None = None) -> str:
     """The command for settings.json (run by Claude Code through a shell): absolute interpreter and
     hook file, so PATH and any activated virtualenv do not matter; `-I -S` because the hook needs
     only the standard library and starts faster without the site-packages scan."""
-    hook = Path(__file__).resolve().parents[1] / "hook.py"
+    python = shlex.quote(python or sys.executable)
+    hook = shlex.quote(hook or str(Path(__file__).resolve().parents[1] / "hook.py"))
     # `trap '' TERM HUP`: Claude Code SIGTERMs a -p session's hooks as it exits (StopFailure fires
     # last), sometimes before Python has started; an ignored signal stays ignored across exec.
-    python = shlex.quote(sys.executable)
-    return f"trap '' TERM HUP; exec {python} -I -S {shlex.quote(str(hook))} {HOOK_MARKER}"
+    # The tests (shell builtins) make a command whose agentd was removed without `agentd
+    # uninstall claude` exit 0 in silence: Claude shows every failing hook's error to the user.
+    return (
+        f"trap '' TERM HUP; test -x {python} && test -f {hook} && exec {python} -I -S {hook};"
+        f" exit 0 {HOOK_MARKER}"
+    )
 
 
 def _is_ours(handler: Any) -> bool:
     return isinstance(handler, dict) and str(handler.get("command", "")).endswith(HOOK_MARKER)
 
 
-def _read_settings(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return {}
-    except OSError as e:
-        raise InstallError(f"cannot read {path}: {e.strerror}") from None
+def _has_ours(settings: dict[str, Any]) -> bool:
+    hooks = settings.get("hooks")
+    return any(
+        _is_ours(handler)
+        for groups in (hooks.values() if isinstance(hooks, dict) else ())
+        if isinstance(groups, list)
+        for group in groups
+        if isinstance(group, dict) and isinstance(group.get("hooks"), list)
+        for handler in group["hooks"]
+    )
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
     if not text.strip():
         return {}
     try:
@@ -132,22 +146,56 @@ def _read_settings(path: Path) -> dict[str, Any]:
     return settings
 
 
-def _write_settings(plan: Plan, settings: dict[str, Any]) -> None:
-    path = plan.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        plan.backup = path.with_name(path.name + ".agentd-backup")
-        plan.backup.write_bytes(path.read_bytes())
-    tmp = path.with_name(f".{path.name}.agentd-{os.getpid()}")
-    tmp.write_text(json.dumps(settings, indent=2) + "\n")
-    os.replace(tmp, path)  # atomic: Claude Code's settings watcher never sees half a file
-    plan.applied = True
+def _read_settings(path: Path) -> tuple[bytes | None, dict[str, Any]]:
+    """The file's bytes as they are (None: no file) and its settings."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, {}
+    except OSError as e:
+        raise InstallError(f"cannot read {path}: {e.strerror}") from None
+    return raw, _parse(path, raw.decode("utf-8", "replace"))
+
+
+def _backup_path(path: Path) -> Path:
+    return path.with_name(path.name + BACKUP_SUFFIX)
+
+
+def _dump(settings: dict[str, Any]) -> bytes:
+    # ensure_ascii=False: the user's own non-ASCII text stays as they wrote it, not \uXXXX.
+    return (json.dumps(settings, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _replace(path: Path, data: bytes, mode_of: Path | None = None) -> None:
+    """Write `data` as `path` atomically (Claude Code's settings watcher never sees half a file),
+    through a symlink (dotfiles setups keep their link), keeping the file's mode (or that of
+    `mode_of`); a new file is 0600."""
+    real = Path(os.path.realpath(path))
+    try:
+        mode = stat.S_IMODE(os.stat(mode_of or real).st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    tmp = real.with_name(f".{real.name}.agentd-{os.getpid()}")
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)  # the umask may have narrowed it
+        os.replace(tmp, real)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InstallError(f"cannot write {real}: {e.strerror}") from None
 
 
 def install(path: Path, *, dry_run: bool = False, command: str | None = None) -> Plan:
-    """Merge agentd's hook into every event of the settings file at `path`."""
+    """Merge agentd's hook into every event of the settings file at `path`.
+
+    The file as it was before the first install is kept as `<file>.agentd-backup` (a later
+    install, which finds agentd's hooks in the file, leaves that backup alone)."""
     command = command or hook_command()
-    settings = _read_settings(path)
+    raw, settings = _read_settings(path)
+    users_own = raw is not None and not _has_ours(settings)
     hooks = settings.setdefault("hooks", {})
     plan = Plan(path)
     for event in EVENTS:
@@ -166,7 +214,12 @@ def install(path: Path, *, dry_run: bool = False, command: str | None = None) ->
         groups.append(group)
         plan.changes.append(f"{'update' if ours else 'add'} {event} hook")
     if plan.changed and not dry_run:
-        _write_settings(plan, settings)
+        if users_own:
+            assert raw is not None
+            plan.backup = _backup_path(path)
+            _replace(plan.backup, raw, mode_of=path)
+        _replace(path, _dump(settings))
+        plan.applied = True
     return plan
 
 
@@ -184,9 +237,19 @@ def _remove_ours(groups: list[Any]) -> int:
     return removed
 
 
+def _without_empty_hooks(settings: dict[str, Any]) -> dict[str, Any]:
+    """For comparing: event lists and a `hooks` object left empty count as absent."""
+    hooks = {e: g for e, g in (settings.get("hooks") or {}).items() if g != []}
+    rest = {k: v for k, v in settings.items() if k != "hooks"}
+    return {**rest, "hooks": hooks} if hooks else rest
+
+
 def uninstall(path: Path, *, dry_run: bool = False) -> Plan:
-    """Remove exactly the hook entries agentd added; everything else stays as it was."""
-    settings = _read_settings(path)
+    """Remove exactly the hook entries agentd added; everything else stays as it was.
+
+    When the rest of the file is what the backup holds (nobody changed it since the install),
+    the backup's bytes come back as they were (formatting, non-ASCII, an empty `"hooks": {}`)."""
+    _, settings = _read_settings(path)
     plan = Plan(path)
     hooks = settings.get("hooks", {})
     for event in list(hooks):
@@ -197,10 +260,22 @@ def uninstall(path: Path, *, dry_run: bool = False) -> Plan:
             plan.changes.append(f"remove {event} hook")
             if not groups:
                 del hooks[event]
-    if "hooks" in settings and not settings["hooks"]:
-        del settings["hooks"]
-    if plan.changed and not dry_run:
-        _write_settings(plan, settings)
+    if not plan.changed or dry_run:
+        return plan
+    backup = _backup_path(path)
+    original_raw, original = None, None
+    with contextlib.suppress(InstallError):  # an unreadable backup: write the settings as they are
+        original_raw, original = _read_settings(backup)
+    if original_raw is not None and _without_empty_hooks(original) == _without_empty_hooks(
+        settings
+    ):
+        _replace(path, original_raw)
+        backup.unlink(missing_ok=True)  # the file is the backup again
+    else:
+        if "hooks" in settings and not settings["hooks"] and "hooks" not in (original or {}):
+            del settings["hooks"]
+        _replace(path, _dump(settings))
+    plan.applied = True
     return plan
 
 

@@ -1,16 +1,8 @@
-"""Normalizers: an agent's raw payload -> partial rows for the typed tables.
+"""Normalizers: the registry (one `normalize(payload, ctx) -> Normalized` per source) and dispatch.
 
-One module per source registers a `normalize(payload, ctx) -> Normalized` function in NORMALIZERS.
-A normalizer is pure apart from reading files the payload names (a transcript, say); it never
-touches the database. The store merges the rows it returns (see db/store.py, MERGE_POLICY):
-
-- every row carries its `id`, derived from the agent's own identifiers, so a replayed event
-  lands on the same row;
-- a column left out or None never blanks what an earlier event filled;
-- `created_at` / `started_at` keep the earliest value, `updated_at` / `ended_at` the latest, every
-  other column takes the newest non-null value;
-- session counters and token sums are not set by normalizers: the store recomputes them from
-  `tools` and `messages` rows after each batch, so replays never double-count.
+One module per source registers its function in NORMALIZERS. A normalizer is pure apart from reading
+files the payload names (a transcript, say); it never touches the database. What it returns, and
+how the store merges it, is the contract in rows.py.
 
 An unknown source, an unknown event, or a normalizer that raises: the event is still stored raw in
 `events` (with whatever kind and session id the generic path finds) and nothing is rejected.
@@ -20,44 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Row", "Normalized", "Context", "NORMALIZERS", "normalize", "TYPED_TABLES"]
+from agentd.rows import Context, Normalized
+
+__all__ = ["NORMALIZERS", "Normalizer", "normalize", "register"]
 
 log = logging.getLogger(__name__)
-
-TYPED_TABLES = (
-    "sessions",
-    "messages",
-    "tools",
-    "file_operations",
-    "session_errors",
-    "compaction_events",
-)
-
-
-@dataclass(slots=True)
-class Row:
-    table: str  # one of TYPED_TABLES
-    values: dict[str, Any]  # column -> value; must include "id"
-
-
-@dataclass(slots=True)
-class Normalized:
-    kind: str  # the event's own name: hook_event_name, bus event type, callback name
-    session_id: str | None
-    rows: list[Row] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    source: str
-    event_id: (
-        str  # deterministic id of the raw event (derive row ids from it when the agent gives none)
-    )
-    received_at: int  # epoch ms when the shim saw the event
-    output_limit_bytes: int  # tool output longer than this is truncated before storing
 
 
 Normalizer = Callable[[Any, Context], Normalized]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-__all__ = ["as_dict", "as_str", "as_int", "timestamp_ms", "truncate"]
+__all__ = ["as_dict", "as_str", "as_int", "count_lines", "timestamp_ms", "truncate"]
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -24,6 +24,15 @@ def as_int(value: Any) -> int | None:
     if not -(2**62) < value < 2**62:  # also False for NaN
         return None
     return int(value)
+
+
+def count_lines(text: Any) -> int | None:
+    """Lines of a text (a last line without a newline counts; "" has none), else None."""
+    if not isinstance(text, str):
+        return None
+    if not text:
+        return 0
+    return text.count("\n") + (0 if text.endswith("\n") else 1)
 
 
 def truncate(text: str | None, limit: int) -> str | None:

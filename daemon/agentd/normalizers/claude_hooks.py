@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one normalizer per agent event family (Claude Code hooks) is one job.
 """Claude Code hooks -> rows. The payload is a hook's stdin JSON object, exactly as Claude Code sent it.
 
 `kind` is `hook_event_name`, the session is `session_id`. Subagents share their parent's session_id and
@@ -60,14 +61,17 @@ from typing import Any
 
 import msgspec
 
-from agentd.normalizers import Context, Normalized, Row, register
+from agentd.normalizers import register
+from agentd.normalizers._claude import api_status_code, stop_failure_id
 from agentd.normalizers._values import (
     as_dict as _dict,
     as_int as _int,
     as_str as _str,
+    count_lines,
     timestamp_ms,
     truncate,
 )
+from agentd.rows import Context, Normalized, Row
 
 __all__ = ["normalize"]
 
@@ -77,7 +81,6 @@ _BOUNDARY_WINDOW_MS = 10 * 60 * 1000
 _BOUNDARY_SKEW_MS = 60 * 1000
 
 _EXIT_CODE = re.compile(r"^(?:Error: )?Exit code (-?\d{1,10})(?!\d)")
-_STATUS_CODE = re.compile(r"\bAPI Error: (\d{3})\b")
 _PROMPT_ID = re.compile(rb'"promptId"\s*:\s*"([^"]*)"')
 _NOT_ALNUM = re.compile(r"[^a-zA-Z0-9]")
 
@@ -96,14 +99,6 @@ def _text(value: Any) -> str | None:
         return msgspec.json.encode(value).decode()
     except (TypeError, ValueError, OverflowError):
         return str(value)
-
-
-def _count_lines(content: Any) -> int | None:
-    if not isinstance(content, str):
-        return None
-    if not content:
-        return 0
-    return content.count("\n") + (0 if content.endswith("\n") else 1)
 
 
 def _patch_counts(patch: Any) -> tuple[int | None, int | None]:
@@ -242,18 +237,17 @@ class _Event:
     def stop_failure(self) -> None:
         self.status("error")
         message = _str(self.p.get("last_assistant_message")) or _text(self.p.get("error_details"))
-        match = _STATUS_CODE.search(message) if message else None
         self.add(
             "session_errors",
             {
                 # The turn's prompt id, which the transcript importer keys the same error on, so
                 # live and imported rows meet; the event's hash when there is no prompt id.
-                "id": f"{self.sid}:{prompt_id}:stop_failure"
+                "id": stop_failure_id(self.sid, prompt_id)
                 if (prompt_id := _str(self.p.get("prompt_id")))
                 else f"{self.sid}:{self.ctx.event_id}",
                 "error_type": _str(self.p.get("error")) or "unknown",
                 "error_message": truncate(message, self.ctx.output_limit_bytes),
-                "status_code": int(match.group(1)) if match else None,
+                "status_code": api_status_code(message),
                 "created_at": self.now,
             },
         )
@@ -368,9 +362,9 @@ class _Event:
         if name == "Write":
             if response.get("type") == "create":
                 operation = "created"
-                added = _count_lines(tool_input.get("content"))
+                added = count_lines(tool_input.get("content"))
                 if added is None:
-                    added = _count_lines(response.get("content"))
+                    added = count_lines(response.get("content"))
                 removed = 0
             else:
                 operation = "edited"
@@ -379,9 +373,9 @@ class _Event:
             operation = "edited"
             mode = _str(tool_input.get("edit_mode")) or _str(response.get("edit_mode"))
             if mode == "insert":
-                added, removed = _count_lines(tool_input.get("new_source")), 0
+                added, removed = count_lines(tool_input.get("new_source")), 0
             elif mode == "delete":
-                added, removed = 0, _count_lines(response.get("old_source"))
+                added, removed = 0, count_lines(response.get("old_source"))
         else:
             operation = _FILE_OPS.get(name) or name.lower() or "touched"
             added, removed = _patch_counts(response.get("structuredPatch"))

@@ -25,7 +25,7 @@ Tool results are turned into rows by the live normalizer (normalizers/claude_hoo
 PostToolUse / PostToolUseFailure hook payload, prompts from the equivalent UserPromptSubmit, so
 exit codes, error texts, file operations, line counts and the prompt role rule are the same code.
 What the transcript does not have is left out rather than guessed, so that an import never
-overwrites a better value the hooks stored (newest non-null wins, see normalizers/__init__.py):
+overwrites a better value the hooks stored (newest non-null wins, see rows.py):
 duration_ms (hooks time the tool itself; a transcript has only when the request was written and
 when the result was), the structured output of a subagent's tool (its transcript keeps only the
 model-facing text), session status and end. Subagent records (`isSidechain`, `agentId`) carry
@@ -38,19 +38,20 @@ import os
 import re
 from typing import Any
 
-from agentd.normalizers import Context, Normalized, Row, claude_hooks, register
+from agentd.normalizers import claude_hooks, register
+from agentd.normalizers._claude import api_status_code, stop_failure_id
 from agentd.normalizers._values import (
     as_dict as _dict,
     as_int as _int,
     as_str as _str,
     timestamp_ms,
 )
+from agentd.rows import Context, Normalized, Row
 
 __all__ = ["normalize", "is_prompt", "has_tool_results", "timestamp_ms"]
 
 SOURCE = "claude"
 _SYNTHETIC_MODEL = "<synthetic>"
-_STATUS_CODE = re.compile(r"\bAPI Error: (\d{3})\b")
 _ERROR_WRAPPER = re.compile(r"^\s*<tool_use_error>(.*?)</tool_use_error>\s*$", re.DOTALL)
 # Text of user records that are not a prompt a person (or Claude Code on their behalf) submitted:
 # slash-command echoes and local command output (no UserPromptSubmit fires for /compact and the
@@ -289,16 +290,18 @@ class _Record:
         text = _texts(message.get("content"))
         prompt = _str(self.r.get("promptId"))
         status = _int(self.r.get("apiErrorStatus"))
-        if status is None and text:
-            match = _STATUS_CODE.search(text)
-            status = int(match.group(1)) if match else None
-        key = f"{prompt}:stop_failure" if prompt and not self.sidechain else self.r.get("uuid")
-        if not _str(key):
+        if status is None:
+            status = api_status_code(text)
+        if prompt and not self.sidechain:
+            row_id = stop_failure_id(self.sid, prompt)
+        elif uuid := _str(self.r.get("uuid")):
+            row_id = f"{self.sid}:{uuid}"
+        else:
             return
         self.add(
             "session_errors",
             {
-                "id": f"{self.sid}:{key}",
+                "id": row_id,
                 "error_type": _str(self.r.get("error")) or "unknown",
                 "error_message": claude_hooks.truncate(text, self.ctx.output_limit_bytes),
                 "status_code": status,

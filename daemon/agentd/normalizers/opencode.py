@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one normalizer per agent event family (OpenCode plugin) is one job.
 """OpenCode normalizer: plugin callbacks and bus events -> partial rows.
 
 The plugin shim forwards each callback as it came: `{"kind": "event", "event": {...}}` for the bus,
@@ -63,8 +64,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agentd.normalizers import Context, Normalized, Row, register
-from agentd.normalizers._values import as_dict as _dict, as_int as _int, as_str as _str, truncate
+from agentd.normalizers import register
+from agentd.normalizers._values import (
+    as_dict as _dict,
+    as_int as _int,
+    as_str as _str,
+    count_lines,
+    truncate,
+)
+from agentd.rows import Context, Normalized, Row
 
 __all__ = ["normalize"]
 
@@ -167,12 +175,6 @@ def _outcome(output: Any, metadata: dict[str, Any], limit: int) -> dict[str, Any
     }
 
 
-def _count_lines(text: str) -> int:
-    if not text:
-        return 0
-    return text.count("\n") + (0 if text.endswith("\n") else 1)
-
-
 def _file_ops(
     tool_id: str,
     session: str,
@@ -228,7 +230,7 @@ def _file_ops(
             op = "created"
             content = args.get("content")
             if isinstance(content, str):
-                added, removed = _count_lines(content), 0
+                added, removed = count_lines(content), 0
         else:
             op = "edited"
     else:

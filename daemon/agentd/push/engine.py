@@ -20,11 +20,11 @@ from typing import Any
 
 import psycopg
 
-from agentd.db.store import MERGE_POLICY
 from agentd.privacy import strip_payload
 from agentd.push import server
 from agentd.push.errors import ConnectFailed, PushBusy, SchemaMissing
 from agentd.push.local import RAW_TABLE, TABLES, Local
+from agentd.rows import MERGE_POLICY
 
 __all__ = ["Pusher", "CycleResult", "target_key"]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from agentd.db.store import connect_sync
-from agentd.normalizers import Row
 from agentd.privacy import apply_to_rows
+from agentd.rows import Row
 
 __all__ = ["TABLES", "RAW_TABLE", "Local", "Change"]
 

@@ -39,8 +39,11 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
 def status_line(state_dir: Path) -> str | None:
     """One line for `agentd status`, or None when no push ever ran here."""
     state = read_state(state_dir)
-    if state is None:
-        return None
+    return None if state is None else describe(state)
+
+
+def describe(state: dict[str, Any]) -> str:
+    """A push state (read_state) as one line for `agentd status`."""
     now = _now()
     target = state.get("server", "?")
     if not state["running"]:

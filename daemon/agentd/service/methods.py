@@ -1,29 +1,53 @@
-"""The RPC methods: a table of `async def (daemon, params) -> result` (docs/protocol.md)."""
+"""The RPC methods: a table of `async def (service, params) -> result` (docs/protocol.md).
+
+A method sees the daemon only through `ServiceAPI`, never the transport: it cannot touch sockets
+or connections, and the transport cannot see what a method does. Wire errors are raised here.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
 from agentd import __version__
-from agentd.db.store import InvalidEvent
 from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
+from agentd.ingest import InvalidEvent
 from agentd.protocol import IngestParams, NoParams, PruneParams, decode_params
 
-if TYPE_CHECKING:
-    from agentd.service.transport import Server
-
-__all__ = ["METHODS", "dispatch"]
-
-Handler = Callable[["Server", Any], Awaitable[Any]]
-METHODS: dict[str, tuple[type[Any], Handler]] = {}
+__all__ = ["METHODS", "ServiceAPI", "dispatch"]
 
 
-def method(name: str, params: type[Any] = NoParams) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
+class ServiceAPI(Protocol):
+    """What the methods (and the transport, which counts connections) may use of the daemon.
+
+    service.Service is the one implementation; a test may pass any object with these members.
+    """
+
+    connections: int  # open client connections, kept up to date by the transport
+
+    @property
+    def stopping(self) -> bool: ...
+
+    async def ingest(self, source: str, payload: bytes, received_at: int | None) -> None: ...
+
+    async def status(self) -> dict[str, Any]: ...
+
+    async def prune(self, before: int) -> dict[str, Any]: ...
+
+    async def vacuum(self) -> dict[str, Any]: ...
+
+    def request_stop(self) -> None: ...
+
+
+Method = Callable[[ServiceAPI, Any], Awaitable[Any]]
+METHODS: dict[str, tuple[type[Any], Method]] = {}
+
+
+def method(name: str, params: type[Any] = NoParams) -> Callable[[Method], Method]:
+    def register(fn: Method) -> Method:
         if name in METHODS:
             raise ValueError(f"method {name!r} registered twice")
         METHODS[name] = (params, fn)
@@ -32,25 +56,26 @@ def method(name: str, params: type[Any] = NoParams) -> Callable[[Handler], Handl
     return register
 
 
-async def dispatch(server: Server, name: str, raw_params: msgspec.Raw) -> Any:
+async def dispatch(service: ServiceAPI, name: str, raw_params: msgspec.Raw) -> Any:
+    """Run method `name`: its result, or an AgentdError (unknown method, bad params, ...)."""
     try:
-        params_type, handler = METHODS[name]
+        params_type, fn = METHODS[name]
     except KeyError:
         raise MethodNotFound.of(name) from None
-    return await handler(server, decode_params(raw_params, params_type))
+    return await fn(service, decode_params(raw_params, params_type))
 
 
 @method("ping")
-async def ping(server: Server, params: NoParams) -> dict[str, Any]:
+async def ping(service: ServiceAPI, params: NoParams) -> dict[str, Any]:
     return {"version": __version__, "pid": os.getpid()}
 
 
 @method("ingest", IngestParams)
-async def ingest(server: Server, params: IngestParams) -> dict[str, Any]:
-    if server.stopping:
+async def ingest(service: ServiceAPI, params: IngestParams) -> dict[str, Any]:
+    if service.stopping:
         raise ShuttingDown()
     try:
-        await server.store.ingest(params.source, bytes(params.payload), params.received_at)
+        await service.ingest(params.source, bytes(params.payload), params.received_at)
     except InvalidEvent as e:
         raise InvalidParams(f"Invalid params: {e} - at `{e.path}`", data={"path": e.path}) from None
     except UnicodeDecodeError as e:  # msgspec.Raw does not check the UTF-8 inside the payload
@@ -61,23 +86,21 @@ async def ingest(server: Server, params: IngestParams) -> dict[str, Any]:
 
 
 @method("status")
-async def status(server: Server, params: NoParams) -> dict[str, Any]:
-    return await server.status()
+async def status(service: ServiceAPI, params: NoParams) -> dict[str, Any]:
+    return await service.status()
 
 
 @method("prune", PruneParams)
-async def prune(server: Server, params: PruneParams) -> dict[str, Any]:
-    return {"deleted": await server.store.prune(params.before)}
+async def prune(service: ServiceAPI, params: PruneParams) -> dict[str, Any]:
+    return await service.prune(params.before)
 
 
 @method("vacuum")
-async def vacuum(server: Server, params: NoParams) -> dict[str, Any]:
-    before = server.store.database_bytes()
-    await server.store.vacuum()
-    return {"bytes_before": before, "bytes_after": server.store.database_bytes()}
+async def vacuum(service: ServiceAPI, params: NoParams) -> dict[str, Any]:
+    return await service.vacuum()
 
 
 @method("shutdown")
-async def shutdown(server: Server, params: NoParams) -> dict[str, Any]:
-    server.request_stop()
+async def shutdown(service: ServiceAPI, params: NoParams) -> dict[str, Any]:
+    service.request_stop()
     return {"stopping": True}

@@ -1,0 +1,162 @@
+"""Write access to the database: through the daemon if it answers, else directly, holding its lock.
+
+There is one writer per database (db/store.py). When the daemon answers `ping`, a command that
+writes is one more client and sends it the write. When none does, the command takes the daemon's
+pid-file lock (agentd.pidfile, the lock `agentd start` takes) and opens a Store itself: no daemon
+can start while it writes, and it never meets a second writer ("database is locked"). A daemon
+that starts meanwhile (the hook's autostart, say) finds the lock held and exits; the hook then
+spools, and the next daemon drains the spool.
+
+`acquire()` is the one way in: it returns a Writer that says which mode it got (and, direct, holds
+the lock until released). `write()` runs one write method with it, `prune` or `vacuum`: the RPC of
+that name, or the Store method of that name, which return the same result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from agentd import pidfile
+from agentd.client import NotRunning, RemoteError, call
+from agentd.config import Config
+
+__all__ = [
+    "AccessError",
+    "WriterBusy",
+    "NoDatabase",
+    "DaemonRefused",
+    "Writer",
+    "acquire",
+    "write",
+    "WRITE_METHODS",
+]
+
+Mode = Literal["daemon", "direct"]
+
+
+class AccessError(Exception):
+    """No write can be made now; the message says why and what to do."""
+
+
+class WriterBusy(AccessError):
+    """Another process holds the writer lock and no daemon answers."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(
+            f"pid {pid or '?'} holds the database's writer lock (a daemon starting, or another "
+            "import, prune or vacuum) and no daemon answers; try again when it is done"
+        )
+        self.pid = pid
+
+
+class NoDatabase(AccessError):
+    """A direct write to a database that does not exist (one that only deletes has nothing to do)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no database at {path}: nothing captured yet (start with: agentd start)")
+        self.path = path
+
+
+class DaemonRefused(AccessError):
+    """The daemon answered the write with an error."""
+
+    def __init__(self, method: str, error: RemoteError) -> None:
+        super().__init__(f"the daemon refused {method}: {error}")
+        self.method = method
+        self.error = error
+
+
+@dataclass(slots=True)
+class Writer:
+    """Who writes: the daemon (`ping` is its answer) or this process (`lock_fd`: the lock, held
+    until release(); a Writer is a context manager that releases it)."""
+
+    config: Config
+    mode: Mode
+    ping: dict[str, Any] | None = None
+    lock_fd: int | None = None
+
+    def release(self) -> None:
+        if self.lock_fd is not None:
+            pidfile.release(self.config.pid_path, self.lock_fd)
+            self.lock_fd = None
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def acquire(config: Config, *, wait_s: float = 0.0) -> Writer:
+    """The daemon if it answers `ping`, else the writer lock for this process. While the lock is
+    held and no daemon answers (a daemon starting, another direct writer), tries again for up to
+    `wait_s`, then raises WriterBusy."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            ping = call(config.socket_path, "ping", timeout=2.0)
+        except (NotRunning, RemoteError, OSError, TimeoutError):
+            ping = None
+        if ping is not None:
+            return Writer(config, "daemon", ping=ping)
+        try:
+            return Writer(config, "direct", lock_fd=pidfile.acquire(config.pid_path))
+        except pidfile.Locked as e:
+            holder = e.pid
+        if time.monotonic() >= deadline:
+            raise WriterBusy(holder)
+        time.sleep(0.1)
+
+
+# The write methods both ways: the RPC method's params -> the same call on a Store.
+WRITE_METHODS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+    "prune": lambda store, params: store.prune(params["before"]),
+    "vacuum": lambda store, params: store.vacuum(),
+}
+
+
+def write(
+    config: Config, method: str, params: dict[str, Any] | None = None, *, timeout: float = 3600.0
+) -> tuple[Mode, dict[str, Any]]:
+    """Run a write method (`prune`, `vacuum`) with whichever writer there is; (mode, its result).
+
+    Raises WriterBusy, NoDatabase (direct, and no database file), DaemonRefused, and
+    sqlite3.Error from a direct write.
+    """
+    run = WRITE_METHODS[method]
+    for attempt in range(2):
+        with acquire(config) as writer:
+            if writer.mode == "daemon":
+                try:
+                    return "daemon", call(config.socket_path, method, params, timeout=timeout)
+                except NotRunning:
+                    if attempt:
+                        raise
+                    continue  # it stopped since it answered ping: take the lock instead
+                except RemoteError as e:
+                    raise DaemonRefused(method, e) from None
+            if not config.db_path.exists():
+                raise NoDatabase(config.db_path)
+            return "direct", asyncio.run(_direct(config.db_path, run, params or {}))
+    raise AssertionError("unreachable")
+
+
+async def _direct(
+    db_path: Path,
+    run: Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    from agentd.db.store import Store
+
+    store = Store(db_path)
+    await store.open()
+    try:
+        return await run(store, params)
+    finally:
+        await store.close()

@@ -1,0 +1,133 @@
+"""Preparing an event for the store: decode -> id -> redact -> normalize -> content level.
+
+`prepare_event()` is pure work (no database): the daemon runs it on its event loop, a direct import
+in worker processes. What comes out, a PreparedEvent, is what db/store.py writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from agentd.normalizers import normalize
+from agentd.privacy import apply_to_rows, strip_payload
+from agentd.protocol import decode_json
+from agentd.redact import Redactor, count_markers
+from agentd.rows import TYPED_TABLES, Context, Row
+
+__all__ = ["PreparedEvent", "Privacy", "InvalidEvent", "prepare_event", "event_id", "now_ms"]
+
+_any_decoder = msgspec.json.Decoder()
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
+_encoder = msgspec.json.Encoder()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def event_id(source: str, payload: Any, received_at: int | None = None) -> str:
+    """Deterministic id of a raw event: the same event replayed (spool, retry) maps to one row.
+
+    Hashes a canonical encoding (sorted keys), so whitespace or key order from the sender do not
+    matter, and the time the shim saw the event, which a replay keeps (the spool stores it): two
+    identical callbacks at different moments (OpenCode's chat.params on every model call) stay two
+    events.
+    """
+    digest = hashlib.blake2b(source.encode(), digest_size=16)
+    digest.update(b"\0")
+    digest.update(_sorted_encoder.encode(payload))
+    if received_at is not None:
+        digest.update(b"\0%d" % received_at)
+    return digest.hexdigest()
+
+
+@dataclass(slots=True)
+class PreparedEvent:
+    id: str
+    source: str
+    kind: str
+    session_id: str | None
+    received_at: int
+    payload: str  # the JSON text as sent, redacted and stripped to the content level
+    rows: list[Row]
+    redactions: int = 0
+
+
+class InvalidEvent(ValueError):
+    """An event the store cannot take as it is; `path` names the part at fault ($.payload, ...)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """What may be stored: secrets redacted (None: redaction off) and the content level."""
+
+    redactor: Redactor | None = None
+    content_level: str = "full"
+
+
+def prepare_event(
+    source: str,
+    payload_json: bytes,
+    received_at: int | None,
+    output_limit_bytes: int,
+    privacy: Privacy = Privacy(),
+) -> PreparedEvent:
+    """Decode, identify, redact, normalize and strip one event.
+
+    Raises InvalidEvent for an empty source or a payload that is not a JSON object,
+    msgspec.DecodeError on invalid JSON, UnicodeDecodeError on invalid UTF-8 (all ValueErrors).
+    """
+    if not source:
+        raise InvalidEvent("empty source", "$.source")
+    original = decode_json(payload_json, _any_decoder)
+    if not isinstance(original, dict):
+        raise InvalidEvent("Expected `object`", "$.payload")
+    received = received_at if received_at is not None else now_ms()
+    # The id comes from the payload as sent, so a replay dedupes even if the rules changed since.
+    ident = event_id(source, original, received)
+    text = payload_json.decode("utf-8")
+    hits = 0
+    if privacy.redactor is not None:
+        text, hits = privacy.redactor.redact(text)
+    payload = decode_json(text.encode(), _any_decoder) if hits else original
+    ctx = Context(
+        source=source, event_id=ident, received_at=received, output_limit_bytes=output_limit_bytes
+    )
+    result = normalize(payload, ctx)
+    rows = [row for row in result.rows if row.table in TYPED_TABLES and row.values.get("id")]
+    if result.session_id:
+        # Every session an event mentions exists as a row, however little is known of it yet.
+        rows.insert(
+            0,
+            Row(
+                "sessions",
+                {"id": result.session_id, "created_at": received, "updated_at": received},
+            ),
+        )
+    level = privacy.content_level
+    apply_to_rows(rows, level)
+    for row in rows:
+        row.values.setdefault("source", source)
+        # Hits a stored row carries (merged with `max`: Pre and Post of a call see the same input).
+        row.values["redactions"] = sum(count_markers(v) for v in row.values.values()) if hits else 0
+    if level != "full":
+        text = _encoder.encode(strip_payload(payload, level)).decode()
+    return PreparedEvent(
+        id=ident,
+        source=source,
+        kind=result.kind,
+        session_id=result.session_id,
+        received_at=received,
+        payload=text,
+        rows=rows,
+        redactions=hits,
+    )

@@ -1,0 +1,190 @@
+"""The service: what the daemon does and keeps, whoever reaches it and however.
+
+It owns the store (the one writer), drains the spool into it, keeps the counters `status` reports,
+and runs the lifecycle of both: the state directory and its pid-file lock, the store, the spool
+task, and the stop request. It knows nothing of sockets; the RPC methods use it as a
+methods.ServiceAPI, and the transport only counts its connections into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from agentd import __version__, paths, pidfile, spool
+from agentd.config import Config
+from agentd.db.store import Store
+from agentd.errors import AlreadyRunning, StartupError
+from agentd.ingest import PreparedEvent, Privacy
+from agentd.redact import Redactor
+
+__all__ = ["Service"]
+
+log = logging.getLogger(__name__)
+
+SPOOL_POLL_S = 1.0
+
+
+class Service:
+    """Lifecycle: lock() -> await open() -> ... request_stop() ... -> await close()."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        redactor = Redactor(config.redaction_patterns) if config.redaction else None
+        self.store = Store(
+            config.db_path,
+            output_limit_bytes=config.output_limit_bytes,
+            privacy=Privacy(redactor, config.content_level),
+        )
+        self.started_at = 0.0
+        self.connections = 0  # kept by the transport
+        self.spool_events_drained = 0
+        self.spool_lines_rejected = 0
+        self._stop = asyncio.Event()
+        self._pid_fd: int | None = None
+        self._spool_task: asyncio.Task[None] | None = None
+        self._spool_lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Make the state dir and hold its pid-file lock for the daemon's life: one writer per
+        state dir. AlreadyRunning if another daemon holds it, StartupError if it cannot be made."""
+        try:
+            paths.make_private_dir(self.config.state_dir)
+            self._pid_fd = pidfile.acquire(self.config.pid_path)
+        except pidfile.Locked as e:
+            raise AlreadyRunning(e.pid, self.config.socket_path) from None
+        except OSError as e:
+            raise StartupError(
+                f"cannot prepare {e.filename or self.config.state_dir}: {e.strerror}"
+            ) from e
+
+    async def open(self) -> None:
+        """Open the store (migrating it) and start draining the spool."""
+        await self.store.open()
+        self.started_at = time.time()
+        self._spool_task = asyncio.create_task(self._drain_spool_forever(), name="agentd-spool")
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stop requested")
+            self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop is asked: no new work is taken."""
+        return self._stop.is_set()
+
+    async def wait_stopped(self) -> None:
+        """Return when a stop is asked (signal, `shutdown` method)."""
+        await self._stop.wait()
+
+    async def close(self) -> None:
+        """Stop draining, commit and close the store, release the pid file. Safe after a failed
+        lock() or open(), and more than once."""
+        self._stop.set()
+        if self._spool_task is not None:
+            self._spool_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._spool_task
+            self._spool_task = None
+        await self.store.close()
+        if self._pid_fd is not None:
+            pidfile.release(self.config.pid_path, self._pid_fd)
+            self._pid_fd = None
+
+    # -- what the methods call -------------------------------------------------------------------
+
+    async def ingest(self, source: str, payload: bytes, received_at: int | None) -> None:
+        """Store one event; returns once it is committed (InvalidEvent, UnicodeDecodeError)."""
+        await self.store.ingest(source, payload, received_at)
+
+    async def prune(self, before: int) -> dict[str, Any]:
+        """{"deleted": rows per table} (Store.prune, the same for the direct path)."""
+        return await self.store.prune(before)
+
+    async def vacuum(self) -> dict[str, Any]:
+        """{"bytes_before": ..., "bytes_after": ...} (Store.vacuum)."""
+        return await self.store.vacuum()
+
+    async def status(self) -> dict[str, Any]:
+        files, size = await asyncio.to_thread(spool.backlog, self.config.spool_dir)
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "socket": str(self.config.socket_path),
+            "database": str(self.config.db_path),
+            "database_bytes": self.store.database_bytes(),
+            "events_stored": self.store.events_stored,
+            "events_total": await self.store.count_events(),
+            "write_queue": self.store.backlog,
+            "spool_files": files,
+            "spool_bytes": size,
+            "spool_events_drained": self.spool_events_drained,
+            "spool_lines_rejected": self.spool_lines_rejected,
+            "connections": self.connections,
+        }
+
+    # -- spool -----------------------------------------------------------------------------------
+
+    async def _drain_spool_forever(self) -> None:
+        while True:
+            try:
+                await self.drain_spool()
+            except Exception:
+                log.exception("draining the spool failed; will retry")
+            await asyncio.sleep(SPOOL_POLL_S)
+
+    async def drain_spool(self) -> int:
+        """Ingest every drainable spool file; delete each only after its events committed."""
+        async with self._spool_lock:
+            drained = 0
+            files = await asyncio.to_thread(spool.ready_files, self.config.spool_dir)
+            for path in files:
+                drained += await self._drain_file(Path(path))
+            if drained:
+                log.info("drained %d events from %d spool files", drained, len(files))
+            return drained
+
+    async def _drain_file(self, path: Path) -> int:
+        try:
+            lines, torn = await asyncio.to_thread(spool.read_lines, path)
+        except FileNotFoundError:
+            return 0
+        events: list[PreparedEvent] = []
+        rejected: list[bytes] = []
+        for line in lines:
+            try:
+                events.append(self.store.prepare(*spool.decode_line(line)))
+            except ValueError:  # InvalidEvent, msgspec.DecodeError, UnicodeDecodeError
+                rejected.append(line)
+        await asyncio.gather(*(self.store.submit(event) for event in events))
+        if rejected or torn:
+            self._keep_rejected(path, rejected, torn)
+        path.unlink(missing_ok=True)
+        self.spool_events_drained += len(events)
+        return len(events)
+
+    def _keep_rejected(self, path: Path, lines: list[bytes], torn: int) -> None:
+        """Lines the daemon cannot read are kept for inspection, never silently deleted."""
+        self.spool_lines_rejected += len(lines) + (1 if torn else 0)
+        rejected_dir = self.config.spool_dir / "rejected"
+        rejected_dir.mkdir(mode=0o700, exist_ok=True)
+        data = b"".join(line + b"\n" for line in lines)
+        if torn:
+            data += path.read_bytes()[-torn:]
+        (rejected_dir / path.name.removesuffix(".open")).write_bytes(data)
+        log.warning(
+            "spool file %s: %d unreadable lines%s kept in %s",
+            path.name,
+            len(lines),
+            " and a torn last line" if torn else "",
+            rejected_dir,
+        )
