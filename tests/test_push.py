@@ -391,3 +391,19 @@ def test_a_replaced_local_database_is_copied_afresh(url, machines):
         for row_id, row in a.local_rows(table).items():
             assert remote[row_id] == row, (table, row_id)
     assert len(server_rows(url, a, "sessions")) > len(a.local_rows("sessions"))
+
+
+def test_push_settings_come_from_the_push_section(url, machines):
+    a = machines()
+    a.feed("claude", CLAUDE)
+    init(a, url)
+    (a.home / "config.toml").write_text(
+        f'[push]\nurl = "{url}"\ncontent_level = "metadata"\nraw = true\n'
+    )
+    a.push("--format", "json")  # no URL: the [push] section's
+    assert scalar(url, "SELECT count(*) FROM agentd.events") == len(a.local_rows("events"))
+    assert scalar(url, "SELECT count(tool_input) FROM agentd.tools") == 0
+    assert scalar(url, "SELECT content_level FROM agentd.machines") == "metadata"
+    (a.home / "config.toml").write_text('[push]\ncontent_level = "some"\n')
+    bad = a.agentd("push", url)
+    assert bad.returncode == 1 and "[push] 'content_level' must be one of" in bad.stderr

@@ -32,7 +32,7 @@ def _level(config: Config, asked: str | None) -> str:
 
 
 @cli.command()
-@click.argument("url", required=False, metavar="URL")
+@click.argument("url", required=False, metavar="[URL]")
 @click.option(
     "--init",
     "init_schema",
