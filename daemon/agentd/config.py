@@ -144,6 +144,36 @@ SETTINGS: tuple[Setting, ...] = (
         attribute="redaction_patterns",
         check=_patterns_error,
     ),
+    Setting(
+        name="push.url",
+        type=str,
+        default="",
+        env="AGENTD_PUSH_URL",
+        help="The PostgreSQL server `agentd push` copies to, a libpq URL (docs/team.md).",
+        attribute="push_url",
+    ),
+    Setting(
+        name="push.content_level",
+        type=str,
+        default="",
+        env=None,
+        help="What a push sends: metadata or none push less than is stored; "
+        "empty means `content_level`.",
+        attribute="push_content_level",
+        check=lambda v: (
+            None
+            if v in ("", *CONTENT_LEVELS)
+            else (f"[push] 'content_level' must be one of {', '.join(CONTENT_LEVELS)}, got {v!r}")
+        ),
+    ),
+    Setting(
+        name="push.raw",
+        type=bool,
+        default=False,
+        env=None,
+        help="`agentd push` sends the raw events table too (`--raw`).",
+        attribute="push_raw",
+    ),
 )
 
 
@@ -198,6 +228,9 @@ class Config:
     content_level: str = "full"
     redaction: bool = True
     redaction_patterns: dict[str, str] = field(default_factory=dict)
+    push_url: str = ""
+    push_content_level: str = ""
+    push_raw: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

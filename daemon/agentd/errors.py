@@ -25,6 +25,10 @@
         ├── ImportFailed          an import cannot run or finish
         ├── QueryError            a query or report cannot run (Interrupted: stopped by Ctrl-C)
         ├── UIError               the dashboard cannot start (no database yet, cannot bind)
+        └── PushError             a push to PostgreSQL failed
+            ├── ConnectFailed     the server cannot be reached or refuses us (`auth`: which)
+            ├── SchemaMissing     no agentd tables on the server, or older ones: push --init
+            └── PushBusy          another `agentd push` for this machine holds the server's lock
         └── TimeError             a time or duration the user typed is not one
 
 docs/protocol.md lists the wire codes (a test keeps it complete). Stdlib only: the client and the
@@ -69,6 +73,10 @@ __all__ = [
     "Interrupted",
     "TimeError",
     "UIError",
+    "PushError",
+    "ConnectFailed",
+    "SchemaMissing",
+    "PushBusy",
 ]
 
 
@@ -262,3 +270,21 @@ class TimeError(UserError, ValueError):
 
 class UIError(UserError):
     """`agentd ui` cannot start: no database yet, cannot bind, a non-loopback bind without token."""
+
+
+class PushError(UserError):
+    """A push failed; str() is one line for the user."""
+
+
+class ConnectFailed(PushError):
+    def __init__(self, message: str, *, auth: bool = False) -> None:
+        super().__init__(message)
+        self.auth = auth  # a wrong password or unknown role: retrying will not help
+
+
+class SchemaMissing(PushError):
+    """The server has no agentd tables, or older ones: run `agentd push --init`."""
+
+
+class PushBusy(PushError):
+    """Another `agentd push` for this machine holds the server's lock."""
