@@ -39,18 +39,11 @@ from agentd.importers.writer import (
     open_sink,
 )
 from agentd.output import human_bytes
+from agentd.rows import TYPED_TABLES
 
 __all__ = ["Summary", "Progress", "ImportFailed", "run_import"]
 
-_TABLES = (
-    "sessions",
-    "messages",
-    "tools",
-    "file_operations",
-    "session_errors",
-    "compaction_events",
-    "events",
-)
+_TABLES = (*TYPED_TABLES, "events")  # counted before and after an import
 
 
 @dataclass
