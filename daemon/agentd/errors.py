@@ -14,7 +14,9 @@ __all__ = [
     "InternalError",
     "LineTooLong",
     "ShuttingDown",
+    "DiskFull",
     "StartupError",
+    "DatabaseUnusable",
     "AlreadyRunning",
 ]
 
@@ -85,8 +87,22 @@ class ShuttingDown(AgentdError):
     MESSAGE = "Daemon is shutting down"
 
 
+class DiskFull(AgentdError):
+    """Application error: the database's disk (or quota) is full; nothing of the event was stored.
+
+    Retryable: a shim spools the event, and the daemon stores it once space is freed (no restart).
+    """
+
+    CODE = -32003
+    MESSAGE = "Disk full"
+
+
 class StartupError(Exception):
     """The daemon cannot start (bad path, unwritable directory, ...); the message says why."""
+
+
+class DatabaseUnusable(StartupError):
+    """The database file is damaged, not agentd's, or from a newer agentd: refused, never changed."""
 
 
 class AlreadyRunning(Exception):
