@@ -187,10 +187,10 @@ def test_a_full_disk_is_never_acked_and_heals_without_a_restart(make_daemon, age
             subprocess.run(HOOK, input=json.dumps(payload).encode(), env=env, timeout=30)
         print(f"acked {len(acked)}, refused {len(refused)}")
         assert refused, "the disk never filled: the test proved nothing"
-        assert {e["code"] for e in refused} == {DiskFull.CODE}, refused
-        assert all("disk is full" in e["message"] for e in refused)
         stored = {r["id"] for r in query_db(db, "SELECT id FROM tools")}
         assert set(acked) <= stored, f"acked without its rows: {sorted(set(acked) - stored)}"
+        assert {e["code"] for e in refused} == {DiskFull.CODE}, refused
+        assert all("disk is full" in e["message"] for e in refused)
         assert spool.backlog(config.spool_dir)[0] >= 1, "the hook did not spool"
 
         for f in disk.glob("fill-*"):  # space comes back; no restart
