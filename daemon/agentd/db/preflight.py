@@ -43,12 +43,12 @@ def check_file(db_path: Path) -> None:
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
-    # The page count is valid when "version valid for" matches the change counter. With pages in
-    # a WAL the file may legitimately lag behind: then SQLite's own recovery decides.
+    # The page count is valid when "version valid for" matches the change counter.
     valid = header[92:96] == header[24:28]
-    wal = db_path.with_name(db_path.name + "-wal")
-    has_wal = wal.exists() and wal.stat().st_size > 0
-    if valid and not has_wal and size < pages * page_size:
+    # A WAL or a hot rollback journal may still hold pages the file lacks: SQLite's recovery's.
+    journals = (db_path.with_name(db_path.name + s) for s in ("-wal", "-journal"))
+    pending = any(j.exists() and j.stat().st_size > 0 for j in journals)
+    if valid and not pending and size < pages * page_size:
         raise unusable(db_path, f"is truncated ({size} of {pages * page_size} bytes)")
 
 
