@@ -16,7 +16,7 @@ import msgspec
 from agentd.errors import InvalidEvent
 from agentd.normalizers import normalize
 from agentd.privacy import apply_to_rows, strip_payload
-from agentd.protocol import decode_json
+from agentd.protocol import TooDeep, check_depth, decode_json
 from agentd.redact import Redactor, count_markers
 from agentd.rows import TYPED_TABLES, Context, Row
 
@@ -37,7 +37,8 @@ def event_id(source: str, payload: Any, received_at: int | None = None) -> str:
     Hashes a canonical encoding (sorted keys), so whitespace or key order from the sender do not
     matter, and the time the shim saw the event, which a replay keeps (the spool stores it): two
     identical callbacks at different moments (OpenCode's chat.params on every model call) stay two
-    events.
+    events. Without `received_at` the id is the payload's alone: the daemon's clock must not make
+    a replay a new event (docs/protocol.md: "a replay is stored once").
     """
     digest = hashlib.blake2b(source.encode(), digest_size=16)
     digest.update(b"\0")
@@ -76,17 +77,24 @@ def prepare_event(
 ) -> PreparedEvent:
     """Decode, identify, redact, normalize and strip one event.
 
-    Raises InvalidEvent for an empty source or a payload that is not a JSON object,
-    msgspec.DecodeError on invalid JSON, UnicodeDecodeError on invalid UTF-8 (all ValueErrors).
+    Raises InvalidEvent for an empty source, a payload that is not a JSON object or one nested
+    deeper than protocol.MAX_DEPTH, msgspec.DecodeError on invalid JSON, UnicodeDecodeError on
+    invalid UTF-8 (all ValueErrors).
     """
     if not source:
         raise InvalidEvent("empty source", "$.source")
-    original = decode_json(payload_json, _any_decoder)
+    try:
+        # Before anything recursive (decode, hash, redaction, normalizers, strip_payload).
+        check_depth(payload_json)
+        original = decode_json(payload_json, _any_decoder)
+    except TooDeep as e:
+        raise InvalidEvent(str(e), "$.payload") from None
     if not isinstance(original, dict):
         raise InvalidEvent("Expected `object`", "$.payload")
     received = received_at if received_at is not None else now_ms()
-    # The id comes from the payload as sent, so a replay dedupes even if the rules changed since.
-    ident = event_id(source, original, received)
+    # The id comes from the payload as sent, so a replay dedupes even if the rules changed since;
+    # and from the sender's time only, never the daemon's clock.
+    ident = event_id(source, original, received_at)
     text = payload_json.decode("utf-8")
     hits = 0
     if privacy.redactor is not None:

@@ -71,7 +71,7 @@ def decode_line(line: bytes) -> tuple[str, bytes, int | None]:
 
     import msgspec
 
-    from agentd.protocol import IngestParams, decode_json
+    from agentd.protocol import IngestParams, TooDeep, decode_json
 
     if _decoders is None:
         _decoders = (
@@ -89,6 +89,8 @@ def decode_line(line: bytes) -> tuple[str, bytes, int | None]:
         if not isinstance(decode_json(payload, any_decoder), dict):
             raise ValueError("the payload is not a JSON object")
         return params.source, payload, params.received_at
+    except TooDeep:
+        raise  # JSON after all, just too deep: refused (rejected/), not kept as text
     except ValueError:
         match = encoded.match(line.strip())
         if match is None:

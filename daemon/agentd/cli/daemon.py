@@ -99,6 +99,7 @@ def _spawn_detached(config: Config) -> None:
         "--no-log-to-stderr",
     ]
     with open(config.log_path, "ab") as log_file:
+        log_start = log_file.tell()
         process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -123,9 +124,22 @@ def _spawn_detached(config: Config) -> None:
         time.sleep(0.05)
     if process.poll() is None:
         process.terminate()
-    click.echo(f"agentd failed to start; see {config.log_path}", err=True)
+    reason = _startup_error(config, log_start)
+    click.echo(f"agentd failed to start{reason}; see {config.log_path}", err=True)
     ctx = click.get_current_context()
     ctx.exit(EXIT_NOT_RUNNING)
+
+
+def _startup_error(config: Config, offset: int) -> str:
+    """ ": <why>", from the `Error: ...` line the child wrote to the log, or "" if none."""
+    try:
+        with open(config.log_path, "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line.removeprefix("Error: ") for line in lines if line.startswith("Error: ")]
+    return f": {errors[-1]}" if errors else ""
 
 
 def _read_pid(config: Config) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -19,7 +20,7 @@ from typing import Any
 from agentd import __version__, paths, pidfile, spool
 from agentd.config import Config
 from agentd.db.store import Store
-from agentd.errors import AlreadyRunning, StartupError
+from agentd.errors import AlreadyRunning, DiskFull, StartupError
 from agentd.ingest import PreparedEvent, Privacy
 from agentd.redact import Redactor
 
@@ -138,6 +139,8 @@ class Service:
         while True:
             try:
                 await self.drain_spool()
+            except DiskFull:
+                log.warning("the disk is full: the spool stays until space is freed")
             except Exception:
                 log.exception("draining the spool failed; will retry")
             await asyncio.sleep(SPOOL_POLL_S)
@@ -154,6 +157,12 @@ class Service:
             return drained
 
     async def _drain_file(self, path: Path) -> int:
+        """Ingest one file's events; keep its bad lines aside; delete it once all committed.
+
+        One bad line never holds up the spool: whatever preparing a line raises, the line goes to
+        rejected/ and the rest are drained. A write that fails (a full disk) keeps the whole file
+        for the next pass: its events that did commit are deduplicated then.
+        """
         try:
             lines, torn = await asyncio.to_thread(spool.read_lines, path)
         except FileNotFoundError:
@@ -165,7 +174,15 @@ class Service:
                 events.append(self.store.prepare(*spool.decode_line(line)))
             except ValueError:  # InvalidEvent, msgspec.DecodeError, UnicodeDecodeError
                 rejected.append(line)
-        await asyncio.gather(*(self.store.submit(event) for event in events))
+            except Exception:  # a bug; still only this line's problem
+                log.exception("spool file %s: a line of %d bytes failed", path.name, len(line))
+                rejected.append(line)
+        outcomes = await asyncio.gather(
+            *(self.store.submit(event) for event in events), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         if rejected or torn:
             self._keep_rejected(path, rejected, torn)
         path.unlink(missing_ok=True)
@@ -173,13 +190,16 @@ class Service:
         return len(events)
 
     def _keep_rejected(self, path: Path, lines: list[bytes], torn: int) -> None:
-        """Lines the daemon cannot read are kept for inspection, never silently deleted."""
+        """Lines the daemon cannot read are kept for inspection, never silently deleted; but
+        redacted as events are (they may hold secrets too), or, below content level `full`, only
+        their size and hash (docs/privacy.md)."""
         self.spool_lines_rejected += len(lines) + (1 if torn else 0)
         rejected_dir = self.config.spool_dir / "rejected"
         rejected_dir.mkdir(mode=0o700, exist_ok=True)
-        data = b"".join(line + b"\n" for line in lines)
+        kept = list(lines)
         if torn:
-            data += path.read_bytes()[-torn:]
+            kept.append(path.read_bytes()[-torn:])
+        data = b"".join(self._scrub(line) + b"\n" for line in kept)
         (rejected_dir / path.name.removesuffix(".open")).write_bytes(data)
         log.warning(
             "spool file %s: %d unreadable lines%s kept in %s",
@@ -188,3 +208,15 @@ class Service:
             " and a torn last line" if torn else "",
             rejected_dir,
         )
+
+    def _scrub(self, line: bytes) -> bytes:
+        """A rejected line as it may be kept: redacted, or only its size and hash."""
+        privacy = self.store.privacy
+        if privacy.content_level != "full":
+            digest = hashlib.blake2b(line, digest_size=16).hexdigest()
+            return b'{"rejected_bytes":%d,"blake2b":"%s"}' % (len(line), digest.encode())
+        if privacy.redactor is None:
+            return line
+        # surrogateescape: a torn line may end inside a UTF-8 sequence; its bytes are kept as is.
+        text, _ = privacy.redactor.redact(line.decode("utf-8", "surrogateescape"))
+        return text.encode("utf-8", "surrogateescape")
