@@ -126,7 +126,8 @@ def test_autostart_config_and_hook_agree(tmp_path, monkeypatch, in_file, in_env)
     if in_env is not None:
         env["AGENTD_AUTOSTART"] = in_env
     started: list[str] = []
-    monkeypatch.setattr(hook, "read_stdin", lambda deadline, limit: (b'{"a": 1}', 8, b""))
+    monkeypatch.setattr(hook.Stdin, "read", lambda self, until: True)
+    monkeypatch.setattr(hook.Stdin, "payload", lambda self: b'{"a": 1}')
     monkeypatch.setattr(hook, "deliver", lambda *args: None)  # no daemon: spool, then autostart?
     monkeypatch.setattr(hook, "autostart", started.append)
     hook.run(env, time.monotonic())

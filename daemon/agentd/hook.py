@@ -8,8 +8,11 @@ Rules, because it runs twice per tool call inside the agent:
 - always exit 0 (exit 2 would block Claude) and never write to stdout (SessionStart and
   UserPromptSubmit stdout is injected into Claude's context);
 - never hang: stdin may never be closed (SessionEnd after /clear), the daemon may never answer;
-- start fast: `os`, `sys`, `time`, `select`, `_socket` and agentd's own lean `paths`/`spool` only
-  on the common path. Run it as `python -I -S .../agentd/hook.py` (what `agentd install claude`
+- never lose the event: stdin that comes late is waited for by a detached child (hand_off);
+- never hand it to another user: the socket's directory must be ours alone and its peer of our
+  uid, and nothing is written through a link planted in the state dir (trust.py);
+- start fast: `os`, `sys`, `time`, `select`, `_socket` and agentd's own lean `paths`, `spool`
+  and `trust` only on the common path. Run it as `python -I -S .../agentd/hook.py` (what `agentd install claude`
   writes): no site-packages scan, and this file finds its package by itself.
 """
 
@@ -42,59 +45,86 @@ import _socket  # noqa: E402
 import select  # noqa: E402
 import time  # noqa: E402
 
-from agentd import paths, spool  # noqa: E402
+from agentd import paths, spool, trust  # noqa: E402
 
 BUDGET_S = 0.5  # from start to the ack: reading stdin, connecting, waiting
 CONNECT_S = 0.05
-# Waiting for stdin's first byte. Claude writes the payload at once; only a starved machine makes
-# it late, and giving up early there loses the event, so this is long. Stdin that stays empty
-# (never a real hook) costs this much, once.
-STDIN_FIRST_BYTE_S = 2.0
-STDIN_IDLE_S = 0.03  # data came, then silence this long: the writer is done but left stdin open
-STDIN_MAX_S = 2.0  # reading a payload that keeps coming stops here (a 50 MB one takes ~0.1 s)
+# Waiting for the payload in the hook itself. Claude writes it at once; only a starved machine
+# makes it late. Then a detached child goes on waiting (hand_off) while the hook exits: the event
+# is kept, and Claude is not held up.
+STDIN_HANDOFF_S = 1.0
+STDIN_LATE_S = 120.0  # how long that child waits for the rest of the payload
+STDIN_IDLE_S = 0.03  # a whole payload came, then silence this long: the writer left stdin open
 TAIL_BYTES = 65536  # of stdin over the limit, the end kept to find the event's ids in
 AUTOSTART_EVERY_S = 10.0  # at most one daemon start per this many seconds, however many hooks fire
 SOURCE = "claude"
 
 
-def read_stdin(deadline: float, limit: int) -> tuple[bytes, int, bytes]:
-    """(up to `limit` bytes of stdin, total bytes seen, the last TAIL_BYTES beyond the limit).
+class Stdin:
+    """The payload on stdin, read in one go or (handed off to a child) in two: up to `limit`
+    bytes kept, the total seen, and the last TAIL_BYTES beyond the limit."""
 
-    `deadline` bounds only the wait for the first byte, and ends with one last look (a starved
-    process may pass it with the whole payload already in the pipe). Once data flows, reading goes
-    on to EOF, or to STDIN_IDLE_S of silence (a writer that leaves stdin open), within STDIN_MAX_S.
-    """
-    kept: list[bytes] = []
-    kept_size = total = 0
-    tail = b""
-    cap = time.monotonic() + STDIN_MAX_S
-    while True:
-        now = time.monotonic()
-        if total:
-            if now >= cap:
-                break
-            wait = min(STDIN_IDLE_S, cap - now)
-        else:
-            wait = max(0.0, deadline - now)
-        try:
-            ready, _, _ = select.select([0], [], [], wait)
-        except (OSError, ValueError):
-            break  # no stdin at all
-        if not ready:
-            break  # nothing came in time, or silence after data
-        try:
-            chunk = os.read(0, 1 << 20)
-        except OSError:
-            break
-        if not chunk:
-            break  # EOF
-        total += len(chunk)
-        if kept_size < limit:
-            kept.append(chunk[: limit - kept_size])
-            kept_size += len(kept[-1])
-        if total > limit:
-            tail = (tail + chunk)[-TAIL_BYTES:]
-    return b"".join(kept), total, tail
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept: list[bytes] = []
+        self.kept_size = self.total = 0
+        self.tail = self.last = b""  # `last`: the last non-blank byte seen
+
+    def read(self, until: float) -> bool:
+        """Read on until EOF, or until a payload that ends like a JSON object (`}`) is followed by
+        STDIN_IDLE_S of silence (a writer that leaves stdin open), or until `until`. Whether the
+        payload is complete; False when time ran out first. The wait ends with one last look (a
+        starved process may pass `until` with the whole payload already in the pipe)."""
+        while True:
+            whole = self.total and self.last == b"}"
+            wait = max(0.0, until - time.monotonic())
+            try:
+                ready, _, _ = select.select([0], [], [], min(wait, STDIN_IDLE_S) if whole else wait)
+            except (OSError, ValueError):
+                return True  # no stdin at all
+            if not ready:
+                return bool(whole)
+            try:
+                chunk = os.read(0, 1 << 20)
+            except OSError:
+                return True
+            if not chunk:
+                return True  # EOF
+            self.total += len(chunk)
+            if self.kept_size < self.limit:
+                self.kept.append(chunk[: self.limit - self.kept_size])
+                self.kept_size += len(self.kept[-1])
+            if self.total > self.limit:
+                self.tail = (self.tail + chunk)[-TAIL_BYTES:]
+            self.last = chunk.rstrip()[-1:] or self.last
+
+    def payload(self) -> bytes:
+        """What to send: the payload as it came, or what oversize_payload keeps of one too big."""
+        head = b"".join(self.kept)
+        if self.total > self.limit:
+            return oversize_payload(head, self.total, self.tail)
+        return head
+
+
+def hand_off() -> bool:
+    """Fork a detached child to wait for the rest of stdin: True in the child, False in the hook,
+    which may then exit. The child keeps stdin, leaves Claude's session (setsid: it outlives the
+    hook's process group), and lets go of stdout and stderr (/dev/null) before the hook returns:
+    Claude waits for the hook's stdout to close, and must not wait for the child."""
+    ready_r, ready_w = os.pipe()
+    if os.fork():
+        os.close(ready_w)
+        os.read(ready_r, 1)  # EOF once the child has closed its end, after the dup2s below
+        os.close(ready_r)
+        return False
+    os.close(ready_r)
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+    os.close(ready_w)
+    return True
 
 
 def oversize_payload(head: bytes, total: int, tail: bytes) -> bytes:
@@ -123,11 +153,13 @@ def wrap_unparsed(data: bytes) -> bytes:
 
 
 def deliver(socket_path: str, params: bytes, deadline: float) -> bytes | None:
-    """Send one ingest request; the reply line, or None if the daemon could not be reached."""
+    """Send one ingest request; the reply line, or None if the daemon could not be reached.
+    trust.Untrusted, before anything is sent, if the socket's peer is not of our uid."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(CONNECT_S)
         sock.connect(socket_path)
+        trust.check_peer(sock, socket_path)
         sock.settimeout(max(0.001, deadline - time.monotonic()))
         sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"ingest","params":%s}\n' % params)
         reply = b""
@@ -138,6 +170,8 @@ def deliver(socket_path: str, params: bytes, deadline: float) -> bytes | None:
                 return None
             reply += chunk
         return reply
+    except trust.Untrusted:
+        raise
     except OSError:  # missing, refused, not a socket, timed out (TimeoutError is an OSError)
         return None
     finally:
@@ -149,35 +183,64 @@ def is_parse_error(reply: bytes) -> bool:
 
 
 def autostart(state_dir: str) -> None:
-    """Start the daemon in the background, once even when many hooks find it down at once."""
+    """Start the daemon in the background, once even when many hooks find it down at once.
+
+    Its lock and log are opened in the checked state dir, O_NOFOLLOW: a link planted there is
+    refused, never written through."""
     import fcntl
 
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(state_dir, "autostart.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    dir_fd = trust.open_private_dir(state_dir)
+    try:
+        fd = trust.open_private("autostart.lock", os.O_RDWR | os.O_CREAT, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return  # another hook is starting it right now
-        if time.time() - os.fstat(fd).st_mtime < AUTOSTART_EVERY_S and os.fstat(fd).st_size:
-            return  # started moments ago; it is still coming up
+        st = os.fstat(fd)
+        # A start moments ago is still coming up. An mtime in the future is a clock that stepped
+        # back, not a recent start: trusting it would block autostart until the clock caught up.
+        if st.st_size and 0 <= time.time() - st.st_mtime < AUTOSTART_EVERY_S:
+            return
         os.ftruncate(fd, 0)
         os.write(fd, b"%d\n" % os.getpid())
-        log = os.path.join(state_dir, "agentd.log")
-        # posix_spawn, not subprocess (a heavy import); setsid detaches it from Claude's session.
-        os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-m", "agentd", "start", "--foreground", "--no-log-to-stderr"],
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
-            ],
-            setsid=True,
-        )
+        dir_fd = trust.open_private_dir(state_dir)
+        try:
+            log = trust.open_private("agentd.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, dir_fd)
+        finally:
+            os.close(dir_fd)
+        try:
+            # posix_spawn, not subprocess (a heavy import); setsid detaches it from Claude's
+            # session. The log goes in as an fd already opened safely (POSIX_SPAWN_DUP2).
+            os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-m", "agentd", "start", "--foreground", "--no-log-to-stderr"],
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, log, 2),
+                ],
+                setsid=True,
+            )
+        finally:
+            os.close(log)
     finally:
         os.close(fd)
+
+
+def socket_refusal(socket_path: str) -> trust.Untrusted | None:
+    """Why the socket's directory is not one to connect in (others could have planted the
+    socket), or None. A missing directory is fine: there is simply no daemon yet."""
+    try:
+        trust.check_dir(os.path.dirname(socket_path) or ".")
+    except trust.Untrusted as e:
+        return e
+    except OSError:
+        pass  # missing or unreadable: connecting fails too, and the event is spooled
+    return None
 
 
 def run(env: dict[str, str] | os._Environ[str], start: float) -> None:
@@ -189,30 +252,48 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> None:
         file = {}  # a broken config file must not cost the event; `agentd status` reports it
     max_line = file.get("max_line_bytes")
     limit = (max_line if isinstance(max_line, int) else paths.MAX_LINE_BYTES) - paths.ENVELOPE_BYTES
-    data, total, tail = read_stdin(start + STDIN_FIRST_BYTE_S, limit)
-    if not data.strip():
+    stdin = Stdin(limit)
+    if not stdin.read(start + STDIN_HANDOFF_S):
+        if not hand_off():
+            return  # the child keeps the event
+        stdin.read(time.monotonic() + STDIN_LATE_S)
+        deadline = time.monotonic() + BUDGET_S  # the child has time: nobody waits for it
+    payload = stdin.payload()
+    if not payload.strip():
         return  # nothing to keep
     # Normally all of BUDGET_S is left; if stdin came late, still give delivery a fair try.
     deadline = max(deadline, time.monotonic() + 2 * CONNECT_S)
-    payload = data if total <= limit else oversize_payload(data, total, tail)
     if not payload.lstrip().startswith(b"{"):
         payload = wrap_unparsed(payload)
     socket_path = paths.socket_path(env, file)
     params = spool.encode_line(SOURCE, received_at, payload)  # the `ingest` params, one line
-    reply = deliver(socket_path, params, deadline)
-    if reply is not None and is_parse_error(reply):
-        params = spool.encode_line(SOURCE, received_at, wrap_unparsed(payload))
-        reply = deliver(socket_path, params, deadline)
-    if reply is not None and b'"result"' in reply:
-        return
+    refused = socket_refusal(socket_path)
+    if refused is None:
+        try:
+            reply = deliver(socket_path, params, deadline)
+            if reply is not None and is_parse_error(reply):
+                params = spool.encode_line(SOURCE, received_at, wrap_unparsed(payload))
+                reply = deliver(socket_path, params, deadline)
+            if reply is not None and b'"result"' in reply:
+                return
+        except trust.Untrusted as e:
+            refused = e
     # Not delivered (or not acked in time: the daemon may have committed it; replays are harmless).
     # Whether the payload is JSON is left to the daemon (spool.decode_line keeps a non-JSON one as
     # text when it drains the spool): a json import here would cost more than the rest of the hook.
+    # A state dir that is not ours raises trust.Untrusted here: nothing is written in it.
     state = paths.state_dir(env)
+    trust.private_dir(state)
     spool.write_file(os.path.join(state, "spool"), SOURCE, [params + b"\n"])
+    if refused is not None:  # kept; and no daemon is started to listen beside a planted socket
+        os.write(2, f"agentd-hook: event spooled, not sent: {refused}\n".encode())
+        return
     autostart_setting = env.get("AGENTD_AUTOSTART", file.get("autostart", True))
     if autostart_setting not in (False, "0", "false", "no", "off"):
-        autostart(state)
+        try:
+            autostart(state)
+        except OSError as e:  # the event is safe in the spool; only the start failed
+            os.write(2, f"agentd-hook: event spooled; daemon not started: {e}\n".encode())
 
 
 def main() -> None:
