@@ -118,7 +118,7 @@ def test_autostart_env_over_file(tmp_path):
 def test_autostart_config_and_hook_agree(tmp_path, monkeypatch, in_file, in_env):
     """The hook decides autostart by itself (it must not import config.py): run its own code on
     the same environment and config file, and compare."""
-    from agentd import hook
+    from agentd import forward as hook  # the hook's code (hook.py only launches it)
 
     if in_file is not None:
         (tmp_path / "config.toml").write_text(f"autostart = {str(in_file).lower()}\n")

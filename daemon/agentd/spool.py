@@ -13,17 +13,15 @@ has finished it. While a writer may still append, the name ends in `.ndjson.open
 such a file alone while the pid in its name is alive, and drains it (complete lines only) once that
 process is gone.
 
-`os`, `time` and agentd's lean `trust` only at import: the hook writes here when the daemon is
-down, on an agent's hot path. Only decode_line, which only the daemon calls, imports more
-(msgspec, agentd.protocol).
+`os` and `time` only at import (agentd's lean `trust` when writing): the hook writes here when
+the daemon is down, on an agent's hot path. Only decode_line, which only the daemon calls,
+imports more (msgspec, agentd.protocol).
 """
 
 from __future__ import annotations
 
 import os
 import time
-
-from agentd import trust
 
 TYPE_CHECKING = False  # the idiom that spares importing `typing` at run time
 if TYPE_CHECKING:
@@ -106,6 +104,8 @@ def write_file(spool_dir: StrPath, source: str, lines: list[bytes]) -> str:
     The directory must be ours and private (trust.Untrusted otherwise; made 0700 if missing) and
     the file is made relative to it, O_NOFOLLOW and 0600: nothing planted can redirect the write.
     """
+    from agentd import trust
+
     spool_dir = os.fspath(spool_dir)
     dir_fd = trust.open_private_dir(spool_dir)
     try:
