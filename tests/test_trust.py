@@ -95,10 +95,12 @@ def test_stdin_that_comes_after_the_hook_exited_is_spooled(agentd_env, config):
     assert wait_for(lambda: spooled(config.spool_dir) == ["toolu_late"], 15)
 
 
-def test_a_payload_that_stalls_midway_is_delivered_whole(daemon, agentd_env):
+@pytest.mark.parametrize("cut", ["mid-string", "after a nested object"])
+def test_a_payload_that_stalls_midway_is_delivered_whole(daemon, agentd_env, cut):
     payload = json.dumps(dict(POST, tool_use_id="toolu_stalled")).encode()
-    proc = late_hook(agentd_env, first=payload[:100])  # then silence: not a whole JSON object
-    finish(proc, payload[100:])
+    at = 100 if cut == "mid-string" else payload.index(b"}") + 1  # ends in `}`, yet not whole
+    proc = late_hook(agentd_env, first=payload[:at])  # then silence
+    finish(proc, payload[at:])
 
     def stored():
         return query_db(daemon.config.db_path, "SELECT payload FROM events")

@@ -41,14 +41,16 @@ class Stdin:
         self.kept: list[bytes] = []
         self.kept_size = self.total = 0
         self.tail = self.last = b""  # `last`: the last non-blank byte seen
+        self.depth = 0  # `{` minus `}` seen: 0 when a JSON object may have ended
 
     def read(self, until: float) -> bool:
-        """Read on until EOF, or until a payload that ends like a JSON object (`}`) is followed by
-        STDIN_IDLE_S of silence (a writer that leaves stdin open), or until `until`. Whether the
-        payload is complete; False when time ran out first. The wait ends with one last look (a
-        starved process may pass `until` with the whole payload already in the pipe)."""
+        """Read on until EOF, or until a payload that ends like a whole JSON object (a last `}`
+        that balances the braces: cheap, and not fooled by a cut after a nested object) is
+        followed by STDIN_IDLE_S of silence (a writer that leaves stdin open), or until `until`. Whether the payload is complete; False when time ran out
+        first. The wait ends with one last look (a starved process may pass `until` with the
+        whole payload already in the pipe)."""
         while True:
-            whole = self.total and self.last == b"}"
+            whole = self.total and self.last == b"}" and not self.depth
             wait = max(0.0, until - time.monotonic())
             try:
                 ready, _, _ = select.select([0], [], [], min(wait, STDIN_IDLE_S) if whole else wait)
@@ -69,6 +71,7 @@ class Stdin:
             if self.total > self.limit:
                 self.tail = (self.tail + chunk)[-TAIL_BYTES:]
             self.last = chunk.rstrip()[-1:] or self.last
+            self.depth += chunk.count(b"{") - chunk.count(b"}")
 
     def payload(self) -> bytes:
         """What to send: the payload as it came, or what oversize_payload keeps of one too big."""
