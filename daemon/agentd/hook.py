@@ -34,7 +34,13 @@ import sys  # noqa: E402
 if __name__ == "__main__" and not __package__:  # run as a file: make `agentd` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
-from agentd.forward import main  # noqa: E402
+try:
+    from agentd.forward import main
+except BaseException as e:  # a broken or half-upgraded agentd must not break the agent: exit 0
+    if __name__ != "__main__":
+        raise
+    os.write(2, f"agentd-hook: event not kept: cannot load agentd: {e!r}\n".encode())
+    os._exit(0)
 
 __all__ = ["main"]
 
