@@ -23,7 +23,7 @@ def test_every_error_code_is_documented():
     codes = {
         cls.CODE
         for cls in vars(errors).values()
-        if isinstance(cls, type) and issubclass(cls, errors.AgentdError)
+        if isinstance(cls, type) and issubclass(cls, errors.WireError)
     }
     for code in codes:
         assert f"| {code} |" in text, code
@@ -70,3 +70,21 @@ def test_every_setting_is_documented():
         # The example config file shows each key too.
         key = setting.name.rpartition(".")[2]
         assert f"{key} =" in text or f"[{key}]" in text, key
+
+
+def test_readme_layout_names_every_module_and_only_existing_ones():
+    """README's package table is how a newcomer finds the room for a change: keep it true."""
+    readme = (DOCS.parent / "README.md").read_text()
+    section = readme.split("Inside `daemon/agentd/`:", 1)[1].split("Where a change goes:", 1)[0]
+    named = set(re.findall(r"`([a-z_]+(?:\.py|/))`", section))
+    package = DOCS.parent / "daemon" / "agentd"
+    present = {
+        p.name + ("/" if p.is_dir() else "")
+        for p in package.iterdir()
+        if (p.is_dir() and (p / "__init__.py").exists())
+        or (p.suffix == ".py" and not p.name.startswith("_"))
+    }
+    assert named == present, f"missing from README: {present - named}; gone: {named - present}"
+    where = readme.split("Where a change goes:", 1)[1]
+    for path in re.findall(r"`([a-z_]+/(?:[a-z_]+\.py)?|[a-z_]+\.py)`", where):
+        assert (package / path).exists() or (DOCS.parent / path).exists(), path

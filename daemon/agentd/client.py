@@ -14,20 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentd.errors import NotRunning, RemoteError
 from agentd.trust import Untrusted, check_dir, check_peer
 
 __all__ = ["Client", "RemoteError", "NotRunning", "Untrusted"]
-
-
-class NotRunning(Exception):
-    """Nothing answers on the socket."""
-
-
-class RemoteError(Exception):
-    def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(f"{error.get('message')} (code {error.get('code')})")
-        self.code = error.get("code")
-        self.data = error.get("data")
 
 
 class Client:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd import paths
+from agentd.errors import ConfigError
 
 __all__ = ["SETTINGS", "Setting", "Config", "ConfigError", "CONTENT_LEVELS", "ENV_OFF"]
 
@@ -27,10 +28,6 @@ CONTENT_LEVELS = ("full", "metadata", "none")  # see privacy.py
 # with AGENTD_AUTOSTART (tests/test_config.py runs the hook's own code to check it).
 ENV_OFF = ("0", "false", "no", "off")
 _MISSING = object()
-
-
-class ConfigError(Exception):
-    """The config file or an AGENTD_* variable holds something agentd cannot use."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +144,36 @@ SETTINGS: tuple[Setting, ...] = (
         attribute="redaction_patterns",
         check=_patterns_error,
     ),
+    Setting(
+        name="push.url",
+        type=str,
+        default="",
+        env="AGENTD_PUSH_URL",
+        help="The PostgreSQL server `agentd push` copies to, a libpq URL (docs/team.md).",
+        attribute="push_url",
+    ),
+    Setting(
+        name="push.content_level",
+        type=str,
+        default="",
+        env=None,
+        help="What a push sends: metadata or none push less than is stored; "
+        "empty means `content_level`.",
+        attribute="push_content_level",
+        check=lambda v: (
+            None
+            if v in ("", *CONTENT_LEVELS)
+            else (f"[push] 'content_level' must be one of {', '.join(CONTENT_LEVELS)}, got {v!r}")
+        ),
+    ),
+    Setting(
+        name="push.raw",
+        type=bool,
+        default=False,
+        env=None,
+        help="`agentd push` sends the raw events table too (`--raw`).",
+        attribute="push_raw",
+    ),
 )
 
 
@@ -201,6 +228,9 @@ class Config:
     content_level: str = "full"
     redaction: bool = True
     redaction_patterns: dict[str, str] = field(default_factory=dict)
+    push_url: str = ""
+    push_content_level: str = ""
+    push_raw: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

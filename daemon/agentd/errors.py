@@ -1,12 +1,51 @@
-"""agentd's errors, one class per JSON-RPC error code (docs/protocol.md lists them all)."""
+"""Every error agentd raises on purpose, in one tree (httpx's `_exceptions.py` idea):
+
+    AgentdError                   catch this to catch anything agentd means to raise
+    ├── WireError                 a JSON-RPC error answer: CODE, MESSAGE, to_error()
+    │   ├── ParseError            -32700  the line is not JSON
+    │   ├── InvalidRequest        -32600  JSON, but not a JSON-RPC request
+    │   ├── MethodNotFound        -32601
+    │   ├── InvalidParams         -32602  the params do not fit the method ($.path in data)
+    │   ├── InternalError         -32603  a bug: the connection carries on
+    │   ├── LineTooLong           -32001  over max_line_bytes; the connection is closed after it
+    │   └── ShuttingDown          -32002  the daemon is stopping and takes no new work
+    ├── InvalidEvent              an event the ingest pipeline cannot take (becomes InvalidParams)
+    └── UserError                 a problem the user can fix: the CLI prints "Error: <message>"
+        │                         and exits with EXIT_CODE (cli/__init__.py, the one place)
+        ├── ConfigError           the config file or an AGENTD_* variable
+        ├── NotRunning            nothing answers on the daemon's socket (exit 3)
+        ├── RemoteError           the daemon answered a request with an error
+        ├── AlreadyRunning        another daemon serves this state dir or socket
+        ├── StartupError          the daemon cannot start (bad path, unwritable directory, ...)
+        ├── Locked                another process holds a pid-file lock
+        ├── DaemonTooOld          the running daemon is older than this code
+        ├── SinkLost              the daemon went away mid-import
+        ├── AccessError           no write can be made now (WriterBusy, NoDatabase, DaemonRefused)
+        ├── InstallError          an agent's configuration cannot be changed as asked
+        ├── ImportFailed          an import cannot run or finish
+        ├── QueryError            a query or report cannot run (Interrupted: stopped by Ctrl-C)
+        ├── UIError               the dashboard cannot start (no database yet, cannot bind)
+        └── PushError             a push to PostgreSQL failed
+            ├── ConnectFailed     the server cannot be reached or refuses us (`auth`: which)
+            ├── SchemaMissing     no agentd tables on the server, or older ones: push --init
+            └── PushBusy          another `agentd push` for this machine holds the server's lock
+        └── TimeError             a time or duration the user typed is not one
+
+docs/protocol.md lists the wire codes (a test keeps it complete). Stdlib only: the client and the
+hook's neighbours import it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentd.client import RemoteError as _RemoteError
 
 __all__ = [
     "AgentdError",
+    "WireError",
     "ParseError",
     "InvalidRequest",
     "MethodNotFound",
@@ -14,12 +53,41 @@ __all__ = [
     "InternalError",
     "LineTooLong",
     "ShuttingDown",
-    "StartupError",
+    "InvalidEvent",
+    "UserError",
+    "ConfigError",
+    "NotRunning",
+    "RemoteError",
     "AlreadyRunning",
+    "StartupError",
+    "Locked",
+    "AccessError",
+    "WriterBusy",
+    "NoDatabase",
+    "DaemonRefused",
+    "DaemonTooOld",
+    "SinkLost",
+    "InstallError",
+    "ImportFailed",
+    "QueryError",
+    "Interrupted",
+    "TimeError",
+    "UIError",
+    "PushError",
+    "ConnectFailed",
+    "SchemaMissing",
+    "PushBusy",
 ]
 
 
 class AgentdError(Exception):
+    """The root of every error agentd raises on purpose."""
+
+
+# -- the wire: each class is one JSON-RPC error code ---------------------------------------------
+
+
+class WireError(AgentdError):
     CODE = -32603
     MESSAGE = "Internal error"
 
@@ -35,17 +103,17 @@ class AgentdError(Exception):
         return error
 
 
-class ParseError(AgentdError):
+class ParseError(WireError):
     CODE = -32700
     MESSAGE = "Parse error"
 
 
-class InvalidRequest(AgentdError):
+class InvalidRequest(WireError):
     CODE = -32600
     MESSAGE = "Invalid Request"
 
 
-class MethodNotFound(AgentdError):
+class MethodNotFound(WireError):
     CODE = -32601
     MESSAGE = "Method not found"
 
@@ -54,7 +122,7 @@ class MethodNotFound(AgentdError):
         return cls(f"Method not found: {method!r}", data={"method": method})
 
 
-class InvalidParams(AgentdError):
+class InvalidParams(WireError):
     CODE = -32602
     MESSAGE = "Invalid params"
 
@@ -66,32 +134,157 @@ class InvalidParams(AgentdError):
         return cls(f"Invalid params: {text}", data={"path": path})
 
 
-class InternalError(AgentdError):
+class InternalError(WireError):
     CODE = -32603
     MESSAGE = "Internal error"
 
 
-class LineTooLong(AgentdError):
+class LineTooLong(WireError):
     """Application error: a line over the daemon's limit. The connection is closed after it."""
 
     CODE = -32001
     MESSAGE = "Line too long"
 
 
-class ShuttingDown(AgentdError):
+class ShuttingDown(WireError):
     """Application error: the daemon is stopping and takes no new work."""
 
     CODE = -32002
     MESSAGE = "Daemon is shutting down"
 
 
-class StartupError(Exception):
-    """The daemon cannot start (bad path, unwritable directory, ...); the message says why."""
+class InvalidEvent(AgentdError, ValueError):
+    """An event the ingest pipeline cannot take as it is; `path` names the part at fault
+    ($.payload, ...). The RPC answers it as InvalidParams; the spool drain keeps the line aside."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
-class AlreadyRunning(Exception):
+# -- what a user can fix: the CLI prints the message and exits with EXIT_CODE ---------------------
+
+
+class UserError(AgentdError):
+    EXIT_CODE = 1
+
+
+class ConfigError(UserError):
+    """The config file or an AGENTD_* variable holds something agentd cannot use."""
+
+
+class NotRunning(UserError):
+    """Nothing answers on the socket."""
+
+    EXIT_CODE = 3
+
+
+class RemoteError(UserError):
+    """The daemon answered a request with a JSON-RPC error."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(f"{error.get('message')} (code {error.get('code')})")
+        self.code = error.get("code")
+        self.data = error.get("data")
+
+
+class AlreadyRunning(UserError):
     """A daemon already holds this state dir's pid file, or serves this socket."""
 
     def __init__(self, pid: int | None, socket_path: Path) -> None:
         super().__init__(f"agentd is already running (pid {pid or '?'}, socket {socket_path})")
         self.pid = pid
+
+
+class StartupError(UserError):
+    """The daemon cannot start (bad path, unwritable directory, ...); the message says why."""
+
+
+class Locked(UserError):
+    """Another process holds a pid-file lock; `pid` is what its pid file says (None: unreadable)."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(f"held by pid {pid or '?'}")
+        self.pid = pid
+
+
+class AccessError(UserError):
+    """No write can be made now; the message says why and what to do."""
+
+
+class WriterBusy(AccessError):
+    """Another process holds the writer lock and no daemon answers."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(
+            f"pid {pid or '?'} holds the database's writer lock (a daemon starting, or another "
+            "import, prune or vacuum) and no daemon answers; try again when it is done"
+        )
+        self.pid = pid
+
+
+class NoDatabase(AccessError):
+    """A direct write to a database that does not exist (one that only deletes has nothing to do)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no database at {path}: nothing captured yet (start with: agentd start)")
+        self.path = path
+
+
+class DaemonRefused(AccessError):
+    """The daemon answered the write with an error."""
+
+    def __init__(self, method: str, error: _RemoteError) -> None:
+        super().__init__(f"the daemon refused {method}: {error}")
+        self.method = method
+        self.error = error
+
+
+class DaemonTooOld(UserError):
+    """The running daemon was started from older code than this importer's."""
+
+
+class SinkLost(UserError):
+    """The daemon went away (or is shutting down) mid-import; run again to finish."""
+
+
+class InstallError(UserError):
+    """The install cannot proceed (unreadable settings, ...); the message says what to fix."""
+
+
+class ImportFailed(UserError):
+    """The import could not run or finish; the message says why and what to do."""
+
+
+class QueryError(UserError):
+    """A problem with a query the user can fix."""
+
+
+class Interrupted(QueryError):
+    """The statement was interrupted (Ctrl-C)."""
+
+
+class TimeError(UserError, ValueError):
+    """A time or duration the user typed is not one agentd reads."""
+
+
+class UIError(UserError):
+    """`agentd ui` cannot start: no database yet, cannot bind, a non-loopback bind without token."""
+
+
+class PushError(UserError):
+    """A push failed; str() is one line for the user."""
+
+
+class ConnectFailed(PushError):
+    def __init__(self, message: str, *, auth: bool = False) -> None:
+        super().__init__(message)
+        self.auth = auth  # a wrong password or unknown role: retrying will not help
+
+
+class SchemaMissing(PushError):
+    """The server has no agentd tables, or older ones: run `agentd push --init`."""
+
+
+class PushBusy(PushError):
+    """Another `agentd push` for this machine holds the server's lock."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from agentd.errors import InvalidEvent
 from agentd.normalizers import normalize
 from agentd.privacy import apply_to_rows, strip_payload
 from agentd.protocol import decode_json
@@ -56,14 +57,6 @@ class PreparedEvent:
     payload: str  # the JSON text as sent, redacted and stripped to the content level
     rows: list[Row]
     redactions: int = 0
-
-
-class InvalidEvent(ValueError):
-    """An event the store cannot take as it is; `path` names the part at fault ($.payload, ...)."""
-
-    def __init__(self, message: str, path: str) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Every `--format` of every command: one place that writes rows and documents, and sizes.
 
 - Rows (a list command: `query`) stream in batches to table, json, ndjson or csv; the table
-  formats cells by their column kind (time, duration, cost, pct, path, int, text).
+  formats cells by how their column displays (time, duration, cost, pct, path, int, text).
 - A document (one object: `status`, `prune`, `vacuum`, an import summary) is text for `table`
   (the command's own renderer), one JSON object for `json` (indented, what `--json` printed),
   one line for `ndjson`, and a header and one row for `csv` (nested keys joined with ".").
@@ -42,7 +42,7 @@ __all__ = [
 FORMATS = ("table", "json", "ndjson", "csv")
 TABLE_SAMPLE_ROWS = 1000  # rows the table reads ahead to size its columns; later rows reuse them
 MAX_CELL = 60
-NUMERIC_KINDS = {"int", "pct", "cost", "duration"}
+NUMERIC_DISPLAYS = {"int", "pct", "cost", "duration"}
 
 Batches = Iterable[list[tuple[Any, ...]]]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,11 +60,11 @@ def human_bytes(n: float) -> str:
 
 @dataclass(frozen=True)
 class Rows:
-    """What a list command emits: column names, rows in batches, and optionally column kinds."""
+    """What a list command emits: column names, rows in batches, and optionally how each column displays."""
 
     columns: list[str]
     batches: Batches
-    kinds: list[str | None] | None = None
+    displays: list[str | None] | None = None
 
 
 def stream(fmt: str) -> TextIO:
@@ -93,7 +93,7 @@ def emit(
         if fmt == "table" and text is not None:
             out.write(_line(text(data)))
             return 1
-        return write(out, fmt, data.columns, data.batches, data.kinds)
+        return write(out, fmt, data.columns, data.batches, data.displays)
     write_document(out, fmt, data, text, sort_keys=sort_keys)
     return 1
 
@@ -236,17 +236,17 @@ def _duration(ms: float) -> str:
     return f"{days}d{hours:02d}h"
 
 
-def _cell(value: Any, kind: str | None) -> str:
+def _cell(value: Any, display: str | None) -> str:
     if value is None:
         return ""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if kind == "time":
+        if display == "time":
             return time.strftime("%Y-%m-%d %H:%M", time.localtime(value / 1000))
-        if kind == "duration":
+        if display == "duration":
             return _duration(value)
-        if kind == "cost":
+        if display == "cost":
             return f"{value:.4f}"
-        if kind == "pct":
+        if display == "pct":
             return f"{value:.1f}%"
         return str(value)
     text = str(_plain(value))
@@ -256,15 +256,15 @@ def _cell(value: Any, kind: str | None) -> str:
 _FLAT = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
 
 
-def _fit(text: str, width: int, kind: str | None) -> str:
+def _fit(text: str, width: int, display: str | None) -> str:
     if len(text) <= width:
         return text
     # Paths keep their end (the file name), everything else its beginning.
-    return "…" + text[-(width - 1) :] if kind == "path" else text[: width - 1] + "…"
+    return "…" + text[-(width - 1) :] if display == "path" else text[: width - 1] + "…"
 
 
 def _write_table(
-    out: TextIO, columns: list[str], batches: Batches, kinds: list[str | None]
+    out: TextIO, columns: list[str], batches: Batches, displays: list[str | None]
 ) -> None:
     batches = iter(batches)
     sample: list[tuple[Any, ...]] = []
@@ -272,25 +272,25 @@ def _write_table(
         sample.extend(batch)
         if len(sample) >= TABLE_SAMPLE_ROWS:
             break
-    cells = [[_cell(v, k) for v, k in zip(row, kinds, strict=True)] for row in sample]
+    cells = [[_cell(v, k) for v, k in zip(row, displays, strict=True)] for row in sample]
     widths = [
         min(MAX_CELL, max([len(name)] + [len(r[i]) for r in cells]))
         for i, name in enumerate(columns)
     ]
     right = [
-        kind in NUMERIC_KINDS
+        display in NUMERIC_DISPLAYS
         or (
-            kind is None
+            display is None
             and any(row[i] is not None for row in sample)
             and all(isinstance(row[i], int | float | None) for row in sample)
         )
-        for i, kind in enumerate(kinds)
+        for i, display in enumerate(displays)
     ]
 
     def line(texts: list[str]) -> str:
         padded = [
             t.rjust(w) if r else _fit(t, w, k).ljust(w)  # numbers overflow, never cut
-            for t, w, k, r in zip(texts, widths, kinds, right, strict=True)
+            for t, w, k, r in zip(texts, widths, displays, right, strict=True)
         ]
         return "  ".join(padded).rstrip() + "\n"
 
@@ -298,7 +298,9 @@ def _write_table(
     out.write("".join(head + [line(texts) for texts in cells]))
     for batch in batches:  # the rest, in the widths the sample set
         out.write(
-            "".join(line([_cell(v, k) for v, k in zip(row, kinds, strict=True)]) for row in batch)
+            "".join(
+                line([_cell(v, k) for v, k in zip(row, displays, strict=True)]) for row in batch
+            )
         )
 
 
@@ -314,7 +316,7 @@ def write(
     fmt: str,
     columns: list[str],
     batches: Batches,
-    kinds: list[str | None] | None = None,
+    displays: list[str | None] | None = None,
 ) -> int:
     """Write rows in `fmt` as they come; return how many were written."""
     count = 0
@@ -326,7 +328,7 @@ def write(
             yield batch
 
     if fmt == "table":
-        _write_table(out, columns, counted(batches), kinds or [None] * len(columns))
+        _write_table(out, columns, counted(batches), displays or [None] * len(columns))
     else:
         _WRITERS[fmt](out, columns, counted(batches))
     return count

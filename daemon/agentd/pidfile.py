@@ -14,16 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agentd import trust
+from agentd.errors import Locked
 
 __all__ = ["Locked", "acquire", "release", "held"]
-
-
-class Locked(Exception):
-    """Another process holds the lock; `pid` is what its pid file says (None if unreadable)."""
-
-    def __init__(self, pid: int | None) -> None:
-        super().__init__(f"held by pid {pid or '?'}")
-        self.pid = pid
 
 
 def acquire(path: Path) -> int:

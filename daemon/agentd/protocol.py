@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from agentd.errors import AgentdError, InvalidParams, InvalidRequest, ParseError
+from agentd.errors import InvalidParams, InvalidRequest, ParseError, WireError
 
 __all__ = [
     "Request",
@@ -98,7 +98,7 @@ _encoder = msgspec.json.Encoder()
 class Invalid(msgspec.Struct, frozen=True):
     """A message that could not become a Request: answer `error` with `id`."""
 
-    error: AgentdError
+    error: WireError
     id: RequestId = None
 
 
@@ -148,13 +148,13 @@ def decode_line(line: bytes) -> tuple[bool, list[Request | Invalid]]:
     return False, [Invalid(InvalidRequest("Invalid Request: expected an object or a batch array"))]
 
 
-def decode_params(params: msgspec.Raw, kind: type[Any]) -> Any:
+def decode_params(params: msgspec.Raw, params_type: type[Any]) -> Any:
     """Decode a method's params into its Struct; InvalidParams (with the `$.path`) if they don't fit."""
     raw = bytes(params)
-    if kind is NoParams and raw in (b"null", b"{}", b"[]"):
+    if params_type is NoParams and raw in (b"null", b"{}", b"[]"):
         return NoParams()
     try:
-        return msgspec.json.decode(raw, type=kind)
+        return msgspec.json.decode(raw, type=params_type)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise InvalidParams.of(e) from None
 
@@ -163,7 +163,7 @@ def encode_response(request_id: RequestId, result: Any) -> bytes:
     return _encoder.encode({"jsonrpc": "2.0", "id": request_id, "result": result})
 
 
-def encode_error(request_id: RequestId, error: AgentdError) -> bytes:
+def encode_error(request_id: RequestId, error: WireError) -> bytes:
     return _encoder.encode({"jsonrpc": "2.0", "id": request_id, "error": error.to_error()})
 
 

@@ -1,7 +1,8 @@
 """The `agentd` command: a thin click layer over config, server and client.
 
 Exit codes: 0 success; 1 error; 2 usage error (click); 3 the daemon is not running (`status`) or
-failed to start (`start`).
+failed to start (`start`). Every agentd error a user can fix (errors.UserError) becomes its
+message and exit code here, in AgentdGroup, the one place: commands just let them rise.
 """
 
 from __future__ import annotations
@@ -13,17 +14,28 @@ from typing import Any
 import click
 
 from agentd import __version__
-from agentd.config import Config, ConfigError
+from agentd.config import Config
+from agentd.errors import NotRunning, UserError
 
-EXIT_NOT_RUNNING = 3
+EXIT_NOT_RUNNING = NotRunning.EXIT_CODE
+
+
+class AgentdGroup(click.Group):
+    """The root group: an errors.UserError raised by any command below it is printed as
+    `Error: <message>` and exits with its EXIT_CODE, never as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            error = click.ClickException(str(e))
+            error.exit_code = e.EXIT_CODE
+            raise error from None
 
 
 def _load(**overrides: Any) -> Config:
-    """Config.load, with a config error as a clean `Error: ...` (exit 1), never a traceback."""
-    try:
-        return Config.load(**overrides)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    """Config.load; a ConfigError rises to AgentdGroup (a clean `Error: ...`, exit 1)."""
+    return Config.load(**overrides)
 
 
 def _config(ctx: click.Context | None = None) -> Config:
@@ -39,7 +51,7 @@ def _config(ctx: click.Context | None = None) -> Config:
     return config
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=AgentdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="agentd")
 @click.option(
     "--socket",
@@ -73,4 +85,4 @@ def main() -> None:
 
 
 # The commands live in their own modules; importing them registers them on the group.
-from agentd.cli import agents, daemon, maintenance, query  # noqa: E402, F401
+from agentd.cli import agents, daemon, maintenance, push, query, ui  # noqa: E402, F401

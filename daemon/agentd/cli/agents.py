@@ -60,15 +60,10 @@ def _plan_command(name: str, installing: bool) -> click.Command:
         help=installer.SCOPE_HELP,
     )
     def command(scope: str, project_dir: Path | None, dry_run: bool) -> None:
-        from agentd.installers import InstallError
-
         if project_dir is not None and scope != "project":
             raise click.UsageError("--project-dir goes with --scope project")
         action = installer.install if installing else installer.uninstall
-        try:
-            plan = action(installer.target(scope, project_dir, dict(os.environ)), dry_run=dry_run)
-        except InstallError as e:
-            raise click.ClickException(str(e)) from None
+        plan = action(installer.target(scope, project_dir, dict(os.environ)), dry_run=dry_run)
         for line in installer.summary(plan, dry_run=dry_run, installing=installing):
             click.echo(line)
         if installing and plan.applied:
@@ -116,14 +111,11 @@ def _import(
     ctx: click.Context, agent: str, paths: list[Path], fmt: str, wait: float
 ) -> dict[str, object]:
     """Run one import; print its summary as text (for the table format) and return it as data."""
-    from agentd.importers import ImportFailed, Progress, run_import
+    from agentd.importers import Progress, run_import
 
     config = _config(ctx)
     progress = Progress(enabled=fmt == "table" and sys.stderr.isatty())
-    try:
-        summary = run_import(config, agent, paths, progress=progress, wait_s=wait)
-    except ImportFailed as e:
-        raise click.ClickException(str(e)) from None
+    summary = run_import(config, agent, paths, progress=progress, wait_s=wait)
     if fmt == "table":
         click.echo(summary.to_text())
     return summary.to_json()
@@ -139,13 +131,7 @@ def _import_command(name: str) -> click.Command:
     @click.option(flag, "paths", multiple=True, type=click.Path(path_type=Path), help=help_text)
     @click.pass_context
     def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, wait: float) -> None:
-        from agentd.importers import ImportFailed
-
-        try:
-            resolved = importer.resolve_paths(list(paths))
-        except ImportFailed as e:
-            raise click.ClickException(str(e)) from None
-        summary = _import(ctx, name, resolved, fmt, wait)
+        summary = _import(ctx, name, importer.resolve_paths(list(paths)), fmt, wait)
         if fmt != "table":
             emit(summary, fmt)
 

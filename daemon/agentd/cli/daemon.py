@@ -112,15 +112,13 @@ def start(ctx: click.Context, foreground: bool, log_to_stderr: bool) -> None:
 
 
 def _run_foreground(config: Config, log_to_stderr: bool) -> None:
-    from agentd.service import AlreadyRunning, StartupError, run
+    from agentd.service import AlreadyRunning, run
 
     _setup_logging(config, to_stderr=log_to_stderr)
     try:
         run(config)
-    except AlreadyRunning as e:
+    except AlreadyRunning as e:  # not an error: the user wanted a daemon, and one runs
         click.echo(str(e))
-    except StartupError as e:
-        raise click.ClickException(str(e)) from None
 
 
 def _spawn_detached(config: Config) -> None:
@@ -236,6 +234,11 @@ def status(ctx: click.Context, fmt: str) -> None:
             "spool_files": files,
             "spool_bytes": size,
         }
+    from agentd.push.state import read_state  # stdlib only: no psycopg here
+
+    push_state = read_state(config.state_dir)
+    if push_state is not None:
+        info["push"] = push_state
     emit(info, fmt, _status_text)
     if not info["running"]:
         ctx.exit(EXIT_NOT_RUNNING)
@@ -247,7 +250,7 @@ def _status_text(info: dict[str, Any]) -> str:
     if not info["running"]:
         return (
             "agentd is not running (start it with: agentd start)\n"
-            f"  socket:        {info['socket']}\n" + database + spool
+            f"  socket:        {info['socket']}\n" + database + spool + _push_text(info)
         )
     return (
         f"agentd {info['version']} is running (pid {info['pid']}, up {info['uptime_s']:.0f} s)\n"
@@ -255,4 +258,11 @@ def _status_text(info: dict[str, Any]) -> str:
         + database
         + f"  events stored: {info['events_total']} in all, {info['events_stored']} since start\n"
         + spool
+        + _push_text(info)
     )
+
+
+def _push_text(info: dict[str, Any]) -> str:
+    from agentd.push.state import describe
+
+    return "\n" + describe(info["push"]) if "push" in info else ""

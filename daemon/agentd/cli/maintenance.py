@@ -13,15 +13,14 @@ from agentd.output import emit, human_bytes, output_options
 
 
 def _write(config: Config, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run a write method with whichever writer there is (db/access.py); errors as messages."""
+    """Run a write method with whichever writer there is (db/access.py). An AccessError (busy,
+    no database, refused) rises to the CLI's one error mapping; a SQLite error gets named here."""
     import sqlite3
 
     from agentd.db import access
 
     try:
         _, result = access.write(config, method, params)
-    except access.AccessError as e:
-        raise click.ClickException(str(e)) from None
     except sqlite3.Error as e:
         raise click.ClickException(f"{method} failed on {config.db_path}: {e}") from None
     return result

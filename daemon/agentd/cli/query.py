@@ -172,8 +172,6 @@ def query(
             if written == 0 and fmt == "table":
                 hint = "" if since else f" in the last {DEFAULT_SINCE} (widen it with --since)"
                 click.echo(f"(no rows{hint})", err=True)
-    except QueryError as e:
-        raise click.ClickException(str(e)) from None
     except Interrupted:
         raise click.Abort() from None
     except BrokenPipeError:
@@ -217,8 +215,8 @@ def _run(
                 raise QueryError(
                     f"{e}: the database predates this agentd's schema; `agentd start` upgrades it"
                 ) from None
-            kinds: list[str | None] = [c.kind for c in report.columns]
-            written = write(stream(fmt), fmt, columns, batches, kinds)
+            displays: list[str | None] = [c.display for c in report.columns]
+            written = write(stream(fmt), fmt, columns, batches, displays)
         sys.stdout.flush()
         return written
     finally:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from agentd import pidfile
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
+from agentd.errors import AccessError, DaemonRefused, NoDatabase, WriterBusy
 
 __all__ = [
     "AccessError",
@@ -37,38 +38,6 @@ __all__ = [
 ]
 
 Mode = Literal["daemon", "direct"]
-
-
-class AccessError(Exception):
-    """No write can be made now; the message says why and what to do."""
-
-
-class WriterBusy(AccessError):
-    """Another process holds the writer lock and no daemon answers."""
-
-    def __init__(self, pid: int | None) -> None:
-        super().__init__(
-            f"pid {pid or '?'} holds the database's writer lock (a daemon starting, or another "
-            "import, prune or vacuum) and no daemon answers; try again when it is done"
-        )
-        self.pid = pid
-
-
-class NoDatabase(AccessError):
-    """A direct write to a database that does not exist (one that only deletes has nothing to do)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"no database at {path}: nothing captured yet (start with: agentd start)")
-        self.path = path
-
-
-class DaemonRefused(AccessError):
-    """The daemon answered the write with an error."""
-
-    def __init__(self, method: str, error: RemoteError) -> None:
-        super().__init__(f"the daemon refused {method}: {error}")
-        self.method = method
-        self.error = error
 
 
 @dataclass(slots=True)

@@ -159,6 +159,69 @@ ALTER TABLE events ADD COLUMN redaction_version INTEGER;
 ALTER TABLE events ADD COLUMN content_level TEXT;
 """
 
+_PUSH_LOG = """
+-- `agentd push` (push/, docs/team.md): every change to a pushed table, in commit order, so a
+-- push can send exactly what changed since its watermark (rows are merged in place, so their
+-- rowid says nothing about updates). The triggers do nothing until a push target is registered:
+-- a machine that never pushes pays one EXISTS lookup per written row, and its log stays empty.
+-- A push trims the log up to the lowest watermark of its targets, keeping that last entry, so
+-- `seq` (max + 1) only ever grows.
+CREATE TABLE push_log (
+    seq INTEGER PRIMARY KEY,
+    tbl TEXT NOT NULL,
+    row_id TEXT NOT NULL,
+    deleted INTEGER NOT NULL
+);
+CREATE TABLE push_targets (
+    target TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    registered_at INTEGER NOT NULL,
+    pushed_at INTEGER
+);
+CREATE TRIGGER push_log_sessions_insert AFTER INSERT ON sessions WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('sessions', NEW.id, 0); END;
+CREATE TRIGGER push_log_sessions_update AFTER UPDATE ON sessions WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('sessions', NEW.id, 0); END;
+CREATE TRIGGER push_log_sessions_delete AFTER DELETE ON sessions WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('sessions', OLD.id, 1); END;
+CREATE TRIGGER push_log_messages_insert AFTER INSERT ON messages WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('messages', NEW.id, 0); END;
+CREATE TRIGGER push_log_messages_update AFTER UPDATE ON messages WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('messages', NEW.id, 0); END;
+CREATE TRIGGER push_log_messages_delete AFTER DELETE ON messages WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('messages', OLD.id, 1); END;
+CREATE TRIGGER push_log_tools_insert AFTER INSERT ON tools WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('tools', NEW.id, 0); END;
+CREATE TRIGGER push_log_tools_update AFTER UPDATE ON tools WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('tools', NEW.id, 0); END;
+CREATE TRIGGER push_log_tools_delete AFTER DELETE ON tools WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('tools', OLD.id, 1); END;
+CREATE TRIGGER push_log_file_operations_insert AFTER INSERT ON file_operations WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('file_operations', NEW.id, 0); END;
+CREATE TRIGGER push_log_file_operations_update AFTER UPDATE ON file_operations WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('file_operations', NEW.id, 0); END;
+CREATE TRIGGER push_log_file_operations_delete AFTER DELETE ON file_operations WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('file_operations', OLD.id, 1); END;
+CREATE TRIGGER push_log_session_errors_insert AFTER INSERT ON session_errors WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('session_errors', NEW.id, 0); END;
+CREATE TRIGGER push_log_session_errors_update AFTER UPDATE ON session_errors WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('session_errors', NEW.id, 0); END;
+CREATE TRIGGER push_log_session_errors_delete AFTER DELETE ON session_errors WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('session_errors', OLD.id, 1); END;
+CREATE TRIGGER push_log_compaction_events_insert AFTER INSERT ON compaction_events WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('compaction_events', NEW.id, 0); END;
+CREATE TRIGGER push_log_compaction_events_update AFTER UPDATE ON compaction_events WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('compaction_events', NEW.id, 0); END;
+CREATE TRIGGER push_log_compaction_events_delete AFTER DELETE ON compaction_events WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('compaction_events', OLD.id, 1); END;
+CREATE TRIGGER push_log_events_insert AFTER INSERT ON events WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('events', NEW.id, 0); END;
+CREATE TRIGGER push_log_events_update AFTER UPDATE ON events WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('events', NEW.id, 0); END;
+CREATE TRIGGER push_log_events_delete AFTER DELETE ON events WHEN EXISTS (SELECT 1 FROM push_targets)
+    BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('events', OLD.id, 1); END;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial", _INITIAL),
     Migration(2, "0002_messages_and_indexes", _MESSAGES_AND_INDEXES),
@@ -198,6 +261,19 @@ DROP INDEX file_operations_path;
         "0006_sessions_git_branch",
         "ALTER TABLE sessions ADD COLUMN git_branch TEXT;  -- from Claude transcripts (gitBranch)\n",
     ),
+    Migration(
+        7,
+        "0007_ui_time_index",
+        """
+-- `agentd ui` (ui/views.py) reads tool calls by time window: this covering index serves those
+-- reads as one contiguous range. It replaces tools_created_at, its leading prefix, so writes
+-- keep the same number of indexes. bench/ui times the views on a million tool rows.
+CREATE INDEX tools_ui_time
+    ON tools (created_at, success, source, tool_name, duration_ms, session_id);
+DROP INDEX tools_created_at;
+""",
+    ),
+    Migration(8, "0008_push_log", _PUSH_LOG),
 )
 
 _RECORD_TABLE = """

@@ -29,6 +29,7 @@ def connect(
     timeout: float = 5.0,
     factory: type[C] = sqlite3.Connection,  # type: ignore[assignment]
     immutable_fallback: bool = False,
+    check_same_thread: bool = True,
 ) -> C:
     """A connection to `path` that cannot change it (autocommit; `timeout`: how long a statement
     waits for a writer's lock). Raises sqlite3.Error when it cannot be opened.
@@ -39,15 +40,22 @@ def connect(
     daemon may be writing.
     """
     try:
-        return _open(uri(path), timeout, factory, probe=immutable_fallback)
+        return _open(uri(path), timeout, factory, probe=immutable_fallback, same=check_same_thread)
     except sqlite3.OperationalError:
         if not immutable_fallback:
             raise
-    return _open(uri(path, immutable=True), timeout, factory, probe=False)
+    return _open(uri(path, immutable=True), timeout, factory, probe=False, same=check_same_thread)
 
 
-def _open(target: str, timeout: float, factory: type[C], *, probe: bool) -> C:
-    conn = sqlite3.connect(target, uri=True, isolation_level=None, timeout=timeout, factory=factory)
+def _open(target: str, timeout: float, factory: type[C], *, probe: bool, same: bool) -> C:
+    conn = sqlite3.connect(
+        target,
+        uri=True,
+        isolation_level=None,
+        timeout=timeout,
+        factory=factory,
+        check_same_thread=same,  # False for a server handing one connection to a thread pool
+    )
     try:
         if probe:  # the first read is what fails in a directory we cannot write
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()

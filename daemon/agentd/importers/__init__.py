@@ -30,6 +30,7 @@ from agentd.agents import AGENTS
 from agentd.config import Config
 from agentd.db import readonly
 from agentd.db.access import WriterBusy
+from agentd.errors import ImportFailed
 from agentd.importers.state import ImportState
 from agentd.importers.writer import (
     DaemonTooOld,
@@ -38,22 +39,11 @@ from agentd.importers.writer import (
     open_sink,
 )
 from agentd.output import human_bytes
+from agentd.rows import TYPED_TABLES
 
 __all__ = ["Summary", "Progress", "ImportFailed", "run_import"]
 
-_TABLES = (
-    "sessions",
-    "messages",
-    "tools",
-    "file_operations",
-    "session_errors",
-    "compaction_events",
-    "events",
-)
-
-
-class ImportFailed(Exception):
-    """The import could not run or finish; the message says why and what to do."""
+_TABLES = (*TYPED_TABLES, "events")  # counted before and after an import
 
 
 @dataclass

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one reader with its skip rules, which change together.
 """`agentd import claude`: Claude Code transcripts -> `ingest` events (source `claude-transcript`).
 
 Reads every `*.jsonl` under the root (default `~/.claude/projects`: `<project>/<session>.jsonl` and
@@ -37,7 +38,7 @@ from typing import Any
 
 import msgspec
 
-from agentd.importers import ImportFailed
+from agentd.errors import ImportFailed
 from agentd.importers.state import ImportState
 from agentd.importers.writer import Event, Pipeline
 from agentd.installers.claude import config_dir

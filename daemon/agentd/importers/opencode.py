@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.db import readonly
-from agentd.importers import ImportFailed
+from agentd.errors import ImportFailed
 from agentd.importers.state import ImportState
 from agentd.importers.writer import Event, Pipeline
 

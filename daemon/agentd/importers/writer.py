@@ -27,6 +27,7 @@ from agentd import __version__
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
 from agentd.db import access
+from agentd.errors import DaemonTooOld, SinkLost
 from agentd.paths import ENVELOPE_BYTES
 
 __all__ = [
@@ -51,14 +52,6 @@ class Event:
     source: str
     payload: bytes  # one JSON object
     received_at: int
-
-
-class SinkLost(Exception):
-    """The daemon went away (or is shutting down) mid-import; run again to finish."""
-
-
-class DaemonTooOld(Exception):
-    """The running daemon was started from older code than this importer's."""
 
 
 class Sink:
@@ -88,7 +81,9 @@ class DaemonSink(Sink):
         self.config = config
         # A batch is one line: it must stay within the daemon's line limit.
         self.max_event_bytes = config.max_line_bytes - ENVELOPE_BYTES - 2
-        self.max_batch_bytes = min(BATCH_BYTES, config.max_line_bytes - BATCH_EVENTS * ENVELOPE_BYTES)
+        self.max_batch_bytes = min(
+            BATCH_BYTES, config.max_line_bytes - BATCH_EVENTS * ENVELOPE_BYTES
+        )
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._slots = asyncio.Semaphore(IN_FLIGHT)

@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentd.errors import InstallError
+
 __all__ = ["InstallError", "Plan"]
-
-
-class InstallError(Exception):
-    """The install cannot proceed (unreadable settings, ...); the message says what to fix."""
 
 
 @dataclass

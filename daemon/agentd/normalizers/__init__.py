@@ -61,13 +61,15 @@ def normalize(payload: Any, ctx: Context) -> Normalized:
         return _generic(payload)
 
 
-def _load_builtin_sources() -> None:
-    # Imported for their register() side effect. Each is its own module: normalizers/<name>.py.
+def _load_agents_normalizers() -> None:
+    # Imported for their register() side effect: the modules agents.py names for each agent.
     import importlib
-    import pkgutil
 
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+    from agentd.agents import AGENTS
+
+    for agent in AGENTS.values():
+        for module in agent.normalizers:
+            importlib.import_module(module)
 
 
-_load_builtin_sources()
+_load_agents_normalizers()

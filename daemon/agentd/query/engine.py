@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.db import readonly
+from agentd.errors import Interrupted, QueryError
 from agentd.query.reports import (
     PERCENTILE_SQL,
     Report,
@@ -51,14 +52,6 @@ _READING_PRAGMAS = {
 _SIDE_EFFECT_PRAGMAS = {"wal_checkpoint", "optimize", "incremental_vacuum", "shrink_memory"}
 
 Batches = Iterable[list[tuple[Any, ...]]]
-
-
-class QueryError(Exception):
-    """A problem the user can fix; the CLI prints it as `Error: ...` and exits 1."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C stopped a running statement; the CLI says "Aborted!" as for any interrupt."""
 
 
 class _Guard:

@@ -43,7 +43,7 @@ class Column:
     name: str
     # How the terminal table shows the value; JSON, CSV and NDJSON always carry it raw.
     # text | path | int | pct | cost | time (epoch ms) | duration (ms)
-    kind: str
+    display: str
     description: str
 
 

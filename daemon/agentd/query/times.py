@@ -9,11 +9,9 @@ import re
 import time
 from datetime import datetime, timedelta
 
+from agentd.errors import TimeError
+
 __all__ = ["TIME_FORMS", "TimeError", "parse_time"]
-
-
-class TimeError(ValueError):
-    """A --since / --until value that is not a duration, a date, a time or an epoch."""
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

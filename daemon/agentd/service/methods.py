@@ -57,7 +57,7 @@ def method(name: str, params: type[Any] = NoParams) -> Callable[[Method], Method
 
 
 async def dispatch(service: ServiceAPI, name: str, raw_params: msgspec.Raw) -> Any:
-    """Run method `name`: its result, or an AgentdError (unknown method, bad params, ...)."""
+    """Run method `name`: its result, or a WireError (unknown method, bad params, ...)."""
     try:
         params_type, fn = METHODS[name]
     except KeyError:

@@ -20,11 +20,11 @@ from pathlib import Path
 from agentd import paths
 from agentd.config import Config
 from agentd.errors import (
-    AgentdError,
     AlreadyRunning,
     InternalError,
     LineTooLong,
     StartupError,
+    WireError,
 )
 from agentd.protocol import Invalid, Request, decode_line, encode_error, encode_response
 from agentd.service.methods import ServiceAPI, dispatch
@@ -146,8 +146,8 @@ class _Connection:
         request_id = None if message.is_notification else message.id
         try:
             result = await dispatch(self.service, message.method, message.params)
-        except AgentdError as e:
-            error: AgentdError = e
+        except WireError as e:
+            error: WireError = e
         except Exception as e:  # a method's bug must not take the connection down
             log.exception("method %s failed", message.method)
             error = InternalError(f"Internal error: {type(e).__name__}: {e}")

@@ -1,0 +1,52 @@
+"""`agentd ui`: the local dashboard (agentd/ui/), served read-only from the database."""
+
+from __future__ import annotations
+
+import click
+
+from agentd.cli import _config, cli
+
+__all__ = ["ui"]
+
+
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to serve on. Any address other than loopback needs --token.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to serve on; 0 picks a free one.",
+)
+@click.option(
+    "--token",
+    envvar="AGENTD_UI_TOKEN",
+    default=None,
+    help="Require this token (from a ?token= link, a cookie, or an "
+    "`Authorization: Bearer` header). Env: AGENTD_UI_TOKEN.",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in a browser.")
+@click.pass_context
+def ui(ctx: click.Context, host: str, port: int, token: str | None, open_browser: bool) -> None:
+    """Serve a live dashboard of what the agents did (read-only).
+
+    Overview (cost, tokens, tool calls and failures per day), sessions with live status, one
+    session's timeline of tool calls with exact durations, tools (failure rates, p50/p95) and
+    hot files. Every view has a JSON endpoint and a CSV export (docs/ui.md). The pages update
+    themselves within a second of new data, and never load anything from another server.
+
+    \b
+    Example:
+      agentd ui --open
+      agentd ui --port 9000
+      agentd ui --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+    """  # fmt: skip
+    from agentd.ui.server import run  # uvicorn and starlette load only for this command
+
+    # A UIError (no database, cannot bind, no token) rises to the CLI's one error mapping.
+    run(db_path=_config(ctx).db_path, host=host, port=port, token=token, open_browser=open_browser)

@@ -1,0 +1,245 @@
+"""The PostgreSQL side: connecting, and the schema (numbered migrations, applied by `--init`).
+
+The tables mirror the local ones (docs/schema.md) in a schema of their own, `agentd`, with two
+more columns on every row: `machine_id` and `user_name`. The key is (machine_id, id): each
+machine owns its copy of a row, so one machine's prune never deletes another's (docs/team.md).
+Migration 2 adds the team reports as SQL functions (push/reports_sql.py).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+
+from agentd.errors import ConnectFailed, SchemaMissing
+from agentd.push.reports_sql import REPORTS_SQL
+
+__all__ = ["SERVER_MIGRATIONS", "connect", "init", "check_schema", "describe", "server_columns"]
+
+CONNECT_TIMEOUT_S = 5
+
+
+class ServerMigration(NamedTuple):
+    version: int
+    name: str
+    sql: str
+
+
+def _table(name: str, columns: str, extra: str = "") -> str:
+    return f"""
+CREATE TABLE agentd.{name} (
+    machine_id text NOT NULL,
+    user_name text,
+{columns},
+    PRIMARY KEY (machine_id, id)
+);{extra}"""
+
+
+_TABLES = (
+    """
+CREATE SCHEMA IF NOT EXISTS agentd;
+-- One row per machine that pushed: who, and when it last did.
+CREATE TABLE agentd.machines (
+    machine_id text PRIMARY KEY,
+    user_name text,
+    hostname text,
+    content_level text,
+    first_push_at bigint,
+    last_push_at bigint
+);
+-- Per machine and local table: the local change sequence pushed so far (`seq`, committed with
+-- the rows it covers), and during a table's first copy the local rowid copied up to.
+CREATE TABLE agentd.push_state (
+    machine_id text NOT NULL,
+    table_name text NOT NULL,
+    seq bigint NOT NULL,
+    copy_after bigint,
+    rows_pushed bigint NOT NULL DEFAULT 0,
+    pushed_at bigint,
+    PRIMARY KEY (machine_id, table_name)
+);"""
+    + _table(
+        "sessions",
+        """    id text NOT NULL, source text, parent_session_id text, title text, project_path text,
+    project_name text, model text, provider text, status text, permission_mode text,
+    end_reason text, prompt_tokens bigint, completion_tokens bigint, cache_read_tokens bigint,
+    cache_write_tokens bigint, reasoning_tokens bigint, cost double precision,
+    message_count bigint, prompt_count bigint, tool_call_count bigint, created_at bigint,
+    updated_at bigint, ended_at bigint, redactions bigint, git_branch text""",
+        "\nCREATE INDEX sessions_created_at ON agentd.sessions (created_at);",
+    )
+    + _table(
+        "messages",
+        """    id text NOT NULL, session_id text, source text, role text, model text, provider text,
+    agent_id text, prompt_tokens bigint, completion_tokens bigint, cache_read_tokens bigint,
+    cache_write_tokens bigint, reasoning_tokens bigint, cost double precision,
+    created_at bigint, completed_at bigint, redactions bigint""",
+        "\nCREATE INDEX messages_session ON agentd.messages (machine_id, session_id);",
+    )
+    + _table(
+        "tools",
+        """    id text NOT NULL, session_id text, source text, message_id text, agent_id text,
+    tool_name text, tool_input text, tool_output text, file_path text, success bigint,
+    error_message text, exit_code bigint, duration_ms bigint, started_at bigint,
+    ended_at bigint, created_at bigint, interrupted bigint, redactions bigint""",
+        "\nCREATE INDEX tools_session ON agentd.tools (machine_id, session_id);"
+        "\nCREATE INDEX tools_created_at ON agentd.tools (created_at);",
+    )
+    + _table(
+        "file_operations",
+        """    id text NOT NULL, session_id text, source text, tool_id text, file_path text,
+    operation_type text, lines_added bigint, lines_removed bigint, created_at bigint,
+    redactions bigint""",
+        "\nCREATE INDEX file_operations_session ON agentd.file_operations (machine_id, session_id);"
+        "\nCREATE INDEX file_operations_path ON agentd.file_operations (file_path, created_at);",
+    )
+    + _table(
+        "session_errors",
+        """    id text NOT NULL, session_id text, source text, error_type text, error_message text,
+    created_at bigint, status_code bigint, redactions bigint""",
+        "\nCREATE INDEX session_errors_created_at ON agentd.session_errors (created_at);",
+    )
+    + _table(
+        "compaction_events",
+        """    id text NOT NULL, session_id text, source text, trigger text, tokens_before bigint,
+    tokens_after bigint, messages_before bigint, messages_after bigint, created_at bigint,
+    redactions bigint""",
+        "\nCREATE INDEX compaction_events_session ON agentd.compaction_events (machine_id, session_id);",
+    )
+    + _table(
+        "events",
+        """    id text NOT NULL, source text, kind text, session_id text, received_at bigint,
+    payload text, redactions bigint, redaction_version bigint, content_level text""",
+        "\nCREATE INDEX events_received_at ON agentd.events (received_at);",
+    )
+)
+
+SERVER_MIGRATIONS: tuple[ServerMigration, ...] = (
+    ServerMigration(1, "0001_tables", _TABLES),
+    ServerMigration(2, "0002_reports", REPORTS_SQL),
+)
+LATEST = SERVER_MIGRATIONS[-1].version
+
+_RECORD = """
+CREATE SCHEMA IF NOT EXISTS agentd;
+CREATE TABLE IF NOT EXISTS agentd.schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at bigint NOT NULL
+)"""
+
+
+def describe(conninfo: str) -> str:
+    """The server as the user may see it: the connection string without its password."""
+    try:
+        params = pg_conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "(an invalid connection string)"
+    params.pop("password", None)
+    keys = ("host", "port", "dbname", "user")
+    return " ".join(f"{k}={params[k]}" for k in keys if params.get(k)) or "(libpq defaults)"
+
+
+def connect(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    """Open a connection, or raise ConnectFailed with one line saying why."""
+    try:
+        params = pg_conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as e:
+        raise ConnectFailed(f"not a PostgreSQL connection string: {_first_line(e)}") from None
+    params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
+    params.setdefault("application_name", "agentd push")
+    try:
+        return psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
+    except psycopg.OperationalError as e:
+        text = _reason(e)
+        auth = any(
+            hint in text
+            for hint in (
+                "password authentication failed",
+                "no password supplied",
+                "role",  # role "x" does not exist
+                "pg_hba.conf",
+                "permission denied",
+            )
+        )
+        raise ConnectFailed(
+            f"cannot connect to PostgreSQL ({describe(conninfo)}): {text}", auth=auth
+        ) from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _reason(error: Exception) -> str:
+    """libpq's message without its preamble: 'password authentication failed for user "x"'."""
+    text = " ".join(str(error).split())
+    for marker in ("FATAL: ", "failed: "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+    return text.strip() or type(error).__name__
+
+
+def applied(conn: psycopg.Connection[Any]) -> dict[int, str]:
+    row = conn.execute("SELECT to_regclass('agentd.schema_migrations')").fetchone()
+    if not row or row[0] is None:
+        return {}
+    return dict(conn.execute("SELECT version, name FROM agentd.schema_migrations").fetchall())
+
+
+def init(conninfo: str) -> tuple[list[str], int]:
+    """Apply the server migrations not yet recorded, each with its record in one transaction.
+
+    Returns (names applied, version now). Safe to run again and from several machines at
+    once: an advisory lock makes them take turns.
+    """
+    conn = connect(conninfo)
+    names: list[str] = []
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('agentd push --init'))")
+            conn.execute(_RECORD)
+            done = applied(conn)
+            for migration in SERVER_MIGRATIONS:
+                if migration.version in done:
+                    continue
+                conn.execute(migration.sql)  # type: ignore[arg-type]  # our own constant SQL
+                conn.execute(
+                    "INSERT INTO agentd.schema_migrations (version, name, applied_at)"
+                    " VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, int(time.time() * 1000)),
+                )
+                names.append(migration.name)
+        return names, max([*done, *(m.version for m in SERVER_MIGRATIONS)])
+    except psycopg.Error as e:
+        raise ConnectFailed(f"--init failed on {describe(conninfo)}: {_first_line(e)}") from None
+    finally:
+        conn.close()
+
+
+def check_schema(conn: psycopg.Connection[Any], conninfo: str) -> None:
+    """Raise SchemaMissing unless the server has every migration this agentd knows."""
+    done = applied(conn)
+    conn.rollback()
+    missing = [m.name for m in SERVER_MIGRATIONS if m.version not in done]
+    if not done:
+        raise SchemaMissing(
+            f"{describe(conninfo)} has no agentd tables yet: run `agentd push --init URL` once"
+        )
+    if missing:
+        raise SchemaMissing(
+            f"the agentd tables on {describe(conninfo)} are older than this agentd (missing "
+            f"{', '.join(missing)}): run `agentd push --init URL` to upgrade them"
+        )
+
+
+def server_columns(conn: psycopg.Connection[Any], table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = 'agentd' AND table_name = %s ORDER BY ordinal_position",
+        (table,),
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -1,0 +1,57 @@
+"""How numbers, times and durations read on the pages (and only there: JSON and CSV keep the
+raw values)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+__all__ = ["number", "duration", "when", "money", "percent", "FILTERS"]
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return "–"
+    value = float(value)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e4)):
+        if abs(value) >= size:
+            return f"{value / (size if unit != 'k' else 1e3):.1f}{unit}"
+    return f"{value:,.0f}"
+
+
+def duration(ms: float | None) -> str:
+    """Exact below a second (`37 ms`), then seconds with two decimals, then h/m/s."""
+    if ms is None:
+        return "–"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    s = ms / 1000
+    if s < 60:
+        return f"{s:.2f} s"
+    m, s = divmod(int(s), 60)
+    if m < 60:
+        return f"{m}m {s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m"
+
+
+def when(ms: int | None) -> str:
+    if not ms:
+        return "–"
+    moment = datetime.fromtimestamp(ms / 1000)
+    if moment.date() == datetime.now().date():
+        return moment.strftime("%H:%M:%S")
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def money(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+FILTERS = {"number": number, "duration": duration, "when": when, "money": money,
+           "percent": percent}  # fmt: skip
