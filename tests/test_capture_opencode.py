@@ -232,7 +232,7 @@ def test_session_and_messages_carry_tokens(tools_run):
     assert session["title"] == "Fake session title"
     assert session["project_path"] == str(run.scratch.proj)
     assert session["project_name"] == "proj"
-    assert (session["model"], session["provider"]) == ("model", "fake")
+    assert (session["model"], session["provider"]) == ("fake/model", "fake")
     assert session["status"] == "idle"
     assert session["prompt_tokens"] == prompt * turns
     assert session["completion_tokens"] == completion * turns

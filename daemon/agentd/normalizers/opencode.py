@@ -65,6 +65,15 @@ import math
 from typing import Any
 
 from agentd.normalizers import register
+from agentd.normalizers._opencode import (
+    diff_counts,
+    error_outcome,
+    is_machine_prompt_part,
+    message_outcome,
+    model_name,
+    retry_status_code,
+    snapshot_lines,
+)
 from agentd.normalizers._values import (
     as_dict as _dict,
     as_int as _int,
@@ -182,8 +191,10 @@ def _file_ops(
     args: dict[str, Any],
     metadata: dict[str, Any],
     at: int | None,
+    snapshot: tuple[int, int] | None = None,
 ) -> list[Row]:
-    """file_operations rows of a tool call that completed (failed calls touched nothing)."""
+    """file_operations rows of a tool call that completed (failed calls touched nothing).
+    `snapshot`: the lines OpenCode's snapshot diff gives a write over an existing file."""
     name = (tool or "").lower()
     rows: list[Row] = []
 
@@ -233,6 +244,7 @@ def _file_ops(
                 added, removed = count_lines(content), 0
         else:
             op = "edited"
+            added, removed = diff_counts(metadata.get("diff")) or snapshot or (None, None)
     else:
         return rows
     diff = _dict(metadata.get("filediff"))
@@ -338,7 +350,9 @@ def _tool_part(
         values["tool_output"] = _text(output, ctx.output_limit_bytes)
         values.update(_outcome(output, metadata, ctx.output_limit_bytes))
         result.rows.append(_row("tools", **values))
-        result.rows.extend(_file_ops(tool_id, session, tool, args, metadata, end or seen))
+        result.rows.extend(
+            _file_ops(tool_id, session, tool, args, metadata, end or seen, snapshot_lines(props))
+        )
         result.rows.extend(_child_session(session, metadata))
         return
     if status == "error":
@@ -353,7 +367,17 @@ def _tool_part(
 # --- messages, sessions, compaction ---------------------------------------------------------
 
 
-def _message_rows(result: Normalized, info: dict[str, Any], session: str | None) -> None:
+def _message_rows(
+    result: Normalized,
+    info: dict[str, Any],
+    session: str | None,
+    ctx: Context,
+    typed: bool = False,
+) -> None:
+    """A messages row. A user message's role is left to what tells whether a person typed it:
+    chat.message (`typed`: OpenCode calls it only for prompts) says `user`, a compaction or
+    "Continue" part says `system` (see _ev_part_updated); message.updated cannot tell and says
+    nothing, so the order these arrive in does not matter."""
     message = _str(info.get("id"))
     if message is None:
         return
@@ -364,7 +388,7 @@ def _message_rows(result: Normalized, info: dict[str, Any], session: str | None)
     values: dict[str, Any] = {
         "id": message,
         "session_id": session,
-        "role": role,
+        "role": role if role != "user" else "user" if typed else None,
         "created_at": _int(times.get("created")),
         "completed_at": completed,
     }
@@ -387,15 +411,20 @@ def _message_rows(result: Normalized, info: dict[str, Any], session: str | None)
     else:
         chosen = _dict(info.get("model"))
         model, provider = _str(chosen.get("modelID")), _str(chosen.get("providerID"))
-    values["model"] = model
+    values["model"] = model_name(model, provider)
     values["provider"] = provider
     result.rows.append(_row("messages", **values))
     if role != "assistant" or session is None:
         return
+    ended = message_outcome(info, ctx.output_limit_bytes)
     if info.get("summary") is True or info.get("mode") == "compaction":
         _compaction_from_summary(result, info, session, values)
-    elif model or provider:
-        result.rows.append(_row("sessions", id=session, model=model, provider=provider))
+        if ended:
+            result.rows.append(_row("sessions", id=session, **ended))
+    elif model or provider or ended:
+        result.rows.append(
+            _row("sessions", id=session, model=values["model"], provider=provider, **ended)
+        )
 
 
 def _compaction_from_summary(
@@ -437,7 +466,7 @@ def _session_info(result: Normalized, props: dict[str, Any], etype: str) -> None
         "project_path": directory,
         "project_name": name,
         "parent_session_id": _str(info.get("parentID")),
-        "model": _str(model.get("id")),
+        "model": model_name(_str(model.get("id")), _str(model.get("providerID"))),
         "provider": _str(model.get("providerID")),
         "created_at": _int(times.get("created")),
         "updated_at": _int(times.get("updated")),
@@ -467,6 +496,7 @@ def _ev_session_status(
         return
     result.rows.append(_row("sessions", id=session, status=kind))
     if kind == "retry":
+        # No status code in 1.18's retry status; a later version's may carry the APIError.
         # A failed model call OpenCode will retry (rate limit, 5xx): the only trace of an error
         # that a later attempt recovers from.
         message = status.get("message")
@@ -477,6 +507,7 @@ def _ev_session_status(
                 session_id=session,
                 error_type="retry",
                 error_message=_text(message, ctx.output_limit_bytes),
+                status_code=retry_status_code(status),
                 created_at=ctx.received_at,
             )
         )
@@ -495,6 +526,12 @@ def _ev_session_error(
     error = _dict(props.get("error"))
     data = _dict(error.get("data"))
     message = data.get("message")
+    if result.session_id is not None:
+        # OpenCode publishes session.error when a run stops on an error (its loop ends: idle
+        # follows); the same error is on the assistant message it was writing.
+        ended = error_outcome(error, ctx.output_limit_bytes)
+        if ended:
+            result.rows.append(_row("sessions", id=result.session_id, **ended))
     result.rows.append(
         _row(
             "session_errors",
@@ -511,7 +548,7 @@ def _ev_session_error(
 def _ev_message_updated(
     result: Normalized, event: dict[str, Any], props: dict[str, Any], ctx: Context
 ) -> None:
-    _message_rows(result, _dict(props.get("info")), result.session_id)
+    _message_rows(result, _dict(props.get("info")), result.session_id, ctx)
 
 
 def _ev_part_updated(
@@ -519,8 +556,15 @@ def _ev_part_updated(
 ) -> None:
     part = _dict(props.get("part"))
     ptype = part.get("type")
+    message = _str(part.get("messageID"))
+    if message is not None and is_machine_prompt_part(part):
+        # A user message OpenCode wrote itself: not a prompt (prompt_count counts role user).
+        session = _str(part.get("sessionID")) or result.session_id
+        result.rows.append(_row("messages", id=message, session_id=session, role="system"))
     if ptype == "tool":
         _tool_part(result, part, props, ctx)
+    elif ptype == "retry":
+        _retry_part(result, part, props, ctx)
     elif ptype == "compaction":
         session = _str(part.get("sessionID")) or result.session_id
         message = _str(part.get("messageID"))
@@ -536,6 +580,28 @@ def _ev_part_updated(
                 created_at=_int(props.get("time")) or ctx.received_at,
             )
         )
+
+
+def _retry_part(
+    result: Normalized, part: dict[str, Any], props: dict[str, Any], ctx: Context
+) -> None:
+    """A retry part (`{attempt, error: APIError, time}`): a failed model call OpenCode retried,
+    with the APIError's status code."""
+    part_id = _str(part.get("id"))
+    if part_id is None:
+        return
+    error = _dict(part.get("error"))
+    result.rows.append(
+        _row(
+            "session_errors",
+            id=part_id,
+            session_id=_str(part.get("sessionID")) or result.session_id,
+            error_type="retry",
+            error_message=_text(_dict(error.get("data")).get("message"), ctx.output_limit_bytes),
+            status_code=retry_status_code(part),
+            created_at=_int(_dict(part.get("time")).get("created")) or ctx.received_at,
+        )
+    )
 
 
 def _ev_file_edited(
@@ -575,7 +641,7 @@ _EVENT_HANDLERS = {
 def _on_chat_message(
     result: Normalized, inp: dict[str, Any], out: dict[str, Any], ctx: Context
 ) -> None:
-    _message_rows(result, _dict(out.get("message")), result.session_id)
+    _message_rows(result, _dict(out.get("message")), result.session_id, ctx, typed=True)
 
 
 _CALLBACK_HANDLERS = {
