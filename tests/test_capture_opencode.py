@@ -24,6 +24,7 @@ from realclients.agents import Scratch, run_opencode
 from realclients.fake_model import FakeModelServer, RecordedRequest, http_error, text, tool
 
 from agentd.config import Config
+from agentd.db.store import connect_sync
 from conftest import Daemon, query_db, wait_for
 
 pytestmark = pytest.mark.realclient
@@ -88,10 +89,14 @@ def capture(
     daemon: bool = True,
     scope: str = "project",
     prompt: str = "do the thing",
+    prepare: Any = None,
 ) -> tuple[Run, Daemon | None]:
-    """One `opencode run` with the plugin installed (`scope`); the daemon left running."""
+    """One `opencode run` with the plugin installed (`scope`); the daemon left running.
+    `prepare(home)` runs on the fresh AGENTD_HOME before the daemon starts."""
     home = workdir / name
     home.mkdir()
+    if prepare is not None:
+        prepare(home)
     scratch = Scratch.create(prefix=f"{name}-", base=workdir)
     env = agentd_env(home, scratch)
     config = Config.load(env)
@@ -391,5 +396,52 @@ def test_user_scope_install_is_loaded_too(workdir):
         assert plugin.exists() and not (run.scratch.proj / ".opencode" / "plugins").exists()
         (row,) = run.rows("SELECT tool_name, success FROM tools")
         assert row == {"tool_name": "bash", "success": 1}
+    finally:
+        daemon.stop()
+
+
+def add_outcome_columns(home: Path) -> None:
+    """sessions.outcome / last_error come with another branch's migration: add them here when this
+    schema lacks them, before the daemon reads its columns."""
+    conn = connect_sync(home / "agentd.db")
+    present = {r[1] for r in conn.execute("PRAGMA table_info(sessions)")}
+    for column in ("outcome", "last_error"):
+        if column not in present:
+            conn.execute(f"ALTER TABLE sessions ADD COLUMN {column} TEXT")
+    conn.close()
+
+
+def agentd_json(env: dict[str, str], *args: str) -> Any:
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentd", *args, "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_http_401_session_reads_error_live_and_import_changes_nothing(workdir):
+    script = [http_error(401, message="fake unauthorized")]
+    run, daemon = capture(workdir, "error401", script, prepare=add_outcome_columns)
+    try:
+        assert run.proc.returncode == 1
+        sql = "SELECT status, outcome, last_error FROM sessions"
+        expected = [
+            {"status": "idle", "outcome": "error", "last_error": "HTTP 401: fake unauthorized"}
+        ]
+        # The errored message.updated comes after session.idle: wait for the plugin's last events.
+        assert wait_for(lambda: run.rows(sql) == expected, timeout=15), run.rows(sql)
+        assert agentd_json(run.env, "query", "--sql", sql) == expected
+        report = agentd_json(run.env, "query", "sessions")
+        assert len(report) == 1
+        if "outcome" in report[0]:  # the sessions report shows it once its column is there
+            assert report[0]["outcome"] == "error"
+        before = {t: run.rows(f"SELECT * FROM {t} ORDER BY id") for t in TYPED}
+        summary = agentd_json(run.env, "import", "opencode", "--db", str(run.scratch.opencode_db))
+        assert summary["mode"] == "daemon" and summary["events"]["stored"] > 0
+        assert {t: run.rows(f"SELECT * FROM {t} ORDER BY id") for t in TYPED} == before
     finally:
         daemon.stop()
