@@ -15,11 +15,20 @@ a message and its parts, and what they work out from a whole turn.
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from agentd.normalizers._opencode import is_machine_prompt_part
 
-__all__ = ["chat_message", "event", "is_typed", "snapshot_lines", "wanted_part"]
+__all__ = [
+    "DatabaseTurns",
+    "chat_message",
+    "event",
+    "is_typed",
+    "parts_of",
+    "snapshot_lines",
+    "wanted_part",
+]
 
 _CHANGES_FILES = frozenset({"write", "edit", "multiedit", "apply_patch", "patch"})
 
@@ -111,3 +120,59 @@ def snapshot_lines(
         if isinstance(added, int) and isinstance(removed, int) and isinstance(part.get("id"), str):
             out[part["id"]] = {"additions": added, "deletions": removed}
     return out
+
+
+def _loads(text: Any) -> Any:
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def parts_of(conn: sqlite3.Connection, message: str) -> list[dict[str, Any]]:
+    parts = (
+        _loads(r[0]) for r in conn.execute("SELECT data FROM part WHERE message_id = ?", (message,))
+    )
+    return [p for p in parts if isinstance(p, dict)]
+
+
+class DatabaseTurns:
+    """opencode.db: the snapshot-diff line counts of the turn a write belongs to (each turn read
+    once)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.cache: dict[str, dict[str, dict[str, int]]] = {}
+
+    def lines(self, part: dict[str, Any]) -> dict[str, int] | None:
+        if part.get("tool") != "write":  # the only tool whose lines may come from the turn
+            return None
+        row = self.conn.execute(
+            "SELECT session_id, data FROM message WHERE id = ?", (part["messageID"],)
+        ).fetchone()
+        message = _loads(row[1]) if row else None
+        user = message.get("parentID") if isinstance(message, dict) else None
+        if not isinstance(user, str):
+            return None
+        if user not in self.cache:
+            self.cache[user] = self._turn(row[0], user)
+        return self.cache[user].get(part["id"])
+
+    def _turn(self, session: str, user: str) -> dict[str, dict[str, int]]:
+        found = self.conn.execute("SELECT data FROM message WHERE id = ?", (user,)).fetchone()
+        info = _loads(found[0]) if found else None
+        if not isinstance(info, dict):
+            return {}
+        parts = []
+        for part_id, data in self.conn.execute(
+            "SELECT p.id, p.data FROM message m JOIN part p ON p.message_id = m.id"
+            " WHERE m.session_id = ? AND json_valid(m.data)"
+            " AND json_extract(m.data, '$.parentID') = ?",
+            (session, user),
+        ):
+            part = _loads(data)
+            if isinstance(part, dict):
+                parts.append({"id": part_id, **part})
+        return snapshot_lines(info, parts)

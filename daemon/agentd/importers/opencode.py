@@ -33,10 +33,11 @@ from agentd.db import readonly
 from agentd.errors import ImportFailed
 from agentd.importers import opencode_legacy as legacy
 from agentd.importers._opencode_turns import (
+    DatabaseTurns,
     chat_message,
     event as _event,
     is_typed,
-    snapshot_lines,
+    parts_of,
     wanted_part,
 )
 from agentd.importers.state import ImportState
@@ -266,7 +267,7 @@ class DatabaseImport:
                 summary.errors.append(f"{db}: not an OpenCode database (no session/message/part)")
                 return
             summary.files_read += 1
-            turns = _Turns(conn)
+            turns = DatabaseTurns(conn)
             for row in _rows(
                 conn,
                 f"SELECT {self._session_columns(tables['session'])} FROM session"
@@ -296,7 +297,7 @@ class DatabaseImport:
                     {"sessionID": row["session_id"], "info": info},
                     row["time_updated"],
                 )
-                if info.get("role") == "user" and is_typed(_parts_of(conn, row["id"])):
+                if info.get("role") == "user" and is_typed(parts_of(conn, row["id"])):
                     await self._send(chat_message(row["session_id"], info), row["time_updated"])
             for row in _rows(
                 conn,
@@ -354,51 +355,6 @@ class DatabaseImport:
         if not isinstance(at, int) or isinstance(at, bool) or at <= 0:
             at = int(time.time() * 1000)
         await self.pipeline.add(Event(SOURCE, payload, at))
-
-
-def _parts_of(conn: sqlite3.Connection, message: str) -> list[dict[str, Any]]:
-    parts = (
-        _loads(r[0]) for r in conn.execute("SELECT data FROM part WHERE message_id = ?", (message,))
-    )
-    return [p for p in parts if isinstance(p, dict)]
-
-
-class _Turns:
-    """The snapshot-diff line counts of the turn a write belongs to (read once per turn)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.cache: dict[str, dict[str, dict[str, int]]] = {}
-
-    def lines(self, part: dict[str, Any]) -> dict[str, int] | None:
-        if part.get("tool") != "write":
-            return None
-        row = self.conn.execute(
-            "SELECT session_id, data FROM message WHERE id = ?", (part["messageID"],)
-        ).fetchone()
-        user = _loads(row[1]).get("parentID") if row and isinstance(_loads(row[1]), dict) else None
-        if not isinstance(user, str):
-            return None
-        if user not in self.cache:
-            self.cache[user] = self._turn(row[0], user)
-        return self.cache[user].get(part["id"])
-
-    def _turn(self, session: str, user: str) -> dict[str, dict[str, int]]:
-        found = self.conn.execute("SELECT data FROM message WHERE id = ?", (user,)).fetchone()
-        info = _loads(found[0]) if found else None
-        if not isinstance(info, dict):
-            return {}
-        parts = []
-        for part_id, data in self.conn.execute(
-            "SELECT p.id, p.data FROM message m JOIN part p ON p.message_id = m.id"
-            " WHERE m.session_id = ? AND json_valid(m.data)"
-            " AND json_extract(m.data, '$.parentID') = ?",
-            (session, user),
-        ):
-            part = _loads(data)
-            if isinstance(part, dict):
-                parts.append({"id": part_id, **part})
-        return snapshot_lines(info, parts)
 
 
 async def run(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentd.normalizers._values import as_dict, as_int, as_str, truncate
+from agentd.rows import Context, Row
 
 __all__ = [
     "CONTINUE_PROMPT",
@@ -17,6 +18,7 @@ __all__ = [
     "is_machine_prompt_part",
     "message_outcome",
     "model_name",
+    "retry_part_rows",
     "retry_status_code",
     "snapshot_lines",
 ]
@@ -128,3 +130,23 @@ def snapshot_lines(props: dict[str, Any]) -> tuple[int, int] | None:
     diff = as_dict(props.get("agentd_snapshot_diff"))
     added, removed = as_int(diff.get("additions")), as_int(diff.get("deletions"))
     return (added, removed) if added is not None and removed is not None else None
+
+
+def retry_part_rows(part: dict[str, Any], session: str | None, ctx: Context) -> list[Row]:
+    """A retry part (`{attempt, error: APIError, time}`): a failed model call OpenCode retried,
+    with the APIError's status code."""
+    part_id = as_str(part.get("id"))
+    if part_id is None:
+        return []
+    message = as_dict(as_dict(part.get("error")).get("data")).get("message")
+    values = {
+        "id": part_id,
+        "session_id": as_str(part.get("sessionID")) or session,
+        "error_type": "retry",
+        "error_message": truncate(message, ctx.output_limit_bytes)
+        if isinstance(message, str)
+        else None,
+        "status_code": retry_status_code(part),
+        "created_at": as_int(as_dict(part.get("time")).get("created")) or ctx.received_at,
+    }
+    return [Row("session_errors", {k: v for k, v in values.items() if v is not None})]

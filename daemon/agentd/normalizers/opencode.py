@@ -1,4 +1,5 @@
-# Over 400 lines on purpose: one normalizer per agent event family (OpenCode plugin) is one job.
+# Over 400 lines on purpose: one normalizer per agent event family (OpenCode plugin) is one job;
+# what spans a turn (outcome, typed prompts, retries, model names) is in _opencode.py.
 """OpenCode normalizer: plugin callbacks and bus events -> partial rows.
 
 The plugin shim forwards each callback as it came: `{"kind": "event", "event": {...}}` for the bus,
@@ -34,7 +35,9 @@ Choices worth knowing:
   Claude normalizer's form). tools.tool_input is stored whole.
 - file_operations come only from tool calls that returned (a failed read read nothing): read
   `read`; write `created` when metadata.exists is false (lines_added = its content's lines) else
-  `edited`; edit, multiedit `edited`; glob, grep, list with args.path `searched`; apply_patch one op
+  `edited` (lines from metadata.diff if any, else from the turn's snapshot diff that the importers
+  attach as `agentd_snapshot_diff`: 1.18's write metadata has none, and live capture cannot join
+  the turn); edit, multiedit `edited`; glob, grep, list with args.path `searched`; apply_patch one op
   per metadata.files entry (add `created`, update `edited`, delete `deleted`, move `moved` on the
   new path). lines_added / lines_removed from metadata.filediff (additions / deletions) or the
   apply_patch entry. A `file.edited` bus event names only a path (no session, no call), so it cannot
@@ -47,12 +50,24 @@ Choices worth knowing:
   (deleted, end_reason deleted). title, project_path (info.directory), project_name (its basename),
   parent_session_id (info.parentID), created_at / updated_at (info.time) from session.created /
   updated / deleted; model / provider from session info.model and from assistant messages (not the
-  compaction summary's, which may use another model). A task tool's metadata.sessionId gets a
-  sessions row with parent_session_id = the calling session.
+  compaction summary's, which may use another model). model is `provider/model`, OpenCode's own
+  name for it (messages.model too). A task tool's metadata.sessionId gets a sessions row with
+  parent_session_id = the calling session.
+- sessions.outcome / last_error (columns another migration adds; the store binds only columns
+  that exist): a session.error ends the run: `error` (`interrupted` for MessageAbortedError) and
+  last_error = its message (`HTTP <code>: ` in front when it has a status code). The assistant
+  message OpenCode was writing carries the same error and gives the same values (the importer
+  has only that); a finished assistant message whose finish ends the turn (not tool-calls) and
+  has no error gives `ok`. session.idle follows session.error, so it says nothing about outcome.
+- messages.role of a user message: `user` from chat.message (OpenCode calls it for typed prompts
+  only), `system` from a compaction part or the synthetic "Continue" part after an automatic
+  compaction; message.updated leaves it alone. So prompt_count (role user) counts typed prompts,
+  whatever order the events come in.
 - session_errors: session.error (error_type = error.name, error_message = error.data.message,
-  status_code = error.data.statusCode) and each session.status retry (error_type `retry`,
-  error_message = status.message): a failed model call OpenCode retried, the only trace of a rate
-  limit or 5xx that a later attempt recovered from.
+  status_code = error.data.statusCode), each session.status retry (error_type `retry`,
+  error_message = status.message; 1.18 gives no status code there) and each retry part (keyed by
+  its part id, status_code from its APIError): a failed model call OpenCode retried, the only
+  trace of a rate limit or 5xx that a later attempt recovered from.
 - compaction tokens: tokens_before = what the summarizer read (input + cache read + cache write of
   the summary message: the conversation before compaction), tokens_after = the summary it wrote
   (its output tokens), only from a finished summary without an error. session.compacted and
@@ -71,6 +86,7 @@ from agentd.normalizers._opencode import (
     is_machine_prompt_part,
     message_outcome,
     model_name,
+    retry_part_rows,
     retry_status_code,
     snapshot_lines,
 )
@@ -564,7 +580,7 @@ def _ev_part_updated(
     if ptype == "tool":
         _tool_part(result, part, props, ctx)
     elif ptype == "retry":
-        _retry_part(result, part, props, ctx)
+        result.rows.extend(retry_part_rows(part, result.session_id, ctx))
     elif ptype == "compaction":
         session = _str(part.get("sessionID")) or result.session_id
         message = _str(part.get("messageID"))
@@ -580,28 +596,6 @@ def _ev_part_updated(
                 created_at=_int(props.get("time")) or ctx.received_at,
             )
         )
-
-
-def _retry_part(
-    result: Normalized, part: dict[str, Any], props: dict[str, Any], ctx: Context
-) -> None:
-    """A retry part (`{attempt, error: APIError, time}`): a failed model call OpenCode retried,
-    with the APIError's status code."""
-    part_id = _str(part.get("id"))
-    if part_id is None:
-        return
-    error = _dict(part.get("error"))
-    result.rows.append(
-        _row(
-            "session_errors",
-            id=part_id,
-            session_id=_str(part.get("sessionID")) or result.session_id,
-            error_type="retry",
-            error_message=_text(_dict(error.get("data")).get("message"), ctx.output_limit_bytes),
-            status_code=retry_status_code(part),
-            created_at=_int(_dict(part.get("time")).get("created")) or ctx.received_at,
-        )
-    )
 
 
 def _ev_file_edited(
