@@ -369,6 +369,14 @@ def test_auto_compaction_records_trigger_and_tokens(workdir):
         assert big
         kinds = {r["kind"] for r in run.rows("SELECT DISTINCT kind FROM events")}
         assert {"session.compacted", "experimental.session.compacting"} <= kinds
+        # Three user messages: the prompt, OpenCode's compaction request and its "Continue".
+        prompts = "SELECT prompt_count FROM sessions"
+        roles = "SELECT role, count(*) AS n FROM messages WHERE role != 'assistant' GROUP BY 1"
+        assert run.rows(prompts) == [{"prompt_count": 1}]
+        assert run.rows(roles) == [{"role": "system", "n": 2}, {"role": "user", "n": 1}]
+        agentd_json(run.env, "import", "opencode", "--db", str(run.scratch.opencode_db))
+        assert run.rows(prompts) == [{"prompt_count": 1}]  # the import agrees
+        assert run.rows(roles) == [{"role": "system", "n": 2}, {"role": "user", "n": 1}]
     finally:
         daemon.stop()
 
@@ -443,5 +451,34 @@ def test_http_401_session_reads_error_live_and_import_changes_nothing(workdir):
         summary = agentd_json(run.env, "import", "opencode", "--db", str(run.scratch.opencode_db))
         assert summary["mode"] == "daemon" and summary["events"]["stored"] > 0
         assert {t: run.rows(f"SELECT * FROM {t} ORDER BY id") for t in TYPED} == before
+    finally:
+        daemon.stop()
+
+
+def test_write_over_a_file_gets_its_lines_from_the_snapshot_diff_on_import(workdir):
+    def script(proj: Path) -> list[dict[str, Any]]:
+        (proj / "old.txt").write_text("a\nb\nc\n")
+        for argv in (
+            ["git", "init", "-q"],
+            ["git", "add", "."],
+            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "0"],
+        ):  # OpenCode keeps snapshots (and their diffs) in git projects only
+            subprocess.run(argv, cwd=proj, check=True, capture_output=True)
+        return [tool("write", {"filePath": str(proj / "old.txt"), "content": "a\nB\nc\nd\n"}),
+                text("Done.")]  # fmt: skip
+
+    run, daemon = capture(workdir, "overwrite", script)
+    try:
+        assert run.proc.returncode == 0, run.proc.stderr
+        sql = (
+            "SELECT operation_type, lines_added, lines_removed FROM file_operations"
+            " WHERE tool_id IS NOT NULL"
+        )
+        # OpenCode's write reports no line counts, and live capture cannot join the turn's diff.
+        assert run.rows(sql) == [
+            {"operation_type": "edited", "lines_added": None, "lines_removed": None}
+        ]
+        agentd_json(run.env, "import", "opencode", "--db", str(run.scratch.opencode_db))
+        assert run.rows(sql) == [{"operation_type": "edited", "lines_added": 2, "lines_removed": 1}]
     finally:
         daemon.stop()

@@ -251,3 +251,34 @@ def test_a_session_in_both_storage_and_database_is_imported_once(legacy, tmp_pat
     assert [{c: s[c] for c in columns} for s in got["sessions"]] == [
         {c: s[c] for c in columns} for s in expected["sessions"]
     ]
+
+
+def test_damaged_files_are_skipped_and_counted_and_a_wrong_directory_is_refused(legacy, tmp_path):
+    storage = tmp_path / "storage"
+    shutil.copytree(legacy.storage, storage)
+    tools_session = legacy.sessions["tools"]
+    (session_file,) = storage.glob(f"session/*/{legacy.sessions['401']}.json")
+    session_file.write_text("{not json")
+    (message,) = sorted(storage.glob(f"message/{tools_session}/*.json"))[-1:]
+    message.write_text("[1, 2")
+    home = prepared_home(tmp_path / "agentd")
+    summary = agentd(home, tmp_path, "import", "opencode", "--db", str(storage))
+    assert summary["files"] == {
+        "found": 3, "unchanged": 0, "read": 2, "vanished": 0, "unreadable": 1,
+    }  # fmt: skip
+    assert summary["errors"] == [f"{session_file}: unreadable session file"]
+    assert summary["skipped"]["message: unreadable file"] == 1
+    ids = {s["id"] for s in query_db(home / "agentd.db", "SELECT id FROM sessions")}
+    assert ids == {tools_session, legacy.sessions["compaction"]}
+    # The tools session lost only its last message (the final text); its tools are all there.
+    assert len(query_db(home / "agentd.db", "SELECT id FROM tools WHERE session_id = ?",
+                        (tools_session,))) == 7  # fmt: skip
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTD_", "XDG_"))}
+    env.update(AGENTD_HOME=str(home), HOME=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentd", "import", "opencode", "--db", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "not OpenCode's storage (it has no session/ folder)" in proc.stderr
