@@ -27,7 +27,7 @@ from .fake_model import FakeModelServer
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
-CLAUDE_VERSION = "2.1.329"
+CLAUDE_VERSION = "2.1.332"
 OPENCODE_VERSION = "1.18.33"
 FAKE_ANTHROPIC_KEY = "sk-ant-fake-key"
 FAKE_OPENAI_KEY = "sk-fake"
