@@ -232,7 +232,7 @@ def test_cli_imports_a_given_database(agentd_env, opencode_db):
 
 # Columns only the plugin's live events fill or time, per table (docs/import.md).
 LIVE_ONLY = {
-    "sessions": {"status", "updated_at", "redactions"},
+    "sessions": {"status", "status_at", "updated_at", "redactions"},
     "messages": {"redactions"},
     # started/ended also count the plugin callbacks around the tool (tool.execute.before/after).
     "tools": {"started_at", "ended_at", "created_at", "redactions"},

@@ -18,7 +18,7 @@ from agentd.normalizers import normalize
 from agentd.privacy import apply_to_rows, strip_payload
 from agentd.protocol import TooDeep, check_depth, decode_json
 from agentd.redact import Redactor, count_markers
-from agentd.rows import TYPED_TABLES, Context, Row
+from agentd.rows import TIMED_COLUMNS, TYPED_TABLES, Context, Row
 
 __all__ = ["PreparedEvent", "Privacy", "InvalidEvent", "prepare_event", "event_id", "now_ms"]
 
@@ -118,6 +118,11 @@ def prepare_event(
     apply_to_rows(rows, level)
     for row in rows:
         row.values.setdefault("source", source)
+        if row.table == "sessions":
+            # Status and outcome follow the event's own time (rows.py).
+            for column, at in TIMED_COLUMNS.items():
+                if row.values.get(column) is not None and row.values.get(at) is None:
+                    row.values[at] = received
         # Hits a stored row carries (merged with `max`: Pre and Post of a call see the same input).
         row.values["redactions"] = sum(count_markers(v) for v in row.values.values()) if hits else 0
     if level != "full":

@@ -27,7 +27,7 @@ from .fake_model import FakeModelServer
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
-CLAUDE_VERSION = "2.1.329"
+CLAUDE_VERSION = "2.1.332"
 OPENCODE_VERSION = "1.18.33"
 # The old OpenCode that still keeps sessions as JSON files (storage/), in its own directory.
 LEGACY_OPENCODE_VERSION = "1.1.65"

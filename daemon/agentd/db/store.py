@@ -71,7 +71,16 @@ def upsert_sql(table: str, columns: list[str]) -> str:
         if col == "id":
             continue
         policy = MERGE_POLICY.get(col)
-        if policy in ("min", "max"):
+        if policy is not None and policy.startswith("newest by ") and policy[10:] in columns:
+            # Taken only from a row at least as new; a row without the time (none of ours) wins
+            # as before. All right-hand sides see the old row, so `at` is compared before it moves.
+            at = policy[10:]
+            newer = f"(excluded.{at} IS NULL OR {at} IS NULL OR excluded.{at} >= {at})"
+            updates.append(
+                f"{col} = CASE WHEN excluded.{col} IS NOT NULL AND {newer}"
+                f" THEN excluded.{col} ELSE {col} END"
+            )
+        elif policy in ("min", "max"):
             # SQLite's scalar min()/max() return NULL if any argument is NULL: coalesce both ways.
             updates.append(
                 f"{col} = {policy}(coalesce(excluded.{col}, {col}), coalesce({col}, excluded.{col}))"

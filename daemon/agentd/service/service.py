@@ -21,6 +21,7 @@ from agentd import __version__, paths, pidfile, spool
 from agentd.config import Config
 from agentd.db.store import Store
 from agentd.errors import AlreadyRunning, DiskFull, StartupError
+from agentd.follow import Follower
 from agentd.ingest import PreparedEvent, Privacy
 from agentd.redact import Redactor
 
@@ -50,6 +51,8 @@ class Service:
         self._pid_fd: int | None = None
         self._spool_task: asyncio.Task[None] | None = None
         self._spool_lock = asyncio.Lock()
+        # Reads live Claude transcripts into the store (tokens, cost, what no hook reports).
+        self.follower = Follower(config.state_dir, self.store.prepare, self.store.submit)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -69,6 +72,7 @@ class Service:
     async def open(self) -> None:
         """Open the store (migrating it) and start draining the spool."""
         await self.store.open()
+        await self.follower.start()
         self.started_at = time.time()
         self._spool_task = asyncio.create_task(self._drain_spool_forever(), name="agentd-spool")
 
@@ -95,6 +99,7 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._spool_task
             self._spool_task = None
+        await self.follower.close()
         await self.store.close()
         if self._pid_fd is not None:
             pidfile.release(self.config.pid_path, self._pid_fd)
@@ -104,7 +109,13 @@ class Service:
 
     async def ingest(self, source: str, payload: bytes, received_at: int | None) -> None:
         """Store one event; returns once it is committed (InvalidEvent, UnicodeDecodeError)."""
-        await self.store.ingest(source, payload, received_at)
+        event = self.store.prepare(source, payload, received_at)
+        await self.store.submit(event)
+        self._follow(event, payload)
+
+    def _follow(self, event: PreparedEvent, payload: bytes) -> None:
+        if event.source == "claude":
+            self.follower.observe(event.kind, event.session_id, payload)
 
     async def prune(self, before: int) -> dict[str, Any]:
         """{"deleted": rows per table} (Store.prune, the same for the direct path)."""
@@ -168,10 +179,13 @@ class Service:
         except FileNotFoundError:
             return 0
         events: list[PreparedEvent] = []
+        payloads: list[bytes] = []
         rejected: list[bytes] = []
         for line in lines:
             try:
-                events.append(self.store.prepare(*spool.decode_line(line)))
+                source, payload, received_at = spool.decode_line(line)
+                events.append(self.store.prepare(source, payload, received_at))
+                payloads.append(payload)
             except ValueError:  # InvalidEvent, msgspec.DecodeError, UnicodeDecodeError
                 rejected.append(line)
             except Exception:  # a bug; still only this line's problem
@@ -183,6 +197,8 @@ class Service:
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+        for event, payload in zip(events, payloads, strict=True):
+            self._follow(event, payload)
         if rejected or torn:
             self._keep_rejected(path, rejected, torn)
         path.unlink(missing_ok=True)
