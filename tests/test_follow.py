@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,9 @@ class Live:
 
     async def event(self, kind: str, path: Path | str, session: str = MAIN) -> None:
         payload = hook(kind, path, session)
-        await self.store.ingest("claude", payload, None)
+        # As the hook does: the time it saw the event (two identical Stops are two events).
+        self.received_at = max(getattr(self, "received_at", 0) + 1, int(time.time() * 1000))
+        await self.store.ingest("claude", payload, self.received_at)
         self.follower.observe(kind, session, payload)
         if kind in TURN_END:  # a busy session is polled until its turn ends
             assert await self.follower.settled(timeout=30)
@@ -146,7 +149,9 @@ def test_open_transcript_refuses_symlinks_fifos_and_other_owners(project):
 # -- live == import -------------------------------------------------------------------------------
 
 
-async def test_turn_end_reads_the_transcript_and_a_later_import_changes_nothing(config, project):
+async def test_turn_end_reads_the_transcript_and_a_later_import_changes_nothing(
+    config, project, tmp_path
+):
     transcript = project / f"{MAIN}.jsonl"
     records = lines("claude_transcript_trimmed.jsonl")
     half = len(records) // 2
@@ -176,7 +181,7 @@ async def test_turn_end_reads_the_transcript_and_a_later_import_changes_nothing(
 
     # An import into a fresh database of the same transcript: the same typed rows (hook-only
     # columns aside), so live following and import are one reader.
-    alone = Config.load({"AGENTD_HOME": str(config.state_dir.parent / "alone")})
+    alone = Config.load({"AGENTD_HOME": str(tmp_path / "alone")})  # a home of its own
     await asyncio.to_thread(run_import, alone, "claude", [project.parent])
     imported = snapshot(alone.db_path)
     for table in ("messages", "tools", "file_operations", "session_errors", "compaction_events"):

@@ -232,7 +232,9 @@ def test_cli_imports_a_given_database(agentd_env, opencode_db):
 
 # Columns only the plugin's live events fill or time, per table (docs/import.md).
 LIVE_ONLY = {
-    "sessions": {"status", "status_at", "updated_at", "redactions"},
+    # *_at: when each was set, by each side's own clock (the plugin's event time, or the row's
+    # time_updated at import): the values (status aside) must agree, the instants need not.
+    "sessions": {"status", "status_at", "outcome_at", "last_error_at", "updated_at", "redactions"},
     "messages": {"redactions"},
     # started/ended also count the plugin callbacks around the tool (tool.execute.before/after).
     "tools": {"started_at", "ended_at", "created_at", "redactions"},

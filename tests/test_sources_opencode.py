@@ -795,10 +795,12 @@ async def test_main_run_through_the_store(tmp_path: Path) -> None:
     await feed(db, records)  # a full replay (spool drain, re-import) changes nothing
 
     (session,) = query_db(db, "SELECT * FROM sessions")
-    # Migration 9's columns: the status's own time; no outcome from these events.
+    # Migration 9's columns: the status's own time, and the outcome the run's one session.error
+    # gave it (OpenCode reported the unknown /compact command as an error).
     assert session.pop("status_at") >= session["created_at"]
-    for column in ("outcome", "outcome_at", "last_error", "last_error_at"):
-        assert session.pop(column) is None, column
+    assert session.pop("outcome") == "error"
+    assert session.pop("last_error").startswith('Command not found: "compact"')
+    assert session.pop("outcome_at") >= session.pop("last_error_at") >= session["created_at"]
     assert session == {
         "id": MAIN,
         "source": "opencode",

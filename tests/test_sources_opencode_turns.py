@@ -145,7 +145,7 @@ def test_machine_prompt_test_matches_opencodes() -> None:
     assert not is_machine_prompt_part({"type": "tool", "synthetic": True})
 
 
-async def feed(db: Path, records: list[dict[str, Any]]) -> None:
+async def feed(db: Path, records: list[dict[str, Any]], start: int = 1000) -> None:
     """Through a store whose sessions table has `outcome` and `last_error` (they come with another
     migration; added here when this branch's schema lacks them)."""
     conn = connect_sync(db)
@@ -158,7 +158,7 @@ async def feed(db: Path, records: list[dict[str, Any]]) -> None:
     await store.open()
     try:
         for tick, record in enumerate(records):
-            await store.ingest("opencode", json.dumps(record).encode(), 1000 + tick)
+            await store.ingest("opencode", json.dumps(record).encode(), start + tick)
     finally:
         await store.close()
 
@@ -214,7 +214,7 @@ async def test_a_401_session_reads_error_after_idle_in_the_real_order(tmp_path: 
     del info["error"]
     info.update(id="msg_next", finish="stop")
     final["event"]["id"] = "evt_next"
-    await feed(db, [final])
+    await feed(db, [final], start=2000)  # later: outcome follows the events' own time
     (session,) = query_db(db, "SELECT outcome, last_error FROM sessions")
     assert session == {"outcome": "ok", "last_error": "HTTP 400: fake bad request"}
 

@@ -287,7 +287,15 @@ def _merge_sql(table: str, cols: list[str]) -> str:
         if col in ("machine_id", "id"):
             continue
         policy = MERGE_POLICY.get(col)
-        if policy == "min":
+        if policy is not None and policy.startswith("newest by ") and policy[10:] in cols:
+            # As the local store: taken only from a row at least as new as the one that set it.
+            at = policy[10:]
+            newer = f"(excluded.{at} IS NULL OR t.{at} IS NULL OR excluded.{at} >= t.{at})"
+            updates.append(
+                f"{col} = CASE WHEN excluded.{col} IS NOT NULL AND {newer}"
+                f" THEN excluded.{col} ELSE t.{col} END"
+            )
+        elif policy == "min":
             updates.append(f"{col} = least(excluded.{col}, t.{col})")
         elif policy == "max":
             updates.append(f"{col} = greatest(excluded.{col}, t.{col})")

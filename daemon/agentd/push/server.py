@@ -117,9 +117,19 @@ CREATE TABLE agentd.push_state (
     )
 )
 
+# A session's outcome beside its status (local migration 0009), each with the time it was set.
+_SESSION_OUTCOME = """
+ALTER TABLE agentd.sessions ADD COLUMN status_at bigint;
+ALTER TABLE agentd.sessions ADD COLUMN outcome text;
+ALTER TABLE agentd.sessions ADD COLUMN outcome_at bigint;
+ALTER TABLE agentd.sessions ADD COLUMN last_error text;
+ALTER TABLE agentd.sessions ADD COLUMN last_error_at bigint;
+"""
+
 SERVER_MIGRATIONS: tuple[ServerMigration, ...] = (
     ServerMigration(1, "0001_tables", _TABLES),
     ServerMigration(2, "0002_reports", REPORTS_SQL),
+    ServerMigration(3, "0003_session_outcome", _SESSION_OUTCOME),
 )
 LATEST = SERVER_MIGRATIONS[-1].version
 
