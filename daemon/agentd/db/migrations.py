@@ -10,6 +10,8 @@ import sqlite3
 import time
 from typing import NamedTuple
 
+from agentd.db import rollup
+
 __all__ = ["Migration", "MIGRATIONS", "migrate", "applied_versions"]
 
 
@@ -210,6 +212,8 @@ CREATE INDEX tools_ui_time
 DROP INDEX tools_created_at;
 """,
     ),
+    # SQL in db/rollup.py: the tables, their triggers and the backfill change together.
+    Migration(8, "0008_tool_rollup", rollup.MIGRATION_SQL),
 )
 
 _RECORD_TABLE = """

@@ -9,20 +9,27 @@ import sqlite3
 import time
 from typing import Any
 
+import msgspec
+
 from agentd.ui.views import outcome_sql
 
 __all__ = ["session", "MAX_CALLS"]
 
 MAX_CALLS = 2000  # calls drawn per session page; the JSON says when there were more
 TAIL = 30
+_decode = msgspec.json.Decoder().decode
 
 
 def _summary(tool_name: str, tool_input: str | None) -> str:
     """One line saying what a call did: its command, file or pattern."""
     try:
-        args = json.loads(tool_input) if tool_input else {}
-    except ValueError:
-        return (tool_input or "")[:120]
+        # msgspec first: several times faster than json on the 2 000 calls of a big session.
+        args = _decode(tool_input) if tool_input else {}
+    except msgspec.DecodeError:
+        try:  # what msgspec refuses and json takes (NaN, huge numbers)
+            args = json.loads(tool_input or "")
+        except ValueError:
+            return (tool_input or "")[:120]
     if not isinstance(args, dict):
         return ""
     for key in ("command", "file_path", "filePath", "pattern", "url", "query", "description",
@@ -34,6 +41,8 @@ def _summary(tool_name: str, tool_input: str | None) -> str:
 
 
 def _calls(conn: sqlite3.Connection, session_id: str, lane_of_main: str) -> list[dict[str, Any]]:
+    # In start order through the tools_ui_session_order index (migration 0008): only the first
+    # MAX_CALLS + 1 rows are read, however long the session.
     rows = conn.execute(
         "SELECT t.id, t.tool_name, t.agent_id, t.success, t.error_message, t.exit_code, "
         "t.duration_ms, t.started_at, t.ended_at, t.created_at, t.file_path, t.interrupted, "
