@@ -43,16 +43,19 @@ def _summary(tool_name: str, tool_input: str | None) -> str:
 def _calls(conn: sqlite3.Connection, session_id: str, lane_of_main: str) -> list[dict[str, Any]]:
     # In start order through the tools_ui_session_order index (migration 0008): only the first
     # MAX_CALLS + 1 rows are read, however long the session.
-    rows = conn.execute(
+    cur = conn.cursor()
+    cur.row_factory = None  # tuples zipped with the names below: cheaper than sqlite3.Row
+    rows = cur.execute(
         "SELECT t.id, t.tool_name, t.agent_id, t.success, t.error_message, t.exit_code, "
         "t.duration_ms, t.started_at, t.ended_at, t.created_at, t.file_path, t.interrupted, "
         "substr(t.tool_input, 1, 2000) AS tool_input FROM tools t WHERE t.session_id = ? "
         "ORDER BY coalesce(t.started_at, t.created_at), t.id LIMIT ?",
         (session_id, MAX_CALLS + 1),
     ).fetchall()
+    names = [d[0] for d in cur.description]
     calls = []
     for r in rows:
-        call = dict(r)
+        call = dict(zip(names, r, strict=True))
         call["summary"] = _summary(call["tool_name"], call.pop("tool_input"))
         start, end, duration = call["started_at"], call["ended_at"], call["duration_ms"]
         # Where the bar goes: the exact start when known, else its end less its duration.

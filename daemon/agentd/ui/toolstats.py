@@ -24,6 +24,7 @@ from agentd.ui.filters import Filters
 __all__ = ["per_tool", "scope", "EXACT_LIMIT"]
 
 EXACT_LIMIT = 20_000  # calls; an exact pass over this many rows takes a few ms
+HALF_DAY = rollup.DAY_MS // 2
 _EXACT = {"method": "exact", "max_relative_error": 0}
 _HISTOGRAM = {"method": "histogram", "max_relative_error": 0.01}
 
@@ -49,12 +50,17 @@ def per_tool(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(one dict per tool, how its percentiles were computed)."""
     day, week = rollup.window_days(f.since_ms)
-    rolled = _rolled_calls(conn, f, day, project=f.project)
+    first = day  # the first day taken from the rollup
+    if day is not None and f.since_ms is not None and day * rollup.DAY_MS - f.since_ms > HALF_DAY:
+        # The window starts early in its day: take that whole day from the rollup and read
+        # the rows before the start (to take away) rather than the longer rest of the day.
+        first = day - 1
+    rolled = _rolled_calls(conn, f, first, project=f.project)
     if sum(rolled.values()) <= exact_limit:
         return _exact(conn, f), _EXACT
-    if f.project and rolled != _rolled_calls(conn, f, day, project=None):
+    if f.project and rolled != _rolled_calls(conn, f, first, project=None):
         return _exact(conn, f), _EXACT
-    return _from_rollup(conn, f, day, week), _HISTOGRAM
+    return _from_rollup(conn, f, first, week), _HISTOGRAM
 
 
 def _rolled_calls(
@@ -67,15 +73,20 @@ def _rolled_calls(
         "GROUP BY tool_name", {"day": day, "agent": f.agent, "project": project}))  # fmt: skip
 
 
-def _rows(conn: sqlite3.Connection, f: Filters, until: int | None = None) -> Counter[tuple]:
-    """(tool, success, duration) -> how many calls, for the window's rows (before `until`)."""
+def _rows(
+    conn: sqlite3.Connection, f: Filters, start: int | None, until: int | None = None
+) -> Counter[tuple]:
+    """(tool, success, duration) -> how many calls, for the rows created in [start, until)
+    under the other filters."""
+    terms = [scope(f, since=False)]
+    terms += [" AND t.created_at >= :start"] * (start is not None)
+    terms += [" AND t.created_at < :until"] * (until is not None)
     cur = conn.cursor()
     cur.row_factory = None  # plain tuples: one row per call
     # Counting equal rows in C first leaves Python a few thousand groups to fold.
     return Counter(cur.execute(
-        "SELECT t.tool_name, t.success, t.duration_ms FROM tools t WHERE "
-        f"{scope(f)}{' AND t.created_at < :until' if until is not None else ''}",
-        {**f.params(), "until": until}))  # fmt: skip
+        f"SELECT t.tool_name, t.success, t.duration_ms FROM tools t WHERE {''.join(terms)}",
+        {**f.params(), "start": start, "until": until}))  # fmt: skip
 
 
 def _new(name: str | None) -> dict[str, Any]:
@@ -93,7 +104,7 @@ def _count(s: dict[str, Any], success: Any, n: int) -> None:
 def _exact(conn: sqlite3.Connection, f: Filters) -> list[dict[str, Any]]:
     stats: dict[str | None, dict[str, Any]] = {}
     durations: dict[str | None, list[tuple[int, int]]] = defaultdict(list)
-    for (name, success, duration), n in _rows(conn, f).items():
+    for (name, success, duration), n in _rows(conn, f, f.since_ms).items():
         _count(stats.setdefault(name, _new(name)), success, n)
         if duration is not None:
             durations[name].append((duration, n))
@@ -123,6 +134,8 @@ def _nearest_rank(weighted: list[tuple[int, int]], fraction: float) -> int | Non
 def _from_rollup(
     conn: sqlite3.Connection, f: Filters, day: int | None, week: int | None
 ) -> list[dict[str, Any]]:
+    """The rollup from `day` (None: all of it), corrected by the rows between the window's
+    start and that day's start (added, or taken away when `day` starts before the window)."""
     stats: dict[str | None, dict[str, Any]] = {}
     buckets: dict[str | None, Counter[int]] = defaultdict(Counter)
     params = {"day": day, "week": week, "agent": f.agent, "project": f.project}
@@ -145,15 +158,25 @@ def _from_rollup(
         hist.append("SELECT tool_name, bucket_ms, sum(calls) FROM tool_duration_daily "
                     f"WHERE day >= :day AND day < :week * 7{agent} GROUP BY 1, 2")  # fmt: skip
     for sql in hist:
-        for name, lo, n in cur.execute(sql, params):
+        for name, lo, n in cur.execute(sql, params).fetchall():
             buckets[name or None][lo] += n
-    if day is not None:
-        for (name, success, duration), n in _rows(conn, f, until=day * rollup.DAY_MS).items():
-            _count(stats.setdefault(name, _new(name)), success, n)
+    if day is not None and f.since_ms is not None:
+        edge, since = day * rollup.DAY_MS, f.since_ms
+        sign = 1 if edge >= since else -1
+        bucket_of: dict[Any, int] = {}  # per distinct duration, not per group
+        for (name, success, duration), n in _rows(
+            conn, f, min(edge, since), max(edge, since)
+        ).items():
+            s = stats.get(name)
+            _count(s if s is not None else stats.setdefault(name, _new(name)), success, sign * n)
             if duration is not None:
-                buckets[name][rollup.bucket_of(duration)] += n
+                lo = bucket_of.get(duration)
+                if lo is None:
+                    lo = bucket_of[duration] = rollup.bucket_of(duration)
+                buckets[name][lo] += sign * n
+    stats = {name: s for name, s in stats.items() if s["calls"] > 0}
     for name, s in stats.items():
-        b = +buckets[name]  # drop empty buckets
+        b = +buckets[name]  # only the buckets left with calls
         s["failure_rate"] = s["failed"] / s["calls"] if s["calls"] else None
         total = sum(b.values())
         for key, fraction in (("p50_ms", 0.50), ("p95_ms", 0.95)):
