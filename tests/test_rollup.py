@@ -195,18 +195,23 @@ def test_rollup_follows_plain_sql_writes_and_deleted_sessions(tmp_path):
     path = tmp_path / "a.db"
     conn = connect_sync(path)
     conn.execute("INSERT INTO sessions (id, source, project_path) VALUES ('s', 'claude', '/p')")
+    rng = random.Random(11)
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO tools (id, session_id, source, tool_name, success, duration_ms, created_at) "
         "VALUES (?, 's', 'claude', ?, ?, ?, ?)",
-        [(f"t{i}", random.choice(["Bash", None]), random.choice([0, 1, None]),
-          random.choice([None, -5, 0, 1, 49, 50, 51, 52, 53, 1000, 10**12]),
-          random.choice([None, NOW, NOW - 9 * DAY, 5])) for i in range(300)],
+        [(f"t{i}", rng.choice(["Bash", None]), rng.choice([0, 1, None]),
+          rng.choice([None, -5, 0, 1, 49, 50, 51, 52, 53, 1000, 10**12]),
+          rng.choice([None, NOW, NOW - 9 * DAY, 5])) for i in range(300)],
     )  # fmt: skip
     conn.execute("COMMIT")
     assert_rollup_exact(path)
     conn.execute("UPDATE tools SET tool_name = tool_name, success = success")  # no change
     conn.execute("UPDATE tools SET duration_ms = duration_ms * 3 WHERE rowid % 3 = 0")
+    assert_rollup_exact(path)
+    conn.execute("UPDATE tools SET success = 1 - coalesce(success, 0) WHERE rowid % 5 = 0")
+    conn.execute("UPDATE tools SET duration_ms = NULL WHERE rowid % 7 = 0")
+    conn.execute("UPDATE tools SET created_at = created_at + 3600000 WHERE rowid % 4 = 0")
     assert_rollup_exact(path)
     conn.execute("DELETE FROM sessions")  # the calls stay, now of no known project
     assert {k[3] for k in assert_rollup_exact(path)["stats"]} == {""}

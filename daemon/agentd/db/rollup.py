@@ -104,42 +104,53 @@ _STATS_SET = (
 )
 
 
-def _apply(x: str, sign: str) -> str:
-    """Statements adding (sign '+') or removing ('-') one tools row's contribution; x is NEW or
-    OLD. Removing deletes rows that drop to zero, so the rollup equals a fresh aggregate."""
-    day, bucket = _DAY.format(x=x), _BUCKET.format(x=x)
-    week = _WEEK.format(day=day)
-    key = f"{day}, coalesce({x}.tool_name, ''), {x}.source"
-    s = "" if sign == "+" else "-"
+def _stats(x: str, sign: str) -> list[str]:
+    """Add (sign '+') or remove ('-') one tools row (x: NEW or OLD) in tool_stats_daily;
+    removing deletes a group that drops to zero, so the rollup equals a fresh aggregate."""
+    day, s = _DAY.format(x=x), ("" if sign == "+" else "-")
     out = [
         "INSERT INTO tool_stats_daily (day, tool_name, source, project_path, calls, failures, "
-        f"unknown, duration_count, duration_sum) VALUES ({key}, {_PROJECT.format(x=x)}, {s}1, "
-        f"{s}({x}.success IS 0), {s}({x}.success IS NULL), {s}({x}.duration_ms IS NOT NULL), "
+        f"unknown, duration_count, duration_sum) VALUES ({day}, coalesce({x}.tool_name, ''), "
+        f"{x}.source, {_PROJECT.format(x=x)}, {s}1, {s}({x}.success IS 0), "
+        f"{s}({x}.success IS NULL), {s}({x}.duration_ms IS NOT NULL), "
         f"{s}coalesce({x}.duration_ms, 0)) ON CONFLICT (day, tool_name, source, project_path) "
         f"DO UPDATE SET {_STATS_SET};",
     ]
-    for table, period in (("tool_duration_daily", day), ("tool_duration_weekly", week)):
-        column = "day" if table.endswith("daily") else "week"
-        out.append(
-            f"INSERT INTO {table} ({column}, tool_name, source, bucket_ms, calls) "
-            f"SELECT {period}, coalesce({x}.tool_name, ''), {x}.source, {bucket}, {s}1 "
-            f"WHERE {x}.duration_ms IS NOT NULL ON CONFLICT ({column}, tool_name, source, "
-            "bucket_ms) DO UPDATE SET calls = calls + excluded.calls;"
-        )
     if sign == "-":
         out.append(
             f"DELETE FROM tool_stats_daily WHERE day = {day} AND tool_name = "
             f"coalesce({x}.tool_name, '') AND source = {x}.source AND project_path = "
             f"{_PROJECT.format(x=x)} AND calls = 0;"
         )
-        for table, period in (("tool_duration_daily", day), ("tool_duration_weekly", week)):
-            column = "day" if table.endswith("daily") else "week"
+    return out
+
+
+def _buckets(x: str, sign: str, when: str = "1") -> list[str]:
+    """The same in the daily and weekly duration buckets, for a row with a duration, `when`
+    the condition holds."""
+    day, bucket = _DAY.format(x=x), _BUCKET.format(x=x)
+    s = "" if sign == "+" else "-"
+    out = []
+    for column, period in (("day", day), ("week", _WEEK.format(day=day))):
+        table = f"tool_duration_{'daily' if column == 'day' else 'weekly'}"
+        out.append(
+            f"INSERT INTO {table} ({column}, tool_name, source, bucket_ms, calls) "
+            f"SELECT {period}, coalesce({x}.tool_name, ''), {x}.source, {bucket}, {s}1 "
+            f"WHERE {when} AND {x}.duration_ms IS NOT NULL ON CONFLICT ({column}, tool_name, "
+            "source, bucket_ms) DO UPDATE SET calls = calls + excluded.calls;"
+        )
+        if sign == "-":
             out.append(
-                f"DELETE FROM {table} WHERE {x}.duration_ms IS NOT NULL AND {column} = {period} "
-                f"AND tool_name = coalesce({x}.tool_name, '') AND source = {x}.source "
-                f"AND bucket_ms = {bucket} AND calls = 0;"
+                f"DELETE FROM {table} WHERE {when} AND {x}.duration_ms IS NOT NULL "
+                f"AND {column} = {period} AND tool_name = coalesce({x}.tool_name, '') "
+                f"AND source = {x}.source AND bucket_ms = {bucket} AND calls = 0;"
             )
-    return "\n    ".join(out)
+    return out
+
+
+def _apply(x: str, sign: str) -> str:
+    """Statements adding or removing one tools row's whole contribution."""
+    return "\n    ".join(_stats(x, sign) + _buckets(x, sign))
 
 
 def _move(session: str, old: str, new: str) -> str:
@@ -167,7 +178,31 @@ def _move(session: str, old: str, new: str) -> str:
 
 
 _ROLLUP_COLUMNS = "created_at, tool_name, source, session_id, success, duration_ms"
-_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _ROLLUP_COLUMNS.split(", "))
+# The group a row counts in is the same before and after the update.
+_SAME_GROUP = (
+    f"{_DAY.format(x='OLD')} = {_DAY.format(x='NEW')} AND OLD.tool_name IS NEW.tool_name "
+    "AND OLD.source IS NEW.source AND OLD.session_id IS NEW.session_id"
+)
+_OUTCOME_CHANGED = "(OLD.success IS NOT NEW.success OR OLD.duration_ms IS NOT NEW.duration_ms)"
+
+
+def _in_place() -> str:
+    """A Post event's update (outcome, duration) of a call that stays in its group: one UPDATE
+    of its tool_stats_daily row instead of adding and removing it (the usual update, so the
+    cheap one); the duration buckets move only when the duration changed."""
+    moved = "OLD.duration_ms IS NOT NEW.duration_ms"
+    return "\n    ".join([
+        "UPDATE tool_stats_daily SET failures = failures + (NEW.success IS 0) - (OLD.success IS 0), "
+        "unknown = unknown + (NEW.success IS NULL) - (OLD.success IS NULL), "
+        "duration_count = duration_count + (NEW.duration_ms IS NOT NULL) "
+        "- (OLD.duration_ms IS NOT NULL), duration_sum = duration_sum "
+        "+ coalesce(NEW.duration_ms, 0) - coalesce(OLD.duration_ms, 0) "
+        f"WHERE day = {_DAY.format(x='NEW')} AND tool_name = coalesce(NEW.tool_name, '') "
+        f"AND source = NEW.source AND project_path = {_PROJECT.format(x='NEW')};",
+        *_buckets("NEW", "+", moved),
+        *_buckets("OLD", "-", moved),
+    ])  # fmt: skip
+
 
 MIGRATION_SQL = f"""
 -- The tool-call rollup (db/rollup.py, docs/schema.md): what `agentd ui`'s tools view reads
@@ -215,10 +250,14 @@ END;
 CREATE TRIGGER tools_rollup_delete AFTER DELETE ON tools BEGIN
     {_apply("OLD", "-")}
 END;
--- The store's upsert sets every column, so this fires on every replay: the WHEN clause keeps
+-- The store's upsert sets every column, so these fire on every replay: the WHEN clauses keep
 -- an unchanged replay free. Adding NEW before removing OLD keeps a shared row from emptying.
+CREATE TRIGGER tools_rollup_update_in_place AFTER UPDATE OF {_ROLLUP_COLUMNS} ON tools
+WHEN {_SAME_GROUP} AND {_OUTCOME_CHANGED} BEGIN
+    {_in_place()}
+END;
 CREATE TRIGGER tools_rollup_update AFTER UPDATE OF {_ROLLUP_COLUMNS} ON tools
-WHEN {_CHANGED} BEGIN
+WHEN NOT ({_SAME_GROUP}) BEGIN
     {_apply("NEW", "+")}
     {_apply("OLD", "-")}
 END;
