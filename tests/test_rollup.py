@@ -301,6 +301,8 @@ def test_histogram_percentiles_within_1_percent_of_exact_nearest_rank(tmp_path, 
     path = tmp_path / "a.db"
     rows = _fill(path, 6000, seed=len(str(query)))
     f = Filters.parse(query)
+    if f.since_ms is not None:  # pinned, so that the test and the view see the same window
+        f = Filters.parse({**query, "since": str(f.since_ms)})
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     stats, how = toolstats.per_tool(conn, f, exact_limit=0)  # force the rollup
     conn.close()
@@ -323,8 +325,8 @@ def test_project_filter_uses_the_rollup_only_when_the_project_holds_every_call(t
     path = tmp_path / "a.db"
     _fill(path, 3000, seed=3)
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    mixed = Filters.parse({"since": "30d", "project": "/a"})
-    alone = Filters.parse({"since": "30d", "project": "/a", "agent": "claude"})
+    mixed = Filters.parse({"since": str(NOW - 30 * DAY), "project": "/a"})
+    alone = Filters.parse({"since": str(NOW - 30 * DAY), "project": "/a", "agent": "claude"})
     (exact, how), (rolled, how2) = (
         toolstats.per_tool(conn, f, exact_limit=0) for f in (mixed, alone)
     )
@@ -338,12 +340,12 @@ def test_tools_endpoint_matches_the_database_on_a_large_window(tmp_path):
     path = tmp_path / "a.db"
     _fill(path, 2 * toolstats.EXACT_LIMIT, seed=5)  # 3/4 of them in the last 30 days
     with TestClient(create_app(path), base_url="http://127.0.0.1") as client:
-        data = client.get("/api/tools?since=30d").json()["data"]
-        page = client.get("/tools?since=30d").text
+        since = NOW - 30 * DAY  # an epoch, not "30d": the window must not move during the test
+        data = client.get(f"/api/tools?since={since}").json()["data"]
+        page = client.get(f"/tools?since={since}").text
     assert "within 1% of the exact values" in page  # the page says so, too
     assert data["percentiles"] == {"method": "histogram", "max_relative_error": 0.01}
     conn = sqlite3.connect(path)
-    since = NOW - 30 * DAY
     for t in data["tools"]:
         calls, failed, longest = conn.execute(
             "SELECT count(*), sum(success = 0), max(duration_ms) FROM tools "

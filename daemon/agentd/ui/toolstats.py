@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Any
 
 from agentd.db import rollup
@@ -49,6 +50,8 @@ def per_tool(
     conn: sqlite3.Connection, f: Filters, *, exact_limit: int = EXACT_LIMIT
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(one dict per tool, how its percentiles were computed)."""
+    if f.since_ms is not None:  # a relative window ("7d") moves with the clock: fix it once
+        f = replace(f, since=str(f.since_ms))
     day, week = rollup.window_days(f.since_ms)
     first = day  # the first day taken from the rollup
     if day is not None and f.since_ms is not None and day * rollup.DAY_MS - f.since_ms > HALF_DAY:
