@@ -225,7 +225,8 @@ def test_rollup_follows_plain_sql_writes_and_deleted_sessions(tmp_path):
 def test_migration_backfills_an_existing_database(tmp_path):
     path = tmp_path / "old.db"
     old = sqlite3.connect(path, isolation_level=None)
-    migrate(old, MIGRATIONS[:7])  # the schema before the rollup
+    rollup_at = next(i for i, m in enumerate(MIGRATIONS) if m.name.endswith("_tool_rollup"))
+    migrate(old, MIGRATIONS[:rollup_at])  # the schema before the rollup
     old.execute("INSERT INTO sessions (id, source, project_path) VALUES ('s', 'claude', '/p')")
     rng = random.Random(7)
     old.execute("BEGIN")
@@ -239,8 +240,9 @@ def test_migration_backfills_an_existing_database(tmp_path):
     )  # fmt: skip
     old.execute("COMMIT")
     old.close()
-    conn = connect_sync(path)  # what the daemon does at start: applies 0008
-    assert ("0008_tool_rollup",) in conn.execute("SELECT name FROM schema_migrations").fetchall()
+    conn = connect_sync(path)  # what the daemon does at start: applies the rollup's migration
+    applied = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+    assert MIGRATIONS[rollup_at].name in applied
     conn.close()
     backfilled = assert_rollup_exact(path)
     assert sum(v[0] for v in backfilled["stats"].values()) == 2000
