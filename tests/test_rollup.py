@@ -6,9 +6,11 @@ with the numbers of the database."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
+import shutil
 import sqlite3
 import time
 from collections import Counter, defaultdict
@@ -22,12 +24,13 @@ from agentd import normalizers as sources
 from agentd.db import rollup
 from agentd.db.migrations import MIGRATIONS, migrate
 from agentd.db.store import Store, connect_sync
+from agentd.importers import run_import
 from agentd.query.reports import nearest_rank
 from agentd.rows import Normalized, Row
 from agentd.ui import toolstats
 from agentd.ui.app import create_app
 from agentd.ui.filters import Filters
-from conftest import load_jsonl
+from conftest import PAYLOADS, load_jsonl
 
 DAY = rollup.DAY_MS
 NOW = int(time.time() * 1000)
@@ -126,6 +129,27 @@ async def test_rollup_follows_real_claude_events_pre_then_post_and_replays(tmp_p
 
     await ingest(path, "claude", events, at=NOW + 5000)  # the same events again: no change
     assert assert_rollup_exact(path) == after
+
+
+async def test_rollup_exact_after_an_import_over_live_capture_and_its_replay(
+    tmp_path, config, monkeypatch
+):
+    """`agentd import claude` of transcripts whose calls the hooks already captured: the same
+    tool rows, upserted by the importer through the store."""
+    monkeypatch.setenv("AGENTD_IMPORT_WORKERS", "0")  # prepare in this process
+    await ingest(config.db_path, "claude", claude_tool_events())
+    assert_rollup_exact(config.db_path)
+    tree = tmp_path / "projects" / "-home-dev-runs-claude-main-proj"
+    tree.mkdir(parents=True)
+    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl",
+                tree / "bbce9559-ac03-43d5-abf7-5a5bf173473b.jsonl")  # fmt: skip
+    summary = await asyncio.to_thread(run_import, config, "claude", [tree.parent])
+    assert summary.errors == []
+    imported = assert_rollup_exact(config.db_path)
+    # The transcript's calls are the ones the hooks captured: the import upserted those rows.
+    assert (summary.files_read, sum(v[0] for v in imported["stats"].values())) == (1, 7)
+    await asyncio.to_thread(run_import, config, "claude", [tree.parent])  # again: no change
+    assert assert_rollup_exact(config.db_path) == imported
 
 
 async def test_rollup_unchanged_by_an_upsert_that_changes_nothing(tmp_path, rows_source):
