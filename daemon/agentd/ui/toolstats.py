@@ -193,9 +193,9 @@ def _from_rollup(
 
 def _max(conn: sqlite3.Connection, f: Filters, name: str | None, lo: int) -> Any:
     """The exact longest duration: only the rows in the window's top bucket or above, found
-    through the (tool_name, duration_ms, ...) index, are looked at."""
+    through the (tool_name, duration_ms, ...) index (tools_query_name), are looked at."""
     row = conn.execute(
-        "SELECT t.duration_ms FROM tools t INDEXED BY tools_query_name "
+        "SELECT t.duration_ms FROM tools t "
         f"WHERE t.tool_name IS :name AND t.duration_ms >= :lo AND {scope(f)} "
         "ORDER BY t.duration_ms DESC LIMIT 1",
         {**f.params(), "name": name, "lo": lo},
