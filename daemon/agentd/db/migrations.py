@@ -10,6 +10,8 @@ import sqlite3
 import time
 from typing import NamedTuple
 
+from agentd.db import rollup
+
 __all__ = ["Migration", "MIGRATIONS", "migrate", "applied_versions"]
 
 
@@ -291,6 +293,8 @@ UPDATE sessions SET status = 'idle', outcome = 'error'
     WHERE status = 'error' AND source = 'claude';
 """,
     ),
+    # SQL in db/rollup.py: the tables, their triggers and the backfill change together.
+    Migration(10, "0010_tool_rollup", rollup.MIGRATION_SQL),
 )
 
 _RECORD_TABLE = """

@@ -9,20 +9,27 @@ import sqlite3
 import time
 from typing import Any
 
+import msgspec
+
 from agentd.ui.views import outcome_sql
 
 __all__ = ["session", "MAX_CALLS"]
 
 MAX_CALLS = 2000  # calls drawn per session page; the JSON says when there were more
 TAIL = 30
+_decode = msgspec.json.Decoder().decode
 
 
 def _summary(tool_name: str, tool_input: str | None) -> str:
     """One line saying what a call did: its command, file or pattern."""
     try:
-        args = json.loads(tool_input) if tool_input else {}
-    except ValueError:
-        return (tool_input or "")[:120]
+        # msgspec first: several times faster than json on the 2 000 calls of a big session.
+        args = _decode(tool_input) if tool_input else {}
+    except msgspec.DecodeError:
+        try:  # what msgspec refuses and json takes (NaN, huge numbers)
+            args = json.loads(tool_input or "")
+        except ValueError:
+            return (tool_input or "")[:120]
     if not isinstance(args, dict):
         return ""
     for key in ("command", "file_path", "filePath", "pattern", "url", "query", "description",
@@ -34,16 +41,21 @@ def _summary(tool_name: str, tool_input: str | None) -> str:
 
 
 def _calls(conn: sqlite3.Connection, session_id: str, lane_of_main: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
+    # In start order through the tools_ui_session_order index (migration 0010): only the first
+    # MAX_CALLS + 1 rows are read, however long the session.
+    cur = conn.cursor()
+    cur.row_factory = None  # tuples zipped with the names below: cheaper than sqlite3.Row
+    rows = cur.execute(
         "SELECT t.id, t.tool_name, t.agent_id, t.success, t.error_message, t.exit_code, "
         "t.duration_ms, t.started_at, t.ended_at, t.created_at, t.file_path, t.interrupted, "
         "substr(t.tool_input, 1, 2000) AS tool_input FROM tools t WHERE t.session_id = ? "
         "ORDER BY coalesce(t.started_at, t.created_at), t.id LIMIT ?",
         (session_id, MAX_CALLS + 1),
     ).fetchall()
+    names = [d[0] for d in cur.description]
     calls = []
     for r in rows:
-        call = dict(r)
+        call = dict(zip(names, r, strict=True))
         call["summary"] = _summary(call["tool_name"], call.pop("tool_input"))
         start, end, duration = call["started_at"], call["ended_at"], call["duration_ms"]
         # Where the bar goes: the exact start when known, else its end less its duration.

@@ -2,7 +2,8 @@
 same for the HTML pages, the JSON endpoints and the CSV exports.
 
 Every time-windowed tool query reads a range of the `tools_ui_time` covering index
-(migration 0007), never the wide tool rows. bench/ui times each view on a million tool rows.
+(migration 0007), never the wide tool rows; the tools view reads the rollup of migration 0010
+for long windows (toolstats.py). bench/ui times each view on a million tool rows.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from agentd.query.reports import nearest_rank
 from agentd.query.times import parse_time
 from agentd.ui.db import columns
 from agentd.ui.filters import Filters
+from agentd.ui.toolstats import per_tool, scope as _scope
 
 __all__ = ["overview", "sessions", "tools", "files", "outcome_sql", "choices", "LIVE_MS"]
 
@@ -38,22 +39,6 @@ def outcome_sql(conn: sqlite3.Connection) -> str:
         "WHEN s.ended_at IS NULL AND coalesce(s.status, '') NOT IN ('ended', 'idle') "
         f"AND s.updated_at > :now - {LIVE_MS} THEN 'running' ELSE 'done' END"
     )
-
-
-def _scope(f: Filters, alias: str = "t", *, since: bool = True) -> str:
-    """WHERE terms for rows of tools (or another table with created_at, source, session_id)
-    under the shared filters. Only the filters set appear: `:x IS NULL OR ...` terms would keep
-    SQLite from seeking the index range."""
-    terms = ["1"]
-    if since and f.since_ms is not None:
-        terms.append(f"{alias}.created_at >= :since")
-    if f.agent:
-        terms.append(f"{alias}.source = :agent")
-    if f.project:
-        terms.append(
-            f"{alias}.session_id IN (SELECT id FROM sessions WHERE project_path = :project)"
-        )
-    return " AND ".join(terms)
 
 
 def _local_day(ms: int) -> str:
@@ -211,52 +196,11 @@ def _with_duration(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def tools(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
-    """Per tool: calls, failures, failure rate, p50/p95/max duration; the commonest errors."""
-    cur = conn.cursor()
-    cur.row_factory = None  # plain tuples: this reads one row per call in the window
-    # Counting equal (tool, outcome, duration) rows in C first leaves Python a few thousand
-    # groups to fold instead of one object per call.
-    counts = Counter(
-        cur.execute(
-            f"SELECT t.tool_name, t.success, t.duration_ms FROM tools t WHERE {_scope(f)}",
-            f.params(),
-        )  # fmt: skip
-    )
-    stats: dict[str, dict[str, Any]] = {}
-    durations: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for (name, success, duration), n in counts.items():
-        s = stats.get(name)
-        if s is None:
-            s = stats[name] = {"tool": name, "calls": 0, "failed": 0, "unknown": 0}
-        s["calls"] += n
-        if success == 0:
-            s["failed"] += n
-        elif success is None:
-            s["unknown"] += n
-        if duration is not None:
-            durations[name].append((duration, n))
-    for name, s in stats.items():
-        ds = sorted(durations[name])
-        s["failure_rate"] = s["failed"] / s["calls"]
-        s["p50_ms"] = _nearest_rank(ds, 0.50)
-        s["p95_ms"] = _nearest_rank(ds, 0.95)
-        s["max_ms"] = ds[-1][0] if ds else None
-    rows = sorted(stats.values(), key=lambda s: (-s["calls"], s["tool"]))
-    return {"tools": rows, "errors": _common_errors(conn, f)}
-
-
-def _nearest_rank(weighted: list[tuple[int, int]], fraction: float) -> int | None:
-    """The nearest-rank percentile (the definition `agentd query` uses) of sorted
-    (value, how many times) pairs."""
-    total = sum(n for _, n in weighted)
-    if not total:
-        return None
-    rank, seen = nearest_rank(fraction, total), 0
-    for value, n in weighted:
-        seen += n
-        if seen >= rank:
-            return value
-    return weighted[-1][0]
+    """Per tool: calls, failures, failure rate, p50/p95/max duration (toolstats.py says how:
+    exact, or from the rollup within 1%); the commonest errors."""
+    stats, percentiles = per_tool(conn, f)
+    rows = sorted(stats, key=lambda s: (-s["calls"], s["tool"] or ""))
+    return {"tools": rows, "percentiles": percentiles, "errors": _common_errors(conn, f)}
 
 
 _VOLATILE = re.compile(r"0x[0-9a-f]+|\d+|/[^\s:'\"]+", re.IGNORECASE)
