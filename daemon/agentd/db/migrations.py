@@ -222,6 +222,83 @@ CREATE TRIGGER push_log_events_delete AFTER DELETE ON events WHEN EXISTS (SELECT
     BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('events', OLD.id, 1); END;
 """
 
+_USAGE = """
+-- Usage and cost (pricing/, docs/usage.md). `messages.cost` stays the agent's own figure;
+-- `computed_cost` is priced from the message's tokens at its own time (NULL: no known price),
+-- and `cost_source` says which of the two a report uses: `agent`, `computed` or `unknown`.
+-- Claude reports cache writes by lifetime (5 minutes, 1 hour), priced apart.
+ALTER TABLE messages ADD COLUMN cache_write_5m_tokens INTEGER;
+ALTER TABLE messages ADD COLUMN cache_write_1h_tokens INTEGER;
+ALTER TABLE messages ADD COLUMN speed TEXT;  -- Claude's usage.speed: `fast` mode is priced higher
+ALTER TABLE messages ADD COLUMN computed_cost REAL;
+ALTER TABLE messages ADD COLUMN cost_source TEXT;
+-- The session's sum of its messages' computed costs and the count of messages whose cost is
+-- unknown, kept by the triggers below: the old and new value of each written message row,
+-- in the same transaction, so a replayed message (same values) changes nothing.
+ALTER TABLE sessions ADD COLUMN computed_cost REAL;
+ALTER TABLE sessions ADD COLUMN unpriced_messages INTEGER;
+CREATE TRIGGER usage_messages_insert AFTER INSERT ON messages
+    WHEN NEW.computed_cost IS NOT NULL OR NEW.cost_source IS 'unknown'
+    BEGIN UPDATE sessions SET
+        computed_cost = CASE WHEN NEW.computed_cost IS NULL THEN computed_cost
+            ELSE coalesce(computed_cost, 0) + NEW.computed_cost END,
+        unpriced_messages = CASE WHEN NEW.cost_source IS 'unknown'
+            THEN coalesce(unpriced_messages, 0) + 1 ELSE unpriced_messages END
+    WHERE id = NEW.session_id; END;
+CREATE TRIGGER usage_messages_update AFTER UPDATE OF computed_cost, cost_source ON messages
+    WHEN NEW.computed_cost IS NOT OLD.computed_cost OR NEW.cost_source IS NOT OLD.cost_source
+    BEGIN UPDATE sessions SET
+        computed_cost = CASE WHEN NEW.computed_cost IS NULL AND OLD.computed_cost IS NULL THEN computed_cost
+            ELSE coalesce(computed_cost, 0) + coalesce(NEW.computed_cost, 0) - coalesce(OLD.computed_cost, 0) END,
+        unpriced_messages = CASE WHEN (NEW.cost_source IS 'unknown') = (OLD.cost_source IS 'unknown')
+            THEN unpriced_messages
+            ELSE coalesce(unpriced_messages, 0) + (NEW.cost_source IS 'unknown') - (OLD.cost_source IS 'unknown') END
+    WHERE id = NEW.session_id; END;
+CREATE TRIGGER usage_messages_delete AFTER DELETE ON messages
+    WHEN OLD.computed_cost IS NOT NULL OR OLD.cost_source IS 'unknown'
+    BEGIN UPDATE sessions SET
+        computed_cost = computed_cost - coalesce(OLD.computed_cost, 0),
+        unpriced_messages = unpriced_messages - (OLD.cost_source IS 'unknown')
+    WHERE id = OLD.session_id; END;
+-- `agentd query usage / blocks / cache` read messages by time from this covering index, never the rows.
+CREATE INDEX messages_usage_time ON messages (created_at, role, model, source, session_id, agent_id,
+    prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, cache_write_5m_tokens,
+    cache_write_1h_tokens, reasoning_tokens, cost, computed_cost, cost_source);
+-- `agentd statusline` samples (Claude Code's statusLine stdin), copied out of the raw log
+-- (`events`, source `claude-statusline`) as they are stored: rate limits, context, cost.
+-- Claude sends `resets_at` in epoch seconds; stored here in epoch ms like every time.
+CREATE TABLE statusline_samples (
+    event_id TEXT PRIMARY KEY,
+    session_id TEXT,
+    received_at INTEGER NOT NULL,
+    model TEXT,
+    context_used_pct REAL,
+    context_window_size INTEGER,
+    total_cost_usd REAL,
+    five_hour_used_pct REAL,
+    five_hour_resets_at INTEGER,
+    seven_day_used_pct REAL,
+    seven_day_resets_at INTEGER
+);
+CREATE INDEX statusline_samples_session ON statusline_samples (session_id, received_at);
+CREATE INDEX statusline_samples_time ON statusline_samples (received_at);
+CREATE TRIGGER usage_statusline_sample AFTER INSERT ON events WHEN NEW.source = 'claude-statusline'
+    AND json_valid(NEW.payload)
+    BEGIN INSERT OR IGNORE INTO statusline_samples VALUES (
+        NEW.id, NEW.session_id, NEW.received_at,
+        coalesce(json_extract(NEW.payload, '$.model.id'), json_extract(NEW.payload, '$.model.display_name')),
+        json_extract(NEW.payload, '$.context_window.used_percentage'),
+        json_extract(NEW.payload, '$.context_window.context_window_size'),
+        json_extract(NEW.payload, '$.cost.total_cost_usd'),
+        json_extract(NEW.payload, '$.rate_limits.five_hour.used_percentage'),
+        CAST(json_extract(NEW.payload, '$.rate_limits.five_hour.resets_at') * 1000 AS INTEGER),
+        json_extract(NEW.payload, '$.rate_limits.seven_day.used_percentage'),
+        CAST(json_extract(NEW.payload, '$.rate_limits.seven_day.resets_at') * 1000 AS INTEGER));
+    END;
+CREATE TRIGGER usage_statusline_sample_delete AFTER DELETE ON events WHEN OLD.source = 'claude-statusline'
+    BEGIN DELETE FROM statusline_samples WHERE event_id = OLD.id; END;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial", _INITIAL),
     Migration(2, "0002_messages_and_indexes", _MESSAGES_AND_INDEXES),
@@ -274,6 +351,7 @@ DROP INDEX tools_created_at;
 """,
     ),
     Migration(8, "0008_push_log", _PUSH_LOG),
+    Migration(9, "0009_usage", _USAGE),
 )
 
 _RECORD_TABLE = """
