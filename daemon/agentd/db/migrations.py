@@ -222,7 +222,52 @@ CREATE TRIGGER push_log_events_delete AFTER DELETE ON events WHEN EXISTS (SELECT
     BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('events', OLD.id, 1); END;
 """
 
-_USAGE = """
+# usage_hourly's sums: column -> its value for one message row (`r` stands for NEW or OLD).
+_COST = "coalesce(CASE r.cost_source WHEN 'agent' THEN r.cost WHEN 'computed' THEN r.computed_cost END, 0)"
+# A turn after an idle gap longer than the 5-minute cache lifetime writes its context again.
+_IDLE = "r.idle_ms >= 300000 AND r.cache_write_tokens > 0"
+_ROLLUP_SUMS = {
+    "messages": "1",
+    "responses": "r.role IS 'assistant'",
+    **{
+        c: f"coalesce(r.{c}, 0)"
+        for c in (
+            "prompt_tokens",
+            "completion_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "reasoning_tokens",
+        )
+    },  # fmt: skip
+    "cost": _COST,
+    "unpriced": "r.cost_source IS 'unknown'",
+    "idle_rebuilds": f"coalesce({_IDLE}, 0)",
+    "idle_rebuild_tokens": f"CASE WHEN {_IDLE} THEN r.cache_write_tokens ELSE 0 END",
+    "idle_rebuild_cost": f"CASE WHEN {_IDLE} THEN {_COST} ELSE 0 END",
+}
+
+
+def _rollup(row: str, sign: str) -> str:
+    """One trigger statement: add (+) or take out (-) message `row` (NEW / OLD) in its bucket."""
+    values = ", ".join(f"({e})".replace("r.", f"{row}.") for e in _ROLLUP_SUMS.values())
+    last = f"{row}.created_at" if sign == "+" else "NULL"
+    sets = ", ".join(f"{c} = {c} {sign} excluded.{c}" for c in _ROLLUP_SUMS)
+    if sign == "+":
+        sets += ", last_at = max(coalesce(last_at, 0), excluded.last_at)"
+    return (
+        f"INSERT INTO usage_hourly (hour, session_id, source, model, agent_id,"
+        f" {', '.join(_ROLLUP_SUMS)}, last_at)\n"
+        f"SELECT {row}.created_at / 3600000 * 3600000, coalesce({row}.session_id, ''), {row}.source,"
+        f" coalesce({row}.model, ''), coalesce({row}.agent_id, ''), {values}, {last}\n"
+        f"WHERE {row}.created_at IS NOT NULL\n"
+        f"ON CONFLICT (hour, session_id, model, agent_id) DO UPDATE SET {sets};\n"
+    )
+
+
+_USAGE = (
+    """
 -- Usage and cost (pricing/, docs/usage.md). `messages.cost` stays the agent's own figure;
 -- `computed_cost` is priced from the message's tokens at its own time (NULL: no known price),
 -- and `cost_source` says which of the two a report uses: `agent`, `computed` or `unknown`.
@@ -232,6 +277,18 @@ ALTER TABLE messages ADD COLUMN cache_write_1h_tokens INTEGER;
 ALTER TABLE messages ADD COLUMN speed TEXT;  -- Claude's usage.speed: `fast` mode is priced higher
 ALTER TABLE messages ADD COLUMN computed_cost REAL;
 ALTER TABLE messages ADD COLUMN cost_source TEXT;
+-- Milliseconds since the session's previous message when this one was first stored.
+ALTER TABLE messages ADD COLUMN idle_ms INTEGER;
+-- Messages stored before pricing: the agent's figure, where it gave one, is all there is.
+UPDATE messages SET cost_source = 'agent' WHERE cost > 0;
+-- (session_id) alone could not find a session's previous message without reading them all.
+DROP INDEX messages_session;
+CREATE INDEX messages_session_time ON messages (session_id, created_at);
+CREATE TRIGGER messages_idle AFTER INSERT ON messages WHEN NEW.created_at IS NOT NULL
+    BEGIN UPDATE messages SET idle_ms = NEW.created_at - (
+        SELECT max(p.created_at) FROM messages p
+        WHERE p.session_id = NEW.session_id AND p.created_at < NEW.created_at)
+    WHERE id = NEW.id; END;
 -- The session's sum of its messages' computed costs and the count of messages whose cost is
 -- unknown, kept by the triggers below: the old and new value of each written message row,
 -- in the same transaction, so a replayed message (same values) changes nothing.
@@ -260,12 +317,54 @@ CREATE TRIGGER usage_messages_delete AFTER DELETE ON messages
         computed_cost = computed_cost - coalesce(OLD.computed_cost, 0),
         unpriced_messages = unpriced_messages - (OLD.cost_source IS 'unknown')
     WHERE id = OLD.session_id; END;
--- `agentd query usage / blocks / cache` read messages by time from this covering index, never the rows.
-CREATE INDEX messages_usage_time ON messages (created_at, role, model, source, session_id, agent_id,
-    prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, cache_write_5m_tokens,
-    cache_write_1h_tokens, reasoning_tokens, cost, computed_cost, cost_source);
+-- `agentd query usage / blocks / cache` (query/usage_reports.py) read this hourly rollup of
+-- `messages`, never the messages themselves: a month is a few thousand rollup rows however many
+-- messages it had. The triggers keep it exact: each written message row takes its old values
+-- out of its (old) bucket and puts its new ones in, in the same transaction. Hours are UTC
+-- epoch hours, so a local day or week is whole hours (for whole-hour time zones).
+CREATE TABLE usage_hourly (
+    hour INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    model TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    messages INTEGER NOT NULL,
+    responses INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cache_write_5m_tokens INTEGER NOT NULL,
+    cache_write_1h_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    unpriced INTEGER NOT NULL,
+    idle_rebuilds INTEGER NOT NULL,
+    idle_rebuild_tokens INTEGER NOT NULL,
+    idle_rebuild_cost REAL NOT NULL,
+    last_at INTEGER,
+    PRIMARY KEY (hour, session_id, model, agent_id)
+);
+CREATE INDEX usage_hourly_session ON usage_hourly (session_id, hour);
+"""
+    + "INSERT INTO usage_hourly (hour, session_id, source, model, agent_id, "
+    + ", ".join(_ROLLUP_SUMS)
+    + ", last_at)\nSELECT created_at / 3600000 * 3600000, coalesce(session_id, ''), min(source),"
+    " coalesce(model, ''), coalesce(agent_id, ''), "
+    + ", ".join(f"sum({e})".replace("r.", "") for e in _ROLLUP_SUMS.values())
+    + ", max(created_at)\nFROM messages WHERE created_at IS NOT NULL GROUP BY 1, 2, 4, 5;\n"
+    + """"""
+    + "".join(
+        f"CREATE TRIGGER usage_hourly_{when.lower()} AFTER {when} ON messages BEGIN\n{body}END;\n"
+        for when, body in (
+            ("INSERT", _rollup("NEW", "+")),
+            ("UPDATE", _rollup("OLD", "-") + _rollup("NEW", "+")),
+            ("DELETE", _rollup("OLD", "-")),
+        )
+    )
+    + """
 -- `agentd statusline` samples (Claude Code's statusLine stdin), copied out of the raw log
--- (`events`, source `claude-statusline`) as they are stored: rate limits, context, cost.
+-- (`events`, source `claude_statusline`) as they are stored: rate limits, context, cost.
 -- Claude sends `resets_at` in epoch seconds; stored here in epoch ms like every time.
 CREATE TABLE statusline_samples (
     event_id TEXT PRIMARY KEY,
@@ -282,7 +381,7 @@ CREATE TABLE statusline_samples (
 );
 CREATE INDEX statusline_samples_session ON statusline_samples (session_id, received_at);
 CREATE INDEX statusline_samples_time ON statusline_samples (received_at);
-CREATE TRIGGER usage_statusline_sample AFTER INSERT ON events WHEN NEW.source = 'claude-statusline'
+CREATE TRIGGER usage_statusline_sample AFTER INSERT ON events WHEN NEW.source = 'claude_statusline'
     AND json_valid(NEW.payload)
     BEGIN INSERT OR IGNORE INTO statusline_samples VALUES (
         NEW.id, NEW.session_id, NEW.received_at,
@@ -295,9 +394,10 @@ CREATE TRIGGER usage_statusline_sample AFTER INSERT ON events WHEN NEW.source = 
         json_extract(NEW.payload, '$.rate_limits.seven_day.used_percentage'),
         CAST(json_extract(NEW.payload, '$.rate_limits.seven_day.resets_at') * 1000 AS INTEGER));
     END;
-CREATE TRIGGER usage_statusline_sample_delete AFTER DELETE ON events WHEN OLD.source = 'claude-statusline'
+CREATE TRIGGER usage_statusline_sample_delete AFTER DELETE ON events WHEN OLD.source = 'claude_statusline'
     BEGIN DELETE FROM statusline_samples WHERE event_id = OLD.id; END;
 """
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial", _INITIAL),
