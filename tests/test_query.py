@@ -149,8 +149,8 @@ def build_report_db(path: Path) -> None:
         ],
     )  # fmt: skip
     # Messages for the usage reports (query/usage_reports.py): priced by the agent (OpenCode),
-    # computed from tokens (Claude; one by a subagent, 19 minutes after the previous one: an
-    # idle cache rebuild), and one whose model has no price (unknown, not $0).
+    # computed from tokens (Claude; one by a subagent), and one whose model has no price
+    # (unknown, not $0). Idle cache rebuilds are tested in test_usage.py.
     _insert(
         conn,
         "messages",
@@ -321,7 +321,8 @@ EXPECTED = {
         # 240000 read / (1100 uncached + 240000 read + 18000 written)
         dict(model="claude-sonnet-4-5", responses=3, hit_pct=92.6, cache_read_tokens=240000,
              write_5m_tokens=10000, write_1h_tokens=8000, write_other_tokens=0,
-             idle_rebuilds=1, idle_rebuild_tokens=8000, idle_rebuild_cost=0.05, cost=0.3002),
+             # m2 is a subagent's first response: its own cache, no idle gap to measure
+             idle_rebuilds=0, idle_rebuild_tokens=0, idle_rebuild_cost=0.0, cost=0.3002),
         dict(model="mystery-model", responses=1, hit_pct=0.0, cache_read_tokens=0,
              write_5m_tokens=0, write_1h_tokens=0, write_other_tokens=0, idle_rebuilds=0,
              idle_rebuild_tokens=0, idle_rebuild_cost=0.0, cost=None),

@@ -224,7 +224,8 @@ CREATE TRIGGER push_log_events_delete AFTER DELETE ON events WHEN EXISTS (SELECT
 
 # usage_hourly's sums: column -> its value for one message row (`r` stands for NEW or OLD).
 _COST = "coalesce(CASE r.cost_source WHEN 'agent' THEN r.cost WHEN 'computed' THEN r.computed_cost END, 0)"
-# A turn after an idle gap longer than the 5-minute cache lifetime writes its context again.
+# A response after an idle gap (in its thread) longer than the 5-minute cache lifetime writes
+# its context again.
 _IDLE = "r.idle_ms >= 300000 AND r.cache_write_tokens > 0"
 _ROLLUP_SUMS = {
     "messages": "1",
@@ -277,17 +278,22 @@ ALTER TABLE messages ADD COLUMN cache_write_1h_tokens INTEGER;
 ALTER TABLE messages ADD COLUMN speed TEXT;  -- Claude's usage.speed: `fast` mode is priced higher
 ALTER TABLE messages ADD COLUMN computed_cost REAL;
 ALTER TABLE messages ADD COLUMN cost_source TEXT;
--- Milliseconds since the session's previous message when this one was first stored.
+-- For a response: milliseconds since the previous response of the same thread (the session's
+-- main thread, or one subagent: each has its own prompt cache), when it was first stored.
+-- Both capture paths store a thread's responses in order, so live capture and import agree.
 ALTER TABLE messages ADD COLUMN idle_ms INTEGER;
 -- Messages stored before pricing: the agent's figure, where it gave one, is all there is.
 UPDATE messages SET cost_source = 'agent' WHERE cost > 0;
--- (session_id) alone could not find a session's previous message without reading them all.
+-- Replaces (session_id), its prefix: finds a thread's previous response in one step.
 DROP INDEX messages_session;
-CREATE INDEX messages_session_time ON messages (session_id, created_at);
-CREATE TRIGGER messages_idle AFTER INSERT ON messages WHEN NEW.created_at IS NOT NULL
+CREATE INDEX messages_thread ON messages (session_id, agent_id, created_at);
+CREATE TRIGGER messages_idle AFTER INSERT ON messages
+    WHEN NEW.role = 'assistant' AND NEW.created_at IS NOT NULL
     BEGIN UPDATE messages SET idle_ms = NEW.created_at - (
-        SELECT max(p.created_at) FROM messages p
-        WHERE p.session_id = NEW.session_id AND p.created_at < NEW.created_at)
+        SELECT p.created_at FROM messages p
+        WHERE p.session_id = NEW.session_id AND p.agent_id IS NEW.agent_id
+          AND p.created_at < NEW.created_at AND p.role = 'assistant'
+        ORDER BY p.created_at DESC LIMIT 1)
     WHERE id = NEW.id; END;
 -- The session's sum of its messages' computed costs and the count of messages whose cost is
 -- unknown, kept by the triggers below: the old and new value of each written message row,

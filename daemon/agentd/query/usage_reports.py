@@ -177,7 +177,7 @@ CACHE = Report(
         Column(
             "idle_rebuilds",
             "int",
-            "turns that came more than 5 minutes after the session's previous message and wrote the cache again",
+            "responses that came more than 5 minutes after the previous response of their thread (main or subagent) and wrote the cache again",
         ),
         Column("idle_rebuild_tokens", "int", "the cache writes of those turns"),
         Column("idle_rebuild_cost", "cost", "what those turns cost in all"),
