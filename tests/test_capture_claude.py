@@ -1,4 +1,4 @@
-"""Capture from the real Claude Code CLI (2.1.329), driven offline by a scripted fake model.
+"""Capture from the real Claude Code CLI (the pinned 2.1.332), driven offline by a scripted fake model.
 
 The hooks are installed the way a user installs them (`agentd install claude --scope project`),
 the daemon is real, and each test asserts the rows that land in every table.
@@ -118,7 +118,11 @@ def test_tool_scenario_with_the_daemon_stopped_is_spooled_then_drained_once(
     assert wait_for(lambda: not list(config.spool_dir.glob("*.ndjson")))
     assert daemon.call("status")["spool_events_drained"] == len(spooled)
     assert_tools_scenario_rows(config.db_path, session, scratch.proj)
-    events = rows(config.db_path, "SELECT kind FROM events WHERE session_id = ?", session)
+    events = rows(
+        config.db_path,
+        "SELECT kind FROM events WHERE session_id = ? AND source = 'claude'",
+        session,
+    )
     assert len(events) == len(spooled)  # each spooled event stored exactly once
     assert {e["kind"] for e in events} == expected_events
 
@@ -181,13 +185,22 @@ def test_http_500_ends_in_stop_failure(scratch, daemon, agentd_env):
     with FakeModelServer([http_error(500)]) as server:
         result = run_claude(scratch, server, "this will fail", extra_env=agent_env(agentd_env))
     db = daemon.config.db_path
-    assert wait_for(lambda: rows(db, "SELECT id FROM session_errors"))
-    (e,) = rows(db, "SELECT * FROM session_errors")
+    assert wait_for(lambda: rows(db, "SELECT id FROM session_errors WHERE error_type != 'retry'"))
+    (e,) = rows(db, "SELECT * FROM session_errors WHERE error_type != 'retry'")
     session = e["session_id"]
     assert (e["source"], e["error_type"]) == ("claude", "server_error")
     assert "500" in e["error_message"] and e["status_code"] == 500
-    (s,) = rows(db, "SELECT status, tool_call_count FROM sessions WHERE id = ?", session)
-    assert s["status"] in ("error", "ended") and s["tool_call_count"] == 0
+    # Claude Code retried (CLAUDE_CODE_MAX_RETRIES=2) before giving up: the transcript says so.
+    assert wait_for(lambda: rows(db, "SELECT id FROM session_errors WHERE error_type = 'retry'"))
+    retries = rows(db, "SELECT status_code FROM session_errors WHERE error_type = 'retry'")
+    assert {r["status_code"] for r in retries} == {500}
+    (s,) = rows(
+        db,
+        "SELECT status, outcome, last_error, tool_call_count FROM sessions WHERE id = ?",
+        session,
+    )
+    assert s["status"] in ("idle", "ended") and s["tool_call_count"] == 0
+    assert s["outcome"] == "error" and "500" in s["last_error"]
     assert "StopFailure" in {r["kind"] for r in rows(db, "SELECT kind FROM events")}
     assert result.returncode != 0 or "500" in result.stdout
 

@@ -24,6 +24,7 @@ from realclients.agents import Scratch, run_opencode
 from realclients.fake_model import FakeModelServer, RecordedRequest, http_error, text, tool
 
 from agentd.config import Config
+from agentd.db.store import connect_sync
 from conftest import Daemon, query_db, wait_for
 
 pytestmark = pytest.mark.realclient
@@ -88,10 +89,14 @@ def capture(
     daemon: bool = True,
     scope: str = "project",
     prompt: str = "do the thing",
+    prepare: Any = None,
 ) -> tuple[Run, Daemon | None]:
-    """One `opencode run` with the plugin installed (`scope`); the daemon left running."""
+    """One `opencode run` with the plugin installed (`scope`); the daemon left running.
+    `prepare(home)` runs on the fresh AGENTD_HOME before the daemon starts."""
     home = workdir / name
     home.mkdir()
+    if prepare is not None:
+        prepare(home)
     scratch = Scratch.create(prefix=f"{name}-", base=workdir)
     env = agentd_env(home, scratch)
     config = Config.load(env)
@@ -232,7 +237,7 @@ def test_session_and_messages_carry_tokens(tools_run):
     assert session["title"] == "Fake session title"
     assert session["project_path"] == str(run.scratch.proj)
     assert session["project_name"] == "proj"
-    assert (session["model"], session["provider"]) == ("model", "fake")
+    assert (session["model"], session["provider"]) == ("fake/model", "fake")
     assert session["status"] == "idle"
     assert session["prompt_tokens"] == prompt * turns
     assert session["completion_tokens"] == completion * turns
@@ -364,6 +369,14 @@ def test_auto_compaction_records_trigger_and_tokens(workdir):
         assert big
         kinds = {r["kind"] for r in run.rows("SELECT DISTINCT kind FROM events")}
         assert {"session.compacted", "experimental.session.compacting"} <= kinds
+        # Three user messages: the prompt, OpenCode's compaction request and its "Continue".
+        prompts = "SELECT prompt_count FROM sessions"
+        roles = "SELECT role, count(*) AS n FROM messages WHERE role != 'assistant' GROUP BY 1"
+        assert run.rows(prompts) == [{"prompt_count": 1}]
+        assert run.rows(roles) == [{"role": "system", "n": 2}, {"role": "user", "n": 1}]
+        agentd_json(run.env, "import", "opencode", "--db", str(run.scratch.opencode_db))
+        assert run.rows(prompts) == [{"prompt_count": 1}]  # the import agrees
+        assert run.rows(roles) == [{"role": "system", "n": 2}, {"role": "user", "n": 1}]
     finally:
         daemon.stop()
 
@@ -391,5 +404,81 @@ def test_user_scope_install_is_loaded_too(workdir):
         assert plugin.exists() and not (run.scratch.proj / ".opencode" / "plugins").exists()
         (row,) = run.rows("SELECT tool_name, success FROM tools")
         assert row == {"tool_name": "bash", "success": 1}
+    finally:
+        daemon.stop()
+
+
+def add_outcome_columns(home: Path) -> None:
+    """sessions.outcome / last_error come with another branch's migration: add them here when this
+    schema lacks them, before the daemon reads its columns."""
+    conn = connect_sync(home / "agentd.db")
+    present = {r[1] for r in conn.execute("PRAGMA table_info(sessions)")}
+    for column in ("outcome", "last_error"):
+        if column not in present:
+            conn.execute(f"ALTER TABLE sessions ADD COLUMN {column} TEXT")
+    conn.close()
+
+
+def agentd_json(env: dict[str, str], *args: str) -> Any:
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentd", *args, "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_http_401_session_reads_error_live_and_import_changes_nothing(workdir):
+    script = [http_error(401, message="fake unauthorized")]
+    run, daemon = capture(workdir, "error401", script, prepare=add_outcome_columns)
+    try:
+        assert run.proc.returncode == 1
+        sql = "SELECT status, outcome, last_error FROM sessions"
+        expected = [
+            {"status": "idle", "outcome": "error", "last_error": "HTTP 401: fake unauthorized"}
+        ]
+        # The errored message.updated comes after session.idle: wait for the plugin's last events.
+        assert wait_for(lambda: run.rows(sql) == expected, timeout=15), run.rows(sql)
+        assert agentd_json(run.env, "query", "--sql", sql) == expected
+        report = agentd_json(run.env, "query", "sessions")
+        assert len(report) == 1
+        if "outcome" in report[0]:  # the sessions report shows it once its column is there
+            assert report[0]["outcome"] == "error"
+        before = {t: run.rows(f"SELECT * FROM {t} ORDER BY id") for t in TYPED}
+        summary = agentd_json(run.env, "import", "opencode", "--db", str(run.scratch.opencode_db))
+        assert summary["mode"] == "daemon" and summary["events"]["stored"] > 0
+        assert {t: run.rows(f"SELECT * FROM {t} ORDER BY id") for t in TYPED} == before
+    finally:
+        daemon.stop()
+
+
+def test_write_over_a_file_gets_its_lines_from_the_snapshot_diff_on_import(workdir):
+    def script(proj: Path) -> list[dict[str, Any]]:
+        (proj / "old.txt").write_text("a\nb\nc\n")
+        for argv in (
+            ["git", "init", "-q"],
+            ["git", "add", "."],
+            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "0"],
+        ):  # OpenCode keeps snapshots (and their diffs) in git projects only
+            subprocess.run(argv, cwd=proj, check=True, capture_output=True)
+        return [tool("write", {"filePath": str(proj / "old.txt"), "content": "a\nB\nc\nd\n"}),
+                text("Done.")]  # fmt: skip
+
+    run, daemon = capture(workdir, "overwrite", script)
+    try:
+        assert run.proc.returncode == 0, run.proc.stderr
+        sql = (
+            "SELECT operation_type, lines_added, lines_removed FROM file_operations"
+            " WHERE tool_id IS NOT NULL"
+        )
+        # OpenCode's write reports no line counts, and live capture cannot join the turn's diff.
+        assert run.rows(sql) == [
+            {"operation_type": "edited", "lines_added": None, "lines_removed": None}
+        ]
+        agentd_json(run.env, "import", "opencode", "--db", str(run.scratch.opencode_db))
+        assert run.rows(sql) == [{"operation_type": "edited", "lines_added": 2, "lines_removed": 1}]
     finally:
         daemon.stop()

@@ -191,8 +191,9 @@ def test_every_command_has_help_with_an_example(agentd_env):
         assert "Example:" in result.stdout, command
 
 
-def test_too_long_socket_path_is_a_clear_error(agentd_env):
-    env = dict(agentd_env, AGENTD_SOCKET="/tmp/" + "s" * 120 + ".sock")
+def test_too_long_socket_path_is_a_clear_error(agentd_env, agentd_home):
+    # In the private home: a socket in /tmp itself is refused first (others can write there).
+    env = dict(agentd_env, AGENTD_SOCKET=f"{agentd_home}/{'s' * 120}.sock")
     result = agentd(env, "start", "--foreground")
     assert result.returncode == 1
     assert "over the 107-byte limit" in result.stderr and "Traceback" not in result.stderr

@@ -118,7 +118,7 @@ def test_autostart_env_over_file(tmp_path):
 def test_autostart_config_and_hook_agree(tmp_path, monkeypatch, in_file, in_env):
     """The hook decides autostart by itself (it must not import config.py): run its own code on
     the same environment and config file, and compare."""
-    from agentd import hook
+    from agentd import forward as hook  # the hook's code (hook.py only launches it)
 
     if in_file is not None:
         (tmp_path / "config.toml").write_text(f"autostart = {str(in_file).lower()}\n")
@@ -126,7 +126,8 @@ def test_autostart_config_and_hook_agree(tmp_path, monkeypatch, in_file, in_env)
     if in_env is not None:
         env["AGENTD_AUTOSTART"] = in_env
     started: list[str] = []
-    monkeypatch.setattr(hook, "read_stdin", lambda deadline, limit: (b'{"a": 1}', 8, b""))
+    monkeypatch.setattr(hook.Stdin, "read", lambda self, until: True)
+    monkeypatch.setattr(hook.Stdin, "payload", lambda self: b'{"a": 1}')
     monkeypatch.setattr(hook, "deliver", lambda *args: None)  # no daemon: spool, then autostart?
     monkeypatch.setattr(hook, "autostart", started.append)
     hook.run(env, time.monotonic())

@@ -79,6 +79,8 @@ def test_a_complete_install_passes_with_a_test_event_end_to_end(daemon, agentd_e
         "daemon": "ok",
         "end to end": "ok",
         "claude hooks": "ok",
+        "claude hooks enabled": "ok",
+        "claude sessions heard": "skip",  # no transcripts yet
         "opencode plugin": "ok",
         "claude retention": "ok",
         "spool": "ok",
@@ -90,6 +92,46 @@ def test_a_complete_install_passes_with_a_test_event_end_to_end(daemon, agentd_e
     (event,) = query_db(db, "SELECT session_id FROM events WHERE kind = 'AgentdDoctor'")
     assert event["session_id"] is None
     assert query_db(db, "SELECT count(*) AS n FROM sessions")[0]["n"] == 0
+
+
+@pytest.mark.parametrize("where", ["user", "project"])
+def test_disable_all_hooks_fails_even_with_the_hooks_installed(agentd_env, user_home, where):
+    assert run_agentd(agentd_env, user_home, "install", "claude").returncode == 0
+    path = (
+        write_settings(user_home, {"disableAllHooks": True})
+        if where == "user"
+        else user_home / "proj" / ".claude" / "settings.json"
+    )
+    if where == "project":
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"disableAllHooks": True}))
+    code, checks = doctor(agentd_env, user_home)
+    assert checks["claude hooks"]["status"] == "ok"  # installed...
+    enabled = checks["claude hooks enabled"]  # ...and switched off
+    assert enabled["status"] == "fail" and code == 1
+    assert f"disableAllHooks is true in {path} ({where})" in enabled["detail"]
+
+
+def test_sessions_that_write_transcripts_but_send_no_hook_event_are_a_warning(
+    daemon, agentd_env, user_home
+):
+    import time
+
+    assert run_agentd(agentd_env, user_home, "install", "claude").returncode == 0
+    project = user_home / ".claude" / "projects" / "-home-proj"
+    project.mkdir(parents=True)
+    heard, silent = "11111111-0000-4000-8000-000000000001", "22222222-0000-4000-8000-000000000002"
+    for sid in (heard, silent):
+        (project / f"{sid}.jsonl").write_text("{}\n")
+    now = int(time.time() * 1000)
+    daemon.ingest("claude", {"session_id": heard, "hook_event_name": "Stop"}, received_at=now)
+    _, checks = doctor(agentd_env, user_home)
+    check = checks["claude sessions heard"]
+    assert check["status"] == "warn", check
+    assert "1 of 2 sessions" in check["detail"] and silent in check["detail"]
+    daemon.ingest("claude", {"session_id": silent, "hook_event_name": "Stop"}, received_at=now)
+    _, checks = doctor(agentd_env, user_home)
+    assert checks["claude sessions heard"]["status"] == "ok"
 
 
 def test_a_hook_command_naming_a_missing_file_fails(daemon, agentd_env, user_home):

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -315,3 +316,21 @@ def test_the_opencode_plugin_shares_the_hooks_line_limits():
     assert constants["DEFAULT_MAX_LINE_BYTES"] == paths.MAX_LINE_BYTES
     assert constants["ENVELOPE_BYTES"] == paths.ENVELOPE_BYTES
     assert config.DEFAULT_MAX_LINE_BYTES == paths.MAX_LINE_BYTES
+
+
+def test_a_broken_install_still_exits_0_in_silence(tmp_path):
+    # hook.py only launches forward.py: an agentd half-upgraded or broken under it must not
+    # break the agent (a failing hook's error is shown to the Claude user).
+    package = tmp_path / "agentd"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "forward.py").write_text("this is not python (\n")
+    shutil.copy(HOOK, package / "hook.py")
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(package / "hook.py")],
+        input=json.dumps(POST_BASH).encode(),
+        capture_output=True,
+        timeout=10,
+    )
+    assert (result.returncode, result.stdout) == (0, b"")
+    assert result.stderr.startswith(b"agentd-hook: event not kept: cannot load agentd")

@@ -23,6 +23,7 @@ import pytest
 from agentd import pidfile
 from agentd.config import Config
 from agentd.importers import ImportFailed, run_import
+from agentd.importers.claude import transcript_files
 from conftest import PAYLOADS, load_jsonl, query_db
 
 MAIN_SESSION = "bbce9559-ac03-43d5-abf7-5a5bf173473b"
@@ -430,7 +431,19 @@ def test_cli_prints_a_summary_and_json(agentd_env, tree):
 
 # Columns only the hooks can fill or time, per table (docs/import.md): compared nowhere else.
 HOOK_ONLY = {
-    "sessions": {"status", "end_reason", "ended_at", "created_at", "updated_at", "redactions"},
+    "sessions": {
+        "status",
+        "end_reason",
+        "ended_at",
+        "created_at",
+        "updated_at",
+        "redactions",
+        "status_at",
+        "outcome",
+        "outcome_at",
+        "last_error",
+        "last_error_at",
+    },  # fmt: skip
     "messages": {"created_at", "completed_at", "redactions"},
     # Hooks time the tool itself; a transcript has when the request and the result were written.
     "tools": {"duration_ms", "started_at", "ended_at", "created_at", "redactions"},
@@ -487,7 +500,8 @@ def _claude_runs(base: Path) -> Any:
     note = str(scratch.proj / "note.txt")
     try:
         script = [
-            tool("Bash", {"command": "echo hello-from-bash", "description": "Say hello"}),
+            # HTTP 529 once, retried by Claude Code: only the transcript has it.
+            http_error(529, times=1, then=tool("Bash", {"command": "echo hello-from-bash"})),
             tool("Write", {"file_path": note, "content": "one\ntwo\nthree\n"}),
             tool("Read", {"file_path": note}),
             tool("Edit", {"file_path": note, "old_string": "two", "new_string": "2"}),
@@ -516,13 +530,17 @@ def _claude_runs(base: Path) -> Any:
         with FakeModelServer([http_error(500)]) as server:
             run_claude(scratch, server, "this will fail", extra_env=agent_env)
         db = config.db_path
-        deadline = time.monotonic() + 15  # the last hooks (StopFailure, SessionEnd) settle
+        projects = scratch.home / ".claude" / "projects"
+        deadline = time.monotonic() + 30  # the last hooks and the follower's reads settle
         while time.monotonic() < deadline:
-            if rows(db, "SELECT id FROM session_errors") and not list(config.spool_dir.glob("*")):
+            if (
+                rows(db, "SELECT id FROM session_errors WHERE status_code = 500")
+                and not list(config.spool_dir.glob("*"))
+                and _followed_all(config, projects)
+            ):
                 break
             time.sleep(0.1)
         live = snapshot(db, (*TYPED, "events"))
-        projects = scratch.home / ".claude" / "projects"
         first = run_import(config, "claude", [projects])
         both = snapshot(db, (*TYPED, "events"))
         second = run_import(config, "claude", [projects])
@@ -537,37 +555,45 @@ def _claude_runs(base: Path) -> Any:
     )  # fmt: skip
 
 
+def _followed_all(config: Config, projects: Path) -> bool:
+    """The daemon's follower has read every transcript to its current size."""
+    from agentd.importers.state import FOLLOW_FILE, ImportState
+
+    followed = ImportState.load(config.state_dir, FOLLOW_FILE).entries("claude")
+    files = list(transcript_files(projects))
+    return bool(files) and all(
+        (followed.get(path) or {}).get("size") == st.st_size for path, st in files
+    )
+
+
 @pytest.mark.realclient
-def test_real_import_after_live_capture_adds_without_duplicating(claude_runs):
+def test_real_live_capture_has_everything_and_a_later_import_changes_nothing(claude_runs):
     run = claude_runs
-    assert run.first.mode == "daemon" and run.first.events_refused == 0
-    extra: dict[str, list[dict[str, Any]]] = {}
-    for table in TYPED:
-        live_ids = {r["id"] for r in run.live[table]}
-        assert live_ids <= {r["id"] for r in run.both[table]}, table
-        extra[table] = [r for r in run.both[table] if r["id"] not in live_ids]
-    # What no Pre/Post hook reported (PostToolBatch named the calls, without an outcome): the
-    # Edit whose old_string did not match, the tool that does not exist. Now they failed.
-    assert extra["tools"] == []
-    live_tools = {t["id"]: t for t in run.live["tools"]}
-    settled = [t for t in run.both["tools"] if live_tools[t["id"]]["success"] != t["success"]]
-    assert sorted(
-        (t["tool_name"], live_tools[t["id"]]["success"], t["success"]) for t in settled
-    ) == [("Edit", None, 0), ("Glob", None, 0)]
-    mismatch = next(t for t in settled if t["tool_name"] == "Edit")
+    live = run.live
+    # Without any import: what no hook reports (PostToolBatch named the calls, without an
+    # outcome): the Edit whose old_string did not match, the tool that does not exist.
+    failed = {(t["tool_name"], t["success"]) for t in live["tools"] if t["success"] == 0}
+    assert {("Edit", 0), ("Glob", 0), ("Bash", 0)} <= failed
+    mismatch = next(t for t in live["tools"] if t["tool_name"] == "Edit" and t["success"] == 0)
     assert mismatch["error_message"].startswith("String to replace not found")
-    # Each API response, once; retried API errors; nothing else is new.
-    assert extra["messages"] and {m["role"] for m in extra["messages"]} == {"assistant"}
-    assert {e["error_type"] for e in extra["session_errors"]} <= {"retry", "server_error"}
-    assert extra["sessions"] == extra["file_operations"] == extra["compaction_events"] == []
-    # Live values are kept; the transcript fills what hooks cannot know.
-    for t in run.both["tools"]:
-        assert t["duration_ms"] == live_tools[t["id"]]["duration_ms"]
+    for t in live["tools"]:
         assert t["message_id"] and t["message_id"].startswith(f"{t['session_id']}:")
-    (main,) = [s for s in run.both["sessions"] if s["id"] == run.main]
+    # Tokens, Claude's own cost and the model, per session; per subagent too.
+    (main,) = [s for s in live["sessions"] if s["id"] == run.main]
     assert main["model"] == "claude-opus-5-5" and main["cost"] > 0 and main["prompt_tokens"] > 0
-    (c,) = run.both["compaction_events"]
+    assert main["completion_tokens"] > 0 and main["outcome"] == "ok"
+    assert any(m["agent_id"] and m["prompt_tokens"] for m in live["messages"])
+    assert all(m["model"] for m in live["messages"] if m["role"] == "assistant")
+    # API errors: the 529 Claude Code retried, the 500 that ended a turn.
+    codes = {(e["error_type"], e["status_code"]) for e in live["session_errors"]}
+    assert ("retry", 529) in codes and ("server_error", 500) in codes
+    (failed_session,) = [s for s in live["sessions"] if s["outcome"] == "error"]
+    assert "500" in failed_session["last_error"]
+    (c,) = live["compaction_events"]
     assert c["tokens_before"] > 0 and c["tokens_after"] > 0
+    # The import after it: nothing to read, no row added, no value changed.
+    assert run.first.mode == "daemon" and run.first.events_sent == 0
+    assert run.both == run.live
 
 
 @pytest.mark.realclient

@@ -120,8 +120,11 @@ def test_database_rows_become_the_live_rows(config, opencode_db):
     ops = rows(db, "SELECT operation_type FROM file_operations ORDER BY created_at")
     assert [o["operation_type"] for o in ops] == ["created", "read", "edited"]
     kinds = {r["kind"] for r in rows(db, "SELECT DISTINCT kind FROM events")}
-    assert kinds == {"session.updated", "message.updated", "message.part.updated"}
-    assert summary.skipped["part (not tool or compaction)"] > 0  # text, step-start, ...
+    # A typed prompt is sent as the plugin's chat.message too: it says the message is a prompt.
+    assert kinds == {"session.updated", "message.updated", "message.part.updated", "chat.message"}
+    (s,) = rows(db, "SELECT prompt_count FROM sessions")
+    assert s["prompt_count"] == 1
+    assert summary.skipped["part (not tool, compaction or retry)"] > 0  # text, step-start, ...
 
 
 def test_import_after_live_capture_duplicates_nothing(daemon, opencode_db):
@@ -185,7 +188,7 @@ def test_unreadable_rows_are_skipped_and_counted(config, opencode_db):
     assert summary.errors == []
     assert summary.skipped["message: unreadable data"] == 1
     assert summary.skipped["part: unreadable data"] == 2  # both reads
-    assert summary.skipped["part (not tool or compaction)"] > 0
+    assert summary.skipped["part (not tool, compaction or retry)"] > 0
     tools = {t["tool_name"] for t in rows(config.db_path, "SELECT tool_name FROM tools")}
     assert tools == {"bash", "write", "edit"}
 
@@ -229,7 +232,7 @@ def test_cli_imports_a_given_database(agentd_env, opencode_db):
 
 # Columns only the plugin's live events fill or time, per table (docs/import.md).
 LIVE_ONLY = {
-    "sessions": {"status", "updated_at", "redactions"},
+    "sessions": {"status", "status_at", "updated_at", "redactions"},
     "messages": {"redactions"},
     # started/ended also count the plugin callbacks around the tool (tool.execute.before/after).
     "tools": {"started_at", "ended_at", "created_at", "redactions"},

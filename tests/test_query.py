@@ -65,12 +65,13 @@ def build_report_db(path: Path) -> None:
                  model="claude-sonnet-4-5", created_at=T0, updated_at=T0 + 45 * M,
                  ended_at=T0 + 45 * M, tool_call_count=6, prompt_tokens=1200,
                  completion_tokens=3400, cache_read_tokens=250000, cache_write_tokens=18000,
-                 cost=0.4821),
+                 cost=0.4821, outcome="ok"),
             dict(id=S2, source="opencode", project_path=f"{SHOP}/api", status="idle",
                  model="anthropic/claude-sonnet-4-5", created_at=T0 + D,
                  updated_at=T0 + D + 20 * M, tool_call_count=4, prompt_tokens=800,
                  completion_tokens=2100, cache_read_tokens=90000, cache_write_tokens=0,
-                 reasoning_tokens=300, cost=0.1502),
+                 reasoning_tokens=300, cost=0.1502, outcome="error",
+                 last_error="APIError: Rate limited: please try again in 30s"),
             dict(id=S3, source="claude", project_path="/home/ana/src/blog", status="busy",
                  model="claude-opus-4-1", created_at=T0 + 2 * D, updated_at=T0 + 2 * D + 10 * M,
                  tool_call_count=4),
@@ -227,13 +228,13 @@ def rows(env, *args) -> list[dict]:
 EXPECTED = {
     "sessions": [
         dict(session_id=S3, source="claude", project="/home/ana/src/blog", status="busy",
-             model="claude-opus-4-1", started_at=T0 + 2 * D, duration_ms=10 * M, tool_calls=4,
+             outcome="unknown", last_error=None, model="claude-opus-4-1", started_at=T0 + 2 * D, duration_ms=10 * M, tool_calls=4,
              tokens_in=None, tokens_out=None, cost=None),
         dict(session_id=S2, source="opencode", project=f"{SHOP}/api", status="idle",
-             model="anthropic/claude-sonnet-4-5", started_at=T0 + D, duration_ms=20 * M,
+             outcome="error", last_error="APIError: Rate limited: please try again in 30s", model="anthropic/claude-sonnet-4-5", started_at=T0 + D, duration_ms=20 * M,
              tool_calls=4, tokens_in=90800, tokens_out=2400, cost=0.1502),
         dict(session_id=S1, source="claude", project=SHOP, status="ended",
-             model="claude-sonnet-4-5", started_at=T0, duration_ms=45 * M, tool_calls=6,
+             outcome="ok", last_error=None, model="claude-sonnet-4-5", started_at=T0, duration_ms=45 * M, tool_calls=6,
              tokens_in=269200, tokens_out=3400, cost=0.4821),
     ],
     "hot-files": [
@@ -293,7 +294,7 @@ EXPECTED = {
              error_type="rate_limit", status_code=429,
              message="Rate limited: please try again in 30s"),
     ],
-    # The usage reports read the messages' hourly rollup (migration 0009's triggers).
+    # The usage reports read the messages' hourly rollup (migration 0010's triggers).
     "usage": [
         dict(period="2026-11-12", key="", sessions=1, responses=1, input_tokens=50,
              output_tokens=10, cache_read_tokens=0, cache_write_tokens=0, total_tokens=60,

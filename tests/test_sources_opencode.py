@@ -210,7 +210,7 @@ def test_session_created_and_updated_fill_title_project_times_and_model() -> Non
     }
     (updated,) = find(EXAMPLES, "session.updated")
     row = only(run(updated), "sessions")
-    assert row["model"] == "model" and row["provider"] == "fake"
+    assert row["model"] == "fake/model" and row["provider"] == "fake"
     assert row["updated_at"] == 1795246342414
 
 
@@ -581,11 +581,12 @@ def test_user_message_from_chat_message_and_message_updated_share_a_row() -> Non
         "session_id": MAIN,
         "role": "user",
         "created_at": 1795246342414,
-        "model": "model",
+        "model": "fake/model",
         "provider": "fake",
     }
     assert only(run(chat), "messages") == expected
-    assert only(run(updated), "messages") == expected
+    # message.updated cannot tell a typed prompt from one OpenCode wrote: it leaves role alone.
+    assert only(run(updated), "messages") == {k: v for k, v in expected.items() if k != "role"}
 
 
 def test_streaming_assistant_message_reports_no_tokens_yet() -> None:
@@ -598,10 +599,10 @@ def test_streaming_assistant_message_reports_no_tokens_yet() -> None:
         "session_id": MAIN,
         "role": "assistant",
         "created_at": 1795246342942,
-        "model": "model",
+        "model": "fake/model",
         "provider": "fake",
     }
-    assert only(result, "sessions") == {"id": MAIN, "model": "model", "provider": "fake"}
+    assert only(result, "sessions") == {"id": MAIN, "model": "fake/model", "provider": "fake"}
 
 
 def test_finished_assistant_message_carries_its_tokens_and_cost() -> None:
@@ -612,7 +613,7 @@ def test_finished_assistant_message_carries_its_tokens_and_cost() -> None:
         "role": "assistant",
         "created_at": 1795246342942,
         "completed_at": 1795246343474,
-        "model": "model",
+        "model": "fake/model",
         "provider": "fake",
         "prompt_tokens": 95,
         "completion_tokens": 17,
@@ -794,6 +795,10 @@ async def test_main_run_through_the_store(tmp_path: Path) -> None:
     await feed(db, records)  # a full replay (spool drain, re-import) changes nothing
 
     (session,) = query_db(db, "SELECT * FROM sessions")
+    # Migration 9's columns: the status's own time; no outcome from these events.
+    assert session.pop("status_at") >= session["created_at"]
+    for column in ("outcome", "outcome_at", "last_error", "last_error_at"):
+        assert session.pop(column) is None, column
     assert session == {
         "id": MAIN,
         "source": "opencode",
@@ -801,7 +806,7 @@ async def test_main_run_through_the_store(tmp_path: Path) -> None:
         "title": "New session - 2026-11-21T07:32:22.353Z",
         "project_path": PROJ,
         "project_name": "proj",
-        "model": "model",
+        "model": "fake/model",
         "provider": "fake",
         "status": "idle",
         "permission_mode": None,

@@ -237,15 +237,17 @@ def test_the_connection_cannot_write(db: Path) -> None:
         connect(db.with_name("missing.db"))
 
 
-def test_an_outcome_column_is_used_once_it_exists(db: Path) -> None:
+def test_the_outcome_column_counts_as_an_error_report(db: Path) -> None:
+    with TestClient(create_app(db), base_url=BASE) as c:
+        before = {r["id"]: r for r in c.get("/api/sessions").json()["data"]}
+    fine = next(sid for sid, r in before.items() if r["outcome"] != "error")
     writer = sqlite3.connect(db)
-    writer.execute("ALTER TABLE sessions ADD COLUMN outcome TEXT")
-    writer.execute("UPDATE sessions SET outcome = 'done' WHERE id = 's-claude'")
+    writer.execute("UPDATE sessions SET outcome = 'error' WHERE id = ?", (fine,))
     writer.commit()
     writer.close()
     with TestClient(create_app(db), base_url=BASE) as c:
         rows = {r["id"]: r for r in c.get("/api/sessions").json()["data"]}
-    assert rows["s-claude"]["outcome"] == "done"
+    assert rows[fine]["outcome"] == "error"
 
 
 def test_the_time_index_replaces_its_prefix(db: Path) -> None:

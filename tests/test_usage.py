@@ -1,4 +1,4 @@
-"""Costs on messages and sessions (pricing/, migration 0009): the real price table, the real
+"""Costs on messages and sessions (pricing/, migration 0010): the real price table, the real
 store through the daemon, the rollup the usage reports read, and a broken price table."""
 
 from __future__ import annotations

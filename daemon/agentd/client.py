@@ -1,19 +1,23 @@
 """A small blocking JSON-RPC client over the daemon's Unix socket (CLI, tests, scripts).
 
 Stdlib only. The hook has its own leaner path (hook.py) because it runs on every tool call.
+Like the hook, it sends nothing to a socket it does not trust (trust.py): one in a directory that
+other users can write, or one whose peer runs as another uid. Both raise Untrusted.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 from agentd.errors import NotRunning, RemoteError
+from agentd.trust import Untrusted, check_dir, check_peer
 
-__all__ = ["Client", "RemoteError", "NotRunning"]
+__all__ = ["Client", "RemoteError", "NotRunning", "Untrusted"]
 
 
 class Client:
@@ -32,10 +36,16 @@ class Client:
         self.close()
 
     def connect(self) -> None:
+        """Connect; NotRunning when nobody listens, Untrusted when the socket is not ours."""
+        try:
+            check_dir(os.path.dirname(self.socket_path) or ".")
+        except (FileNotFoundError, NotADirectoryError) as e:
+            raise NotRunning(f"no daemon at {self.socket_path}: {e.strerror}") from None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
             sock.connect(str(self.socket_path))
+            check_peer(sock, self.socket_path)
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as e:
             sock.close()
             raise NotRunning(f"no daemon at {self.socket_path}: {e.strerror}") from None

@@ -23,6 +23,7 @@ __all__ = ["SETTINGS", "Setting", "Config", "ConfigError", "CONTENT_LEVELS", "EN
 
 DEFAULT_MAX_LINE_BYTES = paths.MAX_LINE_BYTES  # shared with the hook and the OpenCode plugin
 DEFAULT_OUTPUT_LIMIT_BYTES = 10 * 1024
+DEFAULT_QUERY_TIMEOUT_S = 60
 CONTENT_LEVELS = ("full", "metadata", "none")  # see privacy.py
 # An AGENTD_* boolean is off for exactly these values, anything else is on: what hook.py does
 # with AGENTD_AUTOSTART (tests/test_config.py runs the hook's own code to check it).
@@ -108,6 +109,16 @@ SETTINGS: tuple[Setting, ...] = (
         env=None,
         help="Tool output kept per call; the rest is cut, with a marker.",
         attribute="output_limit_bytes",
+    ),
+    Setting(
+        name="query_timeout_s",
+        type=int,
+        default=DEFAULT_QUERY_TIMEOUT_S,
+        env=None,
+        help="`agentd query` stops a query still running after this many seconds; 0 for no "
+        "limit (also `--timeout`).",
+        attribute="query_timeout_s",
+        check=lambda v: None if v >= 0 else "query_timeout_s must be 0 or more",
     ),
     Setting(
         name="autostart",
@@ -224,6 +235,7 @@ class Config:
     config_path: Path
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT_BYTES
+    query_timeout_s: int = DEFAULT_QUERY_TIMEOUT_S
     autostart: bool = True
     content_level: str = "full"
     redaction: bool = True

@@ -8,7 +8,8 @@
     │   ├── InvalidParams         -32602  the params do not fit the method ($.path in data)
     │   ├── InternalError         -32603  a bug: the connection carries on
     │   ├── LineTooLong           -32001  over max_line_bytes; the connection is closed after it
-    │   └── ShuttingDown          -32002  the daemon is stopping and takes no new work
+    │   ├── ShuttingDown          -32002  the daemon is stopping and takes no new work
+    │   └── DiskFull              -32003  nothing of the event was stored: spool it and retry
     ├── InvalidEvent              an event the ingest pipeline cannot take (becomes InvalidParams)
     └── UserError                 a problem the user can fix: the CLI prints "Error: <message>"
         │                         and exits with EXIT_CODE (cli/__init__.py, the one place)
@@ -17,13 +18,14 @@
         ├── RemoteError           the daemon answered a request with an error
         ├── AlreadyRunning        another daemon serves this state dir or socket
         ├── StartupError          the daemon cannot start (bad path, unwritable directory, ...)
+        │   └── DatabaseUnusable  the database is damaged, not agentd's, or newer: refused as is
         ├── Locked                another process holds a pid-file lock
         ├── DaemonTooOld          the running daemon is older than this code
         ├── SinkLost              the daemon went away mid-import
         ├── AccessError           no write can be made now (WriterBusy, NoDatabase, DaemonRefused)
         ├── InstallError          an agent's configuration cannot be changed as asked
         ├── ImportFailed          an import cannot run or finish
-        ├── QueryError            a query or report cannot run (Interrupted: stopped by Ctrl-C)
+        ├── QueryError            a query or report cannot run (Interrupted: Ctrl-C; TimedOut)
         ├── UIError               the dashboard cannot start (no database yet, cannot bind)
         └── PushError             a push to PostgreSQL failed
             ├── ConnectFailed     the server cannot be reached or refuses us (`auth`: which)
@@ -53,11 +55,13 @@ __all__ = [
     "InternalError",
     "LineTooLong",
     "ShuttingDown",
+    "DiskFull",
     "InvalidEvent",
     "UserError",
     "ConfigError",
     "NotRunning",
     "RemoteError",
+    "DatabaseUnusable",
     "AlreadyRunning",
     "StartupError",
     "Locked",
@@ -71,6 +75,7 @@ __all__ = [
     "ImportFailed",
     "QueryError",
     "Interrupted",
+    "TimedOut",
     "TimeError",
     "UIError",
     "PushError",
@@ -153,6 +158,16 @@ class ShuttingDown(WireError):
     MESSAGE = "Daemon is shutting down"
 
 
+class DiskFull(WireError):
+    """Application error: the database's disk (or quota) is full; nothing of the event was stored.
+
+    Retryable: a shim spools the event, and the daemon stores it once space is freed (no restart).
+    """
+
+    CODE = -32003
+    MESSAGE = "Disk full"
+
+
 class InvalidEvent(AgentdError, ValueError):
     """An event the ingest pipeline cannot take as it is; `path` names the part at fault
     ($.payload, ...). The RPC answers it as InvalidParams; the spool drain keeps the line aside."""
@@ -198,6 +213,10 @@ class AlreadyRunning(UserError):
 
 class StartupError(UserError):
     """The daemon cannot start (bad path, unwritable directory, ...); the message says why."""
+
+
+class DatabaseUnusable(StartupError):
+    """The database file is damaged, not agentd's, or from a newer agentd: refused, never changed."""
 
 
 class Locked(UserError):
@@ -262,6 +281,10 @@ class QueryError(UserError):
 
 class Interrupted(QueryError):
     """The statement was interrupted (Ctrl-C)."""
+
+
+class TimedOut(QueryError):
+    """The time limit (--timeout, query_timeout_s) stopped a running statement."""
 
 
 class TimeError(UserError, ValueError):

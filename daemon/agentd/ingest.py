@@ -17,9 +17,9 @@ from agentd.errors import InvalidEvent
 from agentd.normalizers import normalize
 from agentd.pricing import price_rows
 from agentd.privacy import apply_to_rows, strip_payload
-from agentd.protocol import decode_json
+from agentd.protocol import TooDeep, check_depth, decode_json
 from agentd.redact import Redactor, count_markers
-from agentd.rows import TYPED_TABLES, Context, Row
+from agentd.rows import TIMED_COLUMNS, TYPED_TABLES, Context, Row
 
 __all__ = ["PreparedEvent", "Privacy", "InvalidEvent", "prepare_event", "event_id", "now_ms"]
 
@@ -38,7 +38,8 @@ def event_id(source: str, payload: Any, received_at: int | None = None) -> str:
     Hashes a canonical encoding (sorted keys), so whitespace or key order from the sender do not
     matter, and the time the shim saw the event, which a replay keeps (the spool stores it): two
     identical callbacks at different moments (OpenCode's chat.params on every model call) stay two
-    events.
+    events. Without `received_at` the id is the payload's alone: the daemon's clock must not make
+    a replay a new event (docs/protocol.md: "a replay is stored once").
     """
     digest = hashlib.blake2b(source.encode(), digest_size=16)
     digest.update(b"\0")
@@ -77,17 +78,24 @@ def prepare_event(
 ) -> PreparedEvent:
     """Decode, identify, redact, normalize and strip one event.
 
-    Raises InvalidEvent for an empty source or a payload that is not a JSON object,
-    msgspec.DecodeError on invalid JSON, UnicodeDecodeError on invalid UTF-8 (all ValueErrors).
+    Raises InvalidEvent for an empty source, a payload that is not a JSON object or one nested
+    deeper than protocol.MAX_DEPTH, msgspec.DecodeError on invalid JSON, UnicodeDecodeError on
+    invalid UTF-8 (all ValueErrors).
     """
     if not source:
         raise InvalidEvent("empty source", "$.source")
-    original = decode_json(payload_json, _any_decoder)
+    try:
+        # Before anything recursive (decode, hash, redaction, normalizers, strip_payload).
+        check_depth(payload_json)
+        original = decode_json(payload_json, _any_decoder)
+    except TooDeep as e:
+        raise InvalidEvent(str(e), "$.payload") from None
     if not isinstance(original, dict):
         raise InvalidEvent("Expected `object`", "$.payload")
     received = received_at if received_at is not None else now_ms()
-    # The id comes from the payload as sent, so a replay dedupes even if the rules changed since.
-    ident = event_id(source, original, received)
+    # The id comes from the payload as sent, so a replay dedupes even if the rules changed since;
+    # and from the sender's time only, never the daemon's clock.
+    ident = event_id(source, original, received_at)
     text = payload_json.decode("utf-8")
     hits = 0
     if privacy.redactor is not None:
@@ -111,6 +119,11 @@ def prepare_event(
     apply_to_rows(rows, level)
     for row in rows:
         row.values.setdefault("source", source)
+        if row.table == "sessions":
+            # Status and outcome follow the event's own time (rows.py).
+            for column, at in TIMED_COLUMNS.items():
+                if row.values.get(column) is not None and row.values.get(at) is None:
+                    row.values[at] = received
         # Hits a stored row carries (merged with `max`: Pre and Post of a call see the same input).
         row.values["redactions"] = sum(count_markers(v) for v in row.values.values()) if hits else 0
     price_rows(rows)  # each message's cost by its own time (pricing/, docs/usage.md)

@@ -103,7 +103,9 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def make_private_dir(path: str | os.PathLike[str], chmod: bool = True) -> None:
-    """Create `path` (and its parents) 0700; with `chmod`, also make an existing one 0700."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    if chmod and (os.stat(path).st_mode & 0o777) != 0o700:
-        os.chmod(path, 0o700)
+    """Create `path` (and its parents) 0700 and check that it is ours: a real directory owned by
+    us. With `chmod` (a directory that is agentd's own), an existing one is made 0700; without,
+    one that group or others can write is refused. trust.Untrusted (an OSError) when refused."""
+    from agentd import trust
+
+    trust.private_dir(path, tighten=chmod)

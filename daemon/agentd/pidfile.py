@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from agentd import trust
 from agentd.errors import Locked
 
 __all__ = ["Locked", "acquire", "release", "held"]
@@ -20,8 +21,8 @@ __all__ = ["Locked", "acquire", "release", "held"]
 
 def acquire(path: Path) -> int:
     """Take the lock without waiting and write our pid; the fd to pass to release()."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    trust.private_dir(path.parent)  # ours alone (trust.Untrusted, an OSError, if not)
+    fd = trust.open_private(str(path), os.O_RDWR | os.O_CREAT)  # 0600, never through a link
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

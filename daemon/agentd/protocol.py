@@ -7,6 +7,8 @@ No sockets here; service/transport.py does the transport.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import re
 from typing import Any
 
@@ -24,7 +26,15 @@ __all__ = [
     "encode_request",
     "decode_json",
     "replace_lone_surrogates",
+    "MAX_DEPTH",
+    "TooDeep",
+    "check_depth",
 ]
+
+# The deepest nesting of arrays and objects a payload may have. Decoding, hashing, redaction and
+# the normalizers all recurse, on Python's stack (1000 frames, two per level in some walks): far
+# below that, every step is safe; far above anything an agent sends (tens of levels).
+MAX_DEPTH = 256
 
 RequestId = int | str | None
 
@@ -78,15 +88,58 @@ def replace_lone_surrogates(data: bytes) -> bytes:
     return _SURROGATE_ESCAPE.sub(_replace_surrogate, data)
 
 
+class TooDeep(msgspec.DecodeError):
+    """JSON nested deeper than MAX_DEPTH: refused as bad input, never a RecursionError."""
+
+    def __init__(self, depth: int | None = None) -> None:
+        found = f" ({depth} levels)" if depth is not None else ""
+        super().__init__(f"JSON nested deeper than {MAX_DEPTH} levels{found}, agentd's limit")
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# Opening brackets count 2, closing 0: after k brackets the sum is 2*opened, and the depth
+# opened - closed = sum - k; so the deepest point is max(sum_k - k), computed in C, not a loop.
+_BRACKET_WEIGHT = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (strings skipped)."""
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    weights = brackets.translate(_BRACKET_WEIGHT)
+    return max(map(operator.sub, itertools.accumulate(weights), itertools.count(1)))
+
+
+def check_depth(data: bytes) -> None:
+    """TooDeep if `data` nests deeper than MAX_DEPTH. Costs two counts for nearly every payload:
+    fewer brackets than the limit cannot nest deeper than it."""
+    if data.count(b"{") + data.count(b"[") <= MAX_DEPTH:
+        return
+    depth = json_depth(data)
+    if depth > MAX_DEPTH:
+        raise TooDeep(depth)
+
+
 def decode_json(data: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
-    """decoder.decode(data), retried once with lone surrogate escapes replaced (see above)."""
+    """decoder.decode(data), retried once with lone surrogate escapes replaced (see above).
+
+    Nesting too deep for the decoder's recursion is TooDeep (a msgspec.DecodeError), like any
+    other bad JSON, never a RecursionError that would escape every ValueError handler.
+    """
     try:
         return decoder.decode(data)
+    except RecursionError:
+        raise TooDeep() from None
     except msgspec.DecodeError:
         repaired = replace_lone_surrogates(data)
         if repaired == data:
             raise
-        return decoder.decode(repaired)
+        try:
+            return decoder.decode(repaired)
+        except RecursionError:
+            raise TooDeep() from None
 
 
 _request_decoder = msgspec.json.Decoder(Request)
@@ -155,6 +208,8 @@ def decode_params(params: msgspec.Raw, params_type: type[Any]) -> Any:
         return NoParams()
     try:
         return msgspec.json.decode(raw, type=params_type)
+    except RecursionError:
+        raise InvalidParams(f"Invalid params: {TooDeep()}", data={"path": "$"}) from None
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise InvalidParams.of(e) from None
 

@@ -13,8 +13,9 @@ has finished it. While a writer may still append, the name ends in `.ndjson.open
 such a file alone while the pid in its name is alive, and drains it (complete lines only) once that
 process is gone.
 
-`os` and `time` only at import: the hook writes here when the daemon is down, on an agent's hot
-path. Only decode_line, which only the daemon calls, imports more (msgspec, agentd.protocol).
+`os` and `time` only at import (agentd's lean `trust` when writing): the hook writes here when
+the daemon is down, on an agent's hot path. Only decode_line, which only the daemon calls,
+imports more (msgspec, agentd.protocol).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def decode_line(line: bytes) -> tuple[str, bytes, int | None]:
 
     import msgspec
 
-    from agentd.protocol import IngestParams, decode_json
+    from agentd.protocol import IngestParams, TooDeep, decode_json
 
     if _decoders is None:
         _decoders = (
@@ -89,6 +90,8 @@ def decode_line(line: bytes) -> tuple[str, bytes, int | None]:
         if not isinstance(decode_json(payload, any_decoder), dict):
             raise ValueError("the payload is not a JSON object")
         return params.source, payload, params.received_at
+    except TooDeep:
+        raise  # JSON after all, just too deep: refused (rejected/), not kept as text
     except ValueError:
         match = encoded.match(line.strip())
         if match is None:
@@ -98,25 +101,34 @@ def decode_line(line: bytes) -> tuple[str, bytes, int | None]:
 
 
 def write_file(spool_dir: StrPath, source: str, lines: list[bytes]) -> str:
-    """Write complete lines (each ending in `\\n`) as one new spool file, atomically; its path."""
+    """Write complete lines (each ending in `\\n`) as one new spool file, atomically; its path.
+
+    The directory must be ours and private (trust.Untrusted otherwise; made 0700 if missing) and
+    the file is made relative to it, O_NOFOLLOW and 0600: nothing planted can redirect the write.
+    """
+    from agentd import trust
+
     spool_dir = os.fspath(spool_dir)
-    os.makedirs(spool_dir, mode=0o700, exist_ok=True)
-    unique = f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}"
-    tmp = os.path.join(spool_dir, f"{source}-{unique}{OPEN}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    dir_fd = trust.open_private_dir(spool_dir)
     try:
-        data = b"".join(lines)
-        written = 0
-        while written < len(data):
-            written += os.write(fd, data[written:])
-    except BaseException:
+        unique = f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}"
+        tmp = f"{source}-{unique}{OPEN}"
+        fd = trust.open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
+        try:
+            data = b"".join(lines)
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp, dir_fd=dir_fd)
+            raise
         os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    final = tmp[: -len(OPEN)] + READY
-    os.rename(tmp, final)
-    return final
+        final = tmp[: -len(OPEN)] + READY
+        os.rename(tmp, final, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    return os.path.join(spool_dir, final)
 
 
 def process_exists(pid: int) -> bool:

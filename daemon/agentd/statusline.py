@@ -9,7 +9,8 @@ plan without rate limits) is left out; it always exits 0.
 It also forwards the sample to the daemon as an `ingest` event of source `claude_statusline`
 (the database copies rate limits, context and cost into `statusline_samples`), spooled like a
 hook event when the daemon is down. It runs as often as the hook, so it starts the same way
-(`python -I -S .../agentd/statusline.py`) and imports only C modules: `_json`'s scanner
+(`python -I -S .../agentd/statusline.py`), sends the sample as forward.py sends a hook
+event, and imports only C modules: `_json`'s scanner
 instead of `json` and `_sqlite3` instead of `sqlite3` (each of those would cost more than the
 rest of the command: bench/statusline).
 """
@@ -23,9 +24,10 @@ if __name__ == "__main__" and not __package__:  # run as a file: make `agentd` i
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 import _json  # noqa: E402
+import select  # noqa: E402
 import time  # noqa: E402
 
-from agentd import hook, paths, spool  # noqa: E402
+from agentd import forward, paths, spool  # noqa: E402
 
 SOURCE = "claude_statusline"
 BUDGET_S = 0.3  # reading stdin to the daemon's ack; the line must not wait on a stuck daemon
@@ -46,6 +48,31 @@ class _JSONContext:
 
 
 _scan = _json.make_scanner(_JSONContext())
+
+
+def read_stdin(deadline: float, limit: int) -> bytes | None:
+    """Stdin to EOF (Claude writes the sample and closes it), waiting for it until `deadline`;
+    None when it is over `limit` bytes (then nothing of it is used)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            ready, _, _ = select.select([0], [], [], max(0.0, deadline - time.monotonic()))
+        except (OSError, ValueError):
+            break  # no stdin at all
+        if not ready:
+            break
+        try:
+            chunk = os.read(0, 1 << 20)
+        except OSError:
+            break
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse(data: bytes) -> dict:
@@ -140,19 +167,10 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> str:
     except (OSError, ValueError):
         file = {}
     limit = paths.MAX_LINE_BYTES - paths.ENVELOPE_BYTES
-    data, total, _ = hook.read_stdin(start + STDIN_FIRST_BYTE_S, limit)
-    sample = parse(data) if total <= limit else {}
+    data = read_stdin(start + STDIN_FIRST_BYTE_S, limit)
+    sample = parse(data) if data else {}
     if sample:
-        params = spool.encode_line(SOURCE, received_at, data)
-        deadline = max(start + BUDGET_S, time.monotonic() + 2 * hook.CONNECT_S)
-        reply = hook.deliver(paths.socket_path(env, file), params, deadline)
-        if reply is None or b'"result"' not in reply:
-            state = paths.state_dir(env)
-            spool.write_file(os.path.join(state, "spool"), SOURCE, [params + b"\n"])
-            if env.get("AGENTD_AUTOSTART", file.get("autostart", True)) not in (
-                False, "0", "false", "no", "off",
-            ):  # fmt: skip
-                hook.autostart(state)
+        forward_sample(env, file, data or b"", received_at, start)
     session = sample.get("session_id")
     now = time.time()
     try:
@@ -162,6 +180,39 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> str:
     except OSError:
         extra = {}
     return line(sample, extra, now)
+
+
+def forward_sample(
+    env: dict[str, str] | os._Environ[str], file: dict, data: bytes, received_at: int, start: float
+) -> None:
+    """The sample to the daemon as forward.py sends a hook event: through a trusted socket,
+    else into the spool (and the daemon started, unless autostart is off)."""
+    params = spool.encode_line(SOURCE, received_at, data)
+    socket_path = paths.socket_path(env, file)
+    deadline = max(start + BUDGET_S, time.monotonic() + 2 * forward.CONNECT_S)
+    refused = forward.socket_refusal(socket_path)
+    if refused is None:
+        try:
+            reply = forward.deliver(socket_path, params, deadline)
+            if reply is not None and b'"result"' in reply:
+                return
+        except PermissionError as e:  # trust.Untrusted: a peer of another uid
+            refused = e
+    from agentd import trust
+
+    state = paths.state_dir(env)
+    trust.private_dir(state)
+    spool.write_file(os.path.join(state, "spool"), SOURCE, [params + b"\n"])
+    if refused is not None:  # kept; no daemon is started beside a planted socket
+        os.write(2, f"agentd statusline: sample spooled, not sent: {refused}\n".encode())
+        return
+    if env.get("AGENTD_AUTOSTART", file.get("autostart", True)) not in (
+        False, "0", "false", "no", "off",
+    ):  # fmt: skip
+        try:
+            forward.autostart(state)
+        except OSError as e:  # the sample is safe in the spool; only the start failed
+            os.write(2, f"agentd statusline: sample spooled; daemon not started: {e}\n".encode())
 
 
 def main() -> None:

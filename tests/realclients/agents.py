@@ -27,8 +27,10 @@ from .fake_model import FakeModelServer
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
-CLAUDE_VERSION = "2.1.329"
+CLAUDE_VERSION = "2.1.332"
 OPENCODE_VERSION = "1.18.33"
+# The old OpenCode that still keeps sessions as JSON files (storage/), in its own directory.
+LEGACY_OPENCODE_VERSION = "1.1.65"
 FAKE_ANTHROPIC_KEY = "sk-ant-fake-key"
 FAKE_OPENAI_KEY = "sk-fake"
 
@@ -109,6 +111,23 @@ def _bin(name: str) -> Path:
 
 def claude_bin() -> Path:
     return _bin("claude")
+
+
+def legacy_agents_dir() -> Path:
+    """The old OpenCode's install dir: $AGENTD_LEGACY_AGENTS_DIR or <repo>/.agents-legacy."""
+    override = os.environ.get("AGENTD_LEGACY_AGENTS_DIR")
+    return Path(override) if override else REPO / ".agents-legacy"
+
+
+def opencode_legacy_bin() -> Path:
+    path = legacy_agents_dir() / "node_modules" / ".bin" / "opencode"
+    if not (path.exists() and os.access(path, os.X_OK)):
+        raise AgentsNotInstalled(
+            f"{path} is missing: run scripts/install-agents first (it installs OpenCode "
+            f"{LEGACY_OPENCODE_VERSION}, the last kind that keeps JSON storage, into "
+            f"{legacy_agents_dir()})"
+        )
+    return path
 
 
 def opencode_bin() -> Path:
@@ -463,16 +482,18 @@ def run_opencode(
     session: str | None = None,
     extra_args: Sequence[str] = (),
     reap: bool = True,
+    binary: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``opencode run PROMPT [--format json]`` in scratch.proj with stdin=/dev/null.
 
     Writes ``proj/opencode.json`` (`opencode_config`, top-level keys updated from ``config``).
-    ``session``: continue that session id (``--session``).
+    ``session``: continue that session id (``--session``). ``binary``: another opencode (the
+    legacy one, `opencode_legacy_bin`).
     """
     cfg = opencode_config(server)
     cfg.update(config or {})
     (scratch.proj / "opencode.json").write_text(json.dumps(cfg, indent=1))
-    argv = [str(opencode_bin()), "run"]
+    argv = [str(binary or opencode_bin()), "run"]
     if json_format:
         argv += ["--format", "json"]
     if session is not None:

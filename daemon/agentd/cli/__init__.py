@@ -7,6 +7,7 @@ message and exit code here, in AgentdGroup, the one place: commands just let the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ def cli(ctx: click.Context, socket_path: Path | None, db_path: Path | None) -> N
     Example:
       agentd start && agentd status
     """
+    os.umask(0o077)  # every file and directory agentd creates is its user's alone (0600/0700)
     ctx.obj = _load(socket_path=socket_path, db_path=db_path)
 
 

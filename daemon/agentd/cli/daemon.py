@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 
+from agentd import trust
 from agentd.cli import EXIT_NOT_RUNNING, _config, cli
-from agentd.client import NotRunning, RemoteError, call
+from agentd.client import NotRunning, RemoteError, Untrusted, call
 from agentd.config import Config
 from agentd.output import emit, human_bytes, output_options
 from agentd.spool import process_exists
@@ -24,16 +25,52 @@ STOP_TIMEOUT_S = 15.0
 
 
 def _ping(config: Config) -> dict[str, Any] | None:
+    """The daemon's ping answer, None when none answers; a ClickException saying why when the
+    socket is not one to trust (another user could have planted it)."""
     try:
         result: dict[str, Any] = call(config.socket_path, "ping", timeout=2.0)
         return result
+    except Untrusted as e:
+        raise _refusal(config, e) from None
     except (NotRunning, TimeoutError, ConnectionError, OSError, RemoteError):
         return None
 
 
+def _refusal(config: Config, e: Untrusted) -> click.ClickException:
+    return click.ClickException(
+        f"{e}.\nagentd sends nothing to, and starts no daemon beside, a socket that another user"
+        f" could have planted. Put the socket ({config.socket_path}) in a directory that only"
+        " you can write (AGENTD_SOCKET, AGENTD_HOME), or remove what is there if it is yours."
+    )
+
+
+def _private_state_dir(config: Config) -> None:
+    """Make or check the state dir (log, pid, spool): ours alone, or a clear error."""
+    try:
+        trust.private_dir(config.state_dir)
+    except Untrusted as e:
+        raise click.ClickException(
+            f"{e}; agentd writes its log, pid file and spool there"
+        ) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot prepare {config.state_dir}: {e.strerror}") from None
+
+
+def _open_log(config: Config) -> int:
+    """The log file, opened for appending: 0600, and never through a symlink."""
+    _private_state_dir(config)
+    try:
+        return trust.open_private(str(config.log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    except Untrusted as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot open the log {config.log_path}: {e.strerror}") from None
+
+
 def _setup_logging(config: Config, to_stderr: bool) -> None:
-    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [logging.FileHandler(config.log_path)]
+    # Not logging.FileHandler: it would follow a link planted at the path and create the file 0644.
+    log_file = open(_open_log(config), "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+    handlers: list[logging.Handler] = [logging.StreamHandler(log_file)]
     if to_stderr:
         handlers.append(logging.StreamHandler(sys.stderr))
     logging.basicConfig(
@@ -85,7 +122,6 @@ def _run_foreground(config: Config, log_to_stderr: bool) -> None:
 
 
 def _spawn_detached(config: Config) -> None:
-    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     argv = [
         sys.executable,
         "-m",
@@ -98,7 +134,8 @@ def _spawn_detached(config: Config) -> None:
         "--foreground",
         "--no-log-to-stderr",
     ]
-    with open(config.log_path, "ab") as log_file:
+    with open(_open_log(config), "ab") as log_file:
+        log_start = log_file.tell()
         process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -123,9 +160,22 @@ def _spawn_detached(config: Config) -> None:
         time.sleep(0.05)
     if process.poll() is None:
         process.terminate()
-    click.echo(f"agentd failed to start; see {config.log_path}", err=True)
+    reason = _startup_error(config, log_start)
+    click.echo(f"agentd failed to start{reason}; see {config.log_path}", err=True)
     ctx = click.get_current_context()
     ctx.exit(EXIT_NOT_RUNNING)
+
+
+def _startup_error(config: Config, offset: int) -> str:
+    """ ": <why>", from the `Error: ...` line the child wrote to the log, or "" if none."""
+    try:
+        with open(config.log_path, "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line.removeprefix("Error: ") for line in lines if line.startswith("Error: ")]
+    return f": {errors[-1]}" if errors else ""
 
 
 def _read_pid(config: Config) -> int | None:
@@ -184,6 +234,8 @@ def status(ctx: click.Context, fmt: str) -> None:
     try:
         info: dict[str, Any] = call(config.socket_path, "status", timeout=5.0)
         info["running"] = True
+    except Untrusted as e:
+        raise _refusal(config, e) from None
     except (NotRunning, RemoteError, OSError, TimeoutError):
         from agentd.spool import backlog
 

@@ -109,6 +109,13 @@ def _has_tables(conn: sqlite3.Connection) -> bool:
 )
 @click.option("--by", type=click.Choice(BY), help="usage: split each period by this.")
 @output_options(help="Output format; json, ndjson and csv carry raw values (epoch ms, ms, USD).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Stop a query still running after SECONDS; 0 for no limit "
+    "(default: query_timeout_s in config.toml, 60).",
+)
 @click.option("--list", "list_reports", is_flag=True, help="List the reports, one a line.")
 @click.option(
     "--show-sql", is_flag=True, help="Print the report's SQL and bound values; run nothing."
@@ -126,6 +133,7 @@ def query(
     limit: int | None,
     period: str,
     by: str | None,
+    timeout: float | None,
     fmt: str,
     list_reports: bool,
     show_sql: bool,
@@ -137,7 +145,8 @@ def query(
     read-only statement; it binds :since, :until (epoch ms), :source, :project, :session and
     :limit from the options (NULL, or -1 for :limit, when not given), so a report's SQL runs
     as it is. The database is opened read-only: writes, ATTACH and PRAGMAs that set something
-    fail. The daemon need not run.
+    fail. A query still running after --timeout seconds is stopped (exit 1). The daemon need
+    not run.
 
     \b
     Example:
@@ -149,6 +158,7 @@ def query(
       agentd query blocks --format json
       agentd query --sql "SELECT tool_name, count(*) AS n FROM tools GROUP BY 1 ORDER BY n DESC"
       agentd query --sql - --format csv < my-report.sql
+      agentd query --sql "SELECT * FROM events" --timeout 0 --format ndjson > events.ndjson
     """
     if report is not None and sql is not None:
         raise click.UsageError("give a REPORT or --sql, not both")
@@ -173,7 +183,9 @@ def query(
             statement = sys.stdin.read() if sql == "-" else str(sql)
             if not statement.strip():
                 raise QueryError("no SQL given")
-            _run(_config(ctx).db_path, fmt, None, statement, params, limit)
+            config = _config(ctx)
+            seconds = config.query_timeout_s if timeout is None else timeout
+            _run(config.db_path, fmt, None, statement, params, limit, seconds)
         elif report not in REPORTS:
             hint = closest(report)
             raise QueryError(
@@ -184,7 +196,9 @@ def query(
         elif show_sql:
             _show_sql(REPORTS[report], params)
         else:
-            written = _run(_config(ctx).db_path, fmt, REPORTS[report], "", params, None)
+            config = _config(ctx)
+            seconds = config.query_timeout_s if timeout is None else timeout
+            written = _run(config.db_path, fmt, REPORTS[report], "", params, None, seconds)
             if written == 0 and fmt == "table":
                 hint = "" if since else f" in the last {DEFAULT_SINCE} (widen it with --since)"
                 click.echo(f"(no rows{hint})", err=True)
@@ -211,9 +225,10 @@ def _run(
     statement: str,
     params: dict[str, Any],
     limit: int | None,
+    timeout_s: float,
 ) -> int:
     """Run a report, or the user's statement; write its rows; return how many."""
-    conn = connect_readonly(db_path)
+    conn = connect_readonly(db_path, timeout_s)
     try:
         if report is None:
             columns, batches = execute(conn, statement, params)

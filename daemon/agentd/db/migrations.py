@@ -457,7 +457,24 @@ DROP INDEX tools_created_at;
 """,
     ),
     Migration(8, "0008_push_log", _PUSH_LOG),
-    Migration(9, "0009_usage", _USAGE),
+    Migration(
+        9,
+        "0009_session_outcome",
+        """
+-- Whether a session went well, beside what it is doing: outcome (ok, error, interrupted; NULL
+-- while unknown) and the last error, readable without a join. status, outcome and last_error
+-- follow the events' own time (rows.py MERGE_POLICY "newest by"): the *_at columns say when each
+-- was set. Claude's StopFailure used to set status 'error': it is an outcome now.
+ALTER TABLE sessions ADD COLUMN status_at INTEGER;
+ALTER TABLE sessions ADD COLUMN outcome TEXT;
+ALTER TABLE sessions ADD COLUMN outcome_at INTEGER;
+ALTER TABLE sessions ADD COLUMN last_error TEXT;
+ALTER TABLE sessions ADD COLUMN last_error_at INTEGER;
+UPDATE sessions SET status = 'idle', outcome = 'error'
+    WHERE status = 'error' AND source = 'claude';
+""",
+    ),
+    Migration(10, "0010_usage", _USAGE),
 )
 
 _RECORD_TABLE = """

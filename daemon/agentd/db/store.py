@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import sqlite3
 from pathlib import Path
@@ -20,17 +21,19 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from agentd.db.migrations import migrate
+from agentd.db import preflight
+from agentd.db.migrations import MIGRATIONS, migrate
+from agentd.db.wal import JOURNAL_SIZE_LIMIT, Checkpointer, wal_path
+from agentd.errors import DiskFull, StartupError
 from agentd.ingest import PreparedEvent, Privacy, prepare_event
 from agentd.redact import RULESET_VERSION
 from agentd.rows import MERGE_POLICY, TYPED_TABLES, Row
 
-__all__ = ["Store", "connect_sync", "Binder", "table_columns", "upsert_sql"]
+__all__ = ["Store", "connect_sync", "is_disk_full", "Binder", "table_columns", "upsert_sql"]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
-CHECKPOINT_INTERVAL_S = 1.0
 
 
 def table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
@@ -68,7 +71,16 @@ def upsert_sql(table: str, columns: list[str]) -> str:
         if col == "id":
             continue
         policy = MERGE_POLICY.get(col)
-        if policy in ("min", "max"):
+        if policy is not None and policy.startswith("newest by ") and policy[10:] in columns:
+            # Taken only from a row at least as new; a row without the time (none of ours) wins
+            # as before. All right-hand sides see the old row, so `at` is compared before it moves.
+            at = policy[10:]
+            newer = f"(excluded.{at} IS NULL OR {at} IS NULL OR excluded.{at} >= {at})"
+            updates.append(
+                f"{col} = CASE WHEN excluded.{col} IS NOT NULL AND {newer}"
+                f" THEN excluded.{col} ELSE {col} END"
+            )
+        elif policy in ("min", "max"):
             # SQLite's scalar min()/max() return NULL if any argument is NULL: coalesce both ways.
             updates.append(
                 f"{col} = {policy}(coalesce(excluded.{col}, {col}), coalesce({col}, excluded.{col}))"
@@ -114,12 +126,38 @@ _INSERT_EVENT = (
 
 
 def connect_sync(db_path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate the database; WAL mode. Used before the writer starts."""
+    """Open (creating if needed) and migrate the database; WAL mode. Used before the writer starts.
+
+    DatabaseUnusable (one line: the file, the reason, what to do) for a file that is damaged,
+    truncated, not agentd's, or of a newer schema; such a file is not changed.
+    """
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    preflight.check_file(db_path)
     conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    migrate(conn)
+    try:
+        # Checked first: a database refused must be left exactly as it was (not even made WAL).
+        preflight.check_schema(conn, db_path, {m.version for m in MIGRATIONS})
+        conn.execute("PRAGMA journal_mode=WAL")
+        migrate(conn)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        if is_disk_full(e):
+            raise StartupError(f"cannot open {db_path}: the disk is full; free space first") from e
+        raise preflight.unusable(db_path, f"cannot be used ({e})") from None
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """SQLITE_FULL, or ENOSPC / EDQUOT from the file system: out of space, not a bad event."""
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or (
+            "database or disk is full" in str(error)
+        )
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class Store:
@@ -129,7 +167,10 @@ class Store:
         *,
         output_limit_bytes: int = 10 * 1024,
         privacy: Privacy | None = None,
+        checkpoint_interval_s: float | None = None,
+        wal_limit_bytes: int | None = None,
     ) -> None:
+        """`checkpoint_interval_s` and `wal_limit_bytes` tune the WAL's bounds (db/wal.py)."""
         self.db_path = db_path
         self.output_limit_bytes = output_limit_bytes
         self.privacy = privacy if privacy is not None else Privacy()
@@ -138,11 +179,14 @@ class Store:
         self._db: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[PreparedEvent, asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        self._checkpointer: asyncio.Task[None] | None = None
         # Held for every transaction on the writer connection: a batch, a prune, a vacuum. They
         # share one connection, and a statement of one must never land inside another's BEGIN.
+        # The checkpointer takes it too, to cut the WAL between commits.
         self._write_lock = asyncio.Lock()
-        self._checkpoint_conn: sqlite3.Connection | None = None
+        tuning = {"interval_s": checkpoint_interval_s, "limit_bytes": wal_limit_bytes}
+        self.checkpointer = Checkpointer(
+            db_path, self._write_lock, **{k: v for k, v in tuning.items() if v is not None}
+        )
         self._upserts: dict[str, str] = {}
         self._columns: dict[str, list[str]] = {}
         self._bind = Binder({})
@@ -161,30 +205,22 @@ class Store:
         self._db = await aiosqlite.connect(self.db_path, isolation_level=None)
         # WAL + NORMAL: a commit is durable against a process crash (kill -9) without an fsync
         # per transaction; only an OS crash or power loss can take the last commits.
-        # Checkpoints (copying the WAL back into the database, with an fsync) would otherwise run
-        # inside whichever commit crosses the threshold and stall every client waiting on it.
-        # A second connection does them in the background instead; WAL lets both run at once.
+        # Checkpoints run in the background, not inside a commit (db/wal.py).
         for pragma in (
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",
             "PRAGMA busy_timeout=5000",
             "PRAGMA wal_autocheckpoint=0",
+            f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}",
         ):
             # Closed at once: an open statement would make a later VACUUM fail.
             await (await self._db.execute(pragma)).close()
-        self._checkpoint_conn = sqlite3.connect(
-            self.db_path, isolation_level=None, check_same_thread=False
-        )
         self._writer = asyncio.create_task(self._write_loop(), name="agentd-writer")
-        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="agentd-checkpoint")
+        self.checkpointer.start()
 
     async def close(self) -> None:
         """Commit everything already queued, checkpoint, then close the connections."""
-        if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpointer
-            self._checkpointer = None
+        await self.checkpointer.close()  # stops its task; it cuts the WAL again below
         if self._writer is not None:
             await self._queue.join()
             self._writer.cancel()
@@ -192,24 +228,10 @@ class Store:
                 await self._writer
             self._writer = None
         if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             await self._db.close()
             self._db = None
-        if self._checkpoint_conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._checkpoint_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._checkpoint_conn.close()
-            self._checkpoint_conn = None
-
-    async def _checkpoint_loop(self) -> None:
-        conn = self._checkpoint_conn
-        assert conn is not None
-        while True:
-            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
-            try:
-                # PASSIVE: copy what no reader still needs; never waits for, or blocks, the writer.
-                await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error:
-                log.warning("background checkpoint failed; will retry", exc_info=True)
 
     async def ingest(self, source: str, payload_json: bytes, received_at: int | None) -> None:
         """Store one event; returns once it is committed. Raises msgspec.DecodeError on bad JSON."""
@@ -248,28 +270,56 @@ class Store:
                     self._queue.task_done()
 
     async def _commit_batch(self, batch: list[tuple[PreparedEvent, asyncio.Future[None]]]) -> None:
+        """Commit a batch; resolve each event's future only once all of it is stored.
+
+        A full disk fails every event of the batch (DiskFull: retry later), nothing is acked.
+        Any other failure is retried event by event, so one bad event costs no other; an event
+        whose typed rows still fail (a normalizer's bug, a value SQLite refuses) is stored raw
+        only and acked: the raw payload keeps everything, a fixed normalizer can re-derive its
+        rows (docs/protocol.md, "What an ack means").
+        """
         try:
             await self._write([event for event, _ in batch])
-        except Exception:
+        except Exception as e:
+            if is_disk_full(e):
+                self._fail(batch, e)
+                return
             log.exception("batch of %d failed; retrying its events one by one", len(batch))
             for event, future in batch:
-                try:
-                    await self._write([event])
-                except Exception as e:
-                    log.exception("event %s: typed rows failed; storing it raw only", event.id)
-                    try:
-                        event.rows = []
-                        await self._write([event])
-                    except Exception:
-                        if not future.done():
-                            future.set_exception(e)
-                        continue
-                if not future.done():
-                    future.set_result(None)
+                await self._commit_alone(event, future)
             return
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
+
+    async def _commit_alone(self, event: PreparedEvent, future: asyncio.Future[None]) -> None:
+        try:
+            await self._write([event])
+        except Exception as e:
+            if is_disk_full(e):
+                self._fail([(event, future)], e)
+                return
+            log.exception("event %s: typed rows failed; storing it raw only", event.id)
+            try:
+                event.rows = []
+                await self._write([event])
+            except Exception as raw_error:
+                self._fail([(event, future)], raw_error)
+                return
+        if not future.done():
+            future.set_result(None)
+
+    def _fail(self, batch: list[tuple[PreparedEvent, asyncio.Future[None]]], e: Exception) -> None:
+        error: Exception = e
+        if is_disk_full(e):
+            log.error("disk full: %d events not stored (%s)", len(batch), e)
+            error = DiskFull(
+                f"Disk full: the database's disk is full ({self.db_path}); "
+                "the event was not stored: keep it and retry once space is freed"
+            )
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
 
     async def _write(self, events: list[PreparedEvent]) -> None:
         async with self._write_lock:
@@ -308,10 +358,15 @@ class Store:
                 await self._upsert_rows(fresh)
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (a full disk): then there is none to
+            # roll back, and a ROLLBACK's error must not hide the real one.
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
             raise
         self.events_stored += len(fresh)
         self.batches += 1
+        self.checkpointer.poke()
 
     async def prune(self, cutoff_ms: int) -> dict[str, Any]:
         """Delete what was last seen before `cutoff_ms`: `{"deleted": {table: rows deleted}}`."""
@@ -346,8 +401,7 @@ class Store:
 
     def database_bytes(self) -> int:
         """The database file plus its WAL."""
-        wal = self.db_path.with_name(self.db_path.name + "-wal")
-        return sum(p.stat().st_size for p in (self.db_path, wal) if p.exists())
+        return sum(p.stat().st_size for p in (self.db_path, wal_path(self.db_path)) if p.exists())
 
     async def _existing_event_ids(self, ids: list[str]) -> set[str]:
         assert self._db is not None

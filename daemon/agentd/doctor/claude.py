@@ -1,5 +1,6 @@
-"""`agentd doctor`'s Claude Code checks: hooks installed, a test event end to end, transcript
-retention, transcripts imported."""
+"""`agentd doctor`'s Claude Code checks: hooks installed and not switched off, a test event end to
+end, sessions that write transcripts but send no hook events, transcript retention, transcripts
+imported or followed."""
 
 from __future__ import annotations
 
@@ -17,16 +18,28 @@ from agentd.db import readonly
 from agentd.doctor import Check, read_json, read_text, spool_files
 from agentd.installers import claude as installer
 
-__all__ = ["checks", "check_claude_hooks", "check_end_to_end", "check_retention", "check_imports"]
+__all__ = [
+    "checks",
+    "check_claude_hooks",
+    "check_hooks_enabled",
+    "check_end_to_end",
+    "check_silent_sessions",
+    "check_retention",
+    "check_imports",
+]
 
 RETENTION_DEFAULT_DAYS = 30  # Claude Code's cleanupPeriodDays when unset
 E2E_TIMEOUT_S = 5.0
+SILENT_WINDOW_MS = 7 * 86_400_000  # transcripts written this recently are compared with the hooks
+SILENT_GRACE_MS = 120_000  # a transcript may run ahead of the last hook event by this much
 
 
 def checks(config: Config, env: dict[str, str], cwd: Path, *, running: bool) -> list[Check]:
     return [
         check_end_to_end(config, env, cwd, running=running),
         check_claude_hooks(env, cwd),
+        check_hooks_enabled(env, cwd),
+        check_silent_sessions(config, env),
         check_retention(env, cwd),
         check_imports(config, env),
     ]
@@ -189,6 +202,101 @@ def _event_stored(db: Path, nonce: str) -> bool:
     return row is not None
 
 
+def check_hooks_enabled(env: dict[str, str], cwd: Path) -> Check:
+    """Installed hooks that Claude Code does not run: `disableAllHooks` in any settings file (it
+    turns every non-managed hook off), or managed settings allowing managed hooks only."""
+    files = installer.settings_files(env, cwd)
+    for scope, path in files:
+        settings = read_json(path) or {}
+        if settings.get("disableAllHooks") is True:
+            return Check(
+                "claude hooks enabled",
+                "fail",
+                f"disableAllHooks is true in {path} ({scope}): Claude Code runs no hook, "
+                "so nothing is captured live",
+                f"remove disableAllHooks from {path}"
+                if scope != "managed"
+                else "ask whoever manages this machine's Claude Code settings",
+            )
+    managed = read_json(installer.MANAGED_SETTINGS) or {}
+    if managed.get("allowManagedHooksOnly") is True:
+        ours = any(
+            isinstance(h, dict) and str(h.get("command", "")).endswith(installer.HOOK_MARKER)
+            for groups in (managed.get("hooks") or {}).values() if isinstance(groups, list)
+            for g in groups if isinstance(g, dict)
+            for h in g.get("hooks", []) if isinstance(g.get("hooks"), list)
+        )  # fmt: skip
+        if not ours:
+            return Check(
+                "claude hooks enabled",
+                "fail",
+                f"allowManagedHooksOnly is true in {installer.MANAGED_SETTINGS}: Claude Code "
+                "ignores the hooks in user and project settings, agentd's included",
+                "add agentd's hook to the managed settings, or run agentd import claude",
+            )
+    return Check("claude hooks enabled", "ok", "no settings file turns hooks off")
+
+
+def _last_hook_events(db: Path) -> dict[str, int] | None:
+    """Each Claude session's newest hook event time; None if the database cannot be read."""
+    try:
+        conn = readonly.connect(db)
+        try:
+            return dict(
+                conn.execute(
+                    "SELECT session_id, max(received_at) FROM events"
+                    " WHERE source = 'claude' AND session_id IS NOT NULL GROUP BY session_id"
+                ).fetchall()
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
+def check_silent_sessions(config: Config, env: dict[str, str]) -> Check:
+    """Sessions whose transcripts grew while no hook event arrived: Claude ran without our hooks
+    (another settings scope, --bare, a managed policy...), whatever the settings files say."""
+    from agentd.importers.claude import default_root
+
+    root = default_root(env)
+    if not root.is_dir() or not config.db_path.exists():
+        return Check("claude sessions heard", "skip", "no transcripts or no database yet")
+    heard = _last_hook_events(config.db_path)
+    if heard is None:
+        return Check("claude sessions heard", "skip", f"cannot read {config.db_path}")
+    since = time.time() * 1000 - SILENT_WINDOW_MS
+    recent = silent = 0
+    example = ""
+    for project in sorted(p for p in root.iterdir() if p.is_dir()):
+        for transcript in project.glob("*.jsonl"):
+            try:
+                written = transcript.stat().st_mtime * 1000
+            except OSError:
+                continue
+            if written < since:
+                continue
+            recent += 1
+            last = heard.get(transcript.stem)
+            if last is None or written > last + SILENT_GRACE_MS:
+                silent += 1
+                example = example or str(transcript)
+    if silent:
+        return Check(
+            "claude sessions heard",
+            "warn",
+            f"{silent} of {recent} sessions of the last 7 days wrote transcripts while no hook "
+            f"event arrived (e.g. {example}): Claude Code ran without agentd's hooks",
+            "check the hooks (agentd install claude; no disableAllHooks, no --bare), then "
+            "agentd import claude for what was missed",
+        )
+    return Check(
+        "claude sessions heard",
+        "ok",
+        f"every session of the last 7 days ({recent}) sent hook events",
+    )
+
+
 def check_retention(env: dict[str, str], cwd: Path) -> Check:
     """Claude Code deletes transcripts older than cleanupPeriodDays (default 30) at start-up."""
     for scope, path in installer.settings_files(env, cwd):
@@ -218,19 +326,23 @@ def check_retention(env: dict[str, str], cwd: Path) -> Check:
 
 def check_imports(config: Config, env: dict[str, str]) -> Check:
     from agentd.importers.claude import default_root, transcript_files
-    from agentd.importers.state import ImportState
+    from agentd.importers.state import FOLLOW_FILE, ImportState, best_entry
 
     root = default_root(env)
     if not root.is_dir():
         return Check("imports", "ok", f"no Claude Code transcripts at {root}")
-    state = ImportState.load(config.state_dir)
+    imported = ImportState.load(config.state_dir).entries("claude")
+    followed = ImportState.load(config.state_dir, FOLLOW_FILE).entries("claude")
     files = list(transcript_files(root))
     behind = [
         path
         for path, st in files
-        if (state.entries("claude").get(path) or {}).get("size") != st.st_size
+        if (best_entry(st, imported.get(path), followed.get(path)) or {}).get("size") != st.st_size
     ]
-    detail = f"{len(files) - len(behind)}/{len(files)} transcripts under {root} imported"
+    detail = (
+        f"{len(files) - len(behind)}/{len(files)} transcripts under {root} imported "
+        "or followed live"
+    )
     if behind:
         return Check(
             "imports", "warn", f"{detail}, {len(behind)} new or grown", "agentd import claude"

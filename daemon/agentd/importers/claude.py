@@ -39,13 +39,22 @@ from typing import Any
 import msgspec
 
 from agentd.errors import ImportFailed
-from agentd.importers.state import ImportState
+from agentd.importers.state import FOLLOW_FILE, ImportState, best_entry
 from agentd.importers.writer import Event, Pipeline
 from agentd.installers.claude import config_dir
 from agentd.normalizers.claude_transcript import has_tool_results, is_prompt, timestamp_ms
 from agentd.protocol import replace_lone_surrogates
 
-__all__ = ["SOURCE", "WHAT", "default_root", "default_paths", "transcript_files", "run"]
+__all__ = [
+    "SOURCE",
+    "WHAT",
+    "TranscriptFile",
+    "TranscriptImport",
+    "default_root",
+    "default_paths",
+    "transcript_files",
+    "run",
+]
 
 AGENT = "claude"  # its section of the import state
 WHAT = "Claude Code transcripts"
@@ -83,6 +92,7 @@ _READ = frozenset(
         "summary",
         "permission-mode",
         "cost-state",
+        "host-row",  # Claude Code 2.1.332: a call made by a script (stored raw, see the normalizer)
     }
 )
 _SYSTEM_READ = frozenset({"compact_boundary", "api_error"})
@@ -222,7 +232,9 @@ class _Cursor:
         return _Cursor(self.offset, self.prompt, self.at)
 
 
-class _File:
+class TranscriptFile:
+    """One transcript to read: where from (its state entry, if it still applies)."""
+
     def __init__(self, path: str, st: os.stat_result, entry: dict[str, Any] | None) -> None:
         self.path = path
         self.st = st
@@ -240,6 +252,8 @@ class _File:
             entry.get("at") if resume and entry else None,
         )
         self.mtime_ms = int(st.st_mtime * 1000)
+        self.resumed = resume  # False: read from the start (new, replaced or shrunk)
+        self.entry: dict[str, Any] | None = None  # set once read() is exhausted
 
 
 class TranscriptImport:
@@ -256,17 +270,19 @@ class TranscriptImport:
         self._timeless: list[tuple[bytes, str]] = []
 
     async def run(self, roots: list[Path]) -> None:
-        todo: list[_File] = []
+        todo: list[TranscriptFile] = []
+        # What the daemon's follower has read: skipped here (importers/state.py).
+        followed = ImportState.load(self.state.path.parent, FOLLOW_FILE).entries(AGENT)
         for root in roots:
             seen: set[str] = set()
             for path, st in transcript_files(root):
                 seen.add(path)
                 self.summary.files += 1
-                entry = self.state.entries(AGENT).get(path)
+                entry = best_entry(st, self.state.entries(AGENT).get(path), followed.get(path))
                 if entry and entry.get("inode") == st.st_ino and entry.get("size") == st.st_size:
                     self.summary.files_unchanged += 1
                     continue
-                todo.append(_File(path, st, entry))
+                todo.append(TranscriptFile(path, st, entry))
             if root.is_dir():  # transcripts Claude Code deleted: forget their offsets
                 prefix = os.path.abspath(root).rstrip("/") + "/"
                 known = self.state.entries(AGENT)
@@ -278,7 +294,7 @@ class TranscriptImport:
             self.progress.file_done()
         await self.pipeline.finish()
 
-    async def import_file(self, file: _File) -> None:
+    async def import_file(self, file: TranscriptFile) -> None:
         summary = self.summary
         try:
             handle = open(file.path, "rb")  # noqa: SIM115 (closed in finally)
@@ -290,41 +306,61 @@ class TranscriptImport:
             summary.errors.append(f"{file.path}: {e.strerror}")
             return
         summary.files_read += 1
+        try:
+            for event in self.read(file, handle):
+                await self.pipeline.add(event)
+        finally:
+            handle.close()
+        key, entry = file.path, file.entry
+        self.pipeline.mark(lambda: self.state.set(AGENT, key, entry))
+
+    def read(self, file: TranscriptFile, handle: Any, limit: int | None = None) -> Iterator[Event]:
+        """The events of `file` from where its entry stopped: the one reader that both
+        `agentd import claude` and the daemon's follower (agentd/follow.py) use.
+
+        With `limit`, stops at the first line end `limit` bytes or more past the start (the
+        follower reads a big file in steps). Once exhausted, `file.entry` is what the state keeps
+        for the file: store it only after the events are acknowledged.
+        """
+        summary = self.summary
         cursor = file.cursor
         pending: list[tuple[bytes, int]] = []  # boundaries waiting for a prompt id: (line, at)
         held: _Cursor | None = None  # where to resume while a boundary waits: before it
         end = file.start
+        stopped = False
+        self._eof = file.start
         try:
             for line, end in self._lines(handle, file.start):
                 before = cursor.offset
-                for event in self._events(line, cursor, pending, file):
-                    await self.pipeline.add(event)
+                yield from self._events(line, cursor, pending, file)
                 cursor.offset = end
                 if not pending:
                     held = None
                 elif held is None:
                     held = _Cursor(before, cursor.prompt, cursor.at)
-            for event in self._flush_timeless(cursor.received(file.mtime_ms)):
-                await self.pipeline.add(event)
+                if limit is not None and end - file.start >= limit:
+                    stopped = True
+                    break
+            yield from self._flush_timeless(cursor.received(file.mtime_ms))
             if self._held is not None:
                 summary.ingested["assistant"] += 1
-                await self.pipeline.add(self._held[1])
+                yield self._held[1]
             if self._cost_state is not None:
                 summary.ingested["cost-state"] += 1
-                await self.pipeline.add(self._cost_state)
+                yield self._cost_state
         finally:
-            handle.close()
             self._cost_state = None
             self._held = None
             self._timeless.clear()
         safe = held or cursor.snapshot()
-        entry = {"inode": file.st.st_ino, "size": max(self._eof, end), "offset": safe.offset}
+        # Stopped early: the size read so far, so that the file does not look done.
+        size = end if stopped else max(self._eof, end)
+        entry: dict[str, Any] = {"inode": file.st.st_ino, "size": size, "offset": safe.offset}
         if safe.prompt:
             entry["prompt"] = safe.prompt
         if safe.at:
             entry["at"] = safe.at
-        key = file.path
-        self.pipeline.mark(lambda: self.state.set(AGENT, key, entry))
+        file.entry = entry
 
     def _lines(self, handle: Any, start: int) -> Iterator[tuple[bytes, int]]:
         """(line without its newline, offset just past it) of each complete line from `start`."""
@@ -368,7 +404,7 @@ class TranscriptImport:
             self.summary.skip("torn last line (read again next time)")
 
     def _events(
-        self, line: bytes, cursor: _Cursor, pending: list[tuple[bytes, int]], file: _File
+        self, line: bytes, cursor: _Cursor, pending: list[tuple[bytes, int]], file: TranscriptFile
     ) -> list[Event]:
         """The events one line makes: none, the record, or boundaries it resolves and the record."""
         summary = self.summary

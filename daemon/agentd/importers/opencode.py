@@ -31,27 +31,39 @@ from typing import Any
 
 from agentd.db import readonly
 from agentd.errors import ImportFailed
+from agentd.importers import opencode_legacy as legacy
+from agentd.importers._opencode_turns import (
+    DatabaseTurns,
+    chat_message,
+    event as _event,
+    is_typed,
+    parts_of,
+    wanted_part,
+)
 from agentd.importers.state import ImportState
 from agentd.importers.writer import Event, Pipeline
 
 __all__ = ["SOURCE", "WHAT", "default_databases", "default_paths", "run"]
 
 AGENT = "opencode"  # its section of the import state
-WHAT = "OpenCode databases"
+WHAT = "OpenCode history"
 PATH_OPTION = (
     "--db",
-    "An opencode.db (repeatable; default: $OPENCODE_DB, else opencode.db and "
-    "opencode-<channel>.db in ~/.local/share/opencode).",
+    "An opencode.db, or the storage/ directory of OpenCode 1.1 and older (repeatable; default: "
+    "$OPENCODE_DB, else opencode.db and opencode-<channel>.db in ~/.local/share/opencode, and "
+    "its storage/ if there is one).",
 )
-IMPORT_HELP = """Import OpenCode's database (sessions, messages with tokens and cost, tool calls, compactions).
+IMPORT_HELP = """Import OpenCode's history (sessions, messages with tokens and cost, tool calls, compactions).
 
-    Opens it read-only (OpenCode may keep running) and reads only rows changed since the last
-    import.
+    Reads OpenCode's database read-only (OpenCode may keep running), and the JSON files of
+    OpenCode 1.1 and older (~/.local/share/opencode/storage/), which later versions no longer
+    read. A session in both is imported once. Reads only what changed since the last import.
 
     \b
     Example:
       agentd import opencode
       agentd import opencode --db ~/.local/share/opencode/opencode-beta.db
+      agentd import opencode --db ~/.local/share/opencode/storage
     """
 
 SOURCE = "opencode"
@@ -92,26 +104,33 @@ def default_databases(env: dict[str, str] | None = None) -> list[Path]:
 
 
 def default_paths(env: dict[str, str] | None = None) -> list[Path]:
-    """What `agentd import` reads without --db."""
-    return default_databases(env)
+    """What `agentd import` reads without --db: the legacy storage directory if there is one,
+    then the databases."""
+    storage = legacy.storage_dir(data_dir(env))
+    return ([storage] if legacy.is_storage(storage) else []) + default_databases(env)
 
 
 def not_found(env: dict[str, str] | None = None) -> str:
-    return "No OpenCode database found."
+    return "No OpenCode database or storage directory found."
 
 
 def resolve_paths(given: list[Path]) -> list[Path]:
-    """The --db values (else the default databases), absolute; ImportFailed if there are none or
-    one is not a file."""
-    databases = [p.expanduser() for p in given] or default_databases()
-    if not databases:
+    """The --db values (else the default places), absolute; ImportFailed if there are none or
+    one is neither a file nor a storage directory."""
+    paths = [p.expanduser() for p in given] or default_paths()
+    if not paths:
         raise ImportFailed(
             "no OpenCode database found (looked in ~/.local/share/opencode); give one with --db"
         )
-    for db in databases:
-        if not db.is_file():
-            raise ImportFailed(f"{db} does not exist")
-    return [db.absolute() for db in databases]
+    for path in paths:
+        if path.is_dir():
+            if not legacy.is_storage(path):
+                raise ImportFailed(
+                    f"{path} is a directory but not OpenCode's storage (it has no session/ folder)"
+                )
+        elif not path.is_file():
+            raise ImportFailed(f"{path} does not exist")
+    return [p.absolute() for p in paths]
 
 
 def _signature(db: Path) -> list[list[int]]:
@@ -139,15 +158,6 @@ def _loads(text: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return None
-
-
-def _event(etype: str, properties: dict[str, Any]) -> bytes:
-    # ASCII escapes: a lone surrogate (JavaScript wrote half an emoji) stays a valid JSON escape,
-    # which the store turns into U+FFFD.
-    return json.dumps(
-        {"kind": "event", "event": {"type": etype, "properties": properties}},
-        separators=(",", ":"),
-    ).encode()
 
 
 def session_info(row: sqlite3.Row) -> dict[str, Any]:
@@ -257,6 +267,7 @@ class DatabaseImport:
                 summary.errors.append(f"{db}: not an OpenCode database (no session/message/part)")
                 return
             summary.files_read += 1
+            turns = DatabaseTurns(conn)
             for row in _rows(
                 conn,
                 f"SELECT {self._session_columns(tables['session'])} FROM session"
@@ -286,22 +297,25 @@ class DatabaseImport:
                     {"sessionID": row["session_id"], "info": info},
                     row["time_updated"],
                 )
+                if info.get("role") == "user" and is_typed(parts_of(conn, row["id"])):
+                    await self._send(chat_message(row["session_id"], info), row["time_updated"])
             for row in _rows(
                 conn,
                 "SELECT id, message_id, session_id, time_created, time_updated, data,"
                 " CASE WHEN json_valid(data)"  # json_extract raises on malformed JSON
-                " THEN json_extract(data, '$.type') IN ('tool', 'compaction') ELSE 1 END"
-                " AS wanted FROM part WHERE time_updated >= ? ORDER BY time_updated",
+                " THEN json_extract(data, '$.type') IN ('tool', 'compaction', 'retry')"
+                "  OR (json_extract(data, '$.type') = 'text' AND json_extract(data, '$.synthetic'))"
+                " ELSE 1 END AS wanted FROM part WHERE time_updated >= ? ORDER BY time_updated",
                 since,
             ):
                 newest = max(newest, row["time_updated"] or 0)
-                if not row["wanted"]:
-                    summary.records += 1
-                    summary.skip("part (not tool or compaction)")
-                    continue
-                data = _loads(row["data"])
-                if not isinstance(data, dict):
+                data = _loads(row["data"]) if row["wanted"] else {}
+                if row["wanted"] and not isinstance(data, dict):
                     summary.skip("part: unreadable data")
+                    continue
+                if not row["wanted"] or not wanted_part(data):
+                    summary.records += 1
+                    summary.skip("part (not tool, compaction or retry)")
                     continue
                 part = {
                     "id": row["id"],
@@ -309,11 +323,11 @@ class DatabaseImport:
                     "sessionID": row["session_id"],
                     **data,
                 }
-                await self._emit(
-                    "message.part.updated",
-                    {"sessionID": row["session_id"], "part": part, "time": row["time_created"]},
-                    row["time_updated"],
-                )
+                props = {"sessionID": row["session_id"], "part": part, "time": row["time_created"]}
+                lines = turns.lines(part)
+                if lines:
+                    props["agentd_snapshot_diff"] = lines
+                await self._emit("message.part.updated", props, row["time_updated"])
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             summary.files_unreadable += 1
@@ -331,19 +345,27 @@ class DatabaseImport:
         return ", ".join(c if c in present else f"NULL AS {c}" for c in wanted)
 
     async def _emit(self, etype: str, properties: dict[str, Any], at: Any) -> None:
-        summary = self.summary
-        summary.records += 1
-        payload = _event(etype, properties)
-        summary.bytes_read += len(payload)
+        self.summary.records += 1
+        self.summary.ingested[etype] += 1
+        await self._send(_event(etype, properties), at)
+
+    async def _send(self, payload: bytes, at: Any) -> None:
+        self.summary.bytes_read += len(payload)
         self.progress.advance(len(payload))
-        summary.ingested[etype] += 1
         if not isinstance(at, int) or isinstance(at, bool) or at <= 0:
             at = int(time.time() * 1000)
-        received = at
-        await self.pipeline.add(Event(SOURCE, payload, received))
+        await self.pipeline.add(Event(SOURCE, payload, at))
 
 
 async def run(
-    databases: list[Path], pipeline: Pipeline, state: ImportState, summary: Any, progress: Any
+    paths: list[Path], pipeline: Pipeline, state: ImportState, summary: Any, progress: Any
 ) -> None:
-    await DatabaseImport(pipeline, state, summary, progress).run(databases)
+    """Legacy JSON storage directories first, then the databases: a session both hold (OpenCode
+    1.2 to 1.15 copied the JSON into the database) gets the same rows from either, and the
+    database's newer values come last."""
+    storages = [p for p in paths if p.is_dir()]
+    if storages:
+        await legacy.StorageImport(pipeline, state, summary, progress).run(storages)
+    databases = [p for p in paths if not p.is_dir()]
+    if databases or not storages:
+        await DatabaseImport(pipeline, state, summary, progress).run(databases)

@@ -17,6 +17,12 @@
 
 Written atomically (a temporary file renamed over the old one), mode 0600. A missing or unreadable
 file is an empty state: everything is read again, which is safe (events are deduplicated).
+
+The daemon follows live Claude Code transcripts with the same reader and keeps its offsets in the
+same format in `<state dir>/follow-state.json` (FOLLOW_FILE). Each file has one writer: the daemon
+writes only follow-state.json, `agentd import` only import-state.json, so neither clobbers the
+other's offsets. Each reads both and starts a transcript from the further of the two entries that
+still apply (best_entry): an import skips what the daemon has read, and the other way round.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ImportState", "STATE_FILE", "STATE_VERSION"]
+__all__ = ["ImportState", "STATE_FILE", "FOLLOW_FILE", "STATE_VERSION", "best_entry"]
 
 STATE_FILE = "import-state.json"
+FOLLOW_FILE = "follow-state.json"  # the daemon's follower (agentd/follow.py)
 STATE_VERSION = 1
 
 
@@ -44,8 +51,8 @@ class ImportState:
         self.dirty = False
 
     @classmethod
-    def load(cls, state_dir: Path) -> ImportState:
-        path = state_dir / STATE_FILE
+    def load(cls, state_dir: Path, name: str = STATE_FILE) -> ImportState:
+        path = state_dir / name
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -88,3 +95,21 @@ class ImportState:
                 tmp.unlink()
             raise
         self.dirty = False
+
+
+def best_entry(st: os.stat_result, *entries: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Of a transcript's entries (import's, follower's), the one that reached furthest into the
+    file as it is now (same inode, offset within its size); else any entry, so that the reader
+    sees the file was replaced or shrank and reads it from the start; None when there is none."""
+    fitting = [
+        e
+        for e in entries
+        if e
+        and e.get("inode") == st.st_ino
+        and isinstance(e.get("offset"), int)
+        and 0 <= e["offset"] <= st.st_size
+        and st.st_size >= int(e.get("size") or 0)
+    ]
+    if fitting:
+        return max(fitting, key=lambda e: (e["offset"], int(e.get("size") or 0)))
+    return next((e for e in entries if e), None)

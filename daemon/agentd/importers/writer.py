@@ -27,7 +27,7 @@ from agentd import __version__
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
 from agentd.db import access
-from agentd.errors import DaemonTooOld, SinkLost
+from agentd.errors import DaemonTooOld, DiskFull, SinkLost
 from agentd.paths import ENVELOPE_BYTES
 
 __all__ = [
@@ -45,6 +45,7 @@ BATCH_EVENTS = 200
 BATCH_BYTES = 4 * 1024 * 1024
 IN_FLIGHT = 4  # batches sent and not yet acknowledged
 SHUTTING_DOWN = -32002
+DISK_FULL = DiskFull.CODE  # retryable: the offsets must not pass events the daemon did not store
 
 
 @dataclass(slots=True)
@@ -167,6 +168,9 @@ class DaemonSink(Sink):
             if error.get("code") == SHUTTING_DOWN:
                 self._fail("the daemon is shutting down")
                 return
+            if error.get("code") == DISK_FULL:
+                self._fail(str(error.get("message")))
+                return
             errors.append(str(error.get("message")))
         ids.discard(reply["id"])
         if not ids and not future.done():
@@ -264,7 +268,12 @@ class DirectSink(Sink):
                     tasks = [asyncio.ensure_future(self.store.submit(p)) for p in batch]
                 finally:
                     ready.set()
-                await asyncio.gather(*tasks)
+                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+                for outcome in outcomes:
+                    if isinstance(outcome, DiskFull):  # not stored: a loss to retry, not a refusal
+                        raise SinkLost(outcome.message)
+                    if isinstance(outcome, BaseException):
+                        raise outcome
                 return list(errors)
             finally:
                 self._slots.release()

@@ -52,9 +52,11 @@ UNINSTALL_HELP = """Remove agentd's hooks from Claude Code's settings.json (noth
 AFTER_INSTALL = "Claude Code picks the hooks up by itself; check with: agentd status"
 MANAGED_SETTINGS = Path("/etc/claude-code/managed-settings.json")
 
-# Claude Code 2.1.329's hook events (https://code.claude.com/docs/en/hooks; tests/test_install.py),
+# Claude Code 2.1.332's hook events (https://code.claude.com/docs/en/hooks; tests/test_install.py),
 # all but WorktreeCreate: a WorktreeCreate hook *replaces* git worktree creation, so registering
-# one would break worktrees.
+# one would break worktrees. One list for every version: 2.1.329 accepts a settings file naming
+# 2.1.332's PreSkillShellCommand and runs the other hooks (checked with the real 2.1.329 CLI; see
+# docs/claude-code.md), so older versions need no list of their own.
 EVENTS = (
     "PreToolUse", "PostToolUse", "PostToolUseFailure", "PostToolBatch", "Notification",
     "UserPromptSubmit", "UserPromptExpansion", "SessionStart", "SessionEnd", "Stop", "StopFailure",
@@ -62,7 +64,7 @@ EVENTS = (
     "PostModelSwitch", "PermissionRequest", "PermissionDenied", "Setup", "TeammateIdle",
     "TaskCreated", "TaskCompleted", "Elicitation", "ElicitationResult", "ConfigChange",
     "WorktreeRemove", "InstructionsLoaded", "CwdChanged", "FileChanged", "DirectoryAdded",
-    "MessageDisplay",
+    "MessageDisplay", "PreSkillShellCommand",
 )  # fmt: skip
 # Events whose hooks take no matcher (Claude Code's hooks reference); the others get "*".
 _NO_MATCHER = {

@@ -29,8 +29,13 @@ Choices worth knowing:
 - sessions.status: SessionStart (not source "compact") `active`; UserPromptSubmit `busy`; main-thread
   (no agent_id) PreToolUse / PostToolUse / PostToolUseFailure / PostToolBatch `busy` (back to work
   after a permission wait); PermissionRequest and Notification permission_prompt, elicitation_dialog,
-  agent_needs_input `waiting`; Notification idle_prompt and Stop `idle`; StopFailure `error`;
-  SessionEnd `ended`.
+  agent_needs_input `waiting`; Notification idle_prompt, Stop and StopFailure `idle`; SessionEnd
+  `ended`. Status follows the events' own time (rows.py), not their arrival order.
+- sessions.outcome, how the last turn went: Stop `ok`; StopFailure `error` (and last_error,
+  `<error>: <message>`); a main-thread PostToolUseFailure with is_interrupt `interrupted` (Stop
+  does not fire after a user interrupt). NULL until a turn ends: unknown.
+- PreSkillShellCommand (Claude Code 2.1.332: a shell command a skill runs): a tools row keyed on
+  its tool_use_id, with tool_name, tool_input and started_at; no hook reports how it ended.
 - sessions.project_path: the ancestor of `cwd` (or cwd itself) whose Claude encoding is the
   transcript's project directory name, i.e. the directory the session started in, even after a `cd`
   into a subdirectory; when that cannot be matched, `cwd`.
@@ -39,24 +44,19 @@ Choices worth knowing:
   prompt_count counts what a person wrote.
 - PermissionDenied fails the tools row (success 0, error_message = reason) and adds a session_errors
   row of type `permission_denied`.
-- Compaction tokens (tokens_before / tokens_after) come from the `compact_boundary` record in the
-  last 2 MiB of the transcript. PostCompact reads it (only if that boundary is this compaction's: same
-  trigger, and a later record carries this prompt_id, or no later prompt at all and a timestamp close
-  to the event); but Claude writes the transcript asynchronously and the boundary is often not there
-  yet, so Stop and SessionEnd read the tail again and fill in every boundary that a later record
-  ties to a prompt id (the row id). The common case costs one substring search of the tail.
+- Compaction tokens (tokens_before / tokens_after) are not in any hook payload: the daemon's
+  transcript follower (agentd/follow.py) reads them from the transcript's `compact_boundary`
+  record, under the same row id. This normalizer reads no file: it runs on the event loop.
 
 Limits: Pre and Post set the same columns to the same values except when another PreToolUse hook
-rewrote the input (`updatedInput`): then the later arrival's tool_input wins. Status follows arrival
-order, so an event replayed from the spool after newer ones can leave an older status.
+rewrote the input (`updatedInput`): then the later arrival's tool_input wins.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -68,23 +68,22 @@ from agentd.normalizers._values import (
     as_int as _int,
     as_str as _str,
     count_lines,
-    timestamp_ms,
     truncate,
 )
 from agentd.rows import Context, Normalized, Row
 
 __all__ = ["normalize"]
 
-TRANSCRIPT_TAIL_BYTES = 2 * 1024 * 1024
-# A boundary with no later prompt record is accepted if written this close to the PostCompact event.
-_BOUNDARY_WINDOW_MS = 10 * 60 * 1000
-_BOUNDARY_SKEW_MS = 60 * 1000
-
 _EXIT_CODE = re.compile(r"^(?:Error: )?Exit code (-?\d{1,10})(?!\d)")
-_PROMPT_ID = re.compile(rb'"promptId"\s*:\s*"([^"]*)"')
 _NOT_ALNUM = re.compile(r"[^a-zA-Z0-9]")
 
-_TOOL_EVENTS = ("PreToolUse", "PostToolUse", "PostToolUseFailure", "PostToolBatch")
+_TOOL_EVENTS = (
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "PostToolBatch",
+    "PreSkillShellCommand",
+)
 _WAITING_NOTIFICATIONS = {"permission_prompt", "elicitation_dialog", "agent_needs_input"}
 _TYPED_PROMPT_SOURCES = {"user", "sdk"}
 _FILE_KEYS = ("file_path", "notebook_path", "path")
@@ -235,8 +234,13 @@ class _Event:
             self.status("idle")
 
     def stop_failure(self) -> None:
-        self.status("error")
+        self.status("idle")
         message = _str(self.p.get("last_assistant_message")) or _text(self.p.get("error_details"))
+        error = _str(self.p.get("error")) or "unknown"
+        self.session["outcome"] = "error"
+        self.session["last_error"] = truncate(
+            f"{error}: {message}" if message else error, self.ctx.output_limit_bytes
+        )
         self.add(
             "session_errors",
             {
@@ -245,7 +249,7 @@ class _Event:
                 "id": stop_failure_id(self.sid, prompt_id)
                 if (prompt_id := _str(self.p.get("prompt_id")))
                 else f"{self.sid}:{self.ctx.event_id}",
-                "error_type": _str(self.p.get("error")) or "unknown",
+                "error_type": error,
                 "error_message": truncate(message, self.ctx.output_limit_bytes),
                 "status_code": api_status_code(message),
                 "created_at": self.now,
@@ -312,6 +316,8 @@ class _Event:
         error = _text(self.p.get("error"))
         match = _EXIT_CODE.match(error) if error else None
         interrupt = self.p.get("is_interrupt")
+        if interrupt is True and self.agent_id is None:
+            self.session["outcome"] = "interrupted"
         values.update(
             success=0,
             error_message=truncate(error, self.ctx.output_limit_bytes),
@@ -405,46 +411,22 @@ class _Event:
             "trigger": trigger,
             "created_at": self.now,
         }
-        if self.kind == "PostCompact":
-            before, after = _compact_tokens(
-                _str(self.p.get("transcript_path")), prompt_id, trigger, self.now
-            )
-            values.update(tokens_before=before, tokens_after=after)
         self.add("compaction_events", values)
-
-    def settled_compactions(self) -> None:
-        """Fill in compactions from the transcript at the end of a turn or session.
-
-        Claude writes the transcript asynchronously: at PostCompact the compact_boundary record is
-        often not there yet. By Stop / SessionEnd it is, followed by records carrying the prompt id
-        the compaction belongs to, which is the row's id (see compaction()).
-        """
-        for prompt_id, trigger, before, after, written in _boundaries(
-            _str(self.p.get("transcript_path"))
-        ):
-            self.add(
-                "compaction_events",
-                {
-                    "id": f"{self.sid}:{prompt_id}",
-                    "trigger": trigger,
-                    "tokens_before": before,
-                    "tokens_after": after,
-                    "created_at": written,
-                },
-            )
 
     def stop(self) -> None:
         self.status("idle")
-        self.settled_compactions()
+        self.session["outcome"] = "ok"
 
-    def session_end_and_compactions(self) -> None:
-        self.session_end()
-        self.settled_compactions()
+    def skill_shell_command(self) -> None:
+        values = self.tool_row(self.p)
+        if values:
+            values.update(started_at=self.now, created_at=self.now)
+            self.add("tools", values)
 
 
 _HANDLERS: dict[str, Callable[[_Event], None]] = {
     "SessionStart": _Event.session_start,
-    "SessionEnd": _Event.session_end_and_compactions,
+    "SessionEnd": _Event.session_end,
     "UserPromptSubmit": _Event.user_prompt,
     "Stop": _Event.stop,
     "StopFailure": _Event.stop_failure,
@@ -458,6 +440,7 @@ _HANDLERS: dict[str, Callable[[_Event], None]] = {
     "PreCompact": _Event.compaction,
     "PostCompact": _Event.compaction,
     "PostModelSwitch": _Event.model_switch,
+    "PreSkillShellCommand": _Event.skill_shell_command,
 }
 
 
@@ -482,90 +465,3 @@ def normalize(payload: Any, ctx: Context) -> Normalized:
             0, Row("sessions", {"id": session_id, "updated_at": event.now, **event.session})
         )
     return Normalized(kind=kind, session_id=session_id, rows=rows)
-
-
-# -- transcript -------------------------------------------------------------------------------
-
-
-def _read_tail(path: str) -> list[bytes]:
-    """Complete lines of the last TRANSCRIPT_TAIL_BYTES of a regular file; [] if unreadable."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # never block on a FIFO or a device
-            return []
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            start = max(0, size - TRANSCRIPT_TAIL_BYTES)
-            f.seek(start)
-            data = f.read(size - start)
-    except (OSError, ValueError):
-        return []
-    lines = data.split(b"\n")
-    return lines[1:] if start > 0 else lines
-
-
-def _boundary_records(lines: list[bytes]) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
-    """(line index, record, its compactMetadata) of each compact_boundary record, in file order."""
-    for index, line in enumerate(lines):
-        if b'"compact_boundary"' not in line:
-            continue
-        try:
-            record = msgspec.json.decode(line)
-        except msgspec.DecodeError:
-            continue
-        if isinstance(record, dict) and record.get("subtype") == "compact_boundary":
-            yield index, record, _dict(record.get("compactMetadata"))
-
-
-def _later_prompt_ids(lines: list[bytes], index: int) -> Iterator[str]:
-    """Prompt ids named after line `index`, in order (with repeats)."""
-    return (m.group(1).decode() for ln in lines[index + 1 :] for m in _PROMPT_ID.finditer(ln))
-
-
-def _compact_tokens(
-    transcript_path: str | None, prompt_id: str | None, trigger: str | None, received_at: int
-) -> tuple[int | None, int | None]:
-    """(preTokens, postTokens) of this compaction's compact_boundary record, or (None, None)."""
-    if not transcript_path or not transcript_path.endswith(".jsonl"):
-        return None, None
-    lines = _read_tail(transcript_path)
-    boundaries = list(_boundary_records(lines))
-    if not boundaries:
-        return None, None
-    index, record, meta = boundaries[-1]  # only the newest can be this compaction's
-    if trigger and isinstance(meta.get("trigger"), str) and meta["trigger"] != trigger:
-        return None, None
-    later = set(_later_prompt_ids(lines, index))
-    if later and prompt_id not in later:
-        return None, None  # another prompt came after it: an older compaction
-    if not later:
-        written = timestamp_ms(record.get("timestamp"))
-        if written is None or not (
-            received_at - _BOUNDARY_WINDOW_MS <= written <= received_at + _BOUNDARY_SKEW_MS
-        ):
-            return None, None
-    return _int(meta.get("preTokens")), _int(meta.get("postTokens"))
-
-
-def _boundaries(
-    transcript_path: str | None,
-) -> list[tuple[str, str | None, int | None, int | None, int | None]]:
-    """(prompt id, trigger, preTokens, postTokens, written at) of each compact_boundary in the
-    transcript's tail that a later record ties to a prompt; [] when there is none (the common case:
-    one substring search of the tail)."""
-    if not transcript_path or not transcript_path.endswith(".jsonl"):
-        return []
-    lines = _read_tail(transcript_path)
-    found = []
-    for index, record, meta in _boundary_records(lines):
-        prompt_id = next(_later_prompt_ids(lines, index), None)
-        if prompt_id:
-            found.append(
-                (
-                    prompt_id,
-                    _str(meta.get("trigger")),
-                    _int(meta.get("preTokens")),
-                    _int(meta.get("postTokens")),
-                    timestamp_ms(record.get("timestamp")),
-                )
-            )
-    return found

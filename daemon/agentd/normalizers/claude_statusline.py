@@ -1,7 +1,7 @@
 """Claude Code statusLine samples (source `claude_statusline`, sent by `agentd statusline`).
 
 The payload is the object Claude Code gives its statusLine command (shared/reference/formats.md
-G): session_id, model, workspace, cost, context_window, rate_limits. Migration 0009's trigger
+G): session_id, model, workspace, cost, context_window, rate_limits. Migration 0010's trigger
 copies its figures from the raw event into `statusline_samples`; here the session row only
 learns what the sample says of it, under source `claude` (the session is Claude's, whichever
 of its events came first).

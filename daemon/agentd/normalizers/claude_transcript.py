@@ -19,7 +19,10 @@ so an import after live capture fills in what the hooks missed and duplicates no
 | messages | `{sessionId}:{promptId}` (prompts), `{sessionId}:{message.id}` (assistant) | a person's prompt (role user, or system for task notifications and other synthetic sources, as claude.py); each API response once, with its usage |
 | session_errors | `{sessionId}:{promptId}:stop_failure` (API error that ended a turn), `{sessionId}:{uuid}` (a retried API error, `system.api_error`) | |
 | compaction_events | `{sessionId}:{promptId}` | `compact_boundary` (trigger, preTokens, postTokens) |
-| sessions | `{sessionId}` | project_path (the cwd of the session's first record), title (custom-title, ai-title, summary), model (main-thread assistant records), permission_mode, cost (the last `cost-state` record's totalCostUSD), git_branch |
+| sessions | `{sessionId}` | project_path (the cwd of the session's first record), title (custom-title, ai-title, summary), model (main-thread assistant records), permission_mode, cost (the last `cost-state` record's totalCostUSD), git_branch, outcome + last_error (an API-error record that ended a turn: `error`; an interrupted tool: `interrupted`, as the hooks say) |
+
+`host-row` records (Claude Code 2.1.332: a call made by a script, `ranByToolUseId`) are kept raw in
+`events` with their session; no typed row yet (their fields are not documented).
 
 Tool results are turned into rows by the live normalizer (normalizers/claude_hooks.py) from the equivalent
 PostToolUse / PostToolUseFailure hook payload, prompts from the equivalent UserPromptSubmit, so
@@ -230,6 +233,8 @@ class _Record:
                 "tool_input": {k: v for k, v in tool_input.items() if v is not None},
                 "tool_response": response,
             }
+        if hook.get("is_interrupt") is True and not self.sidechain:
+            self.session["outcome"] = "interrupted"
         for row in self.live(hook, ("tools", "file_operations")):
             if row.table == "tools":
                 # Name, input and path come from the tool_use block; these were only inferred.
@@ -299,6 +304,12 @@ class _Record:
             status = api_status_code(text)
         if prompt and not self.sidechain:
             row_id = stop_failure_id(self.sid, prompt)
+            # The turn ended on it, as the hooks' StopFailure says (same outcome, same text).
+            error = _str(self.r.get("error")) or "unknown"
+            self.session["outcome"] = "error"
+            self.session["last_error"] = claude_hooks.truncate(
+                f"{error}: {text}" if text else error, self.ctx.output_limit_bytes
+            )
         elif uuid := _str(self.r.get("uuid")):
             row_id = f"{self.sid}:{uuid}"
         else:

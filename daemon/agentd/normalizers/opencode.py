@@ -1,4 +1,5 @@
-# Over 400 lines on purpose: one normalizer per agent event family (OpenCode plugin) is one job.
+# Over 400 lines on purpose: one normalizer per agent event family (OpenCode plugin) is one job;
+# what spans a turn (outcome, typed prompts, retries, model names) is in _opencode.py.
 """OpenCode normalizer: plugin callbacks and bus events -> partial rows.
 
 The plugin shim forwards each callback as it came: `{"kind": "event", "event": {...}}` for the bus,
@@ -34,7 +35,9 @@ Choices worth knowing:
   Claude normalizer's form). tools.tool_input is stored whole.
 - file_operations come only from tool calls that returned (a failed read read nothing): read
   `read`; write `created` when metadata.exists is false (lines_added = its content's lines) else
-  `edited`; edit, multiedit `edited`; glob, grep, list with args.path `searched`; apply_patch one op
+  `edited` (lines from metadata.diff if any, else from the turn's snapshot diff that the importers
+  attach as `agentd_snapshot_diff`: 1.18's write metadata has none, and live capture cannot join
+  the turn); edit, multiedit `edited`; glob, grep, list with args.path `searched`; apply_patch one op
   per metadata.files entry (add `created`, update `edited`, delete `deleted`, move `moved` on the
   new path). lines_added / lines_removed from metadata.filediff (additions / deletions) or the
   apply_patch entry. A `file.edited` bus event names only a path (no session, no call), so it cannot
@@ -47,12 +50,24 @@ Choices worth knowing:
   (deleted, end_reason deleted). title, project_path (info.directory), project_name (its basename),
   parent_session_id (info.parentID), created_at / updated_at (info.time) from session.created /
   updated / deleted; model / provider from session info.model and from assistant messages (not the
-  compaction summary's, which may use another model). A task tool's metadata.sessionId gets a
-  sessions row with parent_session_id = the calling session.
+  compaction summary's, which may use another model). model is `provider/model`, OpenCode's own
+  name for it (messages.model too). A task tool's metadata.sessionId gets a sessions row with
+  parent_session_id = the calling session.
+- sessions.outcome / last_error (columns another migration adds; the store binds only columns
+  that exist): a session.error ends the run: `error` (`interrupted` for MessageAbortedError) and
+  last_error = its message (`HTTP <code>: ` in front when it has a status code). The assistant
+  message OpenCode was writing carries the same error and gives the same values (the importer
+  has only that); a finished assistant message whose finish ends the turn (not tool-calls) and
+  has no error gives `ok`. session.idle follows session.error, so it says nothing about outcome.
+- messages.role of a user message: `user` from chat.message (OpenCode calls it for typed prompts
+  only), `system` from a compaction part or the synthetic "Continue" part after an automatic
+  compaction; message.updated leaves it alone. So prompt_count (role user) counts typed prompts,
+  whatever order the events come in.
 - session_errors: session.error (error_type = error.name, error_message = error.data.message,
-  status_code = error.data.statusCode) and each session.status retry (error_type `retry`,
-  error_message = status.message): a failed model call OpenCode retried, the only trace of a rate
-  limit or 5xx that a later attempt recovered from.
+  status_code = error.data.statusCode), each session.status retry (error_type `retry`,
+  error_message = status.message; 1.18 gives no status code there) and each retry part (keyed by
+  its part id, status_code from its APIError): a failed model call OpenCode retried, the only
+  trace of a rate limit or 5xx that a later attempt recovered from.
 - compaction tokens: tokens_before = what the summarizer read (input + cache read + cache write of
   the summary message: the conversation before compaction), tokens_after = the summary it wrote
   (its output tokens), only from a finished summary without an error. session.compacted and
@@ -65,6 +80,16 @@ import math
 from typing import Any
 
 from agentd.normalizers import register
+from agentd.normalizers._opencode import (
+    diff_counts,
+    error_outcome,
+    is_machine_prompt_part,
+    message_outcome,
+    model_name,
+    retry_part_rows,
+    retry_status_code,
+    snapshot_lines,
+)
 from agentd.normalizers._values import (
     as_dict as _dict,
     as_int as _int,
@@ -182,8 +207,10 @@ def _file_ops(
     args: dict[str, Any],
     metadata: dict[str, Any],
     at: int | None,
+    snapshot: tuple[int, int] | None = None,
 ) -> list[Row]:
-    """file_operations rows of a tool call that completed (failed calls touched nothing)."""
+    """file_operations rows of a tool call that completed (failed calls touched nothing).
+    `snapshot`: the lines OpenCode's snapshot diff gives a write over an existing file."""
     name = (tool or "").lower()
     rows: list[Row] = []
 
@@ -233,6 +260,7 @@ def _file_ops(
                 added, removed = count_lines(content), 0
         else:
             op = "edited"
+            added, removed = diff_counts(metadata.get("diff")) or snapshot or (None, None)
     else:
         return rows
     diff = _dict(metadata.get("filediff"))
@@ -338,7 +366,9 @@ def _tool_part(
         values["tool_output"] = _text(output, ctx.output_limit_bytes)
         values.update(_outcome(output, metadata, ctx.output_limit_bytes))
         result.rows.append(_row("tools", **values))
-        result.rows.extend(_file_ops(tool_id, session, tool, args, metadata, end or seen))
+        result.rows.extend(
+            _file_ops(tool_id, session, tool, args, metadata, end or seen, snapshot_lines(props))
+        )
         result.rows.extend(_child_session(session, metadata))
         return
     if status == "error":
@@ -353,7 +383,17 @@ def _tool_part(
 # --- messages, sessions, compaction ---------------------------------------------------------
 
 
-def _message_rows(result: Normalized, info: dict[str, Any], session: str | None) -> None:
+def _message_rows(
+    result: Normalized,
+    info: dict[str, Any],
+    session: str | None,
+    ctx: Context,
+    typed: bool = False,
+) -> None:
+    """A messages row. A user message's role is left to what tells whether a person typed it:
+    chat.message (`typed`: OpenCode calls it only for prompts) says `user`, a compaction or
+    "Continue" part says `system` (see _ev_part_updated); message.updated cannot tell and says
+    nothing, so the order these arrive in does not matter."""
     message = _str(info.get("id"))
     if message is None:
         return
@@ -364,7 +404,7 @@ def _message_rows(result: Normalized, info: dict[str, Any], session: str | None)
     values: dict[str, Any] = {
         "id": message,
         "session_id": session,
-        "role": role,
+        "role": role if role != "user" else "user" if typed else None,
         "created_at": _int(times.get("created")),
         "completed_at": completed,
     }
@@ -387,15 +427,20 @@ def _message_rows(result: Normalized, info: dict[str, Any], session: str | None)
     else:
         chosen = _dict(info.get("model"))
         model, provider = _str(chosen.get("modelID")), _str(chosen.get("providerID"))
-    values["model"] = model
+    values["model"] = model_name(model, provider)
     values["provider"] = provider
     result.rows.append(_row("messages", **values))
     if role != "assistant" or session is None:
         return
+    ended = message_outcome(info, ctx.output_limit_bytes)
     if info.get("summary") is True or info.get("mode") == "compaction":
         _compaction_from_summary(result, info, session, values)
-    elif model or provider:
-        result.rows.append(_row("sessions", id=session, model=model, provider=provider))
+        if ended:
+            result.rows.append(_row("sessions", id=session, **ended))
+    elif model or provider or ended:
+        result.rows.append(
+            _row("sessions", id=session, model=values["model"], provider=provider, **ended)
+        )
 
 
 def _compaction_from_summary(
@@ -437,7 +482,7 @@ def _session_info(result: Normalized, props: dict[str, Any], etype: str) -> None
         "project_path": directory,
         "project_name": name,
         "parent_session_id": _str(info.get("parentID")),
-        "model": _str(model.get("id")),
+        "model": model_name(_str(model.get("id")), _str(model.get("providerID"))),
         "provider": _str(model.get("providerID")),
         "created_at": _int(times.get("created")),
         "updated_at": _int(times.get("updated")),
@@ -467,6 +512,7 @@ def _ev_session_status(
         return
     result.rows.append(_row("sessions", id=session, status=kind))
     if kind == "retry":
+        # No status code in 1.18's retry status; a later version's may carry the APIError.
         # A failed model call OpenCode will retry (rate limit, 5xx): the only trace of an error
         # that a later attempt recovers from.
         message = status.get("message")
@@ -477,6 +523,7 @@ def _ev_session_status(
                 session_id=session,
                 error_type="retry",
                 error_message=_text(message, ctx.output_limit_bytes),
+                status_code=retry_status_code(status),
                 created_at=ctx.received_at,
             )
         )
@@ -495,6 +542,12 @@ def _ev_session_error(
     error = _dict(props.get("error"))
     data = _dict(error.get("data"))
     message = data.get("message")
+    if result.session_id is not None:
+        # OpenCode publishes session.error when a run stops on an error (its loop ends: idle
+        # follows); the same error is on the assistant message it was writing.
+        ended = error_outcome(error, ctx.output_limit_bytes)
+        if ended:
+            result.rows.append(_row("sessions", id=result.session_id, **ended))
     result.rows.append(
         _row(
             "session_errors",
@@ -511,7 +564,7 @@ def _ev_session_error(
 def _ev_message_updated(
     result: Normalized, event: dict[str, Any], props: dict[str, Any], ctx: Context
 ) -> None:
-    _message_rows(result, _dict(props.get("info")), result.session_id)
+    _message_rows(result, _dict(props.get("info")), result.session_id, ctx)
 
 
 def _ev_part_updated(
@@ -519,8 +572,15 @@ def _ev_part_updated(
 ) -> None:
     part = _dict(props.get("part"))
     ptype = part.get("type")
+    message = _str(part.get("messageID"))
+    if message is not None and is_machine_prompt_part(part):
+        # A user message OpenCode wrote itself: not a prompt (prompt_count counts role user).
+        session = _str(part.get("sessionID")) or result.session_id
+        result.rows.append(_row("messages", id=message, session_id=session, role="system"))
     if ptype == "tool":
         _tool_part(result, part, props, ctx)
+    elif ptype == "retry":
+        result.rows.extend(retry_part_rows(part, result.session_id, ctx))
     elif ptype == "compaction":
         session = _str(part.get("sessionID")) or result.session_id
         message = _str(part.get("messageID"))
@@ -575,7 +635,7 @@ _EVENT_HANDLERS = {
 def _on_chat_message(
     result: Normalized, inp: dict[str, Any], out: dict[str, Any], ctx: Context
 ) -> None:
-    _message_rows(result, _dict(out.get("message")), result.session_id)
+    _message_rows(result, _dict(out.get("message")), result.session_id, ctx, typed=True)
 
 
 _CALLBACK_HANDLERS = {

@@ -120,7 +120,7 @@ CREATE TABLE agentd.push_state (
 SERVER_MIGRATIONS: tuple[ServerMigration, ...] = (
     ServerMigration(1, "0001_tables", _TABLES),
     ServerMigration(2, "0002_reports", REPORTS_SQL),
-    # The local migration 0009 (pricing/, docs/usage.md): the cost columns travel with the rows.
+    # The local migration 0010 (pricing/, docs/usage.md): the cost columns travel with the rows.
     ServerMigration(
         3,
         "0003_usage",

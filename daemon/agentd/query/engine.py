@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from agentd.db import readonly
-from agentd.errors import Interrupted, QueryError
+from agentd.errors import Interrupted, QueryError, TimedOut
 from agentd.query.reports import (
     PERCENTILE_SQL,
     Report,
@@ -28,6 +29,7 @@ from agentd.query.reports import (
 __all__ = [
     "QueryError",
     "Interrupted",
+    "TimedOut",
     "connect_readonly",
     "execute",
     "run_report",
@@ -72,12 +74,33 @@ class _Guard:
         return sqlite3.SQLITE_OK
 
 
+class _Deadline:
+    """The progress handler: a Python callback now and then lets Ctrl-C interrupt a long
+    statement (see _error), and a non-zero answer after the deadline interrupts it too."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.at = time.monotonic() + timeout_s if timeout_s > 0 else None
+        self.passed = False
+
+    def __call__(self) -> int:
+        if self.at is not None and time.monotonic() >= self.at:
+            self.passed = True
+            return 1
+        return 0
+
+
 class ReadOnlyConnection(sqlite3.Connection):
     guard: _Guard
+    deadline: _Deadline
 
 
-def connect_readonly(db_path: Path) -> ReadOnlyConnection:
-    """A connection that cannot change the database, whatever SQL it is given."""
+def connect_readonly(db_path: Path, timeout_s: float = 0) -> ReadOnlyConnection:
+    """A connection that cannot change the database, whatever SQL it is given.
+
+    Statements on it stop with TimedOut once `timeout_s` seconds have passed since it was opened
+    (0: no limit).
+    """
     if not db_path.exists():
         raise QueryError(
             f"no database at {db_path}: nothing has been captured yet.\n"
@@ -90,8 +113,8 @@ def connect_readonly(db_path: Path) -> ReadOnlyConnection:
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.guard = _Guard()
     conn.set_authorizer(conn.guard)
-    # A Python callback now and then lets Ctrl-C interrupt a long statement (see _error).
-    conn.set_progress_handler(lambda: 0, 100_000)
+    conn.deadline = _Deadline(timeout_s)
+    conn.set_progress_handler(conn.deadline, 100_000)
     return conn
 
 
@@ -99,6 +122,12 @@ def _error(conn: sqlite3.Connection, e: sqlite3.Error) -> Exception:
     message = str(e)
     refused = conn.guard.refused if isinstance(conn, ReadOnlyConnection) else None
     if message == "interrupted":
+        deadline = conn.deadline if isinstance(conn, ReadOnlyConnection) else None
+        if deadline is not None and deadline.passed:
+            return TimedOut(
+                f"stopped after {deadline.timeout_s:g} s (--timeout); give it more time with "
+                "--timeout SECONDS, or --timeout 0 for no limit"
+            )
         return Interrupted()
     if refused:
         return QueryError(f"refused: {refused}: agentd query only reads")

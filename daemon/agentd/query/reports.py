@@ -65,12 +65,18 @@ _PROJECT = Column("project", "path", "the session's project directory (`sessions
 
 SESSIONS = Report(
     name="sessions",
-    description="Recent sessions with project, status, duration, tokens, cost",
+    description="Recent sessions with project, status, outcome, duration, tokens, cost",
     columns=(
         _SESSION,
         _SOURCE,
         _PROJECT,
-        Column("status", "text", "the last status seen (`sessions.status`)"),
+        Column("status", "text", "the latest status, by the events' own time (`sessions.status`)"),
+        Column(
+            "outcome",
+            "text",
+            "how the last turn ended: ok, error, interrupted, unknown (`sessions.outcome`)",
+        ),
+        Column("last_error", "text", "the error that last ended a turn (`sessions.last_error`)"),
         Column("model", "text", "the model last used"),
         Column("started_at", "time", "when the session started"),
         Column("duration_ms", "duration", "`ended_at` (while it runs: `updated_at`) minus start"),
@@ -85,6 +91,8 @@ SELECT
     s.source AS source,
     s.project_path AS project,
     s.status AS status,
+    coalesce(s.outcome, 'unknown') AS outcome,
+    s.last_error AS last_error,
     s.model AS model,
     s.created_at AS started_at,
     coalesce(s.ended_at, s.updated_at) - s.created_at AS duration_ms,

@@ -1,7 +1,7 @@
 """The usage reports of `agentd query`: cost and tokens by period, 5-hour blocks, cache, context,
 subagents (docs/usage.md). Described like reports.py's, which appends them to REPORTS.
 
-They read `usage_hourly`, the hourly rollup of `messages` that migration 0009's triggers keep,
+They read `usage_hourly`, the hourly rollup of `messages` that migration 0010's triggers keep,
 so a month is a few thousand rollup rows to sum however many messages it had. Times therefore
 have hour granularity: `--since` takes whole hours from the hour it falls in. A cost is the
 agent's figure where it gave one, else the one computed from tokens (`cost_source`); messages

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -19,7 +20,8 @@ from typing import Any
 from agentd import __version__, paths, pidfile, spool
 from agentd.config import Config
 from agentd.db.store import Store
-from agentd.errors import AlreadyRunning, StartupError
+from agentd.errors import AlreadyRunning, DiskFull, StartupError
+from agentd.follow import Follower
 from agentd.ingest import PreparedEvent, Privacy
 from agentd.redact import Redactor
 
@@ -49,6 +51,8 @@ class Service:
         self._pid_fd: int | None = None
         self._spool_task: asyncio.Task[None] | None = None
         self._spool_lock = asyncio.Lock()
+        # Reads live Claude transcripts into the store (tokens, cost, what no hook reports).
+        self.follower = Follower(config.state_dir, self.store.prepare, self.store.submit)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -68,6 +72,7 @@ class Service:
     async def open(self) -> None:
         """Open the store (migrating it) and start draining the spool."""
         await self.store.open()
+        await self.follower.start()
         self.started_at = time.time()
         self._spool_task = asyncio.create_task(self._drain_spool_forever(), name="agentd-spool")
 
@@ -94,6 +99,7 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._spool_task
             self._spool_task = None
+        await self.follower.close()
         await self.store.close()
         if self._pid_fd is not None:
             pidfile.release(self.config.pid_path, self._pid_fd)
@@ -103,7 +109,13 @@ class Service:
 
     async def ingest(self, source: str, payload: bytes, received_at: int | None) -> None:
         """Store one event; returns once it is committed (InvalidEvent, UnicodeDecodeError)."""
-        await self.store.ingest(source, payload, received_at)
+        event = self.store.prepare(source, payload, received_at)
+        await self.store.submit(event)
+        self._follow(event, payload)
+
+    def _follow(self, event: PreparedEvent, payload: bytes) -> None:
+        if event.source == "claude":
+            self.follower.observe(event.kind, event.session_id, payload)
 
     async def prune(self, before: int) -> dict[str, Any]:
         """{"deleted": rows per table} (Store.prune, the same for the direct path)."""
@@ -138,6 +150,8 @@ class Service:
         while True:
             try:
                 await self.drain_spool()
+            except DiskFull:
+                log.warning("the disk is full: the spool stays until space is freed")
             except Exception:
                 log.exception("draining the spool failed; will retry")
             await asyncio.sleep(SPOOL_POLL_S)
@@ -154,18 +168,37 @@ class Service:
             return drained
 
     async def _drain_file(self, path: Path) -> int:
+        """Ingest one file's events; keep its bad lines aside; delete it once all committed.
+
+        One bad line never holds up the spool: whatever preparing a line raises, the line goes to
+        rejected/ and the rest are drained. A write that fails (a full disk) keeps the whole file
+        for the next pass: its events that did commit are deduplicated then.
+        """
         try:
             lines, torn = await asyncio.to_thread(spool.read_lines, path)
         except FileNotFoundError:
             return 0
         events: list[PreparedEvent] = []
+        payloads: list[bytes] = []
         rejected: list[bytes] = []
         for line in lines:
             try:
-                events.append(self.store.prepare(*spool.decode_line(line)))
+                source, payload, received_at = spool.decode_line(line)
+                events.append(self.store.prepare(source, payload, received_at))
+                payloads.append(payload)
             except ValueError:  # InvalidEvent, msgspec.DecodeError, UnicodeDecodeError
                 rejected.append(line)
-        await asyncio.gather(*(self.store.submit(event) for event in events))
+            except Exception:  # a bug; still only this line's problem
+                log.exception("spool file %s: a line of %d bytes failed", path.name, len(line))
+                rejected.append(line)
+        outcomes = await asyncio.gather(
+            *(self.store.submit(event) for event in events), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        for event, payload in zip(events, payloads, strict=True):
+            self._follow(event, payload)
         if rejected or torn:
             self._keep_rejected(path, rejected, torn)
         path.unlink(missing_ok=True)
@@ -173,13 +206,16 @@ class Service:
         return len(events)
 
     def _keep_rejected(self, path: Path, lines: list[bytes], torn: int) -> None:
-        """Lines the daemon cannot read are kept for inspection, never silently deleted."""
+        """Lines the daemon cannot read are kept for inspection, never silently deleted; but
+        redacted as events are (they may hold secrets too), or, below content level `full`, only
+        their size and hash (docs/privacy.md)."""
         self.spool_lines_rejected += len(lines) + (1 if torn else 0)
         rejected_dir = self.config.spool_dir / "rejected"
         rejected_dir.mkdir(mode=0o700, exist_ok=True)
-        data = b"".join(line + b"\n" for line in lines)
+        kept = list(lines)
         if torn:
-            data += path.read_bytes()[-torn:]
+            kept.append(path.read_bytes()[-torn:])
+        data = b"".join(self._scrub(line) + b"\n" for line in kept)
         (rejected_dir / path.name.removesuffix(".open")).write_bytes(data)
         log.warning(
             "spool file %s: %d unreadable lines%s kept in %s",
@@ -188,3 +224,15 @@ class Service:
             " and a torn last line" if torn else "",
             rejected_dir,
         )
+
+    def _scrub(self, line: bytes) -> bytes:
+        """A rejected line as it may be kept: redacted, or only its size and hash."""
+        privacy = self.store.privacy
+        if privacy.content_level != "full":
+            digest = hashlib.blake2b(line, digest_size=16).hexdigest()
+            return b'{"rejected_bytes":%d,"blake2b":"%s"}' % (len(line), digest.encode())
+        if privacy.redactor is None:
+            return line
+        # surrogateescape: a torn line may end inside a UTF-8 sequence; its bytes are kept as is.
+        text, _ = privacy.redactor.redact(line.decode("utf-8", "surrogateescape"))
+        return text.encode("utf-8", "surrogateescape")

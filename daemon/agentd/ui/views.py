@@ -28,12 +28,12 @@ TOP_GROUPS = 6  # series per chart; the rest add up to "other"
 
 
 def outcome_sql(conn: sqlite3.Connection) -> str:
-    """How a session turned out. A real `sessions.outcome` column wins once a migration adds it;
-    until then it is derived: an error reported, still running, or done."""
-    if "outcome" in columns(conn, "sessions"):
-        return "s.outcome"
+    """How a session turned out, in the dashboard's words: an error reported, still running, or
+    done. `sessions.outcome` (migration 9: ok, error, interrupted, NULL) counts as an error
+    report once it exists."""
+    errored = "s.outcome = 'error' OR " if "outcome" in columns(conn, "sessions") else ""
     return (
-        "CASE WHEN s.status = 'error' OR EXISTS "
+        f"CASE WHEN {errored}s.status = 'error' OR EXISTS "
         "(SELECT 1 FROM session_errors e WHERE e.session_id = s.id) THEN 'error' "
         "WHEN s.ended_at IS NULL AND coalesce(s.status, '') NOT IN ('ended', 'idle') "
         f"AND s.updated_at > :now - {LIVE_MS} THEN 'running' ELSE 'done' END"

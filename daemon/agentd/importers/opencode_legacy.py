@@ -1,0 +1,210 @@
+"""OpenCode's JSON storage, from the versions before its SQLite database (up to 1.1.x).
+
+Those versions kept each session as JSON files under `~/.local/share/opencode/storage/`
+(tests/test_import_opencode_legacy.py makes one with the real OpenCode 1.1.65):
+
+```
+session/<projectID>/<sessionID>.json     the Session
+message/<sessionID>/<messageID>.json     a Message (with its id and sessionID)
+part/<messageID>/<partID>.json           a Part (with its id, messageID and sessionID)
+```
+
+OpenCode 1.2 to 1.15 copied them into opencode.db on first start (under the same ids) and left
+the files as they were; 1.16 dropped that step, so for someone who upgraded past it the files are
+the only record of those sessions. The importer sends every session as the bus events the plugin
+would have sent (the same shapes as importers/opencode.py sends for database rows), so a session
+found in both places lands on the same rows.
+
+Incremental per session: its entry in the import state (section `opencode`, keyed by the session
+file) holds a digest of the names, sizes and mtimes of all its files; a session whose files are
+unchanged is not read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from agentd.importers._opencode_turns import (
+    chat_message,
+    event,
+    is_typed,
+    snapshot_lines,
+    wanted_part,
+)
+from agentd.importers.state import ImportState
+from agentd.importers.writer import Event, Pipeline
+
+__all__ = ["StorageImport", "is_storage", "storage_dir"]
+
+AGENT = "opencode"
+SOURCE = "opencode"
+
+
+def storage_dir(data_dir: Path) -> Path:
+    return data_dir / "storage"
+
+
+def is_storage(path: Path) -> bool:
+    """A legacy storage directory: it has a `session` folder."""
+    return (path / "session").is_dir()
+
+
+def _listing(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as it:
+            return sorted((e for e in it if e.name.endswith(".json")), key=lambda e: e.name)
+    except OSError:
+        return []
+
+
+def _load(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            value = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class _Session:
+    """One session's files: the session file, its messages, their parts."""
+
+    def __init__(self, storage: Path, entry: os.DirEntry[str]) -> None:
+        self.path = entry.path
+        self.id = entry.name[: -len(".json")]
+        self.messages = _listing(storage / "message" / self.id)
+        self.parts = {
+            m.name[: -len(".json")]: _listing(storage / "part" / m.name[: -len(".json")])
+            for m in self.messages
+        }
+
+    def signature(self) -> str:
+        digest = hashlib.sha256()
+        for entry in [
+            self.path,
+            *(m.path for m in self.messages),
+            *(p.path for ps in self.parts.values() for p in ps),
+        ]:
+            try:
+                st = os.stat(entry)
+            except OSError:
+                continue
+            digest.update(f"{entry}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+
+class StorageImport:
+    def __init__(self, pipeline: Pipeline, state: ImportState, summary: Any, progress: Any) -> None:
+        self.pipeline = pipeline
+        self.state = state
+        self.summary = summary
+        self.progress = progress
+
+    async def run(self, storages: list[Path]) -> None:
+        todo = []
+        for storage in storages:
+            if not is_storage(storage):
+                self.summary.files_unreadable += 1
+                self.summary.errors.append(f"{storage}: not an OpenCode storage directory")
+                continue
+            for project in sorted(p for p in (storage / "session").iterdir() if p.is_dir()):
+                for entry in _listing(project):
+                    session = _Session(storage, entry)
+                    self.summary.files += 1
+                    signature = session.signature()
+                    known = self.state.entries(AGENT).get(session.path) or {}
+                    if known.get("signature") == signature:
+                        self.summary.files_unchanged += 1
+                        continue
+                    todo.append((session, signature))
+        self.progress.start(len(todo), 0)
+        for session, signature in todo:
+            await self._import(session, signature)
+            self.progress.file_done()
+        await self.pipeline.finish()
+
+    async def _import(self, session: _Session, signature: str) -> None:
+        summary = self.summary
+        info = _load(session.path)
+        if info is None or not isinstance(info.get("id"), str):
+            summary.files_unreadable += 1
+            summary.errors.append(f"{session.path}: unreadable session file")
+            return
+        summary.files_read += 1
+        sid = info["id"]
+        updated = _time(info, "updated") or _time(info, "created")
+        await self._emit("session.updated", {"sessionID": sid, "info": info}, updated)
+        messages: list[dict[str, Any]] = []
+        parts: dict[str, list[dict[str, Any]]] = {}
+        for entry in session.messages:
+            message = _load(entry.path)
+            if message is None or not isinstance(message.get("id"), str):
+                summary.skip("message: unreadable file")
+                continue
+            messages.append(message)
+            parts[message["id"]] = []
+            for part_entry in session.parts.get(entry.name[: -len(".json")], []):
+                part = _load(part_entry.path)
+                if part is None:
+                    summary.skip("part: unreadable file")
+                else:
+                    parts[message["id"]].append(part)
+        users = {m["id"]: m for m in messages if m.get("role") == "user"}
+        lines: dict[str, dict[str, int]] = {}
+        for user_id, user in users.items():
+            turn = [p for m in messages if m.get("parentID") == user_id for p in parts[m["id"]]]
+            lines.update(snapshot_lines(user, turn))
+        for message in messages:
+            mid = message["id"]
+            at = _time(message, "completed") or _time(message, "created") or updated
+            await self._emit("message.updated", {"sessionID": sid, "info": message}, at)
+            if message.get("role") == "user" and is_typed(parts[mid]):
+                await self._send(chat_message(sid, message), at)
+            for part in parts[mid]:
+                if not wanted_part(part):
+                    summary.records += 1
+                    summary.skip("part (not tool, compaction or retry)")
+                    continue
+                seen = _part_time(part) or at
+                props: dict[str, Any] = {"sessionID": sid, "part": part, "time": seen}
+                if part.get("id") in lines:
+                    props["agentd_snapshot_diff"] = lines[part["id"]]
+                await self._emit("message.part.updated", props, _part_end(part) or seen)
+        done = {"signature": signature}
+        self.pipeline.mark(lambda: self.state.set(AGENT, session.path, done))
+
+    async def _emit(self, etype: str, properties: dict[str, Any], at: Any) -> None:
+        self.summary.records += 1
+        self.summary.ingested[etype] += 1
+        await self._send(event(etype, properties), at)
+
+    async def _send(self, payload: bytes, at: Any) -> None:
+        self.summary.bytes_read += len(payload)
+        self.progress.advance(len(payload))
+        if not isinstance(at, int) or isinstance(at, bool) or at <= 0:
+            at = int(time.time() * 1000)
+        await self.pipeline.add(Event(SOURCE, payload, at))
+
+
+def _time(obj: dict[str, Any], key: str) -> int | None:
+    times = obj.get("time")
+    value = times.get(key) if isinstance(times, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _part_time(part: dict[str, Any]) -> int | None:
+    """When a part was first there: its tool state's start, else its own time (a part file has no
+    creation time)."""
+    state = part.get("state")
+    start = _time(state, "start") if isinstance(state, dict) else None
+    return start or _time(part, "start") or _time(part, "created")
+
+
+def _part_end(part: dict[str, Any]) -> int | None:
+    state = part.get("state")
+    return (_time(state, "end") if isinstance(state, dict) else None) or _time(part, "end")

@@ -1,0 +1,305 @@
+"""The daemon's transcript follower (agentd/follow.py): live transcripts -> the rows an import gives.
+
+In-process: a real Store on a real SQLite file and a real Follower fed the way service.py feeds it
+(observe() after each Claude hook event). The transcripts are the real ones in tests/payloads,
+written out as Claude Code writes them: line by line, sometimes half a line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentd.config import Config
+from agentd.db.store import Store
+from agentd.follow import (
+    TURN_END,
+    Follower,
+    Refused,
+    open_transcript,
+    transcript_path,
+    transcript_problem,
+)
+from agentd.importers import run_import
+from agentd.importers.state import FOLLOW_FILE, ImportState
+from conftest import PAYLOADS, query_db
+
+MAIN = "bbce9559-ac03-43d5-abf7-5a5bf173473b"
+SUB_SESSION = "6087c44d-4f26-44de-a67d-49deaec348a0"
+SUB_AGENT = "abb204bb3a040e500"
+TYPED = ("sessions", "messages", "tools", "file_operations", "session_errors", "compaction_events")
+
+
+@pytest.fixture(autouse=True)
+def _inline_prepare(monkeypatch):
+    monkeypatch.setenv("AGENTD_IMPORT_WORKERS", "0")
+    # One read per end of turn: the files here are complete when the event comes.
+    from agentd import follow
+
+    monkeypatch.setattr(follow, "SETTLE_S", (0.0,))
+
+
+def lines(name: str) -> list[bytes]:
+    return (PAYLOADS / name).read_bytes().splitlines(keepends=True)
+
+
+def hook(kind: str, path: Path | str, session: str = MAIN) -> bytes:
+    return json.dumps(
+        {"session_id": session, "transcript_path": str(path), "hook_event_name": kind}
+    ).encode()
+
+
+def snapshot(db: Path) -> dict[str, list[dict[str, Any]]]:
+    return {t: query_db(db, f"SELECT * FROM {t} ORDER BY id") for t in (*TYPED, "events")}
+
+
+class Live:
+    """A store and its follower, as the daemon runs them."""
+
+    def __init__(self, config: Config, step_bytes: int = 8 << 20) -> None:
+        self.config = config
+        self.store = Store(config.db_path)
+        self.follower = Follower(
+            config.state_dir, self.store.prepare, self.store.submit, step_bytes=step_bytes
+        )
+
+    async def __aenter__(self) -> Live:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        await self.follower.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.follower.close()
+        await self.store.close()
+
+    async def event(self, kind: str, path: Path | str, session: str = MAIN) -> None:
+        payload = hook(kind, path, session)
+        await self.store.ingest("claude", payload, None)
+        self.follower.observe(kind, session, payload)
+        if kind in TURN_END:  # a busy session is polled until its turn ends
+            assert await self.follower.settled(timeout=30)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    directory = tmp_path / ".claude" / "projects" / "-home-dev-runs-claude-main-proj"
+    directory.mkdir(parents=True)
+    return directory
+
+
+# -- the path a peer names ------------------------------------------------------------------------
+
+
+def test_transcript_path_is_read_from_the_payload_head():
+    assert transcript_path(hook("Stop", "/a/projects/p/s.jsonl")) == "/a/projects/p/s.jsonl"
+    escaped = json.dumps({"transcript_path": '/a/projects/p/"q".jsonl'}).encode()
+    assert transcript_path(escaped) == '/a/projects/p/"q".jsonl'
+    assert transcript_path(b'{"session_id": "s"}') is None
+    assert transcript_path(b'{"transcript_path": 3}') is None
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/h/.claude/projects/p/s.jsonl", None),
+        ("/h/.claude/projects/p/s/subagents/agent-a.jsonl", None),
+        ("relative/projects/p/s.jsonl", "not an absolute, normalized path"),
+        ("/h/.claude/projects/p/../../../etc/s.jsonl", "not an absolute, normalized path"),
+        ("/h/.claude/projects/p/s.json", "not a .jsonl file"),
+        ("/etc/passwd.jsonl", "not inside a Claude projects/<project>/ directory"),
+        ("/h/.claude/projects/s.jsonl", "not inside a Claude projects/<project>/ directory"),
+        ("/h/.claude/projects/p/deeper/s.jsonl", "not inside a Claude projects/<project>/ directory"),
+    ],
+)  # fmt: skip
+def test_transcript_problem(path, problem):
+    assert transcript_problem(path) == problem
+
+
+def test_open_transcript_refuses_symlinks_fifos_and_other_owners(project):
+    real = project / "real.jsonl"
+    real.write_text("{}\n")
+    fd, st = open_transcript(str(real), os.getuid())
+    os.close(fd)
+    assert st.st_size == 3
+    link = project / "link.jsonl"
+    link.symlink_to(real)
+    with pytest.raises(Refused, match="symlink"):
+        open_transcript(str(link), os.getuid())
+    fifo = project / "fifo.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(Refused, match="not a regular file"):
+        open_transcript(str(fifo), os.getuid())  # returns at once: opened non-blocking
+    with pytest.raises(Refused, match="owned by uid"):
+        open_transcript(str(real), os.getuid() + 1)
+    with pytest.raises(FileNotFoundError):
+        open_transcript(str(project / "gone.jsonl"), os.getuid())
+
+
+# -- live == import -------------------------------------------------------------------------------
+
+
+async def test_turn_end_reads_the_transcript_and_a_later_import_changes_nothing(config, project):
+    transcript = project / f"{MAIN}.jsonl"
+    records = lines("claude_transcript_trimmed.jsonl")
+    half = len(records) // 2
+    transcript.write_bytes(b"".join(records[:half]))
+    async with Live(config) as live:
+        await live.event("PreToolUse", transcript)  # busy: polled until the Stop
+        await live.event("Stop", transcript)
+        first = query_db(config.db_path, "SELECT count(*) AS n FROM messages")[0]["n"]
+        assert first > 0
+        transcript.write_bytes(b"".join(records))  # the rest of the session
+        await live.event("Stop", transcript)
+        await live.event("SessionEnd", transcript)
+    live_rows = snapshot(config.db_path)
+    (s,) = [r for r in live_rows["sessions"] if r["id"] == MAIN]
+    # What only the transcript has, without an import: tokens, cost, model, compaction tokens.
+    assert s["prompt_tokens"] > 0 and s["completion_tokens"] > 0 and s["cost"] > 0
+    assert s["model"] == "claude-opus-5-5"
+    assert [(c["tokens_before"], c["tokens_after"]) for c in live_rows["compaction_events"]] == [
+        (120, 2699)
+    ]
+    followed = ImportState.load(config.state_dir, FOLLOW_FILE).entries("claude")
+    assert followed[str(transcript)]["offset"] == transcript.stat().st_size
+
+    summary = await asyncio.to_thread(run_import, config, "claude", [project.parent])
+    assert (summary.files_unchanged, summary.events_sent) == (1, 0)
+    assert snapshot(config.db_path) == live_rows
+
+    # An import into a fresh database of the same transcript: the same typed rows (hook-only
+    # columns aside), so live following and import are one reader.
+    alone = Config.load({"AGENTD_HOME": str(config.state_dir.parent / "alone")})
+    await asyncio.to_thread(run_import, alone, "claude", [project.parent])
+    imported = snapshot(alone.db_path)
+    for table in ("messages", "tools", "file_operations", "session_errors", "compaction_events"):
+        # messages.created_at: a read mid-response sees the response's first block (min wins).
+        drop = {"created_at"} if table == "messages" else set()
+        assert [{k: v for k, v in r.items() if k not in drop} for r in imported[table]] == [
+            {k: v for k, v in r.items() if k not in drop} for r in live_rows[table]
+        ], table
+    (i,) = imported["sessions"]
+    assert (i["cost"], i["prompt_tokens"], i["model"]) == (
+        s["cost"],
+        s["prompt_tokens"],
+        s["model"],
+    )
+
+
+async def test_subagent_transcripts_are_followed_with_their_session(config, tmp_path):
+    projects = tmp_path / ".claude" / "projects" / "-home-dev-runs-claude-subagent-proj"
+    sub = projects / SUB_SESSION / "subagents"
+    sub.mkdir(parents=True)
+    main = projects / f"{SUB_SESSION}.jsonl"
+    main.write_text("")
+    shutil.copy(
+        PAYLOADS / "claude_subagent_transcript_trimmed.jsonl", sub / f"agent-{SUB_AGENT}.jsonl"
+    )
+    async with Live(config) as live:
+        await live.event("SubagentStop", main, SUB_SESSION)
+    agents = query_db(config.db_path, "SELECT DISTINCT agent_id FROM messages")
+    assert agents == [{"agent_id": SUB_AGENT}]
+    assert query_db(config.db_path, "SELECT id FROM sessions") == [{"id": SUB_SESSION}]
+
+
+async def test_big_transcripts_are_read_in_steps_with_the_same_result(config, tmp_path, project):
+    transcript = project / f"{MAIN}.jsonl"
+    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl", transcript)
+    async with Live(config, step_bytes=4096) as live:
+        await live.event("Stop", transcript)
+        assert live.follower.files_read > 3  # many steps
+    stepped = snapshot(config.db_path)
+    whole = Config.load({"AGENTD_HOME": str(tmp_path / "whole")})
+    async with Live(whole) as live:
+        await live.event("Stop", transcript)
+    one_go = snapshot(whole.db_path)
+    for table in ("messages", "tools", "file_operations", "session_errors", "compaction_events"):
+        # messages.created_at: a step ending mid-response sees its first block (min wins).
+        drop = {"created_at"} if table == "messages" else set()
+        assert [{k: v for k, v in r.items() if k not in drop} for r in stepped[table]] == [
+            {k: v for k, v in r.items() if k not in drop} for r in one_go[table]
+        ], table
+    (a,), (b,) = stepped["sessions"], one_go["sessions"]
+    assert (a["cost"], a["prompt_tokens"], a["model"]) == (
+        b["cost"],
+        b["prompt_tokens"],
+        b["model"],
+    )
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+async def test_half_written_line_waits_and_shrink_or_replace_rereads_without_duplicates(
+    config, project, caplog
+):
+    caplog.set_level(logging.INFO, logger="agentd.follow")
+    transcript = project / f"{MAIN}.jsonl"
+    records = lines("claude_transcript_trimmed.jsonl")
+    data = b"".join(records)
+    torn = len(b"".join(records[:20])) + 40  # 40 bytes into a record
+    transcript.write_bytes(data[:torn])
+    async with Live(config) as live:
+        await live.event("Stop", transcript)
+        entry = live.follower.state.entries("claude")[str(transcript)]
+        assert entry["offset"] == len(b"".join(records[:20]))  # not past the torn line
+        transcript.write_bytes(data)
+        await live.event("Stop", transcript)
+        once = snapshot(config.db_path)
+        # Replaced: a new inode with the same records. Read again, nothing new.
+        replacement = project / "new.tmp"
+        replacement.write_bytes(data)
+        os.replace(replacement, transcript)
+        await live.event("Stop", transcript)
+        # Shrunk to its first half, then grown back.
+        transcript.write_bytes(data[: len(data) // 2])
+        await live.event("Stop", transcript)
+        transcript.write_bytes(data)
+        await live.event("Stop", transcript)
+    after = snapshot(config.db_path)
+    for table in TYPED:
+        assert [r["id"] for r in after[table]] == [r["id"] for r in once[table]], table
+    assert len(after["events"]) == len(once["events"]) + 3  # the three Stop hook events only
+    assert "reading it again from the start" in caplog.text
+
+
+async def test_refused_paths_are_logged_once_and_never_read(config, tmp_path, project, caplog):
+    caplog.set_level(logging.WARNING, logger="agentd.follow")
+    outside = tmp_path / "elsewhere" / "secret.jsonl"
+    outside.parent.mkdir()
+    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl", outside)
+    link = project / f"{MAIN}.jsonl"
+    link.symlink_to(outside)
+    fifo = project / "fifo.jsonl"
+    os.mkfifo(fifo)
+    async with Live(config) as live:
+        await live.event("Stop", outside, "s-outside")
+        await live.event("Stop", outside, "s-outside")
+        await live.event("Stop", link)
+        await live.event("Stop", fifo, "s-fifo")  # would block a blocking open: it must not
+    assert query_db(config.db_path, "SELECT count(*) AS n FROM messages")[0]["n"] == 0
+    assert caplog.text.count(str(outside)) == 1
+    assert "a symlink" in caplog.text and "not a regular file" in caplog.text
+
+
+async def test_busy_sessions_are_polled_without_an_end_of_turn(config, project, monkeypatch):
+    from agentd import follow
+
+    monkeypatch.setattr(follow, "BUSY_POLL_S", 0.05)
+    transcript = project / f"{MAIN}.jsonl"
+    transcript.write_bytes(b"".join(lines("claude_transcript_trimmed.jsonl")))
+    async with Live(config) as live:
+        payload = hook("PreToolUse", transcript)
+        live.follower.observe("PreToolUse", MAIN, payload)
+        for _ in range(400):
+            if query_db(config.db_path, "SELECT count(*) AS n FROM messages")[0]["n"]:
+                break
+            await asyncio.sleep(0.02)
+        assert query_db(config.db_path, "SELECT count(*) AS n FROM messages")[0]["n"] > 0
