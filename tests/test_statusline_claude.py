@@ -122,6 +122,11 @@ def test_the_statusline_is_drawn_and_its_samples_kept(daemon, agentd_env, agentd
             )
             try:
                 term.pump(4)  # the TUI starts and settles
+                if "SettingsWarning" in term.text():
+                    # A CLI older than the installed hook list warns about the events it does
+                    # not know (e.g. PreSkillShellCommand on 2.1.329) in a dialog: go on.
+                    term.type("\r")
+                    term.pump(2)
                 term.type("run the failing command\r")
                 db = agentd_home / "agentd.db"
 
@@ -136,12 +141,11 @@ def test_the_statusline_is_drawn_and_its_samples_kept(daemon, agentd_env, agentd
             finally:
                 term.close()
     # The TUI redraws only what changed, so the stream holds the line in pieces: its first
-    # drawing (model, Claude's session cost) and, after the turn, the failed call. Today's cost
-    # is left out: live capture has no priced messages yet (an import or transcript following
-    # brings them), and nothing is shown rather than $0.
+    # drawing (model, Claude's session cost) and, after the turn, today's cost (the response,
+    # priced from the transcript the daemon follows) and the failed call.
     screen = term.text()
     assert re.search(r"Opus [\d.]+ \| \$0\.\d\d session", screen), screen[-3000:]
-    assert "1 failed tool call" in screen and " today" not in screen
+    assert re.search(r"\$0\.\d\d today \| 1 failed tool call", screen), screen[-3000:]
     samples = query_db(db, "SELECT * FROM statusline_samples ORDER BY received_at")
     (session,) = query_db(db, "SELECT id FROM sessions")
     assert {s["session_id"] for s in samples} == {session["id"]}
