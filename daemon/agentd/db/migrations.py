@@ -295,6 +295,15 @@ CREATE TRIGGER messages_idle AFTER INSERT ON messages
           AND p.created_at < NEW.created_at AND p.role = 'assistant'
         ORDER BY p.created_at DESC LIMIT 1)
     WHERE id = NEW.id; END;
+-- A response seen again with an earlier start (its first block read later) is measured again.
+CREATE TRIGGER messages_idle_moved AFTER UPDATE OF created_at ON messages
+    WHEN NEW.role = 'assistant' AND NEW.created_at IS NOT OLD.created_at
+    BEGIN UPDATE messages SET idle_ms = NEW.created_at - (
+        SELECT p.created_at FROM messages p
+        WHERE p.session_id = NEW.session_id AND p.agent_id IS NEW.agent_id
+          AND p.created_at < NEW.created_at AND p.role = 'assistant'
+        ORDER BY p.created_at DESC LIMIT 1)
+    WHERE id = NEW.id; END;
 -- The session's sum of its messages' computed costs and the count of messages whose cost is
 -- unknown, kept by the triggers below: the old and new value of each written message row,
 -- in the same transaction, so a replayed message (same values) changes nothing.
