@@ -64,6 +64,8 @@ def test_line_and_sample_with_the_daemon_up(daemon, agentd_env, agentd_home):
         " | 1 failed tool call\n"
     )
     db = agentd_home / "agentd.db"
+    # Sent as a notification (the line does not wait for the commit): stored moments later.
+    assert wait_for(lambda: query_db(db, "SELECT 1 FROM statusline_samples"))
     (row,) = query_db(db, "SELECT * FROM statusline_samples")
     assert row["session_id"] == SESSION and row["model"] == "claude-sonnet-4-5"
     assert (row["five_hour_used_pct"], row["seven_day_used_pct"]) == (37, 12)
