@@ -149,6 +149,31 @@ def build_report_db(path: Path) -> None:
                  error_message="Request timed out\nretrying in 5s", created_at=T0 + D + 10 * M),
         ],
     )  # fmt: skip
+    # Messages for the usage reports (query/usage_reports.py): priced by the agent (OpenCode),
+    # computed from tokens (Claude; one by a subagent), and one whose model has no price
+    # (unknown, not $0). Idle cache rebuilds are tested in test_usage.py.
+    _insert(
+        conn,
+        "messages",
+        [
+            dict(id="m0", session_id=S1, source="claude", role="user", created_at=T0),
+            dict(id="m1", session_id=S1, source="claude", role="assistant", model="claude-sonnet-4-5",
+                 prompt_tokens=200, completion_tokens=1000, cache_read_tokens=100000,
+                 cache_write_tokens=10000, cache_write_5m_tokens=10000, cache_write_1h_tokens=0,
+                 computed_cost=0.1, cost_source="computed", created_at=T0 + 1 * M),
+            dict(id="m2", session_id=S1, source="claude", role="assistant", model="claude-sonnet-4-5",
+                 agent_id="a1f3", prompt_tokens=100, completion_tokens=400, cache_read_tokens=50000,
+                 cache_write_tokens=8000, cache_write_5m_tokens=0, cache_write_1h_tokens=8000,
+                 computed_cost=0.05, cost_source="computed", created_at=T0 + 20 * M),
+            dict(id="m3", session_id=S2, source="opencode", role="assistant",
+                 model="claude-sonnet-4-5", provider="anthropic", prompt_tokens=800,
+                 completion_tokens=2100, cache_read_tokens=90000, cache_write_tokens=0,
+                 cost=0.1502, computed_cost=0.0612, cost_source="agent", created_at=T0 + D + 2 * M),
+            dict(id="m4", session_id=S3, source="claude", role="assistant", model="mystery-model",
+                 prompt_tokens=50, completion_tokens=10, cost_source="unknown",
+                 created_at=T0 + 2 * D + 1 * M),
+        ],
+    )  # fmt: skip
     conn.close()
 
 
@@ -268,6 +293,56 @@ EXPECTED = {
         dict(created_at=T0 + 25 * M, session_id=S1, source="claude", project=SHOP,
              error_type="rate_limit", status_code=429,
              message="Rate limited: please try again in 30s"),
+    ],
+    # The usage reports read the messages' hourly rollup (migration 0010's triggers).
+    "usage": [
+        dict(period="2026-11-12", key="", sessions=1, responses=1, input_tokens=50,
+             output_tokens=10, cache_read_tokens=0, cache_write_tokens=0, total_tokens=60,
+             cost=None, unpriced=1),
+        dict(period="2026-11-11", key="", sessions=1, responses=1, input_tokens=800,
+             output_tokens=2100, cache_read_tokens=90000, cache_write_tokens=0,
+             total_tokens=92900, cost=0.1502, unpriced=0),
+        dict(period="2026-11-10", key="", sessions=1, responses=2, input_tokens=300,
+             output_tokens=1400, cache_read_tokens=150000, cache_write_tokens=18000,
+             total_tokens=169700, cost=0.15, unpriced=0),
+    ],
+    "blocks": [
+        dict(block_start=T0 + 2 * D, block_end=T0 + 2 * D + 300 * M, active=0, sessions=1,
+             responses=1, total_tokens=60, cost=None, unpriced=1, last_at=T0 + 2 * D + 1 * M,
+             cost_per_hour=None, tokens_per_minute=60, projected_cost=None),
+        dict(block_start=T0 + D, block_end=T0 + D + 300 * M, active=0, sessions=1,
+             responses=1, total_tokens=92900, cost=0.1502, unpriced=0, last_at=T0 + D + 2 * M,
+             cost_per_hour=4.506, tokens_per_minute=46450, projected_cost=None),
+        # 20 minutes from the block's start to its last message: 0.15 $ -> 0.45 $/h
+        dict(block_start=T0, block_end=T0 + 300 * M, active=0, sessions=1, responses=2,
+             total_tokens=169700, cost=0.15, unpriced=0, last_at=T0 + 20 * M,
+             cost_per_hour=0.45, tokens_per_minute=8485, projected_cost=None),
+    ],
+    "cache": [
+        # 240000 read / (1100 uncached + 240000 read + 18000 written)
+        dict(model="claude-sonnet-4-5", responses=3, hit_pct=92.6, cache_read_tokens=240000,
+             write_5m_tokens=10000, write_1h_tokens=8000, write_other_tokens=0,
+             # m2 is a subagent's first response: its own cache, no idle gap to measure
+             idle_rebuilds=0, idle_rebuild_tokens=0, idle_rebuild_cost=0.0, cost=0.3002),
+        dict(model="mystery-model", responses=1, hit_pct=0.0, cache_read_tokens=0,
+             write_5m_tokens=0, write_1h_tokens=0, write_other_tokens=0, idle_rebuilds=0,
+             idle_rebuild_tokens=0, idle_rebuild_cost=0.0, cost=None),
+    ],
+    "context": [
+        dict(session_id=S3, model="claude-opus-4-1", last_at=T0 + 2 * D + 1 * M, turns=1,
+             peak_context=50, context_window=200000, peak_pct=0.0, turns_over_80pct=0,
+             compactions=1, auto_compactions=1),
+        dict(session_id=S2, model="anthropic/claude-sonnet-4-5", last_at=T0 + D + 2 * M,
+             turns=1, peak_context=90800, context_window=200000, peak_pct=54.4,
+             turns_over_80pct=0, compactions=0, auto_compactions=0),
+        # 200 + 100000 + 10000 tokens of a 200000 - 33000 threshold
+        dict(session_id=S1, model="claude-sonnet-4-5", last_at=T0 + 20 * M, turns=2,
+             peak_context=110200, context_window=200000, peak_pct=66.0, turns_over_80pct=0,
+             compactions=2, auto_compactions=1),
+    ],
+    "subagents": [
+        dict(session_id=S1, subagent="a1f3", model="claude-sonnet-4-5", responses=1,
+             total_tokens=58500, cost=0.05, unpriced=0, last_at=T0 + 20 * M),
     ],
 }  # fmt: skip
 

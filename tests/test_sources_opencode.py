@@ -828,6 +828,9 @@ async def test_main_run_through_the_store(tmp_path: Path) -> None:
         "ended_at": None,
         "redactions": 0,
         "git_branch": None,
+        # the fake model has no price: the message the provider priced at 0 is unknown, not $0
+        "computed_cost": None,
+        "unpriced_messages": 1,
     }
 
     tools = {t["id"]: t for t in query_db(db, "SELECT * FROM tools")}

@@ -51,7 +51,11 @@ AGENTS: dict[str, Agent] = {
         Agent(
             name="claude",
             title="Claude Code",
-            normalizers=("agentd.normalizers.claude_hooks", "agentd.normalizers.claude_transcript"),
+            normalizers=(
+                "agentd.normalizers.claude_hooks",
+                "agentd.normalizers.claude_transcript",
+                "agentd.normalizers.claude_statusline",
+            ),
             installer="agentd.installers.claude",
             importer="agentd.importers.claude",
             doctor="agentd.doctor.claude",

@@ -15,6 +15,7 @@ import msgspec
 
 from agentd.errors import InvalidEvent
 from agentd.normalizers import normalize
+from agentd.pricing import price_rows
 from agentd.privacy import apply_to_rows, strip_payload
 from agentd.protocol import TooDeep, check_depth, decode_json
 from agentd.redact import Redactor, count_markers
@@ -125,6 +126,7 @@ def prepare_event(
                     row.values[at] = received
         # Hits a stored row carries (merged with `max`: Pre and Post of a call see the same input).
         row.values["redactions"] = sum(count_markers(v) for v in row.values.values()) if hits else 0
+    price_rows(rows)  # each message's cost by its own time (pricing/, docs/usage.md)
     if level != "full":
         text = _encoder.encode(strip_payload(payload, level)).decode()
     return PreparedEvent(

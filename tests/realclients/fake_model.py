@@ -16,7 +16,8 @@ A script is plain data: a list of turns. A turn is a dict with any of
 - ``"text"``: assistant text (str);
 - ``"tool_calls"``: a list of ``{"name": str, "input": dict}`` (several = parallel tool calls);
   text and tool calls may be combined (the text comes first);
-- ``"usage"``: ``{"input_tokens": int, "output_tokens": int}`` (``prompt_tokens`` /
+- ``"usage"``: ``{"input_tokens": int, "output_tokens": int}`` (Anthropic replies also take
+  ``cache_read_input_tokens``, ``ephemeral_5m_input_tokens``, ``ephemeral_1h_input_tokens``) (``prompt_tokens`` /
   ``completion_tokens`` are accepted too), e.g. ``{"input_tokens": 195000}`` to make OpenCode
   auto-compact;
 - ``"error"``: ``{"status": int, "times": int | None, "message": str}``: the first ``times``
@@ -606,6 +607,18 @@ class FakeModelServer:
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
         }
+        # Prompt-cache figures a turn's "usage" may set (Anthropic's fields, as the API sends
+        # them): reads, and writes split by lifetime (the total is their sum).
+        extra = answer.usage or {}
+        if "cache_read_input_tokens" in extra:
+            usage["cache_read_input_tokens"] = int(extra["cache_read_input_tokens"])
+        writes = {
+            k: int(extra.get(k, 0))
+            for k in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+        }
+        if any(writes.values()):
+            usage["cache_creation_input_tokens"] = sum(writes.values())
+            usage["cache_creation"] = writes
         blocks: list[dict[str, Any]] = []
         if answer.text is not None:
             blocks.append({"type": "text", "text": answer.text})

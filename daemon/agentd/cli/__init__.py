@@ -85,4 +85,4 @@ def main() -> None:
 
 
 # The commands live in their own modules; importing them registers them on the group.
-from agentd.cli import agents, daemon, maintenance, push, query, ui  # noqa: E402, F401
+from agentd.cli import agents, daemon, maintenance, push, query, ui, usage  # noqa: E402, F401

@@ -59,16 +59,32 @@ def _plan_command(name: str, installing: bool) -> click.Command:
         show_default=True,
         help=installer.SCOPE_HELP,
     )
-    def command(scope: str, project_dir: Path | None, dry_run: bool) -> None:
+    def command(scope: str, project_dir: Path | None, dry_run: bool, **flags: bool) -> None:
         if project_dir is not None and scope != "project":
             raise click.UsageError("--project-dir goes with --scope project")
         action = installer.install if installing else installer.uninstall
-        plan = action(installer.target(scope, project_dir, dict(os.environ)), dry_run=dry_run)
+        path = installer.target(scope, project_dir, dict(os.environ))
+        plan = action(path, dry_run=dry_run)
         for line in installer.summary(plan, dry_run=dry_run, installing=installing):
             click.echo(line)
+        # An installer's extra settings (Claude's statusLine): its own flags, its own plan.
+        extras = getattr(installer, "install_extras" if installing else "uninstall_extras", None)
+        if extras is not None:
+            more = (
+                extras(path, flags, dry_run=dry_run)
+                if installing
+                else extras(path, dry_run=dry_run)
+            )
+            for change in more.changes:
+                click.echo(f"  {change}")
+            if more.backup:
+                click.echo(f"Backup of the previous file: {more.backup}")
         if installing and plan.applied:
             click.echo(installer.AFTER_INSTALL)
 
+    if installing:
+        for flag, flag_help in getattr(installer, "INSTALL_FLAGS", {}).items():
+            command = click.option(f"--{flag}", is_flag=True, help=flag_help)(command)
     text = installer.INSTALL_HELP if installing else installer.UNINSTALL_HELP
     return click.command(name, help=text)(command)
 

@@ -4,6 +4,7 @@ canned reports (query/reports.py)."""
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ from agentd.query.reports import (
     render,
 )
 from agentd.query.times import TimeError, parse_time
+from agentd.query.usage_reports import BY, PERIODS
 
 __all__ = ["query"]
 
@@ -98,6 +100,14 @@ def _has_tables(conn: sqlite3.Connection) -> bool:
     metavar="N",
     help=f"At most N rows; 0 for all (reports: default {DEFAULT_LIMIT}).",
 )
+@click.option(
+    "--period",
+    type=click.Choice(PERIODS),
+    default="day",
+    show_default=True,
+    help="usage: one row per local day, week (from Monday) or month.",
+)
+@click.option("--by", type=click.Choice(BY), help="usage: split each period by this.")
 @output_options(help="Output format; json, ndjson and csv carry raw values (epoch ms, ms, USD).")
 @click.option(
     "--timeout",
@@ -121,6 +131,8 @@ def query(
     project: str | None,
     session: str | None,
     limit: int | None,
+    period: str,
+    by: str | None,
     timeout: float | None,
     fmt: str,
     list_reports: bool,
@@ -142,6 +154,8 @@ def query(
       agentd query hot-files --since 30d --project .
       agentd query tool-errors --source claude --format json
       agentd query sessions --since 2026-11-01 --until 2026-11-08 --limit 0
+      agentd query usage --by model --since 30d
+      agentd query blocks --format json
       agentd query --sql "SELECT tool_name, count(*) AS n FROM tools GROUP BY 1 ORDER BY n DESC"
       agentd query --sql - --format csv < my-report.sql
       agentd query --sql "SELECT * FROM events" --timeout 0 --format ndjson > events.ndjson
@@ -163,6 +177,8 @@ def query(
             limit=limit,
             report=report is not None,
         )
+        # The usage reports' own parameters (query/usage_reports.py), bound for --sql too.
+        params.update(period=period, by=by, machine=socket.gethostname())
         if report is None:
             statement = sys.stdin.read() if sql == "-" else str(sql)
             if not statement.strip():

@@ -224,6 +224,198 @@ CREATE TRIGGER push_log_events_delete AFTER DELETE ON events WHEN EXISTS (SELECT
     BEGIN INSERT INTO push_log (tbl, row_id, deleted) VALUES ('events', OLD.id, 1); END;
 """
 
+# usage_hourly's sums: column -> its value for one message row (`r` stands for NEW or OLD).
+_COST = "coalesce(CASE r.cost_source WHEN 'agent' THEN r.cost WHEN 'computed' THEN r.computed_cost END, 0)"
+# A response after an idle gap (in its thread) longer than the 5-minute cache lifetime writes
+# its context again.
+_IDLE = "r.idle_ms >= 300000 AND r.cache_write_tokens > 0"
+_ROLLUP_SUMS = {
+    "messages": "1",
+    "responses": "r.role IS 'assistant'",
+    **{
+        c: f"coalesce(r.{c}, 0)"
+        for c in (
+            "prompt_tokens",
+            "completion_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "reasoning_tokens",
+        )
+    },  # fmt: skip
+    "cost": _COST,
+    "unpriced": "r.cost_source IS 'unknown'",
+    "idle_rebuilds": f"coalesce({_IDLE}, 0)",
+    "idle_rebuild_tokens": f"CASE WHEN {_IDLE} THEN r.cache_write_tokens ELSE 0 END",
+    "idle_rebuild_cost": f"CASE WHEN {_IDLE} THEN {_COST} ELSE 0 END",
+}
+
+
+def _rollup(row: str, sign: str) -> str:
+    """One trigger statement: add (+) or take out (-) message `row` (NEW / OLD) in its bucket."""
+    values = ", ".join(f"({e})".replace("r.", f"{row}.") for e in _ROLLUP_SUMS.values())
+    last = f"{row}.created_at" if sign == "+" else "NULL"
+    sets = ", ".join(f"{c} = {c} {sign} excluded.{c}" for c in _ROLLUP_SUMS)
+    if sign == "+":
+        sets += ", last_at = max(coalesce(last_at, 0), excluded.last_at)"
+    return (
+        f"INSERT INTO usage_hourly (hour, session_id, source, model, agent_id,"
+        f" {', '.join(_ROLLUP_SUMS)}, last_at)\n"
+        f"SELECT {row}.created_at / 3600000 * 3600000, coalesce({row}.session_id, ''), {row}.source,"
+        f" coalesce({row}.model, ''), coalesce({row}.agent_id, ''), {values}, {last}\n"
+        f"WHERE {row}.created_at IS NOT NULL\n"
+        f"ON CONFLICT (hour, session_id, model, agent_id) DO UPDATE SET {sets};\n"
+    )
+
+
+_USAGE = (
+    """
+-- Usage and cost (pricing/, docs/usage.md). `messages.cost` stays the agent's own figure;
+-- `computed_cost` is priced from the message's tokens at its own time (NULL: no known price),
+-- and `cost_source` says which of the two a report uses: `agent`, `computed` or `unknown`.
+-- Claude reports cache writes by lifetime (5 minutes, 1 hour), priced apart.
+ALTER TABLE messages ADD COLUMN cache_write_5m_tokens INTEGER;
+ALTER TABLE messages ADD COLUMN cache_write_1h_tokens INTEGER;
+ALTER TABLE messages ADD COLUMN speed TEXT;  -- Claude's usage.speed: `fast` mode is priced higher
+ALTER TABLE messages ADD COLUMN computed_cost REAL;
+ALTER TABLE messages ADD COLUMN cost_source TEXT;
+-- For a response: milliseconds since the previous response of the same thread (the session's
+-- main thread, or one subagent: each has its own prompt cache), when it was first stored.
+-- Both capture paths store a thread's responses in order, so live capture and import agree.
+ALTER TABLE messages ADD COLUMN idle_ms INTEGER;
+-- Messages stored before pricing: the agent's figure, where it gave one, is all there is.
+UPDATE messages SET cost_source = 'agent' WHERE cost > 0;
+-- Replaces (session_id), its prefix: finds a thread's previous response in one step.
+DROP INDEX messages_session;
+CREATE INDEX messages_thread ON messages (session_id, agent_id, created_at);
+CREATE TRIGGER messages_idle AFTER INSERT ON messages
+    WHEN NEW.role = 'assistant' AND NEW.created_at IS NOT NULL
+    BEGIN UPDATE messages SET idle_ms = NEW.created_at - (
+        SELECT p.created_at FROM messages p
+        WHERE p.session_id = NEW.session_id AND p.agent_id IS NEW.agent_id
+          AND p.created_at < NEW.created_at AND p.role = 'assistant'
+        ORDER BY p.created_at DESC LIMIT 1)
+    WHERE id = NEW.id; END;
+-- A response seen again with an earlier start (its first block read later) is measured again.
+CREATE TRIGGER messages_idle_moved AFTER UPDATE OF created_at ON messages
+    WHEN NEW.role = 'assistant' AND NEW.created_at IS NOT OLD.created_at
+    BEGIN UPDATE messages SET idle_ms = NEW.created_at - (
+        SELECT p.created_at FROM messages p
+        WHERE p.session_id = NEW.session_id AND p.agent_id IS NEW.agent_id
+          AND p.created_at < NEW.created_at AND p.role = 'assistant'
+        ORDER BY p.created_at DESC LIMIT 1)
+    WHERE id = NEW.id; END;
+-- The session's sum of its messages' computed costs and the count of messages whose cost is
+-- unknown, kept by the triggers below: the old and new value of each written message row,
+-- in the same transaction, so a replayed message (same values) changes nothing.
+ALTER TABLE sessions ADD COLUMN computed_cost REAL;
+ALTER TABLE sessions ADD COLUMN unpriced_messages INTEGER;
+CREATE TRIGGER usage_messages_insert AFTER INSERT ON messages
+    WHEN NEW.computed_cost IS NOT NULL OR NEW.cost_source IS 'unknown'
+    BEGIN UPDATE sessions SET
+        computed_cost = CASE WHEN NEW.computed_cost IS NULL THEN computed_cost
+            ELSE coalesce(computed_cost, 0) + NEW.computed_cost END,
+        unpriced_messages = CASE WHEN NEW.cost_source IS 'unknown'
+            THEN coalesce(unpriced_messages, 0) + 1 ELSE unpriced_messages END
+    WHERE id = NEW.session_id; END;
+CREATE TRIGGER usage_messages_update AFTER UPDATE OF computed_cost, cost_source ON messages
+    WHEN NEW.computed_cost IS NOT OLD.computed_cost OR NEW.cost_source IS NOT OLD.cost_source
+    BEGIN UPDATE sessions SET
+        computed_cost = CASE WHEN NEW.computed_cost IS NULL AND OLD.computed_cost IS NULL THEN computed_cost
+            ELSE coalesce(computed_cost, 0) + coalesce(NEW.computed_cost, 0) - coalesce(OLD.computed_cost, 0) END,
+        unpriced_messages = CASE WHEN (NEW.cost_source IS 'unknown') = (OLD.cost_source IS 'unknown')
+            THEN unpriced_messages
+            ELSE coalesce(unpriced_messages, 0) + (NEW.cost_source IS 'unknown') - (OLD.cost_source IS 'unknown') END
+    WHERE id = NEW.session_id; END;
+CREATE TRIGGER usage_messages_delete AFTER DELETE ON messages
+    WHEN OLD.computed_cost IS NOT NULL OR OLD.cost_source IS 'unknown'
+    BEGIN UPDATE sessions SET
+        computed_cost = computed_cost - coalesce(OLD.computed_cost, 0),
+        unpriced_messages = unpriced_messages - (OLD.cost_source IS 'unknown')
+    WHERE id = OLD.session_id; END;
+-- `agentd query usage / blocks / cache` (query/usage_reports.py) read this hourly rollup of
+-- `messages`, never the messages themselves: a month is a few thousand rollup rows however many
+-- messages it had. The triggers keep it exact: each written message row takes its old values
+-- out of its (old) bucket and puts its new ones in, in the same transaction. Hours are UTC
+-- epoch hours, so a local day or week is whole hours (for whole-hour time zones).
+CREATE TABLE usage_hourly (
+    hour INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    model TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    messages INTEGER NOT NULL,
+    responses INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cache_write_5m_tokens INTEGER NOT NULL,
+    cache_write_1h_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    unpriced INTEGER NOT NULL,
+    idle_rebuilds INTEGER NOT NULL,
+    idle_rebuild_tokens INTEGER NOT NULL,
+    idle_rebuild_cost REAL NOT NULL,
+    last_at INTEGER,
+    PRIMARY KEY (hour, session_id, model, agent_id)
+);
+CREATE INDEX usage_hourly_session ON usage_hourly (session_id, hour);
+"""
+    + "INSERT INTO usage_hourly (hour, session_id, source, model, agent_id, "
+    + ", ".join(_ROLLUP_SUMS)
+    + ", last_at)\nSELECT created_at / 3600000 * 3600000, coalesce(session_id, ''), min(source),"
+    " coalesce(model, ''), coalesce(agent_id, ''), "
+    + ", ".join(f"sum({e})".replace("r.", "") for e in _ROLLUP_SUMS.values())
+    + ", max(created_at)\nFROM messages WHERE created_at IS NOT NULL GROUP BY 1, 2, 4, 5;\n"
+    + """"""
+    + "".join(
+        f"CREATE TRIGGER usage_hourly_{when.lower()} AFTER {when} ON messages BEGIN\n{body}END;\n"
+        for when, body in (
+            ("INSERT", _rollup("NEW", "+")),
+            ("UPDATE", _rollup("OLD", "-") + _rollup("NEW", "+")),
+            ("DELETE", _rollup("OLD", "-")),
+        )
+    )
+    + """
+-- `agentd statusline` samples (Claude Code's statusLine stdin), copied out of the raw log
+-- (`events`, source `claude_statusline`) as they are stored: rate limits, context, cost.
+-- Claude sends `resets_at` in epoch seconds; stored here in epoch ms like every time.
+CREATE TABLE statusline_samples (
+    event_id TEXT PRIMARY KEY,
+    session_id TEXT,
+    received_at INTEGER NOT NULL,
+    model TEXT,
+    context_used_pct REAL,
+    context_window_size INTEGER,
+    total_cost_usd REAL,
+    five_hour_used_pct REAL,
+    five_hour_resets_at INTEGER,
+    seven_day_used_pct REAL,
+    seven_day_resets_at INTEGER
+);
+CREATE INDEX statusline_samples_session ON statusline_samples (session_id, received_at);
+CREATE INDEX statusline_samples_time ON statusline_samples (received_at);
+CREATE TRIGGER usage_statusline_sample AFTER INSERT ON events WHEN NEW.source = 'claude_statusline'
+    AND json_valid(NEW.payload)
+    BEGIN INSERT OR IGNORE INTO statusline_samples VALUES (
+        NEW.id, NEW.session_id, NEW.received_at,
+        coalesce(json_extract(NEW.payload, '$.model.id'), json_extract(NEW.payload, '$.model.display_name')),
+        json_extract(NEW.payload, '$.context_window.used_percentage'),
+        json_extract(NEW.payload, '$.context_window.context_window_size'),
+        json_extract(NEW.payload, '$.cost.total_cost_usd'),
+        json_extract(NEW.payload, '$.rate_limits.five_hour.used_percentage'),
+        CAST(json_extract(NEW.payload, '$.rate_limits.five_hour.resets_at') * 1000 AS INTEGER),
+        json_extract(NEW.payload, '$.rate_limits.seven_day.used_percentage'),
+        CAST(json_extract(NEW.payload, '$.rate_limits.seven_day.resets_at') * 1000 AS INTEGER));
+    END;
+CREATE TRIGGER usage_statusline_sample_delete AFTER DELETE ON events WHEN OLD.source = 'claude_statusline'
+    BEGIN DELETE FROM statusline_samples WHERE event_id = OLD.id; END;
+"""
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial", _INITIAL),
     Migration(2, "0002_messages_and_indexes", _MESSAGES_AND_INDEXES),
@@ -295,6 +487,7 @@ UPDATE sessions SET status = 'idle', outcome = 'error'
     ),
     # SQL in db/rollup.py: the tables, their triggers and the backfill change together.
     Migration(10, "0010_tool_rollup", rollup.MIGRATION_SQL),
+    Migration(11, "0011_usage", _USAGE),
 )
 
 _RECORD_TABLE = """

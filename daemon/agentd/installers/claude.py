@@ -292,3 +292,79 @@ def summary(plan: Plan, *, dry_run: bool, installing: bool) -> list[str]:
     if plan.backup:
         lines.append(f"Backup of the previous file: {plan.backup}")
     return lines
+
+
+# -- statusLine (`agentd install claude --statusline`, docs/usage.md) ---------------------------
+
+STATUSLINE_MARKER = "# agentd-statusline"
+# Extra flags of `agentd install claude` (cli/agents.py adds them): name -> help.
+INSTALL_FLAGS = {
+    "statusline": "Also set Claude Code's statusLine to `agentd statusline` (model, context, "
+    "cost, 5-hour quota, failed tools).",
+    "force": "With --statusline: replace a statusLine of your own (it is kept in the backup).",
+}
+
+
+def statusline_command(python: str | None = None, script: str | None = None) -> str:
+    """As hook_command(): absolute interpreter and file, `-I -S`, silent if agentd is gone."""
+    python = shlex.quote(python or sys.executable)
+    script = shlex.quote(script or str(Path(__file__).resolve().parents[1] / "statusline.py"))
+    return (
+        f"test -x {python} && test -f {script} && exec {python} -I -S {script};"
+        f" exit 0 {STATUSLINE_MARKER}"
+    )
+
+
+def _statusline_is_ours(value: Any) -> bool:
+    return isinstance(value, dict) and str(value.get("command", "")).endswith(STATUSLINE_MARKER)
+
+
+def install_extras(path: Path, flags: dict[str, bool], *, dry_run: bool = False) -> Plan:
+    """`--statusline`: set `statusLine` in the settings file; a user's own one only with --force."""
+    plan = Plan(path)
+    if not flags.get("statusline"):
+        if flags.get("force"):
+            raise InstallError("--force goes with --statusline")
+        return plan
+    raw, settings = _read_settings(path)
+    current = settings.get("statusLine")
+    wanted = {"type": "command", "command": statusline_command(), "padding": 0}
+    if current == wanted:
+        return plan
+    if current is not None and not _statusline_is_ours(current) and not flags.get("force"):
+        raise InstallError(
+            f"{path} already has a statusLine of your own ({json.dumps(current)}); "
+            "agentd leaves it alone. Add --force to replace it (the file is backed up first)."
+        )
+    settings["statusLine"] = wanted
+    plan.changes.append("update statusLine" if current is not None else "add statusLine")
+    if not dry_run:
+        if raw is not None and not _statusline_is_ours(current):
+            plan.backup = path.with_name(path.name + ".agentd-statusline-backup")
+            _replace(plan.backup, raw, mode_of=path)
+        _replace(path, _dump(settings))
+        plan.applied = True
+    return plan
+
+
+def uninstall_extras(path: Path, *, dry_run: bool = False) -> Plan:
+    """Remove agentd's statusLine (only agentd's), restoring the user's from its backup."""
+    plan = Plan(path)
+    raw, settings = _read_settings(path)
+    if raw is None or not _statusline_is_ours(settings.get("statusLine")):
+        return plan
+    backup = path.with_name(path.name + ".agentd-statusline-backup")
+    previous = None
+    with contextlib.suppress(InstallError):
+        previous = _read_settings(backup)[1].get("statusLine") if backup.exists() else None
+    if previous is not None and not _statusline_is_ours(previous):
+        settings["statusLine"] = previous
+        plan.changes.append("restore your statusLine")
+    else:
+        del settings["statusLine"]
+        plan.changes.append("remove statusLine")
+    if not dry_run:
+        _replace(path, _dump(settings))
+        backup.unlink(missing_ok=True)
+        plan.applied = True
+    return plan

@@ -253,6 +253,7 @@ class _Record:
             return
         key = f"{self.sid}:{message_id}"
         usage = _dict(message.get("usage"))
+        cache_creation = _dict(usage.get("cache_creation"))
         self.add(
             "messages",
             {
@@ -264,6 +265,10 @@ class _Record:
                 "completion_tokens": _int(usage.get("output_tokens")),
                 "cache_read_tokens": _int(usage.get("cache_read_input_tokens")),
                 "cache_write_tokens": _int(usage.get("cache_creation_input_tokens")),
+                # By cache lifetime (priced apart: 1.25x and 2x input); absent before 2.1.x.
+                "cache_write_5m_tokens": _int(cache_creation.get("ephemeral_5m_input_tokens")),
+                "cache_write_1h_tokens": _int(cache_creation.get("ephemeral_1h_input_tokens")),
+                "speed": _str(usage.get("speed")),
                 "reasoning_tokens": _int(
                     _dict(usage.get("output_tokens_details")).get("thinking_tokens")
                 ),

@@ -130,6 +130,18 @@ SERVER_MIGRATIONS: tuple[ServerMigration, ...] = (
     ServerMigration(1, "0001_tables", _TABLES),
     ServerMigration(2, "0002_reports", REPORTS_SQL),
     ServerMigration(3, "0003_session_outcome", _SESSION_OUTCOME),
+    # The local migration 0011 (pricing/, docs/usage.md): the cost columns travel with the rows.
+    ServerMigration(
+        4,
+        "0004_usage",
+        """
+ALTER TABLE agentd.sessions ADD COLUMN computed_cost double precision,
+    ADD COLUMN unpriced_messages bigint;
+ALTER TABLE agentd.messages ADD COLUMN cache_write_5m_tokens bigint,
+    ADD COLUMN cache_write_1h_tokens bigint, ADD COLUMN speed text,
+    ADD COLUMN computed_cost double precision, ADD COLUMN cost_source text,
+    ADD COLUMN idle_ms bigint;""",
+    ),
 )
 LATEST = SERVER_MIGRATIONS[-1].version
 

@@ -412,6 +412,16 @@ REPORTS: dict[str, Report] = {
     for r in (SESSIONS, HOT_FILES, TOOL_ERRORS, SLOW_TOOLS, TOP_SESSIONS, COMPACTIONS, ERRORS)
 }
 
+
+def _add_usage_reports() -> None:
+    # Their own module (query/usage_reports.py), which builds on the classes above.
+    from agentd.query.usage_reports import USAGE_REPORTS
+
+    REPORTS.update((r.name, r) for r in USAGE_REPORTS)
+
+
+_add_usage_reports()
+
 _PARAM = re.compile(r":([a-z_]+)\b")
 
 

@@ -1,0 +1,156 @@
+"""The price table over genai-prices, and pricing of `messages` rows.
+
+genai-prices ships its snapshot inside the package (no network at import or calculation: it
+fetches only when asked to through its UpdatePrices, which agentd never starts). Refresh it by
+upgrading the package (`pip install -U genai-prices`, docs/usage.md). It is imported lazily, on
+the first message with tokens, so processes that never price (the hook, the CLI) pay nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from agentd.rows import Row
+
+__all__ = ["PriceTable", "PriceTableError", "price_rows", "table", "TOKEN_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+TOKEN_COLUMNS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+)
+# Provider names the agents use -> genai-prices provider ids (the rest are tried as they are,
+# then by model name alone).
+_PROVIDERS = {
+    "claude": "anthropic",
+    "anthropic": "anthropic",
+    "openai": "openai",
+    "google": "google",
+}
+
+
+class PriceTableError(Exception):
+    """The price table cannot be loaded (genai-prices missing or its data broken)."""
+
+
+class PriceTable:
+    """One loaded snapshot; `cost()` -> USD, or None when the model has no known price."""
+
+    def __init__(self) -> None:
+        try:
+            import genai_prices
+            from genai_prices import data_snapshot
+
+            self._snapshot = data_snapshot.get_snapshot()
+            self._snapshot.providers  # noqa: B018 (loads the data: a broken one fails here)
+        except Exception as e:  # ImportError, or any error inside the package's data
+            raise PriceTableError(
+                f"the price table (Python package genai-prices) cannot be loaded: {e}; computed "
+                "costs are marked unknown. Reinstall it: pip install -U genai-prices"
+            ) from e
+        self._usage = genai_prices.Usage
+        self.version = genai_prices.__version__
+
+    def cost(
+        self,
+        model: str,
+        *,
+        provider: str | None,
+        at_ms: int | None,
+        tokens: dict[str, int],
+        output_includes_reasoning: bool = True,
+        speed: str | None = None,
+    ) -> float | None:
+        """USD for one message. `tokens` uses the messages columns: prompt (uncached input),
+        completion, cache read, cache write (with its 5m / 1h split when known), reasoning."""
+        cache_read = tokens.get("cache_read_tokens") or 0
+        cache_write = tokens.get("cache_write_tokens") or 0
+        w5m = tokens.get("cache_write_5m_tokens")
+        w1h = tokens.get("cache_write_1h_tokens")
+        output = tokens.get("completion_tokens") or 0
+        if not output_includes_reasoning:  # OpenCode counts reasoning apart; priced as output
+            output += tokens.get("reasoning_tokens") or 0
+        usage: dict[str, int] = {
+            # genai-prices counts every input token in input_tokens, cached ones included.
+            "input_tokens": (tokens.get("prompt_tokens") or 0) + cache_read + cache_write,
+            "output_tokens": output,
+            "cache_read_tokens": cache_read,
+            "cache_write_tokens": cache_write,
+        }
+        if w5m is not None or w1h is not None:
+            usage["cache_write_5m_tokens"] = w5m or 0
+            usage["cache_write_1h_tokens"] = w1h or 0
+            # Older Claude versions report only the total: keep the split consistent with it.
+            usage["cache_write_tokens"] = max(cache_write, (w5m or 0) + (w1h or 0))
+            usage["input_tokens"] += usage["cache_write_tokens"] - cache_write
+        when = datetime.fromtimestamp(at_ms / 1000, UTC) if at_ms else None
+        context = {"speed": speed} if speed and speed != "standard" else None
+        provider_id = _PROVIDERS.get((provider or "").lower(), provider)
+        for candidate in dict.fromkeys((provider_id, None)):
+            try:
+                result = self._snapshot.calc(
+                    self._usage(**usage), model, candidate, None, when, context
+                )
+            except LookupError:
+                continue  # unknown provider or model: try by model name alone, then give up
+            except ValueError:
+                return None  # usage the table cannot price (inconsistent counts)
+            return float(result.total_price)
+        return None
+
+
+@lru_cache(maxsize=1)
+def table() -> PriceTable | None:
+    """The process's price table, loaded once; None (logged once) when it cannot be."""
+    try:
+        return PriceTable()
+    except PriceTableError as e:
+        log.error("%s", e)
+        return None
+
+
+def price_rows(rows: list[Row]) -> None:
+    """Set `computed_cost` and `cost_source` on each `messages` row that carries tokens or cost.
+
+    A row without tokens (a prompt, a message still streaming) is left alone, so a later event
+    with the final usage decides. The agent's own figure wins when it gave one above 0: OpenCode
+    providers that do not price report 0, which is no figure.
+    """
+    for row in rows:
+        if row.table != "messages":
+            continue
+        values = row.values
+        tokens = {c: values[c] for c in TOKEN_COLUMNS if isinstance(values.get(c), int)}
+        agent_cost = values.get("cost")
+        has_agent_cost = isinstance(agent_cost, int | float) and agent_cost > 0
+        if not any(tokens.values()) and not has_agent_cost:
+            continue
+        computed = None
+        model = values.get("model")
+        prices = table() if isinstance(model, str) and model and any(tokens.values()) else None
+        if prices is not None:
+            computed = prices.cost(
+                model,
+                provider=values.get("provider") or _provider_of(values),
+                at_ms=values.get("completed_at") or values.get("created_at"),
+                tokens=tokens,
+                output_includes_reasoning=values.get("source", "claude") == "claude",
+                speed=values.get("speed"),
+            )
+        values["computed_cost"] = computed
+        values["cost_source"] = (
+            "agent" if has_agent_cost else "computed" if computed is not None else "unknown"
+        )
+
+
+def _provider_of(values: dict[str, Any]) -> str | None:
+    return "anthropic" if values.get("source", "claude") == "claude" else None

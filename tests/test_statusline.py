@@ -1,0 +1,172 @@
+"""`agentd statusline` as Claude Code runs it: the installed command through `sh -c`, real
+daemon, real database; daemon down (spool, then drained); bad input; `install --statusline`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from agentd.installers.claude import statusline_command
+from conftest import Daemon, load_jsonl, query_db, wait_for
+
+SESSION = "5747u5-11ne-4000-8000-000000000001"
+
+
+def sample(**over) -> dict:
+    now = int(time.time())
+    base = {
+        "session_id": SESSION,
+        "transcript_path": "/tmp/none.jsonl",
+        "cwd": "/tmp/proj",
+        "model": {"id": "claude-sonnet-4-5", "display_name": "Sonnet 4.5"},
+        "workspace": {"current_dir": "/tmp/proj", "project_dir": "/tmp/proj"},
+        "cost": {"total_cost_usd": 1.234, "total_duration_ms": 5000},
+        "context_window": {"used_percentage": 41.6, "context_window_size": 200000},
+        "rate_limits": {
+            "five_hour": {"used_percentage": 37, "resets_at": now + 2 * 3600 + 5 * 60 + 30},
+            "seven_day": {"used_percentage": 12, "resets_at": now + 5 * 86400},
+        },
+    }
+    base.update(over)
+    return base
+
+
+def run(env: dict[str, str], stdin: bytes | str) -> subprocess.CompletedProcess[str]:
+    data = stdin if isinstance(stdin, str) else stdin.decode()
+    return subprocess.run(
+        ["sh", "-c", statusline_command()], input=data, env=env, capture_output=True,
+        text=True, timeout=30,
+    )  # fmt: skip
+
+
+def test_line_and_sample_with_the_daemon_up(daemon, agentd_env, agentd_home):
+    # Today's cost and the session's failed tool calls come from the database.
+    failure = next(
+        r["stdin"] for r in load_jsonl("claude_hooks_examples.jsonl")
+        if r["hook_event_name"] == "PostToolUseFailure"
+    )  # fmt: skip
+    daemon.ingest("claude", {**failure, "session_id": SESSION})
+    at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    daemon.ingest("claude-transcript", {
+        "type": "assistant", "sessionId": SESSION, "uuid": "u1", "timestamp": at,
+        "message": {"id": "msg_s1", "role": "assistant", "model": "claude-sonnet-4-5",
+                    "content": [], "usage": {"input_tokens": 100000, "output_tokens": 10000}},
+    })  # fmt: skip
+    result = run(agentd_env, json.dumps(sample()))
+    assert result.returncode == 0 and result.stderr == ""
+    # $0.30 input + $0.15 output today
+    assert result.stdout == (
+        "Sonnet 4.5 | ctx 42% | $1.23 session | $0.45 today | 5h 37% (resets in 2h05m)"
+        " | 1 failed tool call\n"
+    )
+    db = agentd_home / "agentd.db"
+    # Sent as a notification (the line does not wait for the commit): stored moments later.
+    assert wait_for(lambda: query_db(db, "SELECT 1 FROM statusline_samples"))
+    (row,) = query_db(db, "SELECT * FROM statusline_samples")
+    assert row["session_id"] == SESSION and row["model"] == "claude-sonnet-4-5"
+    assert (row["five_hour_used_pct"], row["seven_day_used_pct"]) == (37, 12)
+    assert row["five_hour_resets_at"] == sample()["rate_limits"]["five_hour"]["resets_at"] * 1000
+    assert (row["context_used_pct"], row["total_cost_usd"]) == (41.6, 1.234)
+    (session,) = query_db(db, "SELECT source, project_path FROM sessions")
+    assert session == {"source": "claude", "project_path": "/tmp/proj"}
+
+
+def test_daemon_down_spools_and_the_daemon_keeps_it_later(agentd_env, agentd_home, config):
+    env = {**agentd_env, "AGENTD_AUTOSTART": "0"}
+    result = run(env, json.dumps(sample()))
+    assert result.returncode == 0
+    assert result.stdout.startswith("Sonnet 4.5 | ctx 42% | $1.23 session | 5h 37%")
+    assert len(list((agentd_home / "spool").glob("claude_statusline-*.ndjson"))) == 1
+    daemon = Daemon(agentd_env, config).start()
+    try:
+        db = agentd_home / "agentd.db"
+        assert wait_for(
+            lambda: query_db(db, "SELECT count(*) AS n FROM statusline_samples")[0]["n"] == 1
+        )
+    finally:
+        daemon.stop()
+
+
+@pytest.mark.parametrize(
+    ("stdin", "line"),
+    [
+        # an older Claude: no rate limits, no context window
+        (json.dumps({"session_id": SESSION, "model": {"id": "claude-x", "display_name": "Opus"},
+                     "cost": {"total_cost_usd": 0.5}}), "Opus | $0.50 session\n"),
+        # fields of the wrong type are left out
+        (json.dumps({"model": "Opus", "cost": {"total_cost_usd": "a lot"},
+                     "context_window": {"used_percentage": None}}), "agentd\n"),
+        ("", "agentd\n"),
+        ("this is not json", "agentd\n"),
+        ("[1, 2]", "agentd\n"),
+    ],
+)  # fmt: skip
+def test_bad_input_prints_what_it_can_and_exits_0(agentd_env, stdin, line):
+    result = run({**agentd_env, "AGENTD_AUTOSTART": "0"}, stdin)
+    assert (result.returncode, result.stdout, result.stderr) == (0, line, "")
+
+
+def test_the_click_command_prints_the_same_line(agentd_env):
+    payload = json.dumps(sample(rate_limits=None, context_window=None))
+    result = subprocess.run(
+        [sys.executable, "-m", "agentd", "statusline"], input=payload, text=True,
+        env={**agentd_env, "AGENTD_AUTOSTART": "0"}, capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "Sonnet 4.5 | $1.23 session\n")
+
+
+def agentd(env, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "agentd", *args], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_install_statusline_never_replaces_the_users_own_without_force(tmp_path, agentd_env):
+    settings = tmp_path / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    own = {"type": "command", "command": "~/bin/my-status"}
+    settings.write_text(json.dumps({"statusLine": own, "model": "opus"}))
+    args = ("install", "claude", "--scope", "project", "--project-dir", str(tmp_path))
+    refused = agentd(agentd_env, *args, "--statusline")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "already has a statusLine of your own" in refused.stderr and "--force" in refused.stderr
+    assert json.loads(settings.read_text())["statusLine"] == own
+
+    done = agentd(agentd_env, *args, "--statusline", "--force")
+    assert done.returncode == 0, done.stderr
+    assert "update statusLine" in done.stdout
+    written = json.loads(settings.read_text())
+    assert written["statusLine"] == {
+        "type": "command",
+        "command": statusline_command(),
+        "padding": 0,
+    }
+    assert written["model"] == "opus" and "PreToolUse" in written["hooks"]
+    again = agentd(agentd_env, *args, "--statusline")
+    assert again.returncode == 0 and "statusLine" not in again.stdout
+
+    removed = agentd(
+        agentd_env, "uninstall", "claude", "--scope", "project", "--project-dir", str(tmp_path)
+    )
+    assert removed.returncode == 0, removed.stderr
+    assert "restore your statusLine" in removed.stdout
+    assert json.loads(settings.read_text()) == {"statusLine": own, "model": "opus"}
+
+
+def test_install_statusline_into_settings_without_one(tmp_path, agentd_env):
+    args = ("install", "claude", "--scope", "project", "--project-dir", str(tmp_path))
+    result = agentd(agentd_env, *args, "--statusline")
+    assert result.returncode == 0, result.stderr
+    settings = json.loads((tmp_path / ".claude" / "settings.json").read_text())
+    assert settings["statusLine"]["command"].endswith("# agentd-statusline")
+    removed = agentd(
+        agentd_env, "uninstall", "claude", "--scope", "project", "--project-dir", str(tmp_path)
+    )
+    assert "remove statusLine" in removed.stdout
+    assert not (tmp_path / ".claude" / "settings.json").exists() or "statusLine" not in json.loads(
+        (tmp_path / ".claude" / "settings.json").read_text()
+    )

@@ -1,0 +1,190 @@
+"""Costs on messages and sessions (pricing/, migration 0011): the real price table, the real
+store through the daemon, the rollup the usage reports read, and a broken price table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentd.pricing.table import PriceTable, price_rows
+from agentd.rows import Row
+from conftest import query_db
+
+T = 1795000000000  # 2026-11-18, after every price change the table has for these models
+
+
+@pytest.fixture(scope="module")
+def prices() -> PriceTable:
+    return PriceTable()
+
+
+def test_every_token_kind_is_priced_apart(prices):
+    # Sonnet 4.5: $3 input, $15 output, $0.30 cache read, $3.75 5-minute and $6 1-hour writes
+    cost = prices.cost(
+        "claude-sonnet-4-5",
+        provider="anthropic",
+        at_ms=T,
+        tokens={
+            "prompt_tokens": 1000,
+            "completion_tokens": 500,
+            "cache_read_tokens": 20000,
+            "cache_write_tokens": 3000,
+            "cache_write_5m_tokens": 1000,
+            "cache_write_1h_tokens": 2000,
+        },
+    )
+    expected = (1000 * 3 + 500 * 15 + 20000 * 0.30 + 1000 * 3.75 + 2000 * 6) / 1e6
+    assert cost == pytest.approx(expected, rel=1e-9)
+
+
+def test_long_context_tier(prices):
+    """Over 200k input tokens Sonnet 4.5 costs twice as much per input token."""
+    short = prices.cost(
+        "claude-sonnet-4-5", provider="anthropic", at_ms=T, tokens={"prompt_tokens": 200_000}
+    )
+    long = prices.cost(
+        "claude-sonnet-4-5", provider="anthropic", at_ms=T, tokens={"prompt_tokens": 200_001}
+    )
+    assert short == pytest.approx(0.6)
+    assert long == pytest.approx(200_001 * 6 / 1e6)
+
+
+def test_unknown_model_is_unknown_not_zero(prices):
+    assert (
+        prices.cost("no-such-model-7", provider="fake", at_ms=T, tokens={"prompt_tokens": 10})
+        is None
+    )
+
+
+def message(**values) -> Row:
+    return Row("messages", {"id": "m", "source": "claude", "created_at": T, **values})
+
+
+def test_cost_source_rule():
+    rows = [
+        message(model="claude-sonnet-4-5", prompt_tokens=1000, completion_tokens=10),
+        message(model="mystery", prompt_tokens=1000),
+        # OpenCode: a provider that prices reports its figure; one that does not reports 0
+        message(source="opencode", model="claude-sonnet-4-5", provider="anthropic", cost=0.25,
+                prompt_tokens=10),
+        message(source="opencode", model="claude-sonnet-4-5", provider="anthropic", cost=0,
+                prompt_tokens=1000, reasoning_tokens=100, completion_tokens=100),
+        message(role="user"),  # no tokens: left alone
+    ]  # fmt: skip
+    price_rows(rows)
+    got = [(r.values.get("cost_source"), r.values.get("computed_cost")) for r in rows]
+    assert got[0] == ("computed", pytest.approx((1000 * 3 + 10 * 15) / 1e6))
+    assert got[1] == ("unknown", None)
+    assert got[2] == ("agent", pytest.approx(10 * 3 / 1e6))
+    # OpenCode counts reasoning apart from output: both are priced as output
+    assert got[3] == ("computed", pytest.approx((1000 * 3 + 200 * 15) / 1e6))
+    assert got[4] == (None, None)
+
+
+def _transcript(session: str) -> list[dict]:
+    def assistant(mid: str, at: str, usage: dict) -> dict:
+        return {
+            "type": "assistant", "sessionId": session, "uuid": f"u-{mid}", "timestamp": at,
+            "cwd": "/tmp/proj", "isSidechain": False,
+            "message": {"id": mid, "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                        "content": [{"type": "text", "text": "ok"}], "usage": usage},
+        }  # fmt: skip
+
+    return [
+        assistant("msg_1", "2026-11-18T10:00:00.000Z", {
+            "input_tokens": 1000, "output_tokens": 200, "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 5000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 5000, "ephemeral_1h_input_tokens": 0}}),
+        # 10 minutes later: the 5-minute cache expired, the context is written again (1 hour)
+        assistant("msg_2", "2026-11-18T10:10:00.000Z", {
+            "input_tokens": 10, "output_tokens": 50, "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 6000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 6000},
+            "speed": "standard"}),
+    ]  # fmt: skip
+
+
+def test_costs_through_the_daemon_and_the_reports(daemon, agentd_env, agentd_home):
+    session = "5e55i0n0-aaaa-4bbb-8ccc-000000000001"
+    for record in _transcript(session):
+        daemon.ingest("claude-transcript", record)
+    db = agentd_home / "agentd.db"
+    msgs = query_db(db, "SELECT * FROM messages ORDER BY created_at")
+    first = (1000 * 3 + 200 * 15 + 5000 * 3.75) / 1e6
+    second = (10 * 3 + 50 * 15 + 6000 * 6) / 1e6
+    assert [(m["cost_source"], m["cost"]) for m in msgs] == [("computed", None)] * 2
+    assert [m["computed_cost"] for m in msgs] == [pytest.approx(first), pytest.approx(second)]
+    assert [m["cache_write_1h_tokens"] for m in msgs] == [0, 6000]
+    assert msgs[1]["idle_ms"] == 600_000
+    (s,) = query_db(db, "SELECT computed_cost, unpriced_messages FROM sessions")
+    assert s["computed_cost"] == pytest.approx(first + second)
+    # A replay (spool drain, re-import) changes no sum.
+    for record in _transcript(session):
+        daemon.ingest("claude-transcript", record)
+    (again,) = query_db(db, "SELECT computed_cost FROM sessions")
+    assert again["computed_cost"] == pytest.approx(first + second)
+
+    def report(*args: str) -> list[dict]:
+        out = subprocess.run(
+            [sys.executable, "-m", "agentd", "query", *args, "--since", "all", "--format", "json"],
+            env=agentd_env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return json.loads(out.stdout)
+
+    (usage,) = report("usage", "--by", "model")
+    assert usage["key"] == "claude-sonnet-4-5" and usage["responses"] == 2
+    assert usage["cost"] == pytest.approx(first + second, abs=1e-6)
+    assert usage["total_tokens"] == 1000 + 200 + 5000 + 10 + 50 + 6000
+    (cache,) = report("cache")
+    assert (cache["write_5m_tokens"], cache["write_1h_tokens"]) == (5000, 6000)
+    assert (cache["idle_rebuilds"], cache["idle_rebuild_tokens"]) == (1, 6000)
+    assert cache["idle_rebuild_cost"] == pytest.approx(second, abs=1e-6)
+    (block,) = report("blocks")
+    assert block["cost"] == pytest.approx(first + second, abs=1e-6)
+    # 10 minutes from the block's start (10:00) to its last message
+    assert block["cost_per_hour"] == pytest.approx((first + second) * 6, abs=1e-5)
+
+
+def test_a_broken_price_table_marks_costs_unknown(tmp_path: Path):
+    """genai-prices that cannot load (a broken install): a clear message, costs unknown."""
+    broken = tmp_path / "site" / "genai_prices"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('data file truncated')\n")
+    script = (
+        "import logging, sys; logging.basicConfig(stream=sys.stderr);"
+        "from agentd.rows import Row; from agentd.pricing import price_rows;"
+        "r = Row('messages', {'id': 'm', 'source': 'claude', 'model': 'claude-sonnet-4-5',"
+        " 'prompt_tokens': 100, 'created_at': 1795000000000}); price_rows([r]);"
+        "print(r.values['cost_source'], r.values['computed_cost'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={"PYTHONPATH": str(broken.parent), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert result.stdout == "unknown None\n"
+    assert (
+        "price table (Python package genai-prices) cannot be loaded: data file truncated"
+        in result.stderr
+    )
+    assert "pip install -U genai-prices" in result.stderr
+    cli = subprocess.run(
+        [sys.executable, "-m", "agentd", "prices", "claude-sonnet-4-5"],
+        env={"PYTHONPATH": str(broken.parent), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr
+    assert cli.stderr.startswith("Error: the price table")
+
+
+def test_prices_command_shows_the_table_and_unknown_models():
+    out = subprocess.run(
+        [sys.executable, "-m", "agentd", "prices", "claude-sonnet-4-5", "no-such-model-7"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "claude-sonnet-4-5: $3 input, $15 output per million tokens" in out
+    assert "no-such-model-7: unknown" in out
