@@ -121,3 +121,14 @@ def test_a_held_writer_lock_is_a_clear_error(agentd_env, config):
         pidfile.release(config.pid_path, fd)
     assert result.returncode == 1 and "holds the database's writer lock" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_second_vacuum_through_the_daemon_works(daemon, agentd_env):
+    """The first vacuum's checkpoint left a statement open on the writer's connection, and the
+    second failed with "cannot VACUUM - SQL statements in progress"."""
+    ingest_two_sessions(daemon)
+    for _ in range(2):
+        result = agentd(agentd_env, "vacuum", "--json")
+        assert result.returncode == 0, result.stderr
+    daemon.ingest("claude", dict(SAMPLES[0], session_id="after-two-vacuums"))
+    assert query_db(daemon.config.db_path, "PRAGMA integrity_check") == [{"integrity_check": "ok"}]

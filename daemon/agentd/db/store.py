@@ -395,8 +395,10 @@ class Store:
         assert db is not None
         async with self._write_lock:
             before = self.database_bytes()
-            await db.execute("VACUUM")
-            await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # Each statement closed at once: the checkpoint returns a row, and a statement left
+            # open on this connection makes the next VACUUM fail ("SQL statements in progress").
+            await (await db.execute("VACUUM")).close()
+            await (await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")).close()
             return {"bytes_before": before, "bytes_after": self.database_bytes()}
 
     def database_bytes(self) -> int:
