@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from typing import Any
 
+from agentd.importers.writer import Event
 from agentd.normalizers._opencode import is_machine_prompt_part
 
 __all__ = [
+    "SOURCE",
+    "EventSender",
     "DatabaseTurns",
     "chat_message",
     "event",
@@ -29,6 +33,8 @@ __all__ = [
     "snapshot_lines",
     "wanted_part",
 ]
+
+SOURCE = "opencode"  # the plugin's own source: imported events are normalized as live ones
 
 _CHANGES_FILES = frozenset({"write", "edit", "multiedit", "apply_patch", "patch"})
 
@@ -176,3 +182,25 @@ class DatabaseTurns:
             if isinstance(part, dict):
                 parts.append({"id": part_id, **part})
         return snapshot_lines(info, parts)
+
+
+class EventSender:
+    """What both OpenCode importers (opencode.db and the 1.1 JSON storage) do with an event: count
+    it, and hand it to the pipeline at its own time (now, when the record has none). Needs
+    `summary`, `progress` and `pipeline` attributes."""
+
+    summary: Any
+    progress: Any
+    pipeline: Any
+
+    async def _emit(self, etype: str, properties: dict[str, Any], at: Any) -> None:
+        self.summary.records += 1
+        self.summary.ingested[etype] += 1
+        await self._send(event(etype, properties), at)
+
+    async def _send(self, payload: bytes, at: Any) -> None:
+        self.summary.bytes_read += len(payload)
+        self.progress.advance(len(payload))
+        if not isinstance(at, int) or isinstance(at, bool) or at <= 0:
+            at = int(time.time() * 1000)
+        await self.pipeline.add(Event(SOURCE, payload, at))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,15 +32,16 @@ from agentd.db import readonly
 from agentd.errors import ImportFailed
 from agentd.importers import opencode_legacy as legacy
 from agentd.importers._opencode_turns import (
+    SOURCE,
     DatabaseTurns,
+    EventSender,
     chat_message,
-    event as _event,
     is_typed,
     parts_of,
     wanted_part,
 )
 from agentd.importers.state import ImportState
-from agentd.importers.writer import Event, Pipeline
+from agentd.importers.writer import Pipeline
 
 __all__ = ["SOURCE", "WHAT", "default_databases", "default_paths", "run"]
 
@@ -66,7 +66,6 @@ IMPORT_HELP = """Import OpenCode's history (sessions, messages with tokens and c
       agentd import opencode --db ~/.local/share/opencode/storage
     """
 
-SOURCE = "opencode"
 SLACK_MS = 60_000
 FETCH = 500
 _SESSION_COLUMNS = (
@@ -217,7 +216,7 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
 
 
-class DatabaseImport:
+class DatabaseImport(EventSender):
     def __init__(self, pipeline: Pipeline, state: ImportState, summary: Any, progress: Any) -> None:
         self.pipeline = pipeline
         self.state = state
@@ -343,18 +342,6 @@ class DatabaseImport:
         """The session columns this database has (older versions lack some): NULL for the others."""
         wanted = [c.strip() for c in _SESSION_COLUMNS.split(",")]
         return ", ".join(c if c in present else f"NULL AS {c}" for c in wanted)
-
-    async def _emit(self, etype: str, properties: dict[str, Any], at: Any) -> None:
-        self.summary.records += 1
-        self.summary.ingested[etype] += 1
-        await self._send(_event(etype, properties), at)
-
-    async def _send(self, payload: bytes, at: Any) -> None:
-        self.summary.bytes_read += len(payload)
-        self.progress.advance(len(payload))
-        if not isinstance(at, int) or isinstance(at, bool) or at <= 0:
-            at = int(time.time() * 1000)
-        await self.pipeline.add(Event(SOURCE, payload, at))
 
 
 async def run(

@@ -25,24 +25,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 from agentd.importers._opencode_turns import (
+    EventSender,
     chat_message,
-    event,
     is_typed,
     snapshot_lines,
     wanted_part,
 )
 from agentd.importers.state import ImportState
-from agentd.importers.writer import Event, Pipeline
+from agentd.importers.writer import Pipeline
 
 __all__ = ["StorageImport", "is_storage", "storage_dir"]
 
 AGENT = "opencode"
-SOURCE = "opencode"
 
 
 def storage_dir(data_dir: Path) -> Path:
@@ -98,7 +96,7 @@ class _Session:
         return digest.hexdigest()
 
 
-class StorageImport:
+class StorageImport(EventSender):
     def __init__(self, pipeline: Pipeline, state: ImportState, summary: Any, progress: Any) -> None:
         self.pipeline = pipeline
         self.state = state
@@ -177,18 +175,6 @@ class StorageImport:
                 await self._emit("message.part.updated", props, _part_end(part) or seen)
         done = {"signature": signature}
         self.pipeline.mark(lambda: self.state.set(AGENT, session.path, done))
-
-    async def _emit(self, etype: str, properties: dict[str, Any], at: Any) -> None:
-        self.summary.records += 1
-        self.summary.ingested[etype] += 1
-        await self._send(event(etype, properties), at)
-
-    async def _send(self, payload: bytes, at: Any) -> None:
-        self.summary.bytes_read += len(payload)
-        self.progress.advance(len(payload))
-        if not isinstance(at, int) or isinstance(at, bool) or at <= 0:
-            at = int(time.time() * 1000)
-        await self.pipeline.add(Event(SOURCE, payload, at))
 
 
 def _time(obj: dict[str, Any], key: str) -> int | None:
