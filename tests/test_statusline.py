@@ -56,7 +56,8 @@ def test_line_and_sample_with_the_daemon_up(daemon, agentd_env, agentd_home):
         "message": {"id": "msg_s1", "role": "assistant", "model": "claude-sonnet-4-5",
                     "content": [], "usage": {"input_tokens": 100000, "output_tokens": 10000}},
     })  # fmt: skip
-    result = run(agentd_env, json.dumps(sample()))
+    sent = sample()  # once: its reset times follow the clock
+    result = run(agentd_env, json.dumps(sent))
     assert result.returncode == 0 and result.stderr == ""
     # $0.30 input + $0.15 output today
     assert result.stdout == (
@@ -69,7 +70,7 @@ def test_line_and_sample_with_the_daemon_up(daemon, agentd_env, agentd_home):
     (row,) = query_db(db, "SELECT * FROM statusline_samples")
     assert row["session_id"] == SESSION and row["model"] == "claude-sonnet-4-5"
     assert (row["five_hour_used_pct"], row["seven_day_used_pct"]) == (37, 12)
-    assert row["five_hour_resets_at"] == sample()["rate_limits"]["five_hour"]["resets_at"] * 1000
+    assert row["five_hour_resets_at"] == sent["rate_limits"]["five_hour"]["resets_at"] * 1000
     assert (row["context_used_pct"], row["total_cost_usd"]) == (41.6, 1.234)
     (session,) = query_db(db, "SELECT source, project_path FROM sessions")
     assert session == {"source": "claude", "project_path": "/tmp/proj"}
