@@ -174,11 +174,12 @@ def autostart(state_dir: str) -> None:
 
     from agentd import trust
 
-    dir_fd = trust.open_private_dir(state_dir)
+    dir_fd = trust.open_private_dir(state_dir)  # checked once: both files are opened in it
     try:
         fd = trust.open_private("autostart.lock", os.O_RDWR | os.O_CREAT, dir_fd=dir_fd)
-    finally:
+    except BaseException:
         os.close(dir_fd)
+        raise
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -191,11 +192,7 @@ def autostart(state_dir: str) -> None:
             return
         os.ftruncate(fd, 0)
         os.write(fd, b"%d\n" % os.getpid())
-        dir_fd = trust.open_private_dir(state_dir)
-        try:
-            log = trust.open_private("agentd.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, dir_fd)
-        finally:
-            os.close(dir_fd)
+        log = trust.open_private("agentd.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, dir_fd)
         try:
             # posix_spawn, not subprocess (a heavy import); setsid detaches it from Claude's
             # session. The log goes in as an fd already opened safely (POSIX_SPAWN_DUP2).
@@ -214,6 +211,7 @@ def autostart(state_dir: str) -> None:
             os.close(log)
     finally:
         os.close(fd)
+        os.close(dir_fd)
 
 
 def socket_refusal(socket_path: str) -> PermissionError | None:

@@ -22,12 +22,13 @@ import aiosqlite
 import msgspec
 
 from agentd.db import preflight
+from agentd.db.merge import merge_assignments
 from agentd.db.migrations import MIGRATIONS, migrate
 from agentd.db.wal import JOURNAL_SIZE_LIMIT, Checkpointer, wal_path
 from agentd.errors import DiskFull, StartupError
 from agentd.ingest import PreparedEvent, Privacy, prepare_event
 from agentd.redact import RULESET_VERSION
-from agentd.rows import MERGE_POLICY, TYPED_TABLES, Row
+from agentd.rows import TYPED_TABLES, Row
 
 __all__ = ["Store", "connect_sync", "is_disk_full", "Binder", "table_columns", "upsert_sql"]
 
@@ -66,27 +67,7 @@ def upsert_sql(table: str, columns: list[str]) -> str:
     A uniform statement lets a whole batch go through one executemany per table while keeping
     the events' order, which "newest non-null wins" depends on.
     """
-    updates = []
-    for col in columns:
-        if col == "id":
-            continue
-        policy = MERGE_POLICY.get(col)
-        if policy is not None and policy.startswith("newest by ") and policy[10:] in columns:
-            # Taken only from a row at least as new; a row without the time (none of ours) wins
-            # as before. All right-hand sides see the old row, so `at` is compared before it moves.
-            at = policy[10:]
-            newer = f"(excluded.{at} IS NULL OR {at} IS NULL OR excluded.{at} >= {at})"
-            updates.append(
-                f"{col} = CASE WHEN excluded.{col} IS NOT NULL AND {newer}"
-                f" THEN excluded.{col} ELSE {col} END"
-            )
-        elif policy in ("min", "max"):
-            # SQLite's scalar min()/max() return NULL if any argument is NULL: coalesce both ways.
-            updates.append(
-                f"{col} = {policy}(coalesce(excluded.{col}, {col}), coalesce({col}, excluded.{col}))"
-            )
-        else:
-            updates.append(f"{col} = coalesce(excluded.{col}, {col})")
+    updates = merge_assignments(columns)
     placeholders = ", ".join("?" for _ in columns)
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "

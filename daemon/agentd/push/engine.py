@@ -20,11 +20,11 @@ from typing import Any
 
 import psycopg
 
+from agentd.db.merge import merge_assignments
 from agentd.errors import ConnectFailed, PushBusy, SchemaMissing
 from agentd.privacy import strip_payload
 from agentd.push import server
 from agentd.push.local import RAW_TABLE, TABLES, Local
-from agentd.rows import MERGE_POLICY
 
 __all__ = ["Pusher", "CycleResult", "target_key"]
 
@@ -279,30 +279,16 @@ class Pusher:
 
 
 def _merge_sql(table: str, cols: list[str]) -> str:
-    """Stage -> table, merging the way the local store does (db/store.py upsert_sql): a column
-    takes the newer non-null value; MERGE_POLICY's min/max columns keep the earliest/latest.
-    PostgreSQL's least() and greatest() already ignore NULLs."""
-    updates = []
-    for col in cols:
-        if col in ("machine_id", "id"):
-            continue
-        policy = MERGE_POLICY.get(col)
-        if policy is not None and policy.startswith("newest by ") and policy[10:] in cols:
-            # As the local store: taken only from a row at least as new as the one that set it.
-            at = policy[10:]
-            newer = f"(excluded.{at} IS NULL OR t.{at} IS NULL OR excluded.{at} >= t.{at})"
-            updates.append(
-                f"{col} = CASE WHEN excluded.{col} IS NOT NULL AND {newer}"
-                f" THEN excluded.{col} ELSE t.{col} END"
-            )
-        elif policy == "min":
-            updates.append(f"{col} = least(excluded.{col}, t.{col})")
-        elif policy == "max":
-            updates.append(f"{col} = greatest(excluded.{col}, t.{col})")
-        elif col == "user_name":
-            updates.append("user_name = excluded.user_name")
-        else:
-            updates.append(f"{col} = coalesce(excluded.{col}, t.{col})")
+    """Stage -> table, merging with the local store's own rules (db/merge.py)."""
+    updates = merge_assignments(
+        [c for c in cols if c != "user_name"],
+        skip=("machine_id", "id"),
+        old="t.",
+        least="least",
+        greatest="greatest",
+    )
+    if "user_name" in cols:
+        updates.append("user_name = excluded.user_name")  # who pushed it last
     names = ", ".join(cols)
     return (
         f"INSERT INTO agentd.{table} AS t ({names}) SELECT {names} FROM stage_{table}"
