@@ -122,7 +122,7 @@ def test_an_unknown_agent_or_role_is_a_clear_error():
 def test_agentd_query_imports_no_role_module():
     """`agentd query` lists sources from the registry without importing installers or importers."""
     code = (
-        "import sys; from agentd.cli import cli; "
+        "import sys; from agentd.cli import query; "
         "print(sorted(m for m in sys.modules if m.startswith(('agentd.installers', "
         "'agentd.importers', 'agentd.doctor', 'agentd.normalizers'))))"
     )

@@ -204,3 +204,85 @@ def test_bad_config_file_is_a_clear_error_not_a_traceback(agentd_env, agentd_hom
     result = agentd(agentd_env, "status")
     assert result.returncode == 1
     assert "'autostart' must be bool" in result.stderr and "Traceback" not in result.stderr
+
+
+def _run_python(env, code, *args):
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_help_lists_every_command_as_the_commands_themselves_would(agentd_env, columns):
+    """`agentd --help` lists the commands from cli.COMMANDS without importing their modules; the
+    listing is the one click writes with every command loaded, at any width."""
+    env = dict(agentd_env, COLUMNS=columns)
+    modules = (
+        "import atexit, sys; atexit.register(lambda: print(sorted(m for m in sys.modules "
+        "if m.startswith('agentd.cli.')), file=sys.stderr)); "
+    )
+    lazy = _run_python(env, modules + "from agentd.cli import main; main()", "--help")
+    eager = _run_python(
+        env, "from agentd.cli import load_commands, main; load_commands(); main()", "--help"
+    )
+    assert lazy.returncode == eager.returncode == 0, lazy.stderr + eager.stderr
+    assert lazy.stdout == eager.stdout
+    assert lazy.stderr.strip() == "[]"  # no command module imported
+    listed = lazy.stdout.split("Commands:\n")[1].splitlines()
+    assert [line.split()[0] for line in listed] == sorted(
+        ["doctor", "import", "install", "prices", "prune", "push", "query", "start", "status",
+         "statusline", "stop", "ui", "uninstall", "vacuum"]
+    )  # fmt: skip
+
+
+def test_the_command_table_matches_the_commands():
+    """cli.COMMANDS names each command's module and its short help, as the command says them."""
+    import click
+
+    from agentd.cli import COMMANDS, cli, load_commands
+
+    load_commands()
+    assert set(cli.commands) == set(COMMANDS)
+    for name, (module, short_help) in COMMANDS.items():
+        command = cli.commands[name]
+        defined_in = command.callback.__module__ if command.callback else type(command).__module__
+        assert defined_in == f"agentd.cli.{module}", name
+        assert command.get_short_help_str(limit=10_000) == short_help, name
+    ctx = click.Context(cli)
+    assert cli.get_command(ctx, "nonesuch") is None
+
+
+def test_query_loads_neither_the_daemon_nor_asyncio(agentd_env, config):
+    """`agentd query sessions`, run as a user runs it, on a real database: it imports only its
+    own command's module, and none of the daemon, asyncio, the normalizers, pricing or msgspec."""
+    from agentd.db.store import connect_sync
+
+    connect_sync(config.db_path).close()  # the real migrations: an empty agentd database
+    code = (
+        "import atexit, sys; atexit.register(lambda: print(' '.join(sorted(sys.modules)), "
+        "file=sys.stderr)); from agentd.cli import main; main()"
+    )
+    result = _run_python(agentd_env, code, "query", "sessions")
+    assert result.returncode == 0, result.stderr
+    assert "(no rows in the last 7d" in result.stderr
+    loaded = set(result.stderr.split("\n")[-2].split())
+    assert "agentd.cli.query" in loaded and "sqlite3" in loaded  # the list is the real one
+    heavy = {"asyncio", "msgspec", "socket", "subprocess", "logging", "json"}
+    assert not loaded & heavy, loaded & heavy
+    ours = {m for m in loaded if m.startswith("agentd.")}
+    assert not {m for m in ours if m.startswith(("agentd.service", "agentd.normalizers",
+        "agentd.pricing", "agentd.db.store", "agentd.importers", "agentd.installers"))}  # fmt: skip
+    assert {m for m in ours if m.startswith("agentd.cli.")} == {"agentd.cli.query"}
+
+
+def test_query_binds_the_host_name_as_socket_gives_it(agentd_env, config):
+    from agentd.db.store import connect_sync
+
+    connect_sync(config.db_path).close()
+    result = agentd(agentd_env, "query", "--sql", "SELECT :machine AS m", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"m\n{socket.gethostname()}\n"

@@ -10,23 +10,18 @@
 - `human_bytes` is the one byte-size formatter (binary units, as the docs write sizes).
 
 No click at import time (only `output_options` needs it): importers and doctor import this
-module for `human_bytes`.
+module for `human_bytes`. And nothing a format alone needs (json, csv, msgspec, base64): each
+writer imports its own, so `agentd query` prints a table without loading the JSON encoders.
 """
 
 from __future__ import annotations
 
-import base64
-import csv
 import functools
-import io
-import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar, overload
-
-import msgspec
 
 __all__ = [
     "FORMATS",
@@ -111,10 +106,18 @@ def write_document(
             raise ValueError("a document needs a text renderer for the table format")
         out.write(_line(text(document)))
     elif fmt == "json":
+        import json
+
         out.write(json.dumps(document, indent=2, sort_keys=sort_keys) + "\n")
     elif fmt == "ndjson":
+        import json
+
         out.write(json.dumps(document, sort_keys=sort_keys, separators=(",", ":")) + "\n")
     elif fmt == "csv":
+        import csv
+        import io
+        import json
+
         flat = _flatten(document)
         keys = sorted(flat) if sort_keys else list(flat)
         buffer = io.StringIO()
@@ -183,7 +186,11 @@ def output_options(fn: F | None = None, *, help: str | None = None) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    return base64.b64encode(value).decode() if isinstance(value, bytes) else value
+    if isinstance(value, bytes):
+        import base64
+
+        return base64.b64encode(value).decode()
+    return value
 
 
 # Each writer makes one string per batch and writes it at once: one system call per batch
@@ -191,6 +198,9 @@ def _plain(value: Any) -> Any:
 
 
 def _write_csv(out: TextIO, columns: list[str], batches: Batches) -> None:
+    import csv
+    import io
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -205,6 +215,8 @@ def _write_csv(out: TextIO, columns: list[str], batches: Batches) -> None:
 
 
 def _write_ndjson(out: TextIO, columns: list[str], batches: Batches) -> None:
+    import msgspec
+
     encoder = msgspec.json.Encoder()
     for batch in batches:
         objects = [dict(zip(columns, row, strict=True)) for row in batch]
@@ -212,6 +224,8 @@ def _write_ndjson(out: TextIO, columns: list[str], batches: Batches) -> None:
 
 
 def _write_json(out: TextIO, columns: list[str], batches: Batches) -> None:
+    import msgspec
+
     encoder = msgspec.json.Encoder()
     first = True
     for batch in batches:

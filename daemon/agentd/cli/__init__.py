@@ -3,11 +3,18 @@
 Exit codes: 0 success; 1 error; 2 usage error (click); 3 the daemon is not running (`status`) or
 failed to start (`start`). Every agentd error a user can fix (errors.UserError) becomes its
 message and exit code here, in AgentdGroup, the one place: commands just let them rise.
+
+The group is lazy (click's LazyGroup pattern): COMMANDS names each command's module, which is
+imported only when that command runs, so `agentd query` pays for the query engine and not for
+the daemon, asyncio or the normalizers. `agentd --help` lists every command from COMMANDS'
+short help without importing any (tests/test_cli.py checks it is each command's own).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from gettext import gettext as _  # click's own, for the "Commands" title as click writes it
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +26,78 @@ from agentd.errors import NotRunning, UserError
 
 EXIT_NOT_RUNNING = NotRunning.EXIT_CODE
 
+# name -> (the module under agentd.cli that defines it, its short help as `agentd --help` shows
+# it: the first sentence of its docstring, which tests/test_cli.py checks against the command).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": (
+        "agents",
+        "Check the install: daemon, database, and for each agent its capture (hooks, plugin, "
+        "a test event end to end, transcript retention).",
+    ),
+    "import": (
+        "agents",
+        "Backfill from what the agents keep on disk: Claude Code transcripts, OpenCode's database.",
+    ),
+    "install": ("agents", "Install agentd's capture into an agent's configuration."),
+    "prices": (
+        "usage",
+        "Show the price table agentd computes costs with, and what MODELS cost per million tokens.",
+    ),
+    "prune": ("maintenance", "Delete sessions and raw events last seen before a cutoff."),
+    "push": ("push", "Copy what this machine captured into a team's PostgreSQL database."),
+    "query": (
+        "query",
+        "Answer questions from the captured data: a canned REPORT, or read-only SQL.",
+    ),
+    "start": ("daemon", "Start the daemon (detached unless --foreground)."),
+    "status": ("daemon", "Show whether the daemon runs, and its counters."),
+    "statusline": (
+        "usage",
+        "Print one status line for Claude Code from its statusLine JSON on stdin.",
+    ),
+    "stop": ("daemon", "Stop the daemon gracefully."),
+    "ui": ("ui", "Serve a live dashboard of what the agents did (read-only)."),
+    "uninstall": ("agents", "Remove exactly what `agentd install` added."),
+    "vacuum": (
+        "maintenance",
+        "Shrink the database file: give the space of deleted rows back to the file system.",
+    ),
+}
+
+
+def load_commands() -> None:
+    """Import every command module (each registers its commands on `cli`): for tools and tests
+    that walk `cli.commands`."""
+    for module in sorted({entry[0] for entry in COMMANDS.values()}):
+        importlib.import_module(f"agentd.cli.{module}")
+
 
 class AgentdGroup(click.Group):
-    """The root group: an errors.UserError raised by any command below it is printed as
-    `Error: <message>` and exits with its EXIT_CODE, never as a traceback."""
+    """The root group: lazy (its commands' modules load when a command is asked for, COMMANDS);
+    and an errors.UserError raised by any command below it is printed as `Error: <message>` and
+    exits with its EXIT_CODE, never as a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            importlib.import_module(f"agentd.cli.{COMMANDS[name][0]}")  # registers it
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own listing, with a stand-in carrying COMMANDS' short help for each command
+        not loaded yet (it shortens to the width as the command would: the same text)."""
+        commands = [
+            (name, self.commands.get(name) or click.Command(name, help=COMMANDS[name][1]))
+            for name in self.list_commands(ctx)
+        ]
+        commands = [(name, command) for name, command in commands if not command.hidden]
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            rows = [(name, command.get_short_help_str(limit)) for name, command in commands]
+            with formatter.section(_("Commands")):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -82,7 +157,3 @@ def cli(ctx: click.Context, socket_path: Path | None, db_path: Path | None) -> N
 
 def main() -> None:
     cli(prog_name="agentd")
-
-
-# The commands live in their own modules; importing them registers them on the group.
-from agentd.cli import agents, daemon, maintenance, push, query, ui, usage  # noqa: E402, F401

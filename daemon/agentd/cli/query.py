@@ -4,7 +4,6 @@ canned reports (query/reports.py)."""
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -177,8 +176,9 @@ def query(
             limit=limit,
             report=report is not None,
         )
-        # The usage reports' own parameters (query/usage_reports.py), bound for --sql too.
-        params.update(period=period, by=by, machine=socket.gethostname())
+        # The usage reports' own parameters (query/usage_reports.py), bound for --sql too. The
+        # host name as socket.gethostname() gives it (uname's), without importing socket.
+        params.update(period=period, by=by, machine=os.uname().nodename)
         if report is None:
             statement = sys.stdin.read() if sql == "-" else str(sql)
             if not statement.strip():
