@@ -45,6 +45,29 @@ def run(env: dict[str, str], stdin: bytes | str) -> subprocess.CompletedProcess[
 
 def test_line_and_sample_with_the_daemon_up(daemon, agentd_env, agentd_home):
     # Today's cost and the session's failed tool calls come from the database.
+    _figures_in_the_database(daemon)
+    sent = sample()  # once: its reset times follow the clock
+    result = run(agentd_env, json.dumps(sent))
+    assert result.returncode == 0 and result.stderr == ""
+    # $0.30 input + $0.15 output today
+    assert result.stdout == (
+        "Sonnet 4.5 | ctx 42% | $1.23 session | $0.45 today | 5h 37% (resets in 2h05m)"
+        " | 1 failed tool call\n"
+    )
+    db = agentd_home / "agentd.db"
+    # Stored as a notification would be (the line does not wait for the commit): moments later.
+    assert wait_for(lambda: query_db(db, "SELECT 1 FROM statusline_samples"))
+    (row,) = query_db(db, "SELECT * FROM statusline_samples")
+    assert row["session_id"] == SESSION and row["model"] == "claude-sonnet-4-5"
+    assert (row["five_hour_used_pct"], row["seven_day_used_pct"]) == (37, 12)
+    assert row["five_hour_resets_at"] == sent["rate_limits"]["five_hour"]["resets_at"] * 1000
+    assert (row["context_used_pct"], row["total_cost_usd"]) == (41.6, 1.234)
+    (session,) = query_db(db, "SELECT source, project_path FROM sessions")
+    assert session == {"source": "claude", "project_path": "/tmp/proj"}
+
+
+def _figures_in_the_database(daemon: Daemon) -> None:
+    """A failed tool call of SESSION and a response priced at $0.45, today."""
     failure = next(
         r["stdin"] for r in load_jsonl("claude_hooks_examples.jsonl")
         if r["hook_event_name"] == "PostToolUseFailure"
@@ -56,24 +79,73 @@ def test_line_and_sample_with_the_daemon_up(daemon, agentd_env, agentd_home):
         "message": {"id": "msg_s1", "role": "assistant", "model": "claude-sonnet-4-5",
                     "content": [], "usage": {"input_tokens": 100000, "output_tokens": 10000}},
     })  # fmt: skip
-    sent = sample()  # once: its reset times follow the clock
-    result = run(agentd_env, json.dumps(sent))
-    assert result.returncode == 0 and result.stderr == ""
-    # $0.30 input + $0.15 output today
-    assert result.stdout == (
-        "Sonnet 4.5 | ctx 42% | $1.23 session | $0.45 today | 5h 37% (resets in 2h05m)"
-        " | 1 failed tool call\n"
-    )
+
+
+def _midnight_ms(now: float) -> int:
+    local = time.localtime(now)
+    return int(now - local.tm_hour * 3600 - local.tm_min * 60 - local.tm_sec) * 1000
+
+
+def test_the_statusline_method_stores_the_sample_and_answers_the_figures(daemon, agentd_home):
+    _figures_in_the_database(daemon)
     db = agentd_home / "agentd.db"
-    # Sent as a notification (the line does not wait for the commit): stored moments later.
-    assert wait_for(lambda: query_db(db, "SELECT 1 FROM statusline_samples"))
-    (row,) = query_db(db, "SELECT * FROM statusline_samples")
-    assert row["session_id"] == SESSION and row["model"] == "claude-sonnet-4-5"
-    assert (row["five_hour_used_pct"], row["seven_day_used_pct"]) == (37, 12)
-    assert row["five_hour_resets_at"] == sent["rate_limits"]["five_hour"]["resets_at"] * 1000
-    assert (row["context_used_pct"], row["total_cost_usd"]) == (41.6, 1.234)
-    (session,) = query_db(db, "SELECT source, project_path FROM sessions")
-    assert session == {"source": "claude", "project_path": "/tmp/proj"}
+    now = time.time()
+    params = {"source": "claude_statusline", "payload": sample(), "received_at": int(now * 1000)}
+    result = daemon.call("statusline", {**params, "day_start": _midnight_ms(now)})
+    assert result == {"accepted": True, "today_cost": pytest.approx(0.45), "failures": 1}
+    # Stored as `ingest` stores it, not waited for; a replay is stored once.
+    samples = "SELECT count(*) AS n FROM statusline_samples"
+    assert wait_for(lambda: query_db(db, samples) == [{"n": 1}])
+    assert daemon.call("statusline", {**params, "day_start": _midnight_ms(now)}) == result
+    daemon.call("ingest", {"source": "claude", "payload": {"session_id": "x"}})  # after it
+    assert query_db(db, "SELECT count(*) AS n FROM events") == [{"n": 4}]
+    # "Today" is the client's: a day that starts after the response has no cost yet; a
+    # session without failures has 0; a sample without a session, no failure count.
+    later = {**params, "day_start": _midnight_ms(now) + 2 * 86_400_000}
+    assert daemon.call("statusline", later) == {"accepted": True, "failures": 1}
+    other = {**params, "payload": sample(session_id="another"), "day_start": _midnight_ms(now)}
+    assert daemon.call("statusline", other)["failures"] == 0
+    alone = {**params, "payload": {"model": {"id": "x"}}, "day_start": _midnight_ms(now)}
+    assert "failures" not in daemon.call("statusline", alone)
+
+
+def test_the_statusline_method_refuses_bad_params(daemon):
+    from agentd.client import RemoteError
+
+    with pytest.raises(RemoteError) as missing:
+        daemon.call("statusline", {"source": "claude_statusline", "payload": sample()})
+    assert missing.value.code == -32602 and "day_start" in str(missing.value)
+    with pytest.raises(RemoteError) as unknown:
+        daemon.call("statusline", {"source": "claude_statusline", "payload": sample(),
+                                   "day_start": 0, "extra": 1})  # fmt: skip
+    assert unknown.value.code == -32602
+
+
+def test_daemon_up_or_down_the_line_shows_the_same_figures(daemon, agentd_env, agentd_home):
+    """Up, the figures come back with the sample's answer; down, from the database file."""
+    _figures_in_the_database(daemon)
+    sent = json.dumps(sample())
+    up = run(agentd_env, sent)
+    daemon.stop()
+    down = run({**agentd_env, "AGENTD_AUTOSTART": "0"}, sent)
+    assert up.returncode == down.returncode == 0 and up.stderr == down.stderr == ""
+    assert "$0.45 today" in up.stdout and "| 1 failed tool call" in up.stdout
+    assert down.stdout == up.stdout
+    assert len(list((agentd_home / "spool").glob("claude_statusline-*.ndjson"))) == 1
+
+
+def test_a_sample_the_daemon_refuses_still_gets_its_figures(daemon, agentd_env):
+    """An error answer (here: a sample nested too deep to store; or an older daemon without the
+    `statusline` method) sends it as `ingest` and reads the figures from the database file."""
+    _figures_in_the_database(daemon)
+    deep: object = 1
+    for _ in range(300):
+        deep = [deep]
+    result = run(agentd_env, json.dumps(sample(deep=deep)))
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("Sonnet 4.5 | ctx 42% | $1.23 session | $0.45 today | 5h")
+    assert result.stdout.endswith(" | 1 failed tool call\n")
+    assert daemon.alive
 
 
 def test_daemon_down_spools_and_the_daemon_keeps_it_later(agentd_env, agentd_home, config):

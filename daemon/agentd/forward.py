@@ -127,10 +127,12 @@ def wrap_unparsed(data: bytes) -> bytes:
     return json.dumps({"agentd_unparsed_stdin": data.decode("utf-8", "replace")}).encode()
 
 
-def deliver(socket_path: str, params: bytes, deadline: float) -> bytes | None:
-    """Send one ingest request; the reply line, or None if the daemon could not be reached.
-    trust.Untrusted (a PermissionError), before anything is sent, if the socket's peer is not of
-    our uid."""
+def deliver(
+    socket_path: str, params: bytes, deadline: float, method: bytes = b"ingest"
+) -> bytes | None:
+    """Send one request (`ingest`, or the statusline's `statusline`); the reply line, or None if
+    the daemon could not be reached or did not answer by `deadline`. trust.Untrusted (a
+    PermissionError), before anything is sent, if the socket's peer is not of our uid."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         try:
@@ -146,7 +148,7 @@ def deliver(socket_path: str, params: bytes, deadline: float) -> bytes | None:
             trust.check_peer(sock, socket_path)  # raises Untrusted, saying whose socket it is
         try:
             sock.settimeout(max(0.001, deadline - time.monotonic()))
-            sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"ingest","params":%s}\n' % params)
+            sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"%s","params":%s}\n' % (method, params))
             reply = b""
             while b"\n" not in reply:
                 sock.settimeout(max(0.001, deadline - time.monotonic()))

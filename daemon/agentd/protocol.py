@@ -57,6 +57,15 @@ class IngestParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     received_at: int | None = None
 
 
+class StatuslineParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """`ingest`'s params, and where "today" starts for the statusline's figures."""
+
+    source: str
+    payload: msgspec.Raw
+    day_start: int  # epoch ms: the client's local midnight
+    received_at: int | None = None
+
+
 class PruneParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     before: int  # epoch ms: what was last seen before this goes
 

@@ -26,7 +26,7 @@ def statusline() -> None:
       agentd install claude --statusline
       echo '{"model": {"display_name": "Sonnet"}, "cost": {"total_cost_usd": 0.42}}' | agentd statusline
     """
-    from agentd import statusline as status
+    from agentd import statusbar as status
 
     click.echo(status.run(os.environ, time.monotonic()))
 

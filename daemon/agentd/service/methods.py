@@ -6,8 +6,9 @@ or connections, and the transport cannot see what a method does. Wire errors are
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import msgspec
@@ -15,7 +16,13 @@ import msgspec
 from agentd import __version__
 from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
 from agentd.ingest import InvalidEvent
-from agentd.protocol import IngestParams, NoParams, PruneParams, decode_params
+from agentd.protocol import (
+    IngestParams,
+    NoParams,
+    PruneParams,
+    StatuslineParams,
+    decode_params,
+)
 
 __all__ = ["METHODS", "ServiceAPI", "dispatch"]
 
@@ -32,6 +39,10 @@ class ServiceAPI(Protocol):
     def stopping(self) -> bool: ...
 
     async def ingest(self, source: str, payload: bytes, received_at: int | None) -> None: ...
+
+    async def statusline(
+        self, source: str, payload: bytes, received_at: int | None, day_start: int
+    ) -> dict[str, Any]: ...
 
     async def status(self) -> dict[str, Any]: ...
 
@@ -74,15 +85,35 @@ async def ping(service: ServiceAPI, params: NoParams) -> dict[str, Any]:
 async def ingest(service: ServiceAPI, params: IngestParams) -> dict[str, Any]:
     if service.stopping:
         raise ShuttingDown()
-    try:
+    with _invalid_event():
         await service.ingest(params.source, bytes(params.payload), params.received_at)
+    return {"stored": True}
+
+
+@method("statusline", StatuslineParams)
+async def statusline(service: ServiceAPI, params: StatuslineParams) -> dict[str, Any]:
+    """`ingest` as a notification, answered with what `agentd statusline` prints beside the
+    sample: one round trip instead of the command opening the database itself."""
+    if service.stopping:
+        raise ShuttingDown()
+    with _invalid_event():
+        figures = await service.statusline(
+            params.source, bytes(params.payload), params.received_at, params.day_start
+        )
+    return {"accepted": True, **figures}
+
+
+@contextlib.contextmanager
+def _invalid_event() -> Iterator[None]:
+    """An event the daemon cannot take, as -32602 with the path of what is wrong."""
+    try:
+        yield
     except InvalidEvent as e:
         raise InvalidParams(f"Invalid params: {e} - at `{e.path}`", data={"path": e.path}) from None
     except UnicodeDecodeError as e:  # msgspec.Raw does not check the UTF-8 inside the payload
         raise InvalidParams(
             f"Invalid params: {e} - at `$.payload`", data={"path": "$.payload"}
         ) from None
-    return {"stored": True}
 
 
 @method("status")

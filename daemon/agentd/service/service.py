@@ -13,12 +13,15 @@ import contextlib
 import hashlib
 import logging
 import os
+import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from agentd import __version__, paths, pidfile, spool
+from agentd import __version__, paths, pidfile, spool, statusbar
 from agentd.config import Config
+from agentd.db import readonly
 from agentd.db.store import Store
 from agentd.errors import AlreadyRunning, DiskFull, StartupError
 from agentd.follow import Follower
@@ -53,6 +56,11 @@ class Service:
         self._spool_lock = asyncio.Lock()
         # Reads live Claude transcripts into the store (tokens, cost, what no hook reports).
         self.follower = Follower(config.state_dir, self.store.prepare, self.store.submit)
+        # The statusline's figures: read in a worker thread (never on the loop), on one
+        # read-only connection opened on first use (the lock: one thread uses it at a time).
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+        self._unwaited: set[asyncio.Future[None]] = set()  # statusline samples being stored
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -100,6 +108,10 @@ class Service:
                 await self._spool_task
             self._spool_task = None
         await self.follower.close()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         await self.store.close()
         if self._pid_fd is not None:
             pidfile.release(self.config.pid_path, self._pid_fd)
@@ -112,6 +124,36 @@ class Service:
         event = self.store.prepare(source, payload, received_at)
         await self.store.submit(event)
         self._follow(event, payload)
+
+    async def statusline(
+        self, source: str, payload: bytes, received_at: int | None, day_start: int
+    ) -> dict[str, Any]:
+        """What the statusline prints beside the sample (statusbar.read_figures) for the event's
+        session and the day from `day_start`, read in a worker thread; the event is stored as an
+        `ingest` notification's is, not waited for (its commit can take longer than the read, on
+        a session with many messages, and the statusline runs as often as the hook)."""
+        event = self.store.prepare(source, payload, received_at)
+        stored = asyncio.ensure_future(self.store.submit(event))
+        self._unwaited.add(stored)
+        stored.add_done_callback(self._stored_unwaited)
+        self._follow(event, payload)
+        return await asyncio.to_thread(self._figures, event.session_id, day_start)
+
+    def _stored_unwaited(self, stored: asyncio.Future[None]) -> None:
+        self._unwaited.discard(stored)
+        if not stored.cancelled() and stored.exception() is not None:
+            log.warning("a statusline sample was not stored: %s", stored.exception())
+
+    def _figures(self, session_id: str | None, day_start: int) -> dict[str, Any]:
+        with self._reader_lock:
+            if self._reader is None:
+                try:
+                    self._reader = readonly.connect(
+                        self.config.db_path, timeout=0.1, check_same_thread=False
+                    )
+                except sqlite3.Error:
+                    return {}  # the statusline shows the rest
+            return statusbar.read_figures(self._reader, session_id, day_start)
 
     def _follow(self, event: PreparedEvent, payload: bytes) -> None:
         if event.source == "claude":
