@@ -29,7 +29,8 @@ import time
 
 from agentd import forward, paths, spool
 
-if False:  # for the annotations only: loading it costs a millisecond the daemon's answer saves
+TYPE_CHECKING = False  # the idiom that spares importing `typing` at run time
+if TYPE_CHECKING:  # and `_sqlite3` (loading libsqlite3): the daemon's answer spares it
     import _sqlite3
 
 SOURCE = "claude_statusline"
