@@ -16,13 +16,7 @@ import msgspec
 from agentd import __version__
 from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
 from agentd.ingest import InvalidEvent
-from agentd.protocol import (
-    IngestParams,
-    NoParams,
-    PruneParams,
-    StatuslineParams,
-    decode_params,
-)
+from agentd.protocol import IngestParams, NoParams, PruneParams, StatuslineParams, decode_params
 
 __all__ = ["METHODS", "ServiceAPI", "dispatch"]
 
@@ -85,8 +79,14 @@ async def ping(service: ServiceAPI, params: NoParams) -> dict[str, Any]:
 async def ingest(service: ServiceAPI, params: IngestParams) -> dict[str, Any]:
     if service.stopping:
         raise ShuttingDown()
-    with _invalid_event():
+    try:
         await service.ingest(params.source, bytes(params.payload), params.received_at)
+    except InvalidEvent as e:
+        raise InvalidParams(f"Invalid params: {e} - at `{e.path}`", data={"path": e.path}) from None
+    except UnicodeDecodeError as e:  # msgspec.Raw does not check the UTF-8 inside the payload
+        raise InvalidParams(
+            f"Invalid params: {e} - at `$.payload`", data={"path": "$.payload"}
+        ) from None
     return {"stored": True}
 
 
@@ -105,7 +105,8 @@ async def statusline(service: ServiceAPI, params: StatuslineParams) -> dict[str,
 
 @contextlib.contextmanager
 def _invalid_event() -> Iterator[None]:
-    """An event the daemon cannot take, as -32602 with the path of what is wrong."""
+    """An event the daemon cannot take, as -32602 with the path of what is wrong (as `ingest`
+    says it)."""
     try:
         yield
     except InvalidEvent as e:
