@@ -262,14 +262,17 @@ def test_query_loads_neither_the_daemon_nor_asyncio(agentd_env, config):
     from agentd.db.store import connect_sync
 
     connect_sync(config.db_path).close()  # the real migrations: an empty agentd database
-    code = (
-        "import atexit, sys; atexit.register(lambda: print(' '.join(sorted(sys.modules)), "
-        "file=sys.stderr)); from agentd.cli import main; main()"
-    )
-    result = _run_python(agentd_env, code, "query", "sessions")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "agentd", "query", "sessions"],
+        env=agentd_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "(no rows in the last 7d" in result.stderr
-    loaded = set(result.stderr.split("\n")[-2].split())
+    loaded = {
+        line.split("|")[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "agentd.cli.query" in loaded and "sqlite3" in loaded  # the list is the real one
     heavy = {"asyncio", "msgspec", "socket", "subprocess", "logging", "json"}
     assert not loaded & heavy, loaded & heavy
@@ -277,6 +280,32 @@ def test_query_loads_neither_the_daemon_nor_asyncio(agentd_env, config):
     assert not {m for m in ours if m.startswith(("agentd.service", "agentd.normalizers",
         "agentd.pricing", "agentd.db.store", "agentd.importers", "agentd.installers"))}  # fmt: skip
     assert {m for m in ours if m.startswith("agentd.cli.")} == {"agentd.cli.query"}
+
+
+def test_query_output_is_whole_and_its_exit_code_kept(agentd_env, config):
+    """`agentd query` ends its process without the interpreter's teardown: what it wrote is all
+    there, through a pipe, and its exit codes are click's."""
+    from agentd.db.store import connect_sync
+
+    connect_sync(config.db_path).close()
+    many = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) "
+        "SELECT x, 'row ' || x AS text FROM c"
+    )
+    result = agentd(agentd_env, "query", "--sql", many, "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 100_001 and lines[0] == "x,text" and lines[-1] == "100000,row 100000"
+    bad = agentd(agentd_env, "query", "--sql", "SELECT nope")
+    assert (bad.returncode, bad.stdout) == (1, "")
+    assert bad.stderr == "Error: SQL error: no such column: nope\n"
+    usage = agentd(agentd_env, "query", "--bogus")
+    assert usage.returncode == 2 and "No such option '--bogus'" in usage.stderr
+    head = subprocess.run(
+        f"{sys.executable} -m agentd query --sql \"{many}\" --format csv | head -n 2",
+        shell=True, env=agentd_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert head.stdout == "x,text\n1,row 1\n" and head.stderr == ""
 
 
 def test_query_binds_the_host_name_as_socket_gives_it(agentd_env, config):

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from agentd.agents import AGENTS
-from agentd.cli import _config, cli
+from agentd.cli import _config, cli, skip_teardown
 from agentd.output import Rows, emit, output_options, stream, write
 from agentd.query.engine import (
     Interrupted,
@@ -159,6 +159,7 @@ def query(
       agentd query --sql - --format csv < my-report.sql
       agentd query --sql "SELECT * FROM events" --timeout 0 --format ndjson > events.ndjson
     """
+    skip_teardown()  # it closes its connection and flushes what it wrote: nothing is left
     if report is not None and sql is not None:
         raise click.UsageError("give a REPORT or --sql, not both")
     if show_sql and report is None:
