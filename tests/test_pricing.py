@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import genai_prices
 import pytest
@@ -149,3 +150,24 @@ def test_a_full_memo_starts_over(full, monkeypatch):
         got = prices.cost("claude-haiku-4-5", provider="claude", at_ms=TIMES[0], tokens=tokens)
         assert got == reference("claude-haiku-4-5", "claude", TIMES[0], tokens, True, None)
         assert len(prices._memo) <= full
+
+
+def test_a_genai_prices_that_computes_otherwise_turns_plans_off(monkeypatch, caplog):
+    # plan.py leans on genai-prices' private functions: an upgrade that changes what they compute
+    # must cost speed, never a wrong price.
+    monkeypatch.setattr(Plan, "total", lambda self, usage: Decimal("123.456"))
+    prices = PriceTable()
+    for n in range(1, 4):
+        tokens = {"prompt_tokens": n, "completion_tokens": 7}
+        got = prices.cost("claude-haiku-4-5", provider="claude", at_ms=TIMES[0], tokens=tokens)
+        assert got == reference("claude-haiku-4-5", "claude", TIMES[0], tokens, True, None)
+    assert prices._plan_for is None
+    assert sum("prices differently" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_plan_genai_prices_agrees_with_is_kept():
+    prices = PriceTable()
+    tokens = {"prompt_tokens": 10, "completion_tokens": 5}
+    prices.cost("claude-haiku-4-5", provider="claude", at_ms=TIMES[0], tokens=tokens)
+    assert prices._plan_for is not None
+    assert len(prices._checked) == 1 and len(prices._plans) == 1

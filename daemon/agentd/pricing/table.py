@@ -60,6 +60,7 @@ class PriceTable:
         self._usage = genai_prices.Usage
         self._memo: dict[tuple[Any, ...], float | None | object] = {}
         self._plans: dict[tuple[Any, ...], Any] = {}
+        self._checked: set[tuple[Any, ...]] = set()  # plans whose first price genai-prices agreed
         try:
             from agentd.pricing.plan import plan_for
         except (ImportError, AttributeError):  # a genai-prices laid out otherwise: its own path
@@ -119,12 +120,11 @@ class PriceTable:
             if isinstance(plan, ValueError):
                 raise plan
             if plan is None:
-                result = self._snapshot.calc(
-                    self._usage(**usage), model, provider_id, None, when, context
-                )
-                outcome = float(result.total_price)
+                outcome = self._genai_price(usage, model, provider_id, when, context)
             else:
                 outcome = float(plan.total(self._usage(**usage)))
+                if key is not None and key[:4] not in self._checked:
+                    outcome = self._check(key[:4], outcome, usage, model, provider_id, when, context)
         except LookupError:
             outcome = _NEXT
         except ValueError:
@@ -134,6 +134,36 @@ class PriceTable:
                 self._memo.clear()
             self._memo[key] = outcome
         return outcome
+
+    def _genai_price(
+        self,
+        usage: dict[str, int],
+        model: str,
+        provider_id: str | None,
+        when: datetime,
+        context: dict[str, str] | None,
+    ) -> float:
+        result = self._snapshot.calc(self._usage(**usage), model, provider_id, None, when, context)
+        return float(result.total_price)
+
+    def _check(self, period: tuple[Any, ...], planned: float, *args: Any) -> float:
+        """The first price of each plan is also asked of genai-prices itself: plan.py uses its
+        private functions, so an installed version that computes otherwise (pip install -U
+        genai-prices) turns plans off for good, with one log line, instead of pricing wrongly."""
+        own = self._genai_price(*args)
+        if own != planned:
+            log.warning(
+                "genai-prices %s prices differently than agentd's cached plan (%r vs %r): "
+                "using its own calculation for every message",
+                self.version,
+                own,
+                planned,
+            )
+            self._plan_for = None
+            self._plans.clear()
+            self._memo.clear()
+        self._checked.add(period)
+        return own
 
     def _plan(
         self,
@@ -152,6 +182,7 @@ class PriceTable:
         if plan is _MISS:
             if len(self._plans) >= _MEMO_SIZE:
                 self._plans.clear()
+                self._checked.clear()
             plan = self._plans[period] = self._plan_for(provider, info, when, context)
         return plan
 
