@@ -4,6 +4,7 @@ canned reports (query/reports.py)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sqlite3
 import sys
@@ -35,6 +36,7 @@ from agentd.query.reports import (
 )
 from agentd.query.times import TimeError, parse_time
 from agentd.query.usage_reports import BY, PERIODS
+from agentd.query.window import WINDOW, window
 
 __all__ = ["query"]
 
@@ -179,6 +181,8 @@ def query(
         )
         # The usage reports' own parameters (query/usage_reports.py), bound for --sql too.
         params.update(period=period, by=by, machine=socket.gethostname())
+        # The window's stretches the rollup-reading reports use (query/window.py), for --sql too.
+        params.update(window(params["since"], params["until"]))
         if report is None:
             statement = sys.stdin.read() if sql == "-" else str(sql)
             if not statement.strip():
@@ -258,9 +262,10 @@ def _show_sql(report: Report, params: dict[str, Any]) -> None:
     statements = [render(report.sql, params)]
     if report.percentiles:
         statements.append(render(PERCENTILE_SQL, params))
-    for name in FILTERS:
+    for name in (*FILTERS, *WINDOW):
         if params[name] is not None and (
-            name == "limit" or any(f":{name}" in s for s in statements)
+            name in ("since", "until", "limit")  # the window's stretches derive from the first two
+            or any(re.search(f":{name}\\b", s) for s in statements)
         ):
             click.echo(f"-- :{name} = {params[name]!r}")
     if report.percentiles:

@@ -25,6 +25,7 @@ from agentd.query.reports import (
     nearest_rank,
     render,
 )
+from agentd.query.window import window
 
 __all__ = [
     "QueryError",
@@ -169,7 +170,11 @@ def execute(
 def run_report(
     conn: sqlite3.Connection, report: Report, params: dict[str, Any]
 ) -> tuple[list[str], Iterator[list[tuple[Any, ...]]]]:
-    """Execute a report; its rows stream, unless percentiles must be looked up and sorted."""
+    """Execute a report; its rows stream, unless percentiles must be looked up and sorted.
+
+    The window's stretches (query/window.py) are derived from :since and :until here unless
+    the caller gave them."""
+    params = {**window(params.get("since"), params.get("until")), **params}
     if not report.percentiles:
         return execute(conn, render(report.sql, params), params)
     conn.execute("BEGIN")  # one snapshot for the counts and the lookups, while the daemon writes

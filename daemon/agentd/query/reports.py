@@ -175,38 +175,90 @@ TOOL_ERRORS = Report(
             "its first line, cut at 80 characters",
         ),
     ),
+    # Read from the rollups (db/rollup.py, db/query_rollup.py): whole days and hours of the
+    # window from the aggregates, its partial first and last hours from the rows themselves
+    # (query/window.py names the stretches); --session reads that session's own aggregates.
     sql="""\
-WITH calls AS (
-    SELECT t.tool_name, count(*) AS calls
-    FROM tools t
-    WHERE 1
-      AND t.created_at >= :since
-      AND t.created_at < :until
-      AND t.source = :source
-      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
-      AND t.session_id = :session
-    GROUP BY t.tool_name
+WITH one_session AS (
+    SELECT x.tool_name, x.calls, x.failures FROM tool_session_hourly x
+    WHERE x.hour >= :hour_from AND x.hour < :hour2_to
+      AND x.session_id = :session
+      AND x.source = :source
+      AND x.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
 ),
-failures AS MATERIALIZED (
-    SELECT t.tool_name, t.error_message, count(*) AS n
-    FROM tools t
-    WHERE t.success = 0
-      AND t.created_at >= :since
-      AND t.created_at < :until
+session_errors AS (
+    SELECT x.tool_name, x.message, x.failures FROM tool_session_errors x
+    WHERE x.hour >= :hour_from AND x.hour < :hour2_to
+      AND x.session_id = :session
+      AND x.source = :source
+      AND x.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+),
+counted AS (
+    SELECT d.tool_name, d.calls, d.failures FROM tool_stats_daily d
+    WHERE d.day >= :day_from AND d.day < :day_to
+      AND d.source = :source
+      AND (d.project_path = :project OR (d.project_path >= :project || '/' AND d.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT h.tool_name, h.calls, h.failures FROM tool_stats_hourly h
+    WHERE (h.hour >= :hour_from AND h.hour < :hour_to OR h.hour >= :hour2_from AND h.hour < :hour2_to)
+      AND h.source = :source
+      AND (h.project_path = :project OR (h.project_path >= :project || '/' AND h.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), 1, t.success IS 0 FROM tools t
+    WHERE t.created_at >= :raw_from AND t.created_at < :raw_to
       AND t.source = :source
       AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
-      AND t.session_id = :session
-    GROUP BY t.tool_name, t.error_message
+      AND +t.session_id = :session
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), 1, t.success IS 0 FROM tools t
+    WHERE t.created_at >= :raw2_from AND t.created_at < :raw2_to
+      AND t.source = :source
+      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL SELECT * FROM one_session WHERE :session IS NOT NULL
+),
+failures AS (
+    SELECT d.tool_name, d.message, d.failures FROM tool_errors_daily d
+    WHERE d.day >= :day_from AND d.day < :day_to
+      AND d.source = :source
+      AND (d.project_path = :project OR (d.project_path >= :project || '/' AND d.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT h.tool_name, h.message, h.failures FROM tool_errors_hourly h
+    WHERE (h.hour >= :hour_from AND h.hour < :hour_to OR h.hour >= :hour2_from AND h.hour < :hour2_to)
+      AND h.source = :source
+      AND (h.project_path = :project OR (h.project_path >= :project || '/' AND h.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), coalesce(nullif(substr(trim(substr(t.error_message, 1, instr(t.error_message || char(10), char(10)) - 1)), 1, 80), ''), '(no message)'), 1 FROM tools t
+    WHERE t.success = 0
+      AND t.created_at >= :raw_from AND t.created_at < :raw_to
+      AND t.source = :source
+      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), coalesce(nullif(substr(trim(substr(t.error_message, 1, instr(t.error_message || char(10), char(10)) - 1)), 1, 80), ''), '(no message)'), 1 FROM tools t
+    WHERE t.success = 0
+      AND t.created_at >= :raw2_from AND t.created_at < :raw2_to
+      AND t.source = :source
+      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL SELECT * FROM session_errors WHERE :session IS NOT NULL
+),
+calls AS (
+    SELECT tool_name, sum(calls) AS calls, sum(failures) AS failed
+    FROM counted
+    GROUP BY tool_name
 ),
 messages AS (
-    SELECT tool_name, coalesce(nullif(substr(trim(substr(error_message, 1,
-            instr(error_message || char(10), char(10)) - 1)), 1, 80), ''), '(no message)') AS message,
-        sum(n) AS n
+    SELECT tool_name, message, sum(failures) AS n
     FROM failures
     GROUP BY tool_name, message
 ),
 per_tool AS MATERIALIZED (
-    SELECT tool_name, sum(n) AS failed,
+    SELECT tool_name,
         group_concat(CASE WHEN rank <= 3 THEN n || '× ' || message END, ' | ') AS top_errors
     FROM (
         SELECT tool_name, n, message,
@@ -217,13 +269,14 @@ per_tool AS MATERIALIZED (
     GROUP BY tool_name
 )
 SELECT
-    c.tool_name AS tool_name,
+    nullif(c.tool_name, '') AS tool_name,
     c.calls AS calls,
-    coalesce(p.failed, 0) AS failed,
-    round(100.0 * coalesce(p.failed, 0) / c.calls, 1) AS error_pct,
+    c.failed AS failed,
+    round(100.0 * c.failed / c.calls, 1) AS error_pct,
     p.top_errors AS top_errors
 FROM calls c
-LEFT JOIN per_tool p ON p.tool_name IS c.tool_name
+LEFT JOIN per_tool p ON p.tool_name = c.tool_name
+WHERE c.calls > 0
 ORDER BY failed DESC, c.calls DESC, c.tool_name
 LIMIT :limit""",
 )

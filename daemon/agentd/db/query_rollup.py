@@ -1,0 +1,186 @@
+"""The query rollup: per-hour (and per-day) aggregates of `tools` that `agentd query`'s
+tool-errors and top-sessions reports read instead of a row per call, kept by triggers in the
+writer's transaction like db/rollup.py's (which this builds on: its `tool_stats_daily` is the
+daily tier of the per-tool counts).
+
+Tables (docs/schema.md). Hours are UTC epoch hours (created_at // 3 600 000), days as in
+rollup.py; a row without created_at counts in hour -1 and day -1. A NULL tool_name or
+project_path is stored as ''. `message` is a failure's error message as tool-errors shows it:
+its first line, trimmed, cut at 80 characters, '(no message)' when empty.
+- `tool_stats_hourly` (hour, tool_name, source, project_path): tool_stats_daily's counts per
+  hour, for the hours at a window's edges.
+- `tool_errors_daily`, `tool_errors_hourly` (day | hour, tool_name, source, project_path,
+  message) -> failures.
+- `tool_session_hourly` (session_id, hour, tool_name, source) -> calls, failures: one session's
+  calls (--session), and every session's calls in a window (top-sessions).
+- `tool_session_errors` (session_id, hour, tool_name, source, message) -> failures.
+- `tool_session_totals` (session_id) -> calls, failures over all time (top-sessions --since all).
+
+Exact under replay: the update triggers fire only when a column they count changed, and then
+take the old row's contribution out and put the new one in. A group that drops to zero is
+deleted, so every table equals a fresh aggregate of the rows (tests/test_query_rollup.py).
+The project-keyed tables follow the session's project like tool_stats_daily does.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATION_SQL", "MESSAGE"]
+
+_HOUR = "coalesce(CAST({x}.created_at / 3600000 AS INTEGER), -1)"
+_DAY = "coalesce(CAST({x}.created_at / 86400000 AS INTEGER), -1)"
+_PROJECT = "coalesce((SELECT s.project_path FROM sessions s WHERE s.id = {x}.session_id), '')"
+# The message key, as query/reports.py's tool-errors always grouped failures.
+MESSAGE = (
+    "coalesce(nullif(substr(trim(substr({x}.error_message, 1, instr({x}.error_message || "
+    "char(10), char(10)) - 1)), 1, 80), ''), '(no message)')"
+)
+
+
+def _tables() -> list[tuple[str, dict[str, str], dict[str, str], str, bool]]:
+    """(table, key column -> expression, summed column -> expression, row condition, keyed by
+    project) for each table; `{x}` is the row (NEW, OLD, or t in the backfill)."""
+    tool = "coalesce({x}.tool_name, '')"
+    failed = "{x}.success IS 0"
+    return [
+        ("tool_stats_hourly",
+         {"hour": _HOUR, "tool_name": tool, "source": "{x}.source", "project_path": _PROJECT},
+         {"calls": "1", "failures": failed, "unknown": "{x}.success IS NULL",
+          "duration_count": "{x}.duration_ms IS NOT NULL",
+          "duration_sum": "coalesce({x}.duration_ms, 0)"}, "1", True),
+        *[(f"tool_errors_{table}",
+           {period: expr, "tool_name": tool, "source": "{x}.source", "project_path": _PROJECT,
+            "message": MESSAGE},
+           {"failures": "1"}, failed, True)
+          for period, table, expr in (("day", "daily", _DAY), ("hour", "hourly", _HOUR))],
+        ("tool_session_hourly",
+         {"session_id": "coalesce({x}.session_id, '')", "hour": _HOUR, "tool_name": tool,
+          "source": "{x}.source"},
+         {"calls": "1", "failures": failed}, "1", False),
+        ("tool_session_errors",
+         {"session_id": "coalesce({x}.session_id, '')", "hour": _HOUR, "tool_name": tool,
+          "source": "{x}.source", "message": MESSAGE},
+         {"failures": "1"}, failed, False),
+        ("tool_session_totals", {"session_id": "coalesce({x}.session_id, '')"},
+         {"calls": "1", "failures": failed}, "1", False),
+    ]  # fmt: skip
+
+
+def _change(x: str, sign: str) -> list[str]:
+    """Statements adding (sign '+') or taking out ('-') one tools row x (NEW or OLD)."""
+    out = []
+    for table, keys, sums, when, _ in _tables():
+        key_values = [e.format(x=x) for e in keys.values()]
+        s = "" if sign == "+" else "-"
+        values = ", ".join(key_values + [f"{s}({e.format(x=x)})" for e in sums.values()])
+        sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in sums)
+        out.append(
+            f"INSERT INTO {table} ({', '.join([*keys, *sums])}) SELECT {values} "
+            f"WHERE {when.format(x=x)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets};"
+        )
+        if sign == "-":
+            match = " AND ".join(f"{k} = {v}" for k, v in zip(keys, key_values, strict=True))
+            first = next(iter(sums))
+            out.append(f"DELETE FROM {table} WHERE {when.format(x=x)} AND {match} AND {first} = 0;")
+    return out
+
+
+def _move(session: str, old: str, new: str) -> list[str]:
+    """Move one session's calls from project `old` to `new` in the project-keyed tables."""
+    out = []
+    for table, keys, sums, when, by_project in _tables():
+        if not by_project:
+            continue
+        other = [k for k in keys if k != "project_path"]
+        exprs = {k: keys[k].format(x="t") for k in other}
+        columns = ", ".join([*other, "project_path", *sums])
+        groups = ", ".join(str(i + 1) for i in range(len(other)))
+        for project, s in ((new, ""), (old, "-")):
+            summed = ", ".join(f"{s}sum({e.format(x='t')})" for e in sums.values())
+            out.append(
+                f"INSERT INTO {table} ({columns}) SELECT {', '.join(exprs.values())}, "
+                f"{project}, {summed} FROM tools t WHERE t.session_id = {session} "
+                f"AND {when.format(x='t')} GROUP BY {groups} ON CONFLICT ({', '.join(keys)}) "
+                f"DO UPDATE SET {', '.join(f'{c} = {c} + excluded.{c}' for c in sums)};"
+            )
+        out.append(
+            f"DELETE FROM {table} WHERE {next(iter(sums))} = 0 AND ({', '.join(other)}, "
+            f"project_path) IN (SELECT {', '.join(exprs.values())}, {old} FROM tools t "
+            f"WHERE t.session_id = {session} AND {when.format(x='t')});"
+        )
+    return out
+
+
+def _backfill() -> list[str]:
+    out = []
+    for table, keys, sums, when, by_project in _tables():
+        exprs = [e.format(x="t") for e in keys.values()]
+        if by_project:  # one join instead of a lookup per row
+            exprs = [
+                "coalesce(s.project_path, '')" if k == "project_path" else e
+                for k, e in zip(keys, exprs, strict=True)
+            ]
+        join = " LEFT JOIN sessions s ON s.id = t.session_id" if by_project else ""
+        groups = ", ".join(str(i + 1) for i in range(len(keys)))
+        summed = ", ".join(f"sum({e.format(x='t')})" for e in sums.values())
+        out.append(
+            f"INSERT INTO {table} ({', '.join([*keys, *sums])}) SELECT {', '.join(exprs)}, "
+            f"{summed} FROM tools t{join} WHERE {when.format(x='t')} GROUP BY {groups};"
+        )
+    return out
+
+
+def _create() -> list[str]:
+    out = []
+    for table, keys, sums, _, _ in _tables():
+        columns = [f"{k} {'INTEGER' if k in ('hour', 'day') else 'TEXT'} NOT NULL" for k in keys]
+        columns += [f"{c} INTEGER NOT NULL" for c in sums]
+        out.append(
+            f"CREATE TABLE {table} (\n    "
+            + ",\n    ".join([*columns, f"PRIMARY KEY ({', '.join(keys)})"])
+            + "\n) WITHOUT ROWID;"
+        )
+    return out
+
+
+_COUNTED = ("created_at", "tool_name", "source", "session_id", "success", "duration_ms",
+            "error_message")  # fmt: skip
+_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _COUNTED)
+_STEP = "\n    "
+
+MIGRATION_SQL = f"""
+-- The query rollup (db/query_rollup.py, docs/schema.md): what `agentd query tool-errors` and
+-- `top-sessions` read instead of a row per call. Triggers keep it in the writer's transaction;
+-- the statements after them fill it from the rows already stored.
+{chr(10).join(_create())}
+-- top-sessions over a window: every session's hours, in hour order.
+CREATE INDEX tool_session_hourly_time ON tool_session_hourly (hour, session_id, calls, failures);
+-- top-sessions over all time: the busiest sessions first.
+CREATE INDEX tool_session_totals_calls ON tool_session_totals (calls, session_id);
+
+CREATE TRIGGER tools_query_rollup_insert AFTER INSERT ON tools BEGIN
+    {_STEP.join(_change("NEW", "+"))}
+END;
+CREATE TRIGGER tools_query_rollup_delete AFTER DELETE ON tools BEGIN
+    {_STEP.join(_change("OLD", "-"))}
+END;
+-- The store's upsert sets every column: only a change of a counted one moves anything, so a
+-- replay is free. NEW goes in before OLD comes out, so a shared group never empties on the way.
+CREATE TRIGGER tools_query_rollup_update AFTER UPDATE OF {", ".join(_COUNTED)} ON tools
+WHEN {_CHANGED} BEGIN
+    {_STEP.join(_change("NEW", "+") + _change("OLD", "-"))}
+END;
+CREATE TRIGGER sessions_query_rollup_insert AFTER INSERT ON sessions
+WHEN coalesce(NEW.project_path, '') != '' BEGIN
+    {_STEP.join(_move("NEW.id", "''", "NEW.project_path"))}
+END;
+CREATE TRIGGER sessions_query_rollup_project AFTER UPDATE OF project_path ON sessions
+WHEN coalesce(OLD.project_path, '') IS NOT coalesce(NEW.project_path, '') BEGIN
+    {_STEP.join(_move("NEW.id", "coalesce(OLD.project_path, '')", "coalesce(NEW.project_path, '')"))}
+END;
+CREATE TRIGGER sessions_query_rollup_delete AFTER DELETE ON sessions
+WHEN coalesce(OLD.project_path, '') != '' BEGIN
+    {_STEP.join(_move("OLD.id", "OLD.project_path", "''"))}
+END;
+
+{chr(10).join(_backfill())}
+"""
