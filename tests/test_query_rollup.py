@@ -14,6 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from test_rollup import NOW, claude_tool_events, ingest, rows_source  # noqa: F401
 
 from agentd.db.migrations import MIGRATIONS, migrate
@@ -24,8 +25,9 @@ from agentd.query.reports import REPORTS, render
 from conftest import PAYLOADS
 
 HOUR, DAY = 3_600_000, 86_400_000
-TABLES = ("tool_stats_hourly", "tool_errors_daily", "tool_errors_hourly", "tool_session_hourly",
-          "tool_session_errors", "tool_session_totals")  # fmt: skip
+TABLES = ("tool_stats_total", "tool_errors_total", "tool_stats_hourly", "tool_errors_daily", "tool_errors_hourly", "tool_session_hourly",
+          "tool_session_errors", "tool_session_totals", "file_session_edits")  # fmt: skip
+EDITS = ("created", "edited", "deleted", "moved")
 
 
 def message(error: str | None) -> str:
@@ -51,20 +53,36 @@ def direct(conn: sqlite3.Connection) -> dict[str, dict[tuple, tuple]]:
             table = "tool_session_hourly" if len(key) > 1 else "tool_session_totals"
             out[table][key][0] += 1
             out[table][key][1] += failed
+        total = out["tool_stats_total"][(name, source, project)]
+        total[0] += 1
+        total[1] += failed
         if failed:
             m = message(error)
+            out["tool_errors_total"][(name, source, project, m)][0] += 1
             out["tool_errors_daily"][(day, name, source, project, m)][0] += 1
             out["tool_errors_hourly"][(hour, name, source, project, m)][0] += 1
             out["tool_session_errors"][(sid, hour, name, source, m)][0] += 1
-    widths = {"tool_stats_hourly": 5, "tool_session_hourly": 2, "tool_session_totals": 2}
+    for sid, path, op, created in conn.execute(
+        "SELECT session_id, file_path, operation_type, created_at FROM file_operations"
+    ):
+        if path is not None and op in EDITS:
+            hour = int(created / HOUR) if created is not None else -1
+            out["file_session_edits"][(sid or "", hour, path)][0] += 1
+    widths = {
+        "tool_stats_total": 2,
+        "tool_stats_hourly": 5,
+        "tool_session_hourly": 2,
+        "tool_session_totals": 2,
+    }
     return {
         t: {k: tuple(v[: widths.get(t, 1)]) for k, v in rows.items()} for t, rows in out.items()
     }
 
 
 def stored(conn: sqlite3.Connection) -> dict[str, dict[tuple, tuple]]:
-    keys = {"tool_stats_hourly": 4, "tool_errors_daily": 5, "tool_errors_hourly": 5,
-            "tool_session_hourly": 4, "tool_session_errors": 5, "tool_session_totals": 1}  # fmt: skip
+    keys = {"tool_stats_total": 3, "tool_errors_total": 4, "tool_stats_hourly": 4, "tool_errors_daily": 5, "tool_errors_hourly": 5,
+            "tool_session_hourly": 4, "tool_session_errors": 5, "tool_session_totals": 1,
+            "file_session_edits": 3}  # fmt: skip
     return {
         t: {r[: keys[t]]: tuple(r[keys[t] :]) for r in conn.execute(f"SELECT * FROM {t}")}
         for t in TABLES
@@ -157,8 +175,23 @@ def test_query_rollup_follows_plain_sql_writes_and_deleted_sessions(tmp_path):
           rng.choice([None, 0, 49, 1000]),
           rng.choice([None, NOW, NOW - 9 * DAY, NOW - 5 * HOUR, 5])) for i in range(400)],
     )  # fmt: skip
+    conn.executemany(
+        "INSERT INTO file_operations (id, session_id, source, file_path, operation_type, "
+        "created_at) VALUES (?, ?, 'claude', ?, ?, ?)",
+        [(f"f{i}", rng.choice(["s", None]), rng.choice(["/p/a", "/p/b", None]),
+          rng.choice([*EDITS, "read", None]), rng.choice([None, NOW, NOW - 5 * HOUR]))
+         for i in range(200)],
+    )  # fmt: skip
     conn.execute("COMMIT")
     assert_exact(path)
+    conn.execute("UPDATE file_operations SET operation_type = 'read' WHERE rowid % 3 = 0")
+    conn.execute(
+        "UPDATE file_operations SET file_path = '/p/c', created_at = 7 WHERE rowid % 4 = 0"
+    )
+    conn.execute("UPDATE file_operations SET operation_type = operation_type")  # no change
+    assert_exact(path)
+    conn.execute("DELETE FROM file_operations WHERE rowid % 2 = 0")
+    assert sum(v[0] for v in assert_exact(path)["file_session_edits"].values()) > 0
     conn.execute("UPDATE tools SET tool_name = tool_name, success = success")  # no change
     conn.execute("UPDATE tools SET success = 1 - coalesce(success, 0) WHERE rowid % 5 = 0")
     conn.execute("UPDATE tools SET error_message = 'other' WHERE rowid % 3 = 0")
@@ -172,6 +205,7 @@ def test_query_rollup_follows_plain_sql_writes_and_deleted_sessions(tmp_path):
     conn.execute("DELETE FROM tools WHERE rowid % 2 = 0")
     assert_exact(path)
     conn.execute("DELETE FROM tools")
+    conn.execute("DELETE FROM file_operations")
     assert assert_exact(path) == {t: {} for t in TABLES}
     conn.close()
 
@@ -264,6 +298,45 @@ LEFT JOIN per_tool p ON p.tool_name IS c.tool_name
 ORDER BY failed DESC, c.calls DESC, c.tool_name
 LIMIT :limit"""
 
+# top-sessions as it was before the rollup.
+RAW_TOP_SESSIONS = """\
+WITH a AS MATERIALIZED (
+    SELECT s.id AS session_id,
+        (SELECT count(*) FROM tools t
+            WHERE t.session_id = s.id
+              AND t.created_at >= :since
+              AND t.created_at < :until
+        ) AS tool_calls
+    FROM sessions s
+    WHERE 1
+      AND s.source = :source
+      AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+      AND s.id = :session
+)
+SELECT
+    a.session_id AS session_id,
+    s.source AS source,
+    s.project_path AS project,
+    a.tool_calls AS tool_calls,
+    (SELECT count(*) FROM tools t
+        WHERE t.session_id = a.session_id AND t.success = 0
+          AND t.created_at >= :since
+          AND t.created_at < :until
+    ) AS failed,
+    (SELECT count(DISTINCT f.file_path) FROM file_operations f
+        WHERE f.session_id = a.session_id AND f.operation_type IN ('created', 'edited', 'deleted', 'moved')
+          AND f.created_at >= :since
+          AND f.created_at < :until
+    ) AS files_edited,
+    s.created_at AS started_at,
+    coalesce(s.ended_at, s.updated_at) - s.created_at AS duration_ms
+FROM a
+JOIN sessions s ON s.id = a.session_id
+WHERE a.tool_calls > 0
+ORDER BY a.tool_calls DESC, a.session_id
+LIMIT :limit"""
+RAW = {"tool-errors": RAW_TOOL_ERRORS, "top-sessions": RAW_TOP_SESSIONS}
+
 
 def _seeded(path: Path) -> None:
     """A small bench database (bench/gen_db.py): skewed sessions, failures, projects."""
@@ -274,7 +347,8 @@ def _seeded(path: Path) -> None:
           compactions=40, days=12, seed=3, now=NOW, log=False)  # fmt: skip
 
 
-def test_tool_errors_from_the_rollup_equals_the_raw_sql(tmp_path):
+@pytest.mark.parametrize("report", sorted(RAW))
+def test_report_from_the_rollup_equals_the_raw_sql(tmp_path, report):
     path = tmp_path / "a.db"
     _seeded(path)
     conn = connect_readonly(path)
@@ -292,9 +366,9 @@ def test_tool_errors_from_the_rollup_equals_the_raw_sql(tmp_path):
     for since, until in windows:
         for extra in filters:
             params = {**base, "since": since, "until": until, **extra}
-            columns, batches = run_report(conn, REPORTS["tool-errors"], params)
+            columns, batches = run_report(conn, REPORTS[report], params)
             rows = [r for b in batches for r in b]
-            ref = conn.execute(render(RAW_TOOL_ERRORS, params), params).fetchall()
+            ref = conn.execute(render(RAW[report], params), params).fetchall()
             assert rows == ref, (since, until, extra)
             checked += bool(rows)
     assert checked >= 20  # most combinations have calls: the comparison is not of nothing

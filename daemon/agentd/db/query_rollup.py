@@ -11,10 +11,15 @@ its first line, trimmed, cut at 80 characters, '(no message)' when empty.
   hour, for the hours at a window's edges.
 - `tool_errors_daily`, `tool_errors_hourly` (day | hour, tool_name, source, project_path,
   message) -> failures.
+- `tool_stats_total` (tool_name, source, project_path) -> calls, failures, and
+  `tool_errors_total` (tool_name, source, project_path, message) -> failures: all time, for a
+  window without bounds (`--since all`), which would otherwise read a group per day.
 - `tool_session_hourly` (session_id, hour, tool_name, source) -> calls, failures: one session's
   calls (--session), and every session's calls in a window (top-sessions).
 - `tool_session_errors` (session_id, hour, tool_name, source, message) -> failures.
 - `tool_session_totals` (session_id) -> calls, failures over all time (top-sessions --since all).
+- `file_session_edits` (session_id, hour, file_path) -> edits: the distinct files a session
+  edited in a window (top-sessions' files_edited).
 
 Exact under replay: the update triggers fire only when a column they count changed, and then
 take the old row's contribution out and put the new one in. A group that drops to zero is
@@ -36,9 +41,19 @@ MESSAGE = (
 )
 
 
-def _tables() -> list[tuple[str, dict[str, str], dict[str, str], str, bool]]:
+_EDIT = "{x}.operation_type IN ('created', 'edited', 'deleted', 'moved')"
+
+
+def _tables(origin: str = "tools") -> list[tuple[str, dict[str, str], dict[str, str], str, bool]]:
     """(table, key column -> expression, summed column -> expression, row condition, keyed by
-    project) for each table; `{x}` is the row (NEW, OLD, or t in the backfill)."""
+    project) for each table kept from `origin`; `{x}` is the row (NEW, OLD, or t)."""
+    if origin == "file_operations":
+        return [
+            ("file_session_edits",
+             {"session_id": "coalesce({x}.session_id, '')", "hour": _HOUR,
+              "file_path": "{x}.file_path"},
+             {"edits": "1"}, f"{{x}}.file_path IS NOT NULL AND {_EDIT}", False),
+        ]  # fmt: skip
     tool = "coalesce({x}.tool_name, '')"
     failed = "{x}.success IS 0"
     return [
@@ -52,6 +67,11 @@ def _tables() -> list[tuple[str, dict[str, str], dict[str, str], str, bool]]:
             "message": MESSAGE},
            {"failures": "1"}, failed, True)
           for period, table, expr in (("day", "daily", _DAY), ("hour", "hourly", _HOUR))],
+        ("tool_stats_total", {"tool_name": tool, "source": "{x}.source", "project_path": _PROJECT},
+         {"calls": "1", "failures": failed}, "1", True),
+        ("tool_errors_total",
+         {"tool_name": tool, "source": "{x}.source", "project_path": _PROJECT, "message": MESSAGE},
+         {"failures": "1"}, failed, True),
         ("tool_session_hourly",
          {"session_id": "coalesce({x}.session_id, '')", "hour": _HOUR, "tool_name": tool,
           "source": "{x}.source"},
@@ -65,10 +85,10 @@ def _tables() -> list[tuple[str, dict[str, str], dict[str, str], str, bool]]:
     ]  # fmt: skip
 
 
-def _change(x: str, sign: str) -> list[str]:
-    """Statements adding (sign '+') or taking out ('-') one tools row x (NEW or OLD)."""
+def _change(x: str, sign: str, origin: str = "tools") -> list[str]:
+    """Statements adding (sign '+') or taking out ('-') one `origin` row x (NEW or OLD)."""
     out = []
-    for table, keys, sums, when, _ in _tables():
+    for table, keys, sums, when, _ in _tables(origin):
         key_values = [e.format(x=x) for e in keys.values()]
         s = "" if sign == "+" else "-"
         values = ", ".join(key_values + [f"{s}({e.format(x=x)})" for e in sums.values()])
@@ -112,7 +132,7 @@ def _move(session: str, old: str, new: str) -> list[str]:
 
 def _backfill() -> list[str]:
     out = []
-    for table, keys, sums, when, by_project in _tables():
+    for origin, table, keys, sums, when, by_project in _all():
         exprs = [e.format(x="t") for e in keys.values()]
         if by_project:  # one join instead of a lookup per row
             exprs = [
@@ -124,14 +144,18 @@ def _backfill() -> list[str]:
         summed = ", ".join(f"sum({e.format(x='t')})" for e in sums.values())
         out.append(
             f"INSERT INTO {table} ({', '.join([*keys, *sums])}) SELECT {', '.join(exprs)}, "
-            f"{summed} FROM tools t{join} WHERE {when.format(x='t')} GROUP BY {groups};"
+            f"{summed} FROM {origin} t{join} WHERE {when.format(x='t')} GROUP BY {groups};"
         )
     return out
 
 
+def _all() -> list[tuple[str, str, dict[str, str], dict[str, str], str, bool]]:
+    return [(o, *t) for o in ("tools", "file_operations") for t in _tables(o)]
+
+
 def _create() -> list[str]:
     out = []
-    for table, keys, sums, _, _ in _tables():
+    for _, table, keys, sums, _, _ in _all():
         columns = [f"{k} {'INTEGER' if k in ('hour', 'day') else 'TEXT'} NOT NULL" for k in keys]
         columns += [f"{c} INTEGER NOT NULL" for c in sums]
         out.append(
@@ -155,7 +179,7 @@ MIGRATION_SQL = f"""
 -- top-sessions over a window: every session's hours, in hour order.
 CREATE INDEX tool_session_hourly_time ON tool_session_hourly (hour, session_id, calls, failures);
 -- top-sessions over all time: the busiest sessions first.
-CREATE INDEX tool_session_totals_calls ON tool_session_totals (calls, session_id);
+CREATE INDEX tool_session_totals_calls ON tool_session_totals (calls DESC, session_id);
 
 CREATE TRIGGER tools_query_rollup_insert AFTER INSERT ON tools BEGIN
     {_STEP.join(_change("NEW", "+"))}
@@ -168,6 +192,20 @@ END;
 CREATE TRIGGER tools_query_rollup_update AFTER UPDATE OF {", ".join(_COUNTED)} ON tools
 WHEN {_CHANGED} BEGIN
     {_STEP.join(_change("NEW", "+") + _change("OLD", "-"))}
+END;
+CREATE TRIGGER file_operations_query_rollup_insert AFTER INSERT ON file_operations
+WHEN NEW.file_path IS NOT NULL AND {_EDIT.format(x="NEW")} BEGIN
+    {_STEP.join(_change("NEW", "+", "file_operations"))}
+END;
+CREATE TRIGGER file_operations_query_rollup_delete AFTER DELETE ON file_operations
+WHEN OLD.file_path IS NOT NULL AND {_EDIT.format(x="OLD")} BEGIN
+    {_STEP.join(_change("OLD", "-", "file_operations"))}
+END;
+CREATE TRIGGER file_operations_query_rollup_update
+AFTER UPDATE OF session_id, created_at, file_path, operation_type ON file_operations
+WHEN OLD.session_id IS NOT NEW.session_id OR OLD.created_at IS NOT NEW.created_at
+    OR OLD.file_path IS NOT NEW.file_path OR OLD.operation_type IS NOT NEW.operation_type BEGIN
+    {_STEP.join(_change("NEW", "+", "file_operations") + _change("OLD", "-", "file_operations"))}
 END;
 CREATE TRIGGER sessions_query_rollup_insert AFTER INSERT ON sessions
 WHEN coalesce(NEW.project_path, '') != '' BEGIN

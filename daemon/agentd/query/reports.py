@@ -194,8 +194,14 @@ session_errors AS (
       AND x.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
 ),
 counted AS (
+    SELECT a.tool_name, a.calls, a.failures FROM tool_stats_total a
+    WHERE :whole = 1
+      AND a.source = :source
+      AND (a.project_path = :project OR (a.project_path >= :project || '/' AND a.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
     SELECT d.tool_name, d.calls, d.failures FROM tool_stats_daily d
-    WHERE d.day >= :day_from AND d.day < :day_to
+    WHERE d.day >= :day_from AND d.day < :day_to AND :whole = 0
       AND d.source = :source
       AND (d.project_path = :project OR (d.project_path >= :project || '/' AND d.project_path < :project || '0'))
       AND :session IS NULL
@@ -220,8 +226,14 @@ counted AS (
     UNION ALL SELECT * FROM one_session WHERE :session IS NOT NULL
 ),
 failures AS (
+    SELECT a.tool_name, a.message, a.failures FROM tool_errors_total a
+    WHERE :whole = 1
+      AND a.source = :source
+      AND (a.project_path = :project OR (a.project_path >= :project || '/' AND a.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
     SELECT d.tool_name, d.message, d.failures FROM tool_errors_daily d
-    WHERE d.day >= :day_from AND d.day < :day_to
+    WHERE d.day >= :day_from AND d.day < :day_to AND :whole = 0
       AND d.source = :source
       AND (d.project_path = :project OR (d.project_path >= :project || '/' AND d.project_path < :project || '0'))
       AND :session IS NULL
@@ -343,36 +355,64 @@ TOP_SESSIONS = Report(
         Column("started_at", "time", "when the session started"),
         Column("duration_ms", "duration", "as in `sessions`"),
     ),
-    # Counted per session (an index range each) rather than grouped: fewer rows to read.
+    # From the query rollup (db/query_rollup.py): all time from per-session totals, the
+    # busiest first; a window from per-session hours and the raw rows of its partial first and
+    # last hours (query/window.py). files_edited likewise, for the sessions shown only.
     sql="""\
-WITH a AS MATERIALIZED (
-    SELECT s.id AS session_id,
-        (SELECT count(*) FROM tools t
-            WHERE t.session_id = s.id
-              AND t.created_at >= :since
-              AND t.created_at < :until
-        ) AS tool_calls
-    FROM sessions s
-    WHERE 1
-      AND s.source = :source
-      AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
-      AND s.id = :session
+WITH windowed AS (
+    SELECT x.session_id, x.calls, x.failures FROM tool_session_hourly x
+    WHERE x.hour >= :hour_from AND x.hour < :hour2_to AND :whole = 0
+      AND x.session_id = :session
+    UNION ALL
+    SELECT t.session_id, 1, t.success IS 0 FROM tools t
+    WHERE t.created_at >= :raw_from AND t.created_at < :raw_to
+      AND +t.session_id = :session
+    UNION ALL
+    SELECT t.session_id, 1, t.success IS 0 FROM tools t
+    WHERE t.created_at >= :raw2_from AND t.created_at < :raw2_to
+      AND +t.session_id = :session
+),
+a AS MATERIALIZED (
+    SELECT * FROM (
+        SELECT x.session_id, x.calls AS tool_calls, x.failures AS failed
+        FROM tool_session_totals x JOIN sessions s ON s.id = x.session_id
+        WHERE :whole = 1
+          AND s.source = :source
+          AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+          AND x.session_id = :session
+        ORDER BY x.calls DESC, x.session_id
+        LIMIT :limit
+    )
+    UNION ALL
+    SELECT * FROM (
+        SELECT w.session_id, sum(w.calls) AS tool_calls, sum(w.failures) AS failed
+        FROM windowed w JOIN sessions s ON s.id = w.session_id
+        WHERE :whole = 0
+          AND s.source = :source
+          AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+        GROUP BY w.session_id
+        ORDER BY tool_calls DESC, w.session_id
+        LIMIT :limit
+    )
 )
 SELECT
     a.session_id AS session_id,
     s.source AS source,
     s.project_path AS project,
     a.tool_calls AS tool_calls,
-    (SELECT count(*) FROM tools t
-        WHERE t.session_id = a.session_id AND t.success = 0
-          AND t.created_at >= :since
-          AND t.created_at < :until
-    ) AS failed,
-    (SELECT count(DISTINCT f.file_path) FROM file_operations f
+    a.failed AS failed,
+    (SELECT count(DISTINCT e.file_path) FROM (
+        SELECT x.file_path FROM file_session_edits x
+        WHERE x.session_id = a.session_id AND x.hour >= :hour_from AND x.hour < :hour2_to
+        UNION ALL
+        SELECT f.file_path FROM file_operations f
         WHERE f.session_id = a.session_id AND f.operation_type IN ('created', 'edited', 'deleted', 'moved')
-          AND f.created_at >= :since
-          AND f.created_at < :until
-    ) AS files_edited,
+          AND f.created_at >= :raw_from AND f.created_at < :raw_to
+        UNION ALL
+        SELECT f.file_path FROM file_operations f
+        WHERE f.session_id = a.session_id AND f.operation_type IN ('created', 'edited', 'deleted', 'moved')
+          AND f.created_at >= :raw2_from AND f.created_at < :raw2_to
+    ) e) AS files_edited,
     s.created_at AS started_at,
     coalesce(s.ended_at, s.updated_at) - s.created_at AS duration_ms
 FROM a
