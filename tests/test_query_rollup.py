@@ -17,16 +17,20 @@ from pathlib import Path
 import pytest
 from test_rollup import NOW, claude_tool_events, ingest, rows_source  # noqa: F401
 
+from agentd.db import rollup
 from agentd.db.migrations import MIGRATIONS, migrate
 from agentd.db.store import Store, connect_sync
 from agentd.importers import run_import
+from agentd.query import percentiles
 from agentd.query.engine import connect_readonly, run_report
-from agentd.query.reports import REPORTS, render
+from agentd.query.reports import REPORTS, nearest_rank, render
 from conftest import PAYLOADS
 
 HOUR, DAY = 3_600_000, 86_400_000
 TABLES = ("tool_stats_total", "tool_errors_total", "tool_stats_hourly", "tool_errors_daily", "tool_errors_hourly", "tool_session_hourly",
-          "tool_session_errors", "tool_session_totals", "file_session_edits")  # fmt: skip
+          "tool_session_errors", "tool_session_totals", "file_session_edits",
+          "tool_duration_hourly", "tool_duration_total", "tool_duration_project",
+          "tool_duration_session")  # fmt: skip
 EDITS = ("created", "edited", "deleted", "moved")
 
 
@@ -53,9 +57,17 @@ def direct(conn: sqlite3.Connection) -> dict[str, dict[tuple, tuple]]:
             table = "tool_session_hourly" if len(key) > 1 else "tool_session_totals"
             out[table][key][0] += 1
             out[table][key][1] += failed
+        out["tool_session_hourly"][(sid, hour, name, source)][2] += duration is not None
         total = out["tool_stats_total"][(name, source, project)]
         total[0] += 1
         total[1] += failed
+        total[2] += duration is not None
+        if duration is not None:
+            b = rollup.bucket_of(duration)
+            out["tool_duration_hourly"][(hour, name, source, b)][0] += 1
+            out["tool_duration_total"][(name, source, b)][0] += 1
+            out["tool_duration_project"][(project, name, source, b)][0] += 1
+            out["tool_duration_session"][(sid, name, source, b)][0] += 1
         if failed:
             m = message(error)
             out["tool_errors_total"][(name, source, project, m)][0] += 1
@@ -69,9 +81,9 @@ def direct(conn: sqlite3.Connection) -> dict[str, dict[tuple, tuple]]:
             hour = int(created / HOUR) if created is not None else -1
             out["file_session_edits"][(sid or "", hour, path)][0] += 1
     widths = {
-        "tool_stats_total": 2,
+        "tool_stats_total": 3,
         "tool_stats_hourly": 5,
-        "tool_session_hourly": 2,
+        "tool_session_hourly": 3,
         "tool_session_totals": 2,
     }
     return {
@@ -82,7 +94,8 @@ def direct(conn: sqlite3.Connection) -> dict[str, dict[tuple, tuple]]:
 def stored(conn: sqlite3.Connection) -> dict[str, dict[tuple, tuple]]:
     keys = {"tool_stats_total": 3, "tool_errors_total": 4, "tool_stats_hourly": 4, "tool_errors_daily": 5, "tool_errors_hourly": 5,
             "tool_session_hourly": 4, "tool_session_errors": 5, "tool_session_totals": 1,
-            "file_session_edits": 3}  # fmt: skip
+            "file_session_edits": 3, "tool_duration_hourly": 4, "tool_duration_total": 3,
+            "tool_duration_project": 4, "tool_duration_session": 4}  # fmt: skip
     return {
         t: {r[: keys[t]]: tuple(r[keys[t] :]) for r in conn.execute(f"SELECT * FROM {t}")}
         for t in TABLES
@@ -372,4 +385,65 @@ def test_report_from_the_rollup_equals_the_raw_sql(tmp_path, report):
             assert rows == ref, (since, until, extra)
             checked += bool(rows)
     assert checked >= 20  # most combinations have calls: the comparison is not of nothing
+    conn.close()
+
+
+# slow-tools' calls as before the rollup; percentiles by nearest rank over the raw durations.
+RAW_SLOW_CALLS = """\
+SELECT
+    t.tool_name AS tool_name,
+    count(*) AS calls,
+    NULL AS p50_ms,
+    NULL AS p95_ms,
+    NULL AS max_ms
+FROM tools t
+WHERE t.duration_ms IS NOT NULL
+  AND t.created_at >= :since
+  AND t.created_at < :until
+  AND t.source = :source
+  AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+  AND t.session_id = :session
+GROUP BY t.tool_name"""
+
+
+@pytest.mark.parametrize("exact_limit", [percentiles.EXACT_LIMIT, 0])
+def test_slow_tools_exact_or_within_1_percent_of_the_raw_rows(tmp_path, monkeypatch, exact_limit):
+    """With few calls the percentiles are the raw rows' nearest-rank values; forced onto the
+    histograms (EXACT_LIMIT 0) p50 and p95 are within 1% of them, calls and max exact."""
+    monkeypatch.setattr(percentiles, "EXACT_LIMIT", exact_limit)
+    path = tmp_path / "a.db"
+    _seeded(path)
+    conn = connect_readonly(path)
+    busiest, project = conn.execute(
+        "SELECT id, project_path FROM sessions ORDER BY tool_call_count DESC LIMIT 1"
+    ).fetchone()
+    base = {"since": None, "until": None, "source": None, "project": None, "session": None,
+            "limit": -1}  # fmt: skip
+    cases = [{}, {"source": "claude"}, {"project": project}, {"session": busiest},
+             {"since": NOW - 7 * DAY}, {"since": NOW - 5 * DAY - 777, "until": NOW - DAY + 4321},
+             {"since": NOW - 3 * HOUR - 5, "until": NOW - HOUR + 9},
+             {"since": NOW - 4 * DAY, "project": project}]  # fmt: skip
+    methods = set()
+    for case in cases:
+        params = {**base, **case}
+        columns, batches = run_report(conn, REPORTS["slow-tools"], params)
+        got = {r[0]: r for b in batches for r in b}
+        durations = defaultdict(list)
+        rows_sql = RAW_SLOW_CALLS.split("FROM tools t", 1)[1].replace("GROUP BY t.tool_name", "")
+        sql = f"SELECT t.tool_name, t.duration_ms FROM tools t {rows_sql} ORDER BY 2"
+        for tool, d in conn.execute(render(sql, params), params):
+            durations[tool].append(d)
+        assert set(got) == set(durations), case
+        for tool, ds in durations.items():
+            row = dict(zip(columns, got[tool], strict=True))
+            methods.add(row["percentiles"])
+            assert (row["calls"], row["max_ms"]) == (len(ds), ds[-1])
+            for column, fraction in (("p50_ms", 0.5), ("p95_ms", 0.95)):
+                exact = ds[nearest_rank(fraction, len(ds)) - 1]
+                if row["percentiles"] == "exact":
+                    assert row[column] == exact
+                else:
+                    assert abs(row[column] - exact) <= 0.01 * exact, (case, tool, column)
+    # Bounded windows with --project are always answered exactly.
+    assert methods == ({"exact"} if exact_limit else {"exact", "histogram"})
     conn.close()

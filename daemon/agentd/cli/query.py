@@ -16,6 +16,7 @@ import click
 from agentd.agents import AGENTS
 from agentd.cli import _config, cli
 from agentd.output import Rows, emit, output_options, stream, write
+from agentd.query import percentiles
 from agentd.query.engine import (
     Interrupted,
     QueryError,
@@ -28,6 +29,8 @@ from agentd.query.reports import (
     DEFAULT_LIMIT,
     DEFAULT_SINCE,
     FILTERS,
+    HISTOGRAM_SQL,
+    MAX_SQL,
     PERCENTILE_SQL,
     REPORTS,
     Report,
@@ -261,7 +264,7 @@ def _run(
 def _show_sql(report: Report, params: dict[str, Any]) -> None:
     statements = [render(report.sql, params)]
     if report.percentiles:
-        statements.append(render(PERCENTILE_SQL, params))
+        statements += [render(sql, params) for sql in (PERCENTILE_SQL, HISTOGRAM_SQL, MAX_SQL)]
     for name in (*FILTERS, *WINDOW):
         if params[name] is not None and (
             name in ("since", "until", "limit")  # the window's stretches derive from the first two
@@ -271,8 +274,9 @@ def _show_sql(report: Report, params: dict[str, Any]) -> None:
     if report.percentiles:
         columns = ", ".join(column for column, _ in report.percentiles)
         click.echo(
-            f"-- {columns}: the second statement, once per row and column, with :tool_name "
-            "and :rank (the nearest rank);\n"
-            f"-- then the rows are sorted by {report.sort_by} (descending) and cut at :limit"
+            f"-- {columns}: nearest rank over the second statement's durations, or (over "
+            f"{percentiles.EXACT_LIMIT} calls)\n-- from the third's buckets, with the fourth "
+            f"once per tool (:tool_name, :bucket_ms); then the rows are sorted by "
+            f"{report.sort_by} (descending) and cut at :limit"
         )
     click.echo(";\n\n".join(statements) + ";")

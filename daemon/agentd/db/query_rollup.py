@@ -18,6 +18,10 @@ its first line, trimmed, cut at 80 characters, '(no message)' when empty.
   calls (--session), and every session's calls in a window (top-sessions).
 - `tool_session_errors` (session_id, hour, tool_name, source, message) -> failures.
 - `tool_session_totals` (session_id) -> calls, failures over all time (top-sessions --since all).
+- `tool_duration_hourly` (hour, tool_name, source, bucket_ms), `tool_duration_total` (tool_name,
+  source, bucket_ms), `tool_duration_project` (project_path, tool_name, source, bucket_ms),
+  `tool_duration_session` (session_id, tool_name, source, bucket_ms) -> calls: how many calls
+  took how long (db/rollup.py's buckets), for slow-tools' percentiles (query/percentiles.py).
 - `file_session_edits` (session_id, hour, file_path) -> edits: the distinct files a session
   edited in a window (top-sessions' files_edited).
 
@@ -28,6 +32,8 @@ The project-keyed tables follow the session's project like tool_stats_daily does
 """
 
 from __future__ import annotations
+
+from agentd.db import rollup
 
 __all__ = ["MIGRATION_SQL", "MESSAGE"]
 
@@ -56,6 +62,8 @@ def _tables(origin: str = "tools") -> list[tuple[str, dict[str, str], dict[str, 
         ]  # fmt: skip
     tool = "coalesce({x}.tool_name, '')"
     failed = "{x}.success IS 0"
+    timed = "{x}.duration_ms IS NOT NULL"
+    bucket = rollup.BUCKET_SQL
     return [
         ("tool_stats_hourly",
          {"hour": _HOUR, "tool_name": tool, "source": "{x}.source", "project_path": _PROJECT},
@@ -68,14 +76,29 @@ def _tables(origin: str = "tools") -> list[tuple[str, dict[str, str], dict[str, 
            {"failures": "1"}, failed, True)
           for period, table, expr in (("day", "daily", _DAY), ("hour", "hourly", _HOUR))],
         ("tool_stats_total", {"tool_name": tool, "source": "{x}.source", "project_path": _PROJECT},
-         {"calls": "1", "failures": failed}, "1", True),
+         {"calls": "1", "failures": failed, "duration_count": timed}, "1", True),
         ("tool_errors_total",
          {"tool_name": tool, "source": "{x}.source", "project_path": _PROJECT, "message": MESSAGE},
          {"failures": "1"}, failed, True),
         ("tool_session_hourly",
          {"session_id": "coalesce({x}.session_id, '')", "hour": _HOUR, "tool_name": tool,
           "source": "{x}.source"},
-         {"calls": "1", "failures": failed}, "1", False),
+         {"calls": "1", "failures": failed, "duration_count": timed}, "1", False),
+        # Duration histograms (rollup.py's buckets): by hour for a window's edges, and over
+        # all time in total, by project and by session.
+        ("tool_duration_hourly",
+         {"hour": _HOUR, "tool_name": tool, "source": "{x}.source", "bucket_ms": bucket},
+         {"calls": "1"}, timed, False),
+        ("tool_duration_total", {"tool_name": tool, "source": "{x}.source", "bucket_ms": bucket},
+         {"calls": "1"}, timed, False),
+        ("tool_duration_project",
+         {"project_path": _PROJECT, "tool_name": tool, "source": "{x}.source",
+          "bucket_ms": bucket},
+         {"calls": "1"}, timed, True),
+        ("tool_duration_session",
+         {"session_id": "coalesce({x}.session_id, '')", "tool_name": tool,
+          "source": "{x}.source", "bucket_ms": bucket},
+         {"calls": "1"}, timed, False),
         ("tool_session_errors",
          {"session_id": "coalesce({x}.session_id, '')", "hour": _HOUR, "tool_name": tool,
           "source": "{x}.source", "message": MESSAGE},
@@ -156,7 +179,8 @@ def _all() -> list[tuple[str, str, dict[str, str], dict[str, str], str, bool]]:
 def _create() -> list[str]:
     out = []
     for _, table, keys, sums, _, _ in _all():
-        columns = [f"{k} {'INTEGER' if k in ('hour', 'day') else 'TEXT'} NOT NULL" for k in keys]
+        ints = ("hour", "day", "bucket_ms")
+        columns = [f"{k} {'INTEGER' if k in ints else 'TEXT'} NOT NULL" for k in keys]
         columns += [f"{c} INTEGER NOT NULL" for c in sums]
         out.append(
             f"CREATE TABLE {table} (\n    "

@@ -29,6 +29,8 @@ __all__ = [
     "render",
     "closest",
     "PERCENTILE_SQL",
+    "HISTOGRAM_SQL",
+    "MAX_SQL",
     "nearest_rank",
 ]
 
@@ -302,18 +304,77 @@ SLOW_TOOLS = Report(
         Column("p50_ms", "duration", "median duration (nearest rank)"),
         Column("p95_ms", "duration", "95th percentile duration (nearest rank)"),
         Column("max_ms", "duration", "the longest call"),
+        Column(
+            "percentiles",
+            "text",
+            "`exact`, or `histogram`: p50_ms and p95_ms read from duration buckets, each within "
+            "1% of the exact value (max_ms stays exact)",
+        ),
     ),
-    # The duration columns are filled in by PERCENTILE_SQL, one index lookup per tool and
-    # column; the rows are then sorted by p95_ms (slowest first) and cut at :limit. SQLite has
-    # no percentile function, and window functions take seconds on a million rows where these
-    # lookups take milliseconds (docs/queries.md shows a one-statement equivalent).
+    # Calls from the rollups like tool-errors'; query/percentiles.py fills in the duration
+    # columns, from the window's durations (PERCENTILE_SQL) when it holds few calls or the
+    # histograms cannot answer its filters, else from the histograms (HISTOGRAM_SQL, MAX_SQL);
+    # the rows are then sorted by p95_ms (slowest first) and cut at :limit.
     sql="""\
+WITH one_session AS (
+    SELECT x.tool_name, x.duration_count AS calls FROM tool_session_hourly x
+    WHERE x.hour >= :hour_from AND x.hour < :hour2_to
+      AND x.session_id = :session
+      AND x.source = :source
+      AND x.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+),
+timed AS (
+    SELECT a.tool_name, a.duration_count AS calls FROM tool_stats_total a
+    WHERE :whole = 1
+      AND a.source = :source
+      AND (a.project_path = :project OR (a.project_path >= :project || '/' AND a.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT d.tool_name, d.duration_count FROM tool_stats_daily d
+    WHERE d.day >= :day_from AND d.day < :day_to AND :whole = 0
+      AND d.source = :source
+      AND (d.project_path = :project OR (d.project_path >= :project || '/' AND d.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT h.tool_name, h.duration_count FROM tool_stats_hourly h
+    WHERE (h.hour >= :hour_from AND h.hour < :hour_to OR h.hour >= :hour2_from AND h.hour < :hour2_to)
+      AND h.source = :source
+      AND (h.project_path = :project OR (h.project_path >= :project || '/' AND h.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), 1 FROM tools t
+    WHERE t.duration_ms IS NOT NULL
+      AND t.created_at >= :raw_from AND t.created_at < :raw_to
+      AND t.source = :source
+      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), 1 FROM tools t
+    WHERE t.duration_ms IS NOT NULL
+      AND t.created_at >= :raw2_from AND t.created_at < :raw2_to
+      AND t.source = :source
+      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL SELECT * FROM one_session WHERE :session IS NOT NULL
+)
 SELECT
-    t.tool_name AS tool_name,
-    count(*) AS calls,
+    nullif(tool_name, '') AS tool_name,
+    sum(calls) AS calls,
     NULL AS p50_ms,
     NULL AS p95_ms,
-    NULL AS max_ms
+    NULL AS max_ms,
+    NULL AS percentiles
+FROM timed
+GROUP BY tool_name
+HAVING sum(calls) > 0""",
+    percentiles=(("p50_ms", 0.50), ("p95_ms", 0.95), ("max_ms", 1.0)),
+    sort_by="p95_ms",
+)
+
+# Exact percentiles: the durations of the window's calls, each tool's in increasing order; the
+# value at nearest rank ⌈fraction × calls⌉ is the percentile.
+PERCENTILE_SQL = """\
+SELECT nullif(t.tool_name, '') AS tool_name, t.duration_ms
 FROM tools t
 WHERE t.duration_ms IS NOT NULL
   AND t.created_at >= :since
@@ -321,26 +382,72 @@ WHERE t.duration_ms IS NOT NULL
   AND t.source = :source
   AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
   AND t.session_id = :session
-GROUP BY t.tool_name""",
-    percentiles=(("p50_ms", 0.50), ("p95_ms", 0.95), ("max_ms", 1.0)),
-    sort_by="p95_ms",
-)
+ORDER BY 1, 2"""
 
-# The duration at nearest rank :rank (1-based) among one tool's calls, under the same filters.
-# For a rank past the middle, engine.py runs it with `ORDER BY t.duration_ms DESC` and the rank
-# counted from the top (calls - rank + 1), which reads fewer index entries.
-PERCENTILE_SQL = """\
-SELECT t.duration_ms
+# Estimated percentiles: how many of the window's calls fall in each duration bucket
+# (db/rollup.py), per tool. All time reads the all-time histograms (in total, of the projects
+# under --project, of the --session); a window with neither reads whole days, whole hours, and
+# the raw rows of its partial first and last hours. A window with --project or --session is
+# answered exactly instead.
+HISTOGRAM_SQL = """\
+WITH by_project AS (
+    SELECT p.tool_name, p.bucket_ms, p.calls FROM tool_duration_project p
+    WHERE :whole = 1
+      AND p.source = :source
+      AND (p.project_path = :project OR (p.project_path >= :project || '/' AND p.project_path < :project || '0'))
+      AND :session IS NULL
+),
+by_session AS (
+    SELECT x.tool_name, x.bucket_ms, x.calls FROM tool_duration_session x
+    WHERE :whole = 1
+      AND x.session_id = :session
+      AND x.source = :source
+      AND x.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+),
+buckets AS (
+    SELECT a.tool_name, a.bucket_ms, a.calls FROM tool_duration_total a
+    WHERE :whole = 1
+      AND a.source = :source
+      AND :project IS NULL
+      AND :session IS NULL
+    UNION ALL SELECT * FROM by_project WHERE :project IS NOT NULL
+    UNION ALL SELECT * FROM by_session WHERE :session IS NOT NULL
+    UNION ALL
+    SELECT d.tool_name, d.bucket_ms, d.calls FROM tool_duration_daily d
+    WHERE d.day >= :day_from AND d.day < :day_to AND :whole = 0
+      AND d.source = :source
+    UNION ALL
+    SELECT h.tool_name, h.bucket_ms, h.calls FROM tool_duration_hourly h
+    WHERE (h.hour >= :hour_from AND h.hour < :hour_to OR h.hour >= :hour2_from AND h.hour < :hour2_to)
+      AND h.source = :source
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), (CASE WHEN CAST(t.duration_ms AS INTEGER) < 1 THEN CAST(t.duration_ms AS INTEGER) ELSE (SELECT b.lo_ms FROM tool_duration_buckets b WHERE b.lo_ms <= CAST(t.duration_ms AS INTEGER) ORDER BY b.lo_ms DESC LIMIT 1) END), 1 FROM tools t
+    WHERE t.duration_ms IS NOT NULL
+      AND t.created_at >= :raw_from AND t.created_at < :raw_to
+      AND t.source = :source
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), (CASE WHEN CAST(t.duration_ms AS INTEGER) < 1 THEN CAST(t.duration_ms AS INTEGER) ELSE (SELECT b.lo_ms FROM tool_duration_buckets b WHERE b.lo_ms <= CAST(t.duration_ms AS INTEGER) ORDER BY b.lo_ms DESC LIMIT 1) END), 1 FROM tools t
+    WHERE t.duration_ms IS NOT NULL
+      AND t.created_at >= :raw2_from AND t.created_at < :raw2_to
+      AND t.source = :source
+)
+SELECT nullif(tool_name, '') AS tool_name, bucket_ms, sum(calls) AS calls
+FROM buckets
+GROUP BY tool_name, bucket_ms
+HAVING sum(calls) > 0"""
+
+# The exact max_ms of a histogram answer: the longest of the tool's calls in the window from
+# the lowest duration of its top bucket up (the (tool_name, duration_ms) index: a few rows).
+MAX_SQL = """\
+SELECT max(t.duration_ms)
 FROM tools t
 WHERE t.tool_name IS :tool_name
-  AND t.duration_ms IS NOT NULL
+  AND t.duration_ms >= :bucket_ms
   AND t.created_at >= :since
   AND t.created_at < :until
   AND t.source = :source
-  AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
-  AND t.session_id = :session
-ORDER BY t.duration_ms
-LIMIT 1 OFFSET :rank - 1"""
+  AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+  AND +t.session_id = :session"""
 
 TOP_SESSIONS = Report(
     name="top-sessions",
