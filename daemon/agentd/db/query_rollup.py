@@ -108,22 +108,66 @@ def _tables(origin: str = "tools") -> list[tuple[str, dict[str, str], dict[str, 
     ]  # fmt: skip
 
 
-def _change(x: str, sign: str, origin: str = "tools") -> list[str]:
-    """Statements adding (sign '+') or taking out ('-') one `origin` row x (NEW or OLD)."""
+def _change(
+    x: str, sign: str, origin: str = "tools", only: str | None = None, guard: str = "1"
+) -> list[str]:
+    """Statements adding (sign '+') or taking out ('-') one `origin` row x (NEW or OLD), in
+    every table kept from it or `only` one, where `guard` holds."""
     out = []
     for table, keys, sums, when, _ in _tables(origin):
+        if only is not None and table != only:
+            continue
         key_values = [e.format(x=x) for e in keys.values()]
         s = "" if sign == "+" else "-"
         values = ", ".join(key_values + [f"{s}({e.format(x=x)})" for e in sums.values()])
         sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in sums)
         out.append(
             f"INSERT INTO {table} ({', '.join([*keys, *sums])}) SELECT {values} "
-            f"WHERE {when.format(x=x)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets};"
+            f"WHERE {guard} AND {when.format(x=x)} "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets};"
         )
         if sign == "-":
             match = " AND ".join(f"{k} = {v}" for k, v in zip(keys, key_values, strict=True))
             first = next(iter(sums))
-            out.append(f"DELETE FROM {table} WHERE {when.format(x=x)} AND {match} AND {first} = 0;")
+            out.append(
+                f"DELETE FROM {table} WHERE {guard} AND {when.format(x=x)} AND {match} "
+                f"AND {first} = 0;"
+            )
+    return out
+
+
+# What places a tools row in its group in every table but for the message and duration keys.
+_BASE = ("hour", "tool_name", "source", "session_id", "project_path", "day")
+_SAME_BASE = (
+    f"{_HOUR.format(x='OLD')} = {_HOUR.format(x='NEW')} AND OLD.tool_name IS NEW.tool_name "
+    "AND OLD.source IS NEW.source AND OLD.session_id IS NEW.session_id"
+)
+
+
+def _update_in_place() -> list[str]:
+    """An UPDATE of a tools row that keeps its hour, tool, source and session (the usual one: a
+    Post event giving its Pre row an outcome and a duration), table by table: where the row
+    stays in its group, one UPDATE of the group's sums if one changed; where it enters or
+    leaves the table (a failure, a first duration) or changes group by its message or
+    duration bucket, its old contribution out and its new one in."""
+    out = []
+    for table, keys, sums, when, _ in _tables():
+        changed = " OR ".join(
+            f"({e.format(x='OLD')}) IS NOT ({e.format(x='NEW')})" for e in sums.values()
+        )
+        deltas = ", ".join(
+            f"{c} = {c} + ({e.format(x='NEW')}) - ({e.format(x='OLD')})" for c, e in sums.items()
+        )
+        match = " AND ".join(f"{k} = {e.format(x='NEW')}" for k, e in keys.items())
+        extra = [f"{e.format(x='OLD')} IS {e.format(x='NEW')}" for k, e in keys.items()
+                 if k not in _BASE]  # fmt: skip
+        if when == "1" and not extra:
+            out.append(f"UPDATE {table} SET {deltas} WHERE ({changed}) AND {match};")
+            continue
+        stays = " AND ".join([f"({when.format(x='OLD')})", f"({when.format(x='NEW')})", *extra])
+        out.append(f"UPDATE {table} SET {deltas} WHERE {stays} AND ({changed}) AND {match};")
+        out += _change("NEW", "+", "tools", only=table, guard=f"NOT ({stays})")
+        out += _change("OLD", "-", "tools", only=table, guard=f"NOT ({stays})")
     return out
 
 
@@ -211,10 +255,16 @@ END;
 CREATE TRIGGER tools_query_rollup_delete AFTER DELETE ON tools BEGIN
     {_STEP.join(_change("OLD", "-"))}
 END;
--- The store's upsert sets every column: only a change of a counted one moves anything, so a
--- replay is free. NEW goes in before OLD comes out, so a shared group never empties on the way.
+-- The store's upsert sets every column: only a change of a counted one does anything, so a
+-- replay is free. A row that keeps its hour, tool, source and session is updated in place
+-- where it stays in its group; otherwise NEW goes in before OLD comes out, so that a shared
+-- group never empties on the way.
+CREATE TRIGGER tools_query_rollup_update_in_place AFTER UPDATE OF {", ".join(_COUNTED)} ON tools
+WHEN {_SAME_BASE} AND ({_CHANGED}) BEGIN
+    {_STEP.join(_update_in_place())}
+END;
 CREATE TRIGGER tools_query_rollup_update AFTER UPDATE OF {", ".join(_COUNTED)} ON tools
-WHEN {_CHANGED} BEGIN
+WHEN NOT ({_SAME_BASE}) BEGIN
     {_STEP.join(_change("NEW", "+") + _change("OLD", "-"))}
 END;
 CREATE TRIGGER file_operations_query_rollup_insert AFTER INSERT ON file_operations
