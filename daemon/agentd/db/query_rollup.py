@@ -17,11 +17,15 @@ its first line, trimmed, cut at 80 characters, '(no message)' when empty.
 - `tool_session_hourly` (session_id, hour, tool_name, source) -> calls, failures: one session's
   calls (--session), and every session's calls in a window (top-sessions).
 - `tool_session_errors` (session_id, hour, tool_name, source, message) -> failures.
+- `session_hourly` (hour, session_id) -> calls, failures: every session's calls in a window
+  (top-sessions).
 - `tool_session_totals` (session_id) -> calls, failures over all time (top-sessions --since all).
 - `tool_duration_hourly` (hour, tool_name, source, bucket_ms), `tool_duration_total` (tool_name,
   source, bucket_ms), `tool_duration_project` (project_path, tool_name, source, bucket_ms),
   `tool_duration_session` (session_id, tool_name, source, bucket_ms) -> calls: how many calls
   took how long (db/rollup.py's buckets), for slow-tools' percentiles (query/percentiles.py).
+- `compaction_totals` (session_id, source) -> compactions and their sums over all time
+  (compactions --since all), recomputed from a session's compaction_events when one changes.
 - `file_session_edits` (session_id, hour, file_path) -> edits: the distinct files a session
   edited in a window (top-sessions' files_edited).
 
@@ -103,6 +107,8 @@ def _tables(origin: str = "tools") -> list[tuple[str, dict[str, str], dict[str, 
          {"session_id": "coalesce({x}.session_id, '')", "hour": _HOUR, "tool_name": tool,
           "source": "{x}.source", "message": MESSAGE},
          {"failures": "1"}, failed, False),
+        ("session_hourly", {"hour": _HOUR, "session_id": "coalesce({x}.session_id, '')"},
+         {"calls": "1", "failures": failed}, "1", False),
         ("tool_session_totals", {"session_id": "coalesce({x}.session_id, '')"},
          {"calls": "1", "failures": failed}, "1", False),
     ]  # fmt: skip
@@ -234,6 +240,48 @@ def _create() -> list[str]:
     return out
 
 
+# compactions over all time: a session's row recomputed from its (few) compaction_events
+# whenever one is written or deleted, so max(created_at) stays exact too.
+_RECOMPUTE = """
+    DELETE FROM compaction_totals WHERE session_id = coalesce({x}.session_id, '');
+    INSERT INTO compaction_totals SELECT coalesce(c.session_id, ''), c.source, count(*),
+        count(c.trigger), sum(c.trigger IS 'auto'), sum(c.trigger IS 'manual'), total(c.tokens_before),
+        count(c.tokens_before), total(c.tokens_after), count(c.tokens_after), max(c.created_at)
+    FROM compaction_events c WHERE c.session_id IS {x}.session_id GROUP BY 1, 2;"""
+_COMPACTIONS = f"""
+CREATE TABLE compaction_totals (
+    session_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    compactions INTEGER NOT NULL,
+    triggers INTEGER NOT NULL,
+    auto INTEGER NOT NULL,
+    manual INTEGER NOT NULL,
+    tokens_before_sum REAL NOT NULL,
+    tokens_before_count INTEGER NOT NULL,
+    tokens_after_sum REAL NOT NULL,
+    tokens_after_count INTEGER NOT NULL,
+    last_at INTEGER,
+    PRIMARY KEY (session_id, source)
+) WITHOUT ROWID;
+CREATE TRIGGER compactions_query_rollup_insert AFTER INSERT ON compaction_events BEGIN
+    {_RECOMPUTE.format(x="NEW")}
+END;
+CREATE TRIGGER compactions_query_rollup_update AFTER UPDATE ON compaction_events
+WHEN OLD.session_id IS NOT NEW.session_id OR OLD.source IS NOT NEW.source
+    OR OLD.trigger IS NOT NEW.trigger OR OLD.tokens_before IS NOT NEW.tokens_before
+    OR OLD.tokens_after IS NOT NEW.tokens_after OR OLD.created_at IS NOT NEW.created_at BEGIN
+    {_RECOMPUTE.format(x="OLD")}
+    {_RECOMPUTE.format(x="NEW")}
+END;
+CREATE TRIGGER compactions_query_rollup_delete AFTER DELETE ON compaction_events BEGIN
+    {_RECOMPUTE.format(x="OLD")}
+END;
+INSERT INTO compaction_totals SELECT coalesce(c.session_id, ''), c.source, count(*),
+    count(c.trigger), sum(c.trigger IS 'auto'), sum(c.trigger IS 'manual'), total(c.tokens_before),
+    count(c.tokens_before), total(c.tokens_after), count(c.tokens_after), max(c.created_at)
+FROM compaction_events c GROUP BY 1, 2;
+"""
+
 _COUNTED = ("created_at", "tool_name", "source", "session_id", "success", "duration_ms",
             "error_message")  # fmt: skip
 _CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _COUNTED)
@@ -244,8 +292,6 @@ MIGRATION_SQL = f"""
 -- `top-sessions` read instead of a row per call. Triggers keep it in the writer's transaction;
 -- the statements after them fill it from the rows already stored.
 {chr(10).join(_create())}
--- top-sessions over a window: every session's hours, in hour order.
-CREATE INDEX tool_session_hourly_time ON tool_session_hourly (hour, session_id, calls, failures);
 -- top-sessions over all time: the busiest sessions first.
 CREATE INDEX tool_session_totals_calls ON tool_session_totals (calls DESC, session_id);
 
@@ -281,6 +327,7 @@ WHEN OLD.session_id IS NOT NEW.session_id OR OLD.created_at IS NOT NEW.created_a
     OR OLD.file_path IS NOT NEW.file_path OR OLD.operation_type IS NOT NEW.operation_type BEGIN
     {_STEP.join(_change("NEW", "+", "file_operations") + _change("OLD", "-", "file_operations"))}
 END;
+{_COMPACTIONS}
 CREATE TRIGGER sessions_query_rollup_insert AFTER INSERT ON sessions
 WHEN coalesce(NEW.project_path, '') != '' BEGIN
     {_STEP.join(_move("NEW.id", "''", "NEW.project_path"))}

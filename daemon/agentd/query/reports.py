@@ -217,13 +217,13 @@ counted AS (
     SELECT coalesce(t.tool_name, ''), 1, t.success IS 0 FROM tools t
     WHERE t.created_at >= :raw_from AND t.created_at < :raw_to
       AND t.source = :source
-      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
       AND +t.session_id = :session
     UNION ALL
     SELECT coalesce(t.tool_name, ''), 1, t.success IS 0 FROM tools t
     WHERE t.created_at >= :raw2_from AND t.created_at < :raw2_to
       AND t.source = :source
-      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
       AND +t.session_id = :session
     UNION ALL SELECT * FROM one_session WHERE :session IS NOT NULL
 ),
@@ -250,14 +250,14 @@ failures AS (
     WHERE t.success = 0
       AND t.created_at >= :raw_from AND t.created_at < :raw_to
       AND t.source = :source
-      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
       AND +t.session_id = :session
     UNION ALL
     SELECT coalesce(t.tool_name, ''), coalesce(nullif(substr(trim(substr(t.error_message, 1, instr(t.error_message || char(10), char(10)) - 1)), 1, 80), ''), '(no message)'), 1 FROM tools t
     WHERE t.success = 0
       AND t.created_at >= :raw2_from AND t.created_at < :raw2_to
       AND t.source = :source
-      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
       AND +t.session_id = :session
     UNION ALL SELECT * FROM session_errors WHERE :session IS NOT NULL
 ),
@@ -346,14 +346,14 @@ timed AS (
     WHERE t.duration_ms IS NOT NULL
       AND t.created_at >= :raw_from AND t.created_at < :raw_to
       AND t.source = :source
-      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
       AND +t.session_id = :session
     UNION ALL
     SELECT coalesce(t.tool_name, ''), 1 FROM tools t
     WHERE t.duration_ms IS NOT NULL
       AND t.created_at >= :raw2_from AND t.created_at < :raw2_to
       AND t.source = :source
-      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
       AND +t.session_id = :session
     UNION ALL SELECT * FROM one_session WHERE :session IS NOT NULL
 )
@@ -467,7 +467,7 @@ TOP_SESSIONS = Report(
     # last hours (query/window.py). files_edited likewise, for the sessions shown only.
     sql="""\
 WITH windowed AS (
-    SELECT x.session_id, x.calls, x.failures FROM tool_session_hourly x
+    SELECT x.session_id, x.calls, x.failures FROM session_hourly x
     WHERE x.hour >= :hour_from AND x.hour < :hour2_to AND :whole = 0
       AND x.session_id = :session
     UNION ALL
@@ -549,27 +549,55 @@ COMPACTIONS = Report(
         ),
         Column("last_at", "time", "the latest compaction"),
     ),
+    # All time from per-session totals (db/query_rollup.py); a window from the events.
     sql="""\
-SELECT
-    c.session_id AS session_id,
-    s.source AS source,
-    s.project_path AS project,
-    count(*) AS compactions,
-    sum(c.trigger = 'auto') AS auto,
-    sum(c.trigger = 'manual') AS manual,
-    CAST(round(avg(c.tokens_before)) AS INTEGER) AS avg_tokens_before,
-    CAST(round(avg(c.tokens_after)) AS INTEGER) AS avg_tokens_after,
-    (max(c.created_at) - min(s.created_at)) / count(*) AS avg_interval_ms,
-    max(c.created_at) AS last_at
-FROM compaction_events c
-LEFT JOIN sessions s ON s.id = c.session_id
-WHERE 1
-  AND c.created_at >= :since
-  AND c.created_at < :until
-  AND c.source = :source
-  AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
-  AND c.session_id = :session
-GROUP BY c.session_id
+SELECT * FROM (
+    SELECT
+        nullif(c.session_id, '') AS session_id,
+        s.source AS source,
+        s.project_path AS project,
+        sum(c.compactions) AS compactions,
+        CASE WHEN sum(c.triggers) > 0 THEN sum(c.auto) END AS auto,
+        CASE WHEN sum(c.triggers) > 0 THEN sum(c.manual) END AS manual,
+        CAST(round(sum(c.tokens_before_sum) / nullif(sum(c.tokens_before_count), 0)) AS INTEGER) AS avg_tokens_before,
+        CAST(round(sum(c.tokens_after_sum) / nullif(sum(c.tokens_after_count), 0)) AS INTEGER) AS avg_tokens_after,
+        (max(c.last_at) - min(s.created_at)) / sum(c.compactions) AS avg_interval_ms,
+        max(c.last_at) AS last_at
+    FROM compaction_totals c
+    LEFT JOIN sessions s ON s.id = c.session_id
+    WHERE :whole = 1
+      AND c.source = :source
+      AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+      AND c.session_id = :session
+    GROUP BY c.session_id
+    ORDER BY compactions DESC, last_at DESC
+    LIMIT :limit
+)
+UNION ALL
+SELECT * FROM (
+    SELECT
+        c.session_id AS session_id,
+        s.source AS source,
+        s.project_path AS project,
+        count(*) AS compactions,
+        sum(c.trigger = 'auto') AS auto,
+        sum(c.trigger = 'manual') AS manual,
+        CAST(round(avg(c.tokens_before)) AS INTEGER) AS avg_tokens_before,
+        CAST(round(avg(c.tokens_after)) AS INTEGER) AS avg_tokens_after,
+        (max(c.created_at) - min(s.created_at)) / count(*) AS avg_interval_ms,
+        max(c.created_at) AS last_at
+    FROM compaction_events c
+    LEFT JOIN sessions s ON s.id = c.session_id
+    WHERE :whole = 0
+      AND c.created_at >= :since
+      AND c.created_at < :until
+      AND c.source = :source
+      AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+      AND c.session_id = :session
+    GROUP BY c.session_id
+    ORDER BY compactions DESC, last_at DESC
+    LIMIT :limit
+)
 ORDER BY compactions DESC, last_at DESC
 LIMIT :limit""",
 )
