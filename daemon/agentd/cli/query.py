@@ -276,7 +276,7 @@ def _show_sql(report: Report, params: dict[str, Any]) -> None:
         click.echo(
             f"-- {columns}: nearest rank over the second statement's durations, or (over "
             f"{percentiles.EXACT_LIMIT} calls)\n-- from the third's buckets, with the fourth "
-            f"once per tool (:tool_name, :bucket_ms); then the rows are sorted by "
+            f"with :tops (each tool and its top bucket); then the rows are sorted by "
             f"{report.sort_by} (descending) and cut at :limit"
         )
     click.echo(";\n\n".join(statements) + ";")

@@ -6,12 +6,13 @@ EXACT_LIMIT calls, which a few milliseconds read, or when the histograms cannot 
 filters (a bounded window with --project or --session: the windowed histograms are not split
 by project or session). Otherwise from the histograms (HISTOGRAM_SQL): the nearest-rank call's
 bucket gives p50 and p95 as rollup.estimate() of it, within 1% of the exact value (exact up to
-50 ms, where a bucket holds one value); max_ms is looked up exactly (MAX_SQL). Each row says
+50 ms, where a bucket holds one value); max_ms is looked up exactly (MAX_SQL, once for every tool). Each row says
 which in its `percentiles` column.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter, defaultdict
 from typing import Any
@@ -62,15 +63,14 @@ def _histogram(conn: sqlite3.Connection, params: dict[str, Any]) -> dict[Any, di
     buckets: dict[Any, Counter[int]] = defaultdict(Counter)
     for tool, lo, n in conn.execute(render(HISTOGRAM_SQL, params), params):
         buckets[tool][lo] += n
-    lookup = render(MAX_SQL, params)
-    out = {}
+    out: dict[Any, dict[float, Any]] = {}
     for tool, counts in buckets.items():
         total = sum(counts.values())
-        values: dict[float, Any] = {
+        out[tool] = {
             f: rollup.estimate(rollup.percentile_from_buckets(counts, nearest_rank(f, total)))
             for f in (0.50, 0.95)
         }
-        found = conn.execute(lookup, {**params, "tool_name": tool, "bucket_ms": max(counts)})
-        values[1.0] = found.fetchone()[0]
-        out[tool] = values
+    tops = json.dumps([[tool, max(counts)] for tool, counts in buckets.items()])
+    for tool, longest in conn.execute(render(MAX_SQL, params), {**params, "tops": tops}):
+        out[tool][1.0] = longest
     return out

@@ -436,18 +436,22 @@ FROM buckets
 GROUP BY tool_name, bucket_ms
 HAVING sum(calls) > 0"""
 
-# The exact max_ms of a histogram answer: the longest of the tool's calls in the window from
-# the lowest duration of its top bucket up (the (tool_name, duration_ms) index: a few rows).
+# The exact max_ms of a histogram answer, for every tool at once (:tops, a JSON array of
+# [tool_name, the lowest duration of its top bucket]): the longest of the tool's calls in the
+# window from there up, through the (tool_name, duration_ms) index: a few rows each.
 MAX_SQL = """\
-SELECT max(t.duration_ms)
-FROM tools t
-WHERE t.tool_name IS :tool_name
-  AND t.duration_ms >= :bucket_ms
-  AND t.created_at >= :since
-  AND t.created_at < :until
-  AND t.source = :source
-  AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
-  AND +t.session_id = :session"""
+SELECT tp.value ->> 0 AS tool_name, (
+    SELECT max(t.duration_ms)
+    FROM tools t
+    WHERE t.tool_name IS tp.value ->> 0
+      AND t.duration_ms >= tp.value ->> 1
+      AND t.created_at >= :since
+      AND t.created_at < :until
+      AND t.source = :source
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+) AS max_ms
+FROM json_each(:tops) tp"""
 
 TOP_SESSIONS = Report(
     name="top-sessions",
@@ -553,25 +557,33 @@ COMPACTIONS = Report(
     sql="""\
 SELECT * FROM (
     SELECT
-        nullif(c.session_id, '') AS session_id,
+        nullif(t.session_id, '') AS session_id,
         s.source AS source,
         s.project_path AS project,
-        sum(c.compactions) AS compactions,
-        CASE WHEN sum(c.triggers) > 0 THEN sum(c.auto) END AS auto,
-        CASE WHEN sum(c.triggers) > 0 THEN sum(c.manual) END AS manual,
-        CAST(round(sum(c.tokens_before_sum) / nullif(sum(c.tokens_before_count), 0)) AS INTEGER) AS avg_tokens_before,
-        CAST(round(sum(c.tokens_after_sum) / nullif(sum(c.tokens_after_count), 0)) AS INTEGER) AS avg_tokens_after,
-        (max(c.last_at) - min(s.created_at)) / sum(c.compactions) AS avg_interval_ms,
-        max(c.last_at) AS last_at
-    FROM compaction_totals c
-    LEFT JOIN sessions s ON s.id = c.session_id
-    WHERE :whole = 1
-      AND c.source = :source
-      AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
-      AND c.session_id = :session
-    GROUP BY c.session_id
-    ORDER BY compactions DESC, last_at DESC
-    LIMIT :limit
+        t.compactions AS compactions,
+        t.auto AS auto,
+        t.manual AS manual,
+        t.avg_tokens_before AS avg_tokens_before,
+        t.avg_tokens_after AS avg_tokens_after,
+        (t.last_at - s.created_at) / t.compactions AS avg_interval_ms,
+        t.last_at AS last_at
+    FROM (
+        SELECT c.session_id, sum(c.compactions) AS compactions,
+            CASE WHEN sum(c.triggers) > 0 THEN sum(c.auto) END AS auto,
+            CASE WHEN sum(c.triggers) > 0 THEN sum(c.manual) END AS manual,
+            CAST(round(sum(c.tokens_before_sum) / nullif(sum(c.tokens_before_count), 0)) AS INTEGER) AS avg_tokens_before,
+            CAST(round(sum(c.tokens_after_sum) / nullif(sum(c.tokens_after_count), 0)) AS INTEGER) AS avg_tokens_after,
+            max(c.last_at) AS last_at
+        FROM compaction_totals c
+        WHERE :whole = 1
+          AND c.source = :source
+          AND c.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+          AND c.session_id = :session
+        GROUP BY c.session_id
+        ORDER BY compactions DESC, last_at DESC
+        LIMIT :limit
+    ) t
+    LEFT JOIN sessions s ON s.id = t.session_id
 )
 UNION ALL
 SELECT * FROM (
