@@ -1,3 +1,4 @@
+# Over 400 lines: one rollup, checked table by table after every kind of write and report by report against the raw SQL it replaced.
 """The query rollup (db/query_rollup.py, migration 0012) against real SQLite files: after every
 kind of write (inserts, replays, Pre-then-Post updates, value changes, a session's project
 arriving late or changing, deleted sessions, prune, an import over live capture, an upgrade of
