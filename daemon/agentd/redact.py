@@ -129,16 +129,23 @@ class Redactor:
         due = {i for t, rules in self._triggers if t in lower for i in rules}  # type: ignore[attr-defined]
         if not due and not self._always:  # type: ignore[attr-defined]
             return text, 0
+        # Where the secret words occur, found once for both anchored rules (they share their
+        # words) until a replacement changes the text.
+        starts: dict[tuple[str, ...], list[int]] = {}
         for index, (rule, regex) in enumerate(self._compiled):  # type: ignore[attr-defined]
             if index not in due and index not in self._always:  # type: ignore[attr-defined]
                 continue
             if rule.name in _ANCHORED:
-                text, n = _redact_anchored(text, lower, rule, regex)
+                found = starts.get(rule.triggers)
+                if found is None:
+                    found = starts[rule.triggers] = _starts(lower, rule.triggers)
+                text, n = _redact_anchored(text, found, rule, regex)
             else:
                 text, n = _redact_search(text, rule, regex)
             if n:
                 hits += n
                 lower = text.lower()
+                starts.clear()
         return text, hits
 
 
@@ -168,8 +175,13 @@ def _redact_search(text: str, rule: Rule, regex: re.Pattern[str]) -> tuple[str, 
     return regex.sub(replace, text), hits
 
 
-def _redact_anchored(text: str, lower: str, rule: Rule, regex: re.Pattern[str]) -> tuple[str, int]:
-    starts = sorted({i for w in rule.triggers for i in _occurrences(lower, w)})
+def _starts(lower: str, words: tuple[str, ...]) -> list[int]:
+    return sorted({i for w in words for i in _occurrences(lower, w)})
+
+
+def _redact_anchored(
+    text: str, starts: list[int], rule: Rule, regex: re.Pattern[str]
+) -> tuple[str, int]:
     pieces, last, hits = [], 0, 0
     for start in starts:
         if start < last:

@@ -3,7 +3,7 @@
 // Installed by `agentd install opencode`; `agentd uninstall opencode` removes this file only while
 // its first line is the one above. Thin on purpose: it forwards each callback's arguments as they
 // came, as an `ingest` with source "opencode" (docs/protocol.md); every interpretation lives in
-// the daemon (daemon/agentd/sources/opencode.py).
+// the daemon (daemon/agentd/normalizers/opencode.py).
 //
 // Payloads: `{"kind": "event", "event": {...}}` for bus events, `{"kind": "<callback>", "input":
 // {...}, "output": {...}}` for the other callbacks; `received_at` is Date.now() at callback time.
@@ -15,6 +15,8 @@
 // - lose nothing: what the daemon has not acked is retried, or appended to the spool when the
 //   daemon is unreachable, the queue would overflow, or OpenCode exits (a synchronous write in
 //   process.on("exit")). The daemon drains the spool; replays are stored once;
+// - send nothing to a socket another user could have planted, spool into no directory of theirs
+//   (the hook's checks, docs/protocol.md "Guarantees"; see `refusal` below);
 // - no dependency: node: builtins only, and types from @opencode-ai/plugin (erased at load).
 //
 // Export only the plugin: OpenCode calls every exported function as a plugin and rejects a module
@@ -261,6 +263,50 @@ function safeStringifyWith(value: unknown, replacer: (key: string, value: unknow
   }
 }
 
+// --- trust: what a shared machine's other users could plant -----------------------------------
+
+/** Why `dir` is no directory to use, or null: it must be a real directory (not a symlink) of ours
+ * that group and others cannot write. A missing one is fine (nothing listens there; the spool
+ * makes its own 0700). The hook and the CLI check the same (daemon/agentd/trust.py). */
+function dirRefusal(dir: string): string | null {
+  const uid = process.getuid?.();
+  if (uid === undefined) return null; // a platform without uids
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(dir);
+  } catch {
+    return null;
+  }
+  if (st.isSymbolicLink()) return `refusing ${dir}: it is a symbolic link`;
+  if (!st.isDirectory()) return `refusing ${dir}: it is not a directory`;
+  if (st.uid !== uid) return `refusing ${dir}: it is owned by uid ${st.uid}, not by you (uid ${uid})`;
+  if (st.mode & 0o022) {
+    const mode = (st.mode & 0o7777).toString(8).padStart(4, "0");
+    return `refusing ${dir}: other users can write in it (mode ${mode}); it must be yours alone`;
+  }
+  return null;
+}
+
+/** Why the socket is not one to send to, or null. The hook also asks the kernel who the peer is
+ * (SO_PEERCRED), which node:net cannot; here the socket file must be ours instead: in a directory
+ * only we can write, only we (or root) can have made it. */
+function socketRefusal(socketPath: string): string | null {
+  const refused = dirRefusal(path.dirname(socketPath));
+  if (refused) return refused;
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(socketPath);
+  } catch {
+    return null; // nothing listens: connecting fails and the events are spooled
+  }
+  const uid = process.getuid?.();
+  if (!st.isSocket()) return `refusing ${socketPath}: it is not a socket`;
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
+    return `refusing ${socketPath}: it is owned by uid ${st.uid}, not by you (uid ${uid})`;
+  }
+  return null;
+}
+
 // --- the spool: docs/protocol.md "Spool" ------------------------------------------------------
 
 class Spool {
@@ -298,6 +344,8 @@ class Spool {
 
   private open(): void {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const refused = dirRefusal(this.dir);
+    if (refused) throw new Error(refused);
     for (let tries = 0; ; tries++) {
       const unique = `${Date.now()}-${++this.seq}-${Math.random().toString(16).slice(2, 10)}`;
       const file = path.join(this.dir, `${SOURCE}-${process.pid}-${unique}.ndjson.open`);
@@ -394,6 +442,12 @@ class Transport {
       this.reconnectTimer = null;
     }
     this.state = "connecting";
+    const refused = socketRefusal(this.settings.socketPath);
+    if (refused) {
+      this.error(new Error(refused));
+      this.connectFailed(); // as if nobody listened: the events go to the spool
+      return;
+    }
     let sock: net.Socket;
     try {
       sock = net.createConnection({ path: this.settings.socketPath });

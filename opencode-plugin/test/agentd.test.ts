@@ -365,6 +365,59 @@ describe("paths", () => {
   });
 });
 
+describe("trust: nothing goes to a socket or spool another user could have planted", () => {
+  test("a socket in a directory others can write gets nothing; the events are spooled", async () => {
+    const home = tmpdir();
+    const shared = tmpdir();
+    fs.chmodSync(shared, 0o777);
+    const planted = await new FakeDaemon(path.join(shared, "agentd.sock")).listen();
+    const hooks = await fresh({ AGENTD_HOME: home, AGENTD_SOCKET: path.join(shared, "agentd.sock") });
+    await sendTools(hooks, 2);
+    await hooks.dispose?.();
+    expect(planted.connections).toBe(0);
+    expect(planted.received.length).toBe(0);
+    expect(spoolLines(home).length).toBe(2);
+    expect(String(counters().lastError)).toContain("other users can write in it (mode 0777)");
+  });
+
+  test("a socket reached through a symlinked directory gets nothing", async () => {
+    const home = tmpdir();
+    const real = tmpdir();
+    const link = path.join(tmpdir(), "link");
+    fs.symlinkSync(real, link);
+    const planted = await new FakeDaemon(path.join(real, "agentd.sock")).listen();
+    const hooks = await fresh({ AGENTD_HOME: home, AGENTD_SOCKET: path.join(link, "agentd.sock") });
+    await sendTools(hooks, 1);
+    await hooks.dispose?.();
+    expect(planted.received.length).toBe(0);
+    expect(spoolLines(home).length).toBe(1);
+    expect(String(counters().lastError)).toContain("it is a symbolic link");
+  });
+
+  test.skipIf(process.getuid?.() !== 0)("a socket owned by another user gets nothing (run as root)", async () => {
+    const home = tmpdir();
+    const planted = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    fs.lchownSync(path.join(home, "agentd.sock"), 65534, 65534);
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 1);
+    await hooks.dispose?.();
+    expect(planted.received.length).toBe(0);
+    expect(spoolLines(home).length).toBe(1);
+    expect(String(counters().lastError)).toContain("owned by uid 65534");
+  });
+
+  test("a spool directory that is a symlink is never written through", async () => {
+    const home = tmpdir();
+    const elsewhere = tmpdir();
+    fs.symlinkSync(elsewhere, path.join(home, "spool"));
+    const hooks = await fresh({ AGENTD_HOME: home }); // no daemon: every event wants the spool
+    await sendTools(hooks, 1);
+    await hooks.dispose?.();
+    expect(fs.readdirSync(elsewhere)).toEqual([]);
+    expect(String(counters().lastError)).toContain("it is a symbolic link");
+  });
+});
+
 describe("payloads", () => {
   test("lone surrogates become U+FFFD; the line is well-formed for strict decoders", async () => {
     const home = tmpdir();
@@ -446,37 +499,32 @@ describe("payloads", () => {
   });
 });
 
-describe("cost on OpenCode's hot path", () => {
-  test("tool.execute.before + after take well under a millisecond (median)", async () => {
+// What the plugin costs on OpenCode's hot path is a figure, not a test: bench/opencode_plugin prints
+// it (2 KB and 1 MB outputs) beside JSON.stringify of the same arguments, measured in the same run.
+describe("the benchmark's workloads", () => {
+  test("1 000 tool calls in a row (bench's loop): every before and after is delivered", async () => {
     const home = tmpdir();
     await new FakeDaemon(path.join(home, "agentd.sock")).listen();
     await fresh({ AGENTD_HOME: home });
     const { bench } = await import("./driver.ts");
     const result = await bench(1_000);
-    expect(result.median_ms).toBeLessThan(1);
     expect(result.acked).toBe((200 + 1_000) * 2); // warm-up included; all delivered
+    expect(result.spooled).toBe(0);
   });
 
-  test("a 1 MB tool output costs what serializing it costs, no more", async () => {
+  test("a 1 MB tool output is forwarded whole, once per call", async () => {
     const home = tmpdir();
-    await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
     const hooks = await fresh({ AGENTD_HOME: home });
     const big = "line of output\n".repeat(70_000);
-    const plugin: number[] = [];
-    const stringify: number[] = [];
-    for (let i = 0; i < 20; i++) {
-      const { input, output } = toolCall(i, big);
-      let t0 = performance.now();
-      await call(hooks, "tool.execute.after", input, output);
-      plugin.push(performance.now() - t0);
-      t0 = performance.now();
-      JSON.stringify({ kind: "tool.execute.after", input, output });
-      stringify.push(performance.now() - t0);
-    }
-    plugin.sort((a, b) => a - b);
-    stringify.sort((a, b) => a - b);
-    expect(plugin[10]).toBeLessThan(stringify[10] * 1.5 + 1);
+    await sendTools(hooks, 20, big);
     await hooks.dispose?.();
+    expect(daemon.received.length).toBe(20);
+    for (const [i, req] of daemon.received.entries()) {
+      const payload = req.params.payload as { input: { callID: string }; output: { output: string } };
+      expect(payload.input.callID).toBe(`call_${i}`);
+      expect(payload.output.output).toBe(big);
+    }
   });
 });
 

@@ -147,14 +147,19 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** Per tool call: tool.execute.before + tool.execute.after with a realistic bash payload. */
-export async function bench(calls: number): Promise<Record<string, number>> {
+/** Per tool call: tool.execute.before + tool.execute.after with a realistic bash payload: `calls`
+ * timed calls (after `warmup` untimed ones), each with `outputBytes` of output. */
+export async function bench(
+  calls: number,
+  outputBytes = 2_000,
+  warmup = 200,
+): Promise<Record<string, number>> {
   const hooks = await load();
   const before = hooks["tool.execute.before"] as unknown as Callback;
   const after = hooks["tool.execute.after"] as unknown as Callback;
   const emptyBefore: Callback = async () => {};
   const emptyAfter: Callback = async () => {};
-  const output = "x".repeat(2_000) + "\n";
+  const output = "x".repeat(outputBytes) + "\n";
   const time = async (b: Callback, a: Callback, i: number): Promise<number> => {
     const input = { tool: "bash", sessionID: "ses_bench", callID: `call_${i}` };
     const args = { command: `echo ${i}`, description: "Bench" };
@@ -176,7 +181,7 @@ export async function bench(calls: number): Promise<Record<string, number>> {
   const plugin: number[] = [];
   const empty: number[] = [];
   const stringify: number[] = [];
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < warmup; i++) {
     await time(before, after, -i); // warm-up
     await time(emptyBefore, emptyAfter, -i);
     await time(stringifyBefore, stringifyAfter, -i);
@@ -209,7 +214,11 @@ if (import.meta.main) {
   const [mode, file] = process.argv.slice(2);
   if (mode === "replay") await replay(file);
   else if (mode === "hostile") await hostile();
-  else if (mode === "bench") console.log(JSON.stringify(await bench(Number(arg("--calls", "2000")))));
+  else if (mode === "bench") {
+    const calls = Number(arg("--calls", "2000"));
+    const result = await bench(calls, Number(arg("--output-bytes", "2000")), Number(arg("--warmup", "200")));
+    console.log(JSON.stringify(result));
+  }
   else {
     console.error(`unknown mode ${mode}`);
     process.exit(2);

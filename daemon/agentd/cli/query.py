@@ -4,6 +4,7 @@ canned reports (query/reports.py)."""
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import click
 from agentd.agents import AGENTS
 from agentd.cli import _config, cli, skip_teardown
 from agentd.output import Rows, emit, output_options, stream, write
+from agentd.query import percentiles
 from agentd.query.engine import (
     Interrupted,
     QueryError,
@@ -26,6 +28,8 @@ from agentd.query.reports import (
     DEFAULT_LIMIT,
     DEFAULT_SINCE,
     FILTERS,
+    HISTOGRAM_SQL,
+    MAX_SQL,
     PERCENTILE_SQL,
     REPORTS,
     Report,
@@ -34,6 +38,7 @@ from agentd.query.reports import (
 )
 from agentd.query.times import TimeError, parse_time
 from agentd.query.usage_reports import BY, PERIODS
+from agentd.query.window import WINDOW, window
 
 __all__ = ["query"]
 
@@ -180,6 +185,8 @@ def query(
         # The usage reports' own parameters (query/usage_reports.py), bound for --sql too. The
         # host name as socket.gethostname() gives it (uname's), without importing socket.
         params.update(period=period, by=by, machine=os.uname().nodename)
+        # The window's stretches the rollup-reading reports use (query/window.py), for --sql too.
+        params.update(window(params["since"], params["until"]))
         if report is None:
             statement = sys.stdin.read() if sql == "-" else str(sql)
             if not statement.strip():
@@ -258,17 +265,19 @@ def _run(
 def _show_sql(report: Report, params: dict[str, Any]) -> None:
     statements = [render(report.sql, params)]
     if report.percentiles:
-        statements.append(render(PERCENTILE_SQL, params))
-    for name in FILTERS:
+        statements += [render(sql, params) for sql in (PERCENTILE_SQL, HISTOGRAM_SQL, MAX_SQL)]
+    for name in (*FILTERS, *WINDOW):
         if params[name] is not None and (
-            name == "limit" or any(f":{name}" in s for s in statements)
+            name in ("since", "until", "limit")  # the window's stretches derive from the first two
+            or any(re.search(f":{name}\\b", s) for s in statements)
         ):
             click.echo(f"-- :{name} = {params[name]!r}")
     if report.percentiles:
         columns = ", ".join(column for column, _ in report.percentiles)
         click.echo(
-            f"-- {columns}: the second statement, once per row and column, with :tool_name "
-            "and :rank (the nearest rank);\n"
-            f"-- then the rows are sorted by {report.sort_by} (descending) and cut at :limit"
+            f"-- {columns}: nearest rank over the second statement's durations, or (over "
+            f"{percentiles.EXACT_LIMIT} calls)\n-- from the third's buckets, with the fourth "
+            f"with :tops (each tool and its top bucket); then the rows are sorted by "
+            f"{report.sort_by} (descending) and cut at :limit"
         )
     click.echo(";\n\n".join(statements) + ";")

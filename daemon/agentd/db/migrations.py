@@ -10,7 +10,7 @@ import sqlite3
 import time
 from typing import NamedTuple
 
-from agentd.db import rollup
+from agentd.db import query_rollup, rollup
 
 __all__ = ["Migration", "MIGRATIONS", "migrate", "applied_versions"]
 
@@ -488,6 +488,8 @@ UPDATE sessions SET status = 'idle', outcome = 'error'
     # SQL in db/rollup.py: the tables, their triggers and the backfill change together.
     Migration(10, "0010_tool_rollup", rollup.MIGRATION_SQL),
     Migration(11, "0011_usage", _USAGE),
+    # SQL in db/query_rollup.py, like 0010's.
+    Migration(12, "0012_query_rollup", query_rollup.MIGRATION_SQL),
 )
 
 _RECORD_TABLE = """

@@ -29,7 +29,15 @@ import math
 from collections import Counter
 from functools import cache
 
-__all__ = ["MIGRATION_SQL", "DAY_MS", "bucket_bounds", "bucket_of", "estimate", "window_days"]
+__all__ = [
+    "MIGRATION_SQL",
+    "DAY_MS",
+    "BUCKET_SQL",
+    "bucket_bounds",
+    "bucket_of",
+    "estimate",
+    "window_days",
+]
 
 DAY_MS = 86_400_000
 _TOP = 9_000_000_000_000_000_000  # the last bucket starts below this (int64 ends at 9.22e18)
@@ -96,6 +104,7 @@ _BUCKET = (
     "ELSE (SELECT b.lo_ms FROM tool_duration_buckets b "
     "WHERE b.lo_ms <= CAST({x}.duration_ms AS INTEGER) ORDER BY b.lo_ms DESC LIMIT 1) END)"
 )
+BUCKET_SQL = _BUCKET  # for db/query_rollup.py's histograms: the same buckets
 _PROJECT = "coalesce((SELECT s.project_path FROM sessions s WHERE s.id = {x}.session_id), '')"
 _STATS_SET = (
     "calls = calls + excluded.calls, failures = failures + excluded.failures, "

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Checkpointer", "INTERVAL_S", "LIMIT_BYTES", "JOURNAL_SIZE_LIMIT", "wal_path"]
 
@@ -59,6 +60,7 @@ class Checkpointer:
         self._over_limit = asyncio.Event()
         self._conn: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._running: asyncio.Future[Any] | None = None  # a checkpoint in its thread
 
     def start(self) -> None:
         self._conn = sqlite3.connect(
@@ -85,6 +87,13 @@ class Checkpointer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._running is not None:
+            # Cancelling the task does not stop its thread: closing the connection under a
+            # running checkpoint crashes the process (SIGSEGV).
+            await asyncio.wait([self._running])
+            if not self._running.cancelled():
+                self._running.exception()  # retrieved: reported by the loop, if at all
+            self._running = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -99,15 +108,20 @@ class Checkpointer:
                     await self._over_limit.wait()
             self._over_limit.clear()
             try:
-                await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                await self._in_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
                 idle = self._commits == seen
                 size = self.wal_bytes()
                 if size > self.limit_bytes or (idle and size > 0):
                     async with self._write_lock:
-                        await asyncio.to_thread(self._truncate, conn)
+                        await self._in_thread(self._truncate, conn)
             except sqlite3.Error:
                 log.warning("background checkpoint failed; will retry", exc_info=True)
             seen = self._commits
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        """fn(*args) in a worker thread; close() waits for it even if this task is cancelled."""
+        self._running = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await asyncio.shield(self._running)
 
     def _truncate(self, conn: sqlite3.Connection) -> None:
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

@@ -161,23 +161,38 @@ def resolve_paths(given: list[Path]) -> list[Path]:
 
 
 def transcript_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """(absolute path, stat) of every regular `*.jsonl` under root (or root itself), sorted."""
+    """(absolute path, stat) of every regular `*.jsonl` under root (or root itself), sorted.
+
+    Directory links are not descended (as os.walk); a link to a regular file counts. Walked with
+    scandir and joined onto the absolute root (names hold no `/`, `.` or `..`): a re-run over an
+    unchanged tree of thousands of files is mostly this walk.
+    """
     if root.is_file():
         yield os.path.abspath(root), root.stat()
         return
     found = []
-    for directory, subdirs, names in os.walk(root):
-        subdirs.sort()
-        for name in names:
-            if not name.endswith(".jsonl"):
-                continue
-            path = os.path.join(directory, name)
+    todo = [os.path.abspath(root)]
+    while todo:
+        directory = todo.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
             try:
-                st = os.stat(path)
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(entry.path)
+                    continue
+            except OSError:
+                continue
+            if not entry.name.endswith(".jsonl"):
+                continue
+            try:
+                st = os.stat(entry.path)
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode):
-                found.append((os.path.abspath(path), st))
+                found.append((entry.path, st))
     found.sort()
     yield from found
 

@@ -58,6 +58,14 @@ class PriceTable:
                 "costs are marked unknown. Reinstall it: pip install -U genai-prices"
             ) from e
         self._usage = genai_prices.Usage
+        self._memo: dict[tuple[Any, ...], float | None | object] = {}
+        self._plans: dict[tuple[Any, ...], Any] = {}
+        self._checked: set[tuple[Any, ...]] = set()  # plans whose first price genai-prices agreed
+        try:
+            from agentd.pricing.plan import plan_for
+        except (ImportError, AttributeError):  # a genai-prices laid out otherwise: its own path
+            plan_for = None
+        self._plan_for = plan_for
         self.version = genai_prices.__version__
 
     def cost(
@@ -72,40 +80,167 @@ class PriceTable:
     ) -> float | None:
         """USD for one message. `tokens` uses the messages columns: prompt (uncached input),
         completion, cache read, cache write (with its 5m / 1h split when known), reasoning."""
-        cache_read = tokens.get("cache_read_tokens") or 0
-        cache_write = tokens.get("cache_write_tokens") or 0
-        w5m = tokens.get("cache_write_5m_tokens")
-        w1h = tokens.get("cache_write_1h_tokens")
-        output = tokens.get("completion_tokens") or 0
-        if not output_includes_reasoning:  # OpenCode counts reasoning apart; priced as output
-            output += tokens.get("reasoning_tokens") or 0
-        usage: dict[str, int] = {
-            # genai-prices counts every input token in input_tokens, cached ones included.
-            "input_tokens": (tokens.get("prompt_tokens") or 0) + cache_read + cache_write,
-            "output_tokens": output,
-            "cache_read_tokens": cache_read,
-            "cache_write_tokens": cache_write,
-        }
-        if w5m is not None or w1h is not None:
-            usage["cache_write_5m_tokens"] = w5m or 0
-            usage["cache_write_1h_tokens"] = w1h or 0
-            # Older Claude versions report only the total: keep the split consistent with it.
-            usage["cache_write_tokens"] = max(cache_write, (w5m or 0) + (w1h or 0))
-            usage["input_tokens"] += usage["cache_write_tokens"] - cache_write
-        when = datetime.fromtimestamp(at_ms / 1000, UTC) if at_ms else None
+        usage = usage_counts(tokens, output_includes_reasoning)
+        # A fixed `now` for a message without a time: the period and the price agree on it.
+        when = datetime.fromtimestamp(at_ms / 1000, UTC) if at_ms else datetime.now(UTC)
         context = {"speed": speed} if speed and speed != "standard" else None
         provider_id = _PROVIDERS.get((provider or "").lower(), provider)
         for candidate in dict.fromkeys((provider_id, None)):
-            try:
-                result = self._snapshot.calc(
-                    self._usage(**usage), model, candidate, None, when, context
-                )
-            except LookupError:
-                continue  # unknown provider or model: try by model name alone, then give up
-            except ValueError:
-                return None  # usage the table cannot price (inconsistent counts)
-            return float(result.total_price)
+            outcome = self._calc(usage, model, candidate, when, context)
+            if outcome is not _NEXT:
+                return outcome
         return None
+
+    def _calc(
+        self,
+        usage: dict[str, int],
+        model: str,
+        provider_id: str | None,
+        when: datetime,
+        context: dict[str, str] | None,
+    ) -> float | None | object:
+        """genai-prices' price, None when it cannot price the usage, _NEXT for an unknown model.
+
+        Its calculation costs ~65-190 us a message (unit resolution, validation, decomposition and
+        Decimal arithmetic), mostly spent on what depends on the prices alone: those are resolved
+        once per model, period and context (pricing/plan.py, ~15 us a call then). And Claude
+        writes a response's usage on each of its tool_use lines: the outcome is remembered by
+        everything it depends on (the model and provider found, the prices in force at `when`,
+        the context, the token counts; ~3 us)."""
+        try:
+            provider, info = self._snapshot.find_provider_model(model, None, provider_id, None)
+        except LookupError:
+            return _NEXT  # unknown provider or model: try by model name alone, then give up
+        key = _key(provider, info, when, context, usage)
+        if key is not None and (known := self._memo.get(key, _MISS)) is not _MISS:
+            return known
+        plan = self._plan(key, provider, info, when, context)
+        outcome: float | None | object
+        try:
+            if isinstance(plan, ValueError):
+                raise plan
+            if plan is None:
+                outcome = self._genai_price(usage, model, provider_id, when, context)
+            else:
+                outcome = float(plan.total(self._usage(**usage)))
+                if key is not None and key[:4] not in self._checked:
+                    outcome = self._check(key[:4], outcome, usage, model, provider_id, when, context)
+        except LookupError:
+            outcome = _NEXT
+        except ValueError:
+            outcome = None  # usage the table cannot price (inconsistent counts)
+        if key is not None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = outcome
+        return outcome
+
+    def _genai_price(
+        self,
+        usage: dict[str, int],
+        model: str,
+        provider_id: str | None,
+        when: datetime,
+        context: dict[str, str] | None,
+    ) -> float:
+        result = self._snapshot.calc(self._usage(**usage), model, provider_id, None, when, context)
+        return float(result.total_price)
+
+    def _check(self, period: tuple[Any, ...], planned: float, *args: Any) -> float:
+        """The first price of each plan is also asked of genai-prices itself: plan.py uses its
+        private functions, so an installed version that computes otherwise (pip install -U
+        genai-prices) turns plans off for good, with one log line, instead of pricing wrongly."""
+        own = self._genai_price(*args)
+        if own != planned:
+            log.warning(
+                "genai-prices %s prices differently than agentd's cached plan (%r vs %r): "
+                "using its own calculation for every message",
+                self.version,
+                own,
+                planned,
+            )
+            self._plan_for = None
+            self._plans.clear()
+            self._memo.clear()
+        self._checked.add(period)
+        return own
+
+    def _plan(
+        self,
+        key: tuple[Any, ...] | None,
+        provider: Any,
+        info: Any,
+        when: datetime,
+        context: dict[str, str] | None,
+    ) -> Any:
+        """The model's prices for this period and context resolved once (pricing/plan.py), or
+        None: genai-prices' own calculation then."""
+        if key is None or self._plan_for is None:
+            return None
+        period = key[:4]  # provider, model, prices in force, context
+        plan = self._plans.get(period, _MISS)
+        if plan is _MISS:
+            if len(self._plans) >= _MEMO_SIZE:
+                self._plans.clear()
+                self._checked.clear()
+            plan = self._plans[period] = self._plan_for(provider, info, when, context)
+        return plan
+
+
+def usage_counts(tokens: dict[str, int], output_includes_reasoning: bool) -> dict[str, int]:
+    """genai-prices' usage fields from the messages columns."""
+    cache_read = tokens.get("cache_read_tokens") or 0
+    cache_write = tokens.get("cache_write_tokens") or 0
+    w5m = tokens.get("cache_write_5m_tokens")
+    w1h = tokens.get("cache_write_1h_tokens")
+    output = tokens.get("completion_tokens") or 0
+    if not output_includes_reasoning:  # OpenCode counts reasoning apart; priced as output
+        output += tokens.get("reasoning_tokens") or 0
+    usage: dict[str, int] = {
+        # genai-prices counts every input token in input_tokens, cached ones included.
+        "input_tokens": (tokens.get("prompt_tokens") or 0) + cache_read + cache_write,
+        "output_tokens": output,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
+    }
+    if w5m is not None or w1h is not None:
+        usage["cache_write_5m_tokens"] = w5m or 0
+        usage["cache_write_1h_tokens"] = w1h or 0
+        # Older Claude versions report only the total: keep the split consistent with it.
+        usage["cache_write_tokens"] = max(cache_write, (w5m or 0) + (w1h or 0))
+        usage["input_tokens"] += usage["cache_write_tokens"] - cache_write
+    return usage
+
+
+_NEXT = object()  # the model is unknown under this provider
+_MISS = object()
+_MEMO_SIZE = 4096
+
+
+def _key(
+    provider: Any, info: Any, when: datetime, context: dict[str, str] | None, usage: dict[str, int]
+) -> tuple[Any, ...] | None:
+    """What a price depends on besides the snapshot; None (no memo) when the model's prices are not
+    laid out as this reads them (a later genai-prices): then every call asks genai-prices.
+
+    `when` enters only through the constraints of the model's conditional prices and context
+    variants (start dates, off-peak hours), so their on/off state at `when` stands for it."""
+    try:
+        prices = info.prices
+        variants = info.price_variants or ()
+        period = tuple(
+            c.constraint is None or c.constraint.active(when)
+            for c in (prices if isinstance(prices, list) else ())
+        ) + tuple(v.constraint is None or v.constraint.active(when) for v in variants)
+    except AttributeError:
+        return None
+    return (
+        id(provider),
+        id(info),
+        period,
+        tuple(context.items()) if context else None,
+        tuple(usage.items()),
+    )
 
 
 @lru_cache(maxsize=1)

@@ -19,12 +19,9 @@ from typing import Any
 
 from agentd.db import readonly
 from agentd.errors import Interrupted, QueryError, TimedOut
-from agentd.query.reports import (
-    PERCENTILE_SQL,
-    Report,
-    nearest_rank,
-    render,
-)
+from agentd.query import percentiles
+from agentd.query.reports import Report, render
+from agentd.query.window import window
 
 __all__ = [
     "QueryError",
@@ -169,31 +166,25 @@ def execute(
 def run_report(
     conn: sqlite3.Connection, report: Report, params: dict[str, Any]
 ) -> tuple[list[str], Iterator[list[tuple[Any, ...]]]]:
-    """Execute a report; its rows stream, unless percentiles must be looked up and sorted."""
+    """Execute a report; its rows stream, unless percentiles must be looked up and sorted.
+
+    The window's stretches (query/window.py) are derived from :since and :until here unless
+    the caller gave them."""
+    params = {**window(params.get("since"), params.get("until")), **params}
     if not report.percentiles:
         return execute(conn, render(report.sql, params), params)
     conn.execute("BEGIN")  # one snapshot for the counts and the lookups, while the daemon writes
     try:
         columns, batches = execute(conn, render(report.sql, params), params)
         rows = [list(row) for batch in batches for row in batch]
-        ascending = render(PERCENTILE_SQL, params)
-        descending = ascending.replace("ORDER BY t.duration_ms", "ORDER BY t.duration_ms DESC")
-        name, calls = columns.index("tool_name"), columns.index("calls")
-        for row in rows:
-            for column, fraction in report.percentiles:
-                rank, lookup = nearest_rank(fraction, row[calls]), ascending
-                if rank > (row[calls] + 1) // 2:  # nearer the top: count from there
-                    rank, lookup = row[calls] - rank + 1, descending
-                values = {**params, "tool_name": row[name], "rank": rank}
-                try:
-                    found = conn.execute(lookup, values).fetchone()
-                except sqlite3.Error as e:
-                    raise _error(conn, e) from None
-                row[columns.index(column)] = found[0] if found else None
+        try:
+            percentiles.fill(conn, report.percentiles, params, columns, rows)
+        except sqlite3.Error as e:
+            raise _error(conn, e) from None
     finally:
         conn.execute("COMMIT")
     if report.sort_by:
-        key = columns.index(report.sort_by)
+        key, name = columns.index(report.sort_by), columns.index("tool_name")
         rows.sort(key=lambda row: row[name] or "")
         rows.sort(key=lambda row: -1 if row[key] is None else row[key], reverse=True)
     if params["limit"] >= 0:

@@ -29,6 +29,8 @@ __all__ = [
     "render",
     "closest",
     "PERCENTILE_SQL",
+    "HISTOGRAM_SQL",
+    "MAX_SQL",
     "nearest_rank",
 ]
 
@@ -175,38 +177,102 @@ TOOL_ERRORS = Report(
             "its first line, cut at 80 characters",
         ),
     ),
+    # Read from the rollups (db/rollup.py, db/query_rollup.py): whole days and hours of the
+    # window from the aggregates, its partial first and last hours from the rows themselves
+    # (query/window.py names the stretches); --session reads that session's own aggregates.
     sql="""\
-WITH calls AS (
-    SELECT t.tool_name, count(*) AS calls
-    FROM tools t
-    WHERE 1
-      AND t.created_at >= :since
-      AND t.created_at < :until
-      AND t.source = :source
-      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
-      AND t.session_id = :session
-    GROUP BY t.tool_name
+WITH one_session AS (
+    SELECT x.tool_name, x.calls, x.failures FROM tool_session_hourly x
+    WHERE x.hour >= :hour_from AND x.hour < :hour2_to
+      AND x.session_id = :session
+      AND x.source = :source
+      AND x.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
 ),
-failures AS MATERIALIZED (
-    SELECT t.tool_name, t.error_message, count(*) AS n
-    FROM tools t
-    WHERE t.success = 0
-      AND t.created_at >= :since
-      AND t.created_at < :until
+session_errors AS (
+    SELECT x.tool_name, x.message, x.failures FROM tool_session_errors x
+    WHERE x.hour >= :hour_from AND x.hour < :hour2_to
+      AND x.session_id = :session
+      AND x.source = :source
+      AND x.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+),
+counted AS (
+    SELECT a.tool_name, a.calls, a.failures FROM tool_stats_total a
+    WHERE :whole = 1
+      AND a.source = :source
+      AND (a.project_path = :project OR (a.project_path >= :project || '/' AND a.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT d.tool_name, d.calls, d.failures FROM tool_stats_daily d
+    WHERE d.day >= :day_from AND d.day < :day_to AND :whole = 0
+      AND d.source = :source
+      AND (d.project_path = :project OR (d.project_path >= :project || '/' AND d.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT h.tool_name, h.calls, h.failures FROM tool_stats_hourly h
+    WHERE (h.hour >= :hour_from AND h.hour < :hour_to OR h.hour >= :hour2_from AND h.hour < :hour2_to)
+      AND h.source = :source
+      AND (h.project_path = :project OR (h.project_path >= :project || '/' AND h.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), 1, t.success IS 0 FROM tools t
+    WHERE t.created_at >= :raw_from AND t.created_at < :raw_to
       AND t.source = :source
-      AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
-      AND t.session_id = :session
-    GROUP BY t.tool_name, t.error_message
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), 1, t.success IS 0 FROM tools t
+    WHERE t.created_at >= :raw2_from AND t.created_at < :raw2_to
+      AND t.source = :source
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL SELECT * FROM one_session WHERE :session IS NOT NULL
+),
+failures AS (
+    SELECT a.tool_name, a.message, a.failures FROM tool_errors_total a
+    WHERE :whole = 1
+      AND a.source = :source
+      AND (a.project_path = :project OR (a.project_path >= :project || '/' AND a.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT d.tool_name, d.message, d.failures FROM tool_errors_daily d
+    WHERE d.day >= :day_from AND d.day < :day_to AND :whole = 0
+      AND d.source = :source
+      AND (d.project_path = :project OR (d.project_path >= :project || '/' AND d.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT h.tool_name, h.message, h.failures FROM tool_errors_hourly h
+    WHERE (h.hour >= :hour_from AND h.hour < :hour_to OR h.hour >= :hour2_from AND h.hour < :hour2_to)
+      AND h.source = :source
+      AND (h.project_path = :project OR (h.project_path >= :project || '/' AND h.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), coalesce(nullif(substr(trim(substr(t.error_message, 1, instr(t.error_message || char(10), char(10)) - 1)), 1, 80), ''), '(no message)'), 1 FROM tools t
+    WHERE t.success = 0
+      AND t.created_at >= :raw_from AND t.created_at < :raw_to
+      AND t.source = :source
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), coalesce(nullif(substr(trim(substr(t.error_message, 1, instr(t.error_message || char(10), char(10)) - 1)), 1, 80), ''), '(no message)'), 1 FROM tools t
+    WHERE t.success = 0
+      AND t.created_at >= :raw2_from AND t.created_at < :raw2_to
+      AND t.source = :source
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL SELECT * FROM session_errors WHERE :session IS NOT NULL
+),
+calls AS (
+    SELECT tool_name, sum(calls) AS calls, sum(failures) AS failed
+    FROM counted
+    GROUP BY tool_name
 ),
 messages AS (
-    SELECT tool_name, coalesce(nullif(substr(trim(substr(error_message, 1,
-            instr(error_message || char(10), char(10)) - 1)), 1, 80), ''), '(no message)') AS message,
-        sum(n) AS n
+    SELECT tool_name, message, sum(failures) AS n
     FROM failures
     GROUP BY tool_name, message
 ),
 per_tool AS MATERIALIZED (
-    SELECT tool_name, sum(n) AS failed,
+    SELECT tool_name,
         group_concat(CASE WHEN rank <= 3 THEN n || '× ' || message END, ' | ') AS top_errors
     FROM (
         SELECT tool_name, n, message,
@@ -217,13 +283,14 @@ per_tool AS MATERIALIZED (
     GROUP BY tool_name
 )
 SELECT
-    c.tool_name AS tool_name,
+    nullif(c.tool_name, '') AS tool_name,
     c.calls AS calls,
-    coalesce(p.failed, 0) AS failed,
-    round(100.0 * coalesce(p.failed, 0) / c.calls, 1) AS error_pct,
+    c.failed AS failed,
+    round(100.0 * c.failed / c.calls, 1) AS error_pct,
     p.top_errors AS top_errors
 FROM calls c
-LEFT JOIN per_tool p ON p.tool_name IS c.tool_name
+LEFT JOIN per_tool p ON p.tool_name = c.tool_name
+WHERE c.calls > 0
 ORDER BY failed DESC, c.calls DESC, c.tool_name
 LIMIT :limit""",
 )
@@ -237,18 +304,77 @@ SLOW_TOOLS = Report(
         Column("p50_ms", "duration", "median duration (nearest rank)"),
         Column("p95_ms", "duration", "95th percentile duration (nearest rank)"),
         Column("max_ms", "duration", "the longest call"),
+        Column(
+            "percentiles",
+            "text",
+            "`exact`, or `histogram`: p50_ms and p95_ms read from duration buckets, each within "
+            "1% of the exact value (max_ms stays exact)",
+        ),
     ),
-    # The duration columns are filled in by PERCENTILE_SQL, one index lookup per tool and
-    # column; the rows are then sorted by p95_ms (slowest first) and cut at :limit. SQLite has
-    # no percentile function, and window functions take seconds on a million rows where these
-    # lookups take milliseconds (docs/queries.md shows a one-statement equivalent).
+    # Calls from the rollups like tool-errors'; query/percentiles.py fills in the duration
+    # columns, from the window's durations (PERCENTILE_SQL) when it holds few calls or the
+    # histograms cannot answer its filters, else from the histograms (HISTOGRAM_SQL, MAX_SQL);
+    # the rows are then sorted by p95_ms (slowest first) and cut at :limit.
     sql="""\
+WITH one_session AS (
+    SELECT x.tool_name, x.duration_count AS calls FROM tool_session_hourly x
+    WHERE x.hour >= :hour_from AND x.hour < :hour2_to
+      AND x.session_id = :session
+      AND x.source = :source
+      AND x.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+),
+timed AS (
+    SELECT a.tool_name, a.duration_count AS calls FROM tool_stats_total a
+    WHERE :whole = 1
+      AND a.source = :source
+      AND (a.project_path = :project OR (a.project_path >= :project || '/' AND a.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT d.tool_name, d.duration_count FROM tool_stats_daily d
+    WHERE d.day >= :day_from AND d.day < :day_to AND :whole = 0
+      AND d.source = :source
+      AND (d.project_path = :project OR (d.project_path >= :project || '/' AND d.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT h.tool_name, h.duration_count FROM tool_stats_hourly h
+    WHERE (h.hour >= :hour_from AND h.hour < :hour_to OR h.hour >= :hour2_from AND h.hour < :hour2_to)
+      AND h.source = :source
+      AND (h.project_path = :project OR (h.project_path >= :project || '/' AND h.project_path < :project || '0'))
+      AND :session IS NULL
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), 1 FROM tools t
+    WHERE t.duration_ms IS NOT NULL
+      AND t.created_at >= :raw_from AND t.created_at < :raw_to
+      AND t.source = :source
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), 1 FROM tools t
+    WHERE t.duration_ms IS NOT NULL
+      AND t.created_at >= :raw2_from AND t.created_at < :raw2_to
+      AND t.source = :source
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+    UNION ALL SELECT * FROM one_session WHERE :session IS NOT NULL
+)
 SELECT
-    t.tool_name AS tool_name,
-    count(*) AS calls,
+    nullif(tool_name, '') AS tool_name,
+    sum(calls) AS calls,
     NULL AS p50_ms,
     NULL AS p95_ms,
-    NULL AS max_ms
+    NULL AS max_ms,
+    NULL AS percentiles
+FROM timed
+GROUP BY tool_name
+HAVING sum(calls) > 0""",
+    percentiles=(("p50_ms", 0.50), ("p95_ms", 0.95), ("max_ms", 1.0)),
+    sort_by="p95_ms",
+)
+
+# Exact percentiles: the durations of the window's calls, each tool's in increasing order; the
+# value at nearest rank ⌈fraction × calls⌉ is the percentile.
+PERCENTILE_SQL = """\
+SELECT nullif(t.tool_name, '') AS tool_name, t.duration_ms
 FROM tools t
 WHERE t.duration_ms IS NOT NULL
   AND t.created_at >= :since
@@ -256,26 +382,76 @@ WHERE t.duration_ms IS NOT NULL
   AND t.source = :source
   AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
   AND t.session_id = :session
-GROUP BY t.tool_name""",
-    percentiles=(("p50_ms", 0.50), ("p95_ms", 0.95), ("max_ms", 1.0)),
-    sort_by="p95_ms",
-)
+ORDER BY 1, 2"""
 
-# The duration at nearest rank :rank (1-based) among one tool's calls, under the same filters.
-# For a rank past the middle, engine.py runs it with `ORDER BY t.duration_ms DESC` and the rank
-# counted from the top (calls - rank + 1), which reads fewer index entries.
-PERCENTILE_SQL = """\
-SELECT t.duration_ms
-FROM tools t
-WHERE t.tool_name IS :tool_name
-  AND t.duration_ms IS NOT NULL
-  AND t.created_at >= :since
-  AND t.created_at < :until
-  AND t.source = :source
-  AND t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
-  AND t.session_id = :session
-ORDER BY t.duration_ms
-LIMIT 1 OFFSET :rank - 1"""
+# Estimated percentiles: how many of the window's calls fall in each duration bucket
+# (db/rollup.py), per tool. All time reads the all-time histograms (in total, of the projects
+# under --project, of the --session); a window with neither reads whole days, whole hours, and
+# the raw rows of its partial first and last hours. A window with --project or --session is
+# answered exactly instead.
+HISTOGRAM_SQL = """\
+WITH by_project AS (
+    SELECT p.tool_name, p.bucket_ms, p.calls FROM tool_duration_project p
+    WHERE :whole = 1
+      AND p.source = :source
+      AND (p.project_path = :project OR (p.project_path >= :project || '/' AND p.project_path < :project || '0'))
+      AND :session IS NULL
+),
+by_session AS (
+    SELECT x.tool_name, x.bucket_ms, x.calls FROM tool_duration_session x
+    WHERE :whole = 1
+      AND x.session_id = :session
+      AND x.source = :source
+      AND x.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+),
+buckets AS (
+    SELECT a.tool_name, a.bucket_ms, a.calls FROM tool_duration_total a
+    WHERE :whole = 1
+      AND a.source = :source
+      AND :project IS NULL
+      AND :session IS NULL
+    UNION ALL SELECT * FROM by_project WHERE :project IS NOT NULL
+    UNION ALL SELECT * FROM by_session WHERE :session IS NOT NULL
+    UNION ALL
+    SELECT d.tool_name, d.bucket_ms, d.calls FROM tool_duration_daily d
+    WHERE d.day >= :day_from AND d.day < :day_to AND :whole = 0
+      AND d.source = :source
+    UNION ALL
+    SELECT h.tool_name, h.bucket_ms, h.calls FROM tool_duration_hourly h
+    WHERE (h.hour >= :hour_from AND h.hour < :hour_to OR h.hour >= :hour2_from AND h.hour < :hour2_to)
+      AND h.source = :source
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), (CASE WHEN CAST(t.duration_ms AS INTEGER) < 1 THEN CAST(t.duration_ms AS INTEGER) ELSE (SELECT b.lo_ms FROM tool_duration_buckets b WHERE b.lo_ms <= CAST(t.duration_ms AS INTEGER) ORDER BY b.lo_ms DESC LIMIT 1) END), 1 FROM tools t
+    WHERE t.duration_ms IS NOT NULL
+      AND t.created_at >= :raw_from AND t.created_at < :raw_to
+      AND t.source = :source
+    UNION ALL
+    SELECT coalesce(t.tool_name, ''), (CASE WHEN CAST(t.duration_ms AS INTEGER) < 1 THEN CAST(t.duration_ms AS INTEGER) ELSE (SELECT b.lo_ms FROM tool_duration_buckets b WHERE b.lo_ms <= CAST(t.duration_ms AS INTEGER) ORDER BY b.lo_ms DESC LIMIT 1) END), 1 FROM tools t
+    WHERE t.duration_ms IS NOT NULL
+      AND t.created_at >= :raw2_from AND t.created_at < :raw2_to
+      AND t.source = :source
+)
+SELECT nullif(tool_name, '') AS tool_name, bucket_ms, sum(calls) AS calls
+FROM buckets
+GROUP BY tool_name, bucket_ms
+HAVING sum(calls) > 0"""
+
+# The exact max_ms of a histogram answer, for every tool at once (:tops, a JSON array of
+# [tool_name, the lowest duration of its top bucket]): the longest of the tool's calls in the
+# window from there up, through the (tool_name, duration_ms) index: a few rows each.
+MAX_SQL = """\
+SELECT tp.value ->> 0 AS tool_name, (
+    SELECT max(t.duration_ms)
+    FROM tools t
+    WHERE t.tool_name IS tp.value ->> 0
+      AND t.duration_ms >= tp.value ->> 1
+      AND t.created_at >= :since
+      AND t.created_at < :until
+      AND t.source = :source
+      AND +t.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+      AND +t.session_id = :session
+) AS max_ms
+FROM json_each(:tops) tp"""
 
 TOP_SESSIONS = Report(
     name="top-sessions",
@@ -290,36 +466,64 @@ TOP_SESSIONS = Report(
         Column("started_at", "time", "when the session started"),
         Column("duration_ms", "duration", "as in `sessions`"),
     ),
-    # Counted per session (an index range each) rather than grouped: fewer rows to read.
+    # From the query rollup (db/query_rollup.py): all time from per-session totals, the
+    # busiest first; a window from per-session hours and the raw rows of its partial first and
+    # last hours (query/window.py). files_edited likewise, for the sessions shown only.
     sql="""\
-WITH a AS MATERIALIZED (
-    SELECT s.id AS session_id,
-        (SELECT count(*) FROM tools t
-            WHERE t.session_id = s.id
-              AND t.created_at >= :since
-              AND t.created_at < :until
-        ) AS tool_calls
-    FROM sessions s
-    WHERE 1
-      AND s.source = :source
-      AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
-      AND s.id = :session
+WITH windowed AS (
+    SELECT x.session_id, x.calls, x.failures FROM session_hourly x
+    WHERE x.hour >= :hour_from AND x.hour < :hour2_to AND :whole = 0
+      AND x.session_id = :session
+    UNION ALL
+    SELECT t.session_id, 1, t.success IS 0 FROM tools t
+    WHERE t.created_at >= :raw_from AND t.created_at < :raw_to
+      AND +t.session_id = :session
+    UNION ALL
+    SELECT t.session_id, 1, t.success IS 0 FROM tools t
+    WHERE t.created_at >= :raw2_from AND t.created_at < :raw2_to
+      AND +t.session_id = :session
+),
+a AS MATERIALIZED (
+    SELECT * FROM (
+        SELECT x.session_id, x.calls AS tool_calls, x.failures AS failed
+        FROM tool_session_totals x JOIN sessions s ON s.id = x.session_id
+        WHERE :whole = 1
+          AND s.source = :source
+          AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+          AND x.session_id = :session
+        ORDER BY x.calls DESC, x.session_id
+        LIMIT :limit
+    )
+    UNION ALL
+    SELECT * FROM (
+        SELECT w.session_id, sum(w.calls) AS tool_calls, sum(w.failures) AS failed
+        FROM windowed w JOIN sessions s ON s.id = w.session_id
+        WHERE :whole = 0
+          AND s.source = :source
+          AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+        GROUP BY w.session_id
+        ORDER BY tool_calls DESC, w.session_id
+        LIMIT :limit
+    )
 )
 SELECT
     a.session_id AS session_id,
     s.source AS source,
     s.project_path AS project,
     a.tool_calls AS tool_calls,
-    (SELECT count(*) FROM tools t
-        WHERE t.session_id = a.session_id AND t.success = 0
-          AND t.created_at >= :since
-          AND t.created_at < :until
-    ) AS failed,
-    (SELECT count(DISTINCT f.file_path) FROM file_operations f
+    a.failed AS failed,
+    (SELECT count(DISTINCT e.file_path) FROM (
+        SELECT x.file_path FROM file_session_edits x
+        WHERE x.session_id = a.session_id AND x.hour >= :hour_from AND x.hour < :hour2_to
+        UNION ALL
+        SELECT f.file_path FROM file_operations f
         WHERE f.session_id = a.session_id AND f.operation_type IN ('created', 'edited', 'deleted', 'moved')
-          AND f.created_at >= :since
-          AND f.created_at < :until
-    ) AS files_edited,
+          AND f.created_at >= :raw_from AND f.created_at < :raw_to
+        UNION ALL
+        SELECT f.file_path FROM file_operations f
+        WHERE f.session_id = a.session_id AND f.operation_type IN ('created', 'edited', 'deleted', 'moved')
+          AND f.created_at >= :raw2_from AND f.created_at < :raw2_to
+    ) e) AS files_edited,
     s.created_at AS started_at,
     coalesce(s.ended_at, s.updated_at) - s.created_at AS duration_ms
 FROM a
@@ -349,27 +553,63 @@ COMPACTIONS = Report(
         ),
         Column("last_at", "time", "the latest compaction"),
     ),
+    # All time from per-session totals (db/query_rollup.py); a window from the events.
     sql="""\
-SELECT
-    c.session_id AS session_id,
-    s.source AS source,
-    s.project_path AS project,
-    count(*) AS compactions,
-    sum(c.trigger = 'auto') AS auto,
-    sum(c.trigger = 'manual') AS manual,
-    CAST(round(avg(c.tokens_before)) AS INTEGER) AS avg_tokens_before,
-    CAST(round(avg(c.tokens_after)) AS INTEGER) AS avg_tokens_after,
-    (max(c.created_at) - min(s.created_at)) / count(*) AS avg_interval_ms,
-    max(c.created_at) AS last_at
-FROM compaction_events c
-LEFT JOIN sessions s ON s.id = c.session_id
-WHERE 1
-  AND c.created_at >= :since
-  AND c.created_at < :until
-  AND c.source = :source
-  AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
-  AND c.session_id = :session
-GROUP BY c.session_id
+SELECT * FROM (
+    SELECT
+        nullif(t.session_id, '') AS session_id,
+        s.source AS source,
+        s.project_path AS project,
+        t.compactions AS compactions,
+        t.auto AS auto,
+        t.manual AS manual,
+        t.avg_tokens_before AS avg_tokens_before,
+        t.avg_tokens_after AS avg_tokens_after,
+        (t.last_at - s.created_at) / t.compactions AS avg_interval_ms,
+        t.last_at AS last_at
+    FROM (
+        SELECT c.session_id, sum(c.compactions) AS compactions,
+            CASE WHEN sum(c.triggers) > 0 THEN sum(c.auto) END AS auto,
+            CASE WHEN sum(c.triggers) > 0 THEN sum(c.manual) END AS manual,
+            CAST(round(sum(c.tokens_before_sum) / nullif(sum(c.tokens_before_count), 0)) AS INTEGER) AS avg_tokens_before,
+            CAST(round(sum(c.tokens_after_sum) / nullif(sum(c.tokens_after_count), 0)) AS INTEGER) AS avg_tokens_after,
+            max(c.last_at) AS last_at
+        FROM compaction_totals c
+        WHERE :whole = 1
+          AND c.source = :source
+          AND c.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+          AND c.session_id = :session
+        GROUP BY c.session_id
+        ORDER BY compactions DESC, last_at DESC
+        LIMIT :limit
+    ) t
+    LEFT JOIN sessions s ON s.id = t.session_id
+)
+UNION ALL
+SELECT * FROM (
+    SELECT
+        c.session_id AS session_id,
+        s.source AS source,
+        s.project_path AS project,
+        count(*) AS compactions,
+        sum(c.trigger = 'auto') AS auto,
+        sum(c.trigger = 'manual') AS manual,
+        CAST(round(avg(c.tokens_before)) AS INTEGER) AS avg_tokens_before,
+        CAST(round(avg(c.tokens_after)) AS INTEGER) AS avg_tokens_after,
+        (max(c.created_at) - min(s.created_at)) / count(*) AS avg_interval_ms,
+        max(c.created_at) AS last_at
+    FROM compaction_events c
+    LEFT JOIN sessions s ON s.id = c.session_id
+    WHERE :whole = 0
+      AND c.created_at >= :since
+      AND c.created_at < :until
+      AND c.source = :source
+      AND (s.project_path = :project OR (s.project_path >= :project || '/' AND s.project_path < :project || '0'))
+      AND c.session_id = :session
+    GROUP BY c.session_id
+    ORDER BY compactions DESC, last_at DESC
+    LIMIT :limit
+)
 ORDER BY compactions DESC, last_at DESC
 LIMIT :limit""",
 )
