@@ -15,7 +15,6 @@ import click
 from agentd.agents import AGENTS
 from agentd.cli import _config, cli, skip_teardown
 from agentd.output import Rows, emit, output_options, stream, write
-from agentd.query import percentiles
 from agentd.query.engine import (
     Interrupted,
     QueryError,
@@ -273,6 +272,8 @@ def _show_sql(report: Report, params: dict[str, Any]) -> None:
         ):
             click.echo(f"-- :{name} = {params[name]!r}")
     if report.percentiles:
+        from agentd.query import percentiles  # as engine.run_report: only for these reports
+
         columns = ", ".join(column for column, _ in report.percentiles)
         click.echo(
             f"-- {columns}: nearest rank over the second statement's durations, or (over "

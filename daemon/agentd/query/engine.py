@@ -19,7 +19,6 @@ from typing import Any
 
 from agentd.db import readonly
 from agentd.errors import Interrupted, QueryError, TimedOut
-from agentd.query import percentiles
 from agentd.query.reports import Report, render
 from agentd.query.window import window
 
@@ -173,6 +172,9 @@ def run_report(
     params = {**window(params.get("since"), params.get("until")), **params}
     if not report.percentiles:
         return execute(conn, render(report.sql, params), params)
+    # Only these reports load it (and json, the rollup's bucket math): `agentd query` starts lean.
+    from agentd.query import percentiles
+
     conn.execute("BEGIN")  # one snapshot for the counts and the lookups, while the daemon writes
     try:
         columns, batches = execute(conn, render(report.sql, params), params)
