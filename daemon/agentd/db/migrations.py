@@ -10,7 +10,7 @@ import sqlite3
 import time
 from typing import NamedTuple
 
-from agentd.db import query_rollup, rollup
+from agentd.db import file_rollup, query_rollup, rollup
 
 __all__ = ["Migration", "MIGRATIONS", "migrate", "applied_versions"]
 
@@ -490,6 +490,8 @@ UPDATE sessions SET status = 'idle', outcome = 'error'
     Migration(11, "0011_usage", _USAGE),
     # SQL in db/query_rollup.py, like 0010's.
     Migration(12, "0012_query_rollup", query_rollup.MIGRATION_SQL),
+    # SQL in db/file_rollup.py: hot-files' per-file aggregates.
+    Migration(13, "0013_file_rollup", file_rollup.MIGRATION_SQL),
 )
 
 _RECORD_TABLE = """

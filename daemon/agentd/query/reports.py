@@ -126,40 +126,120 @@ HOT_FILES = Report(
         Column("sessions", "int", "sessions that touched the file"),
         Column("last_edited_at", "time", "the latest edit"),
     ),
-    # The files with the most edits first, then the other figures for those files only.
+    # From the file rollup (db/file_rollup.py). The most edited files first: over all time the
+    # first entries of an index of per-file totals (of one agent, or summed over a project's
+    # files), in a window a sum per file over whole days and hours and the raw rows of its
+    # partial first and last hours (query/window.py). Then the other figures for those files
+    # only, from their hourly operation counts and the raw edges. --session reads that
+    # session's own operations.
     sql="""\
-WITH hot AS (
-    SELECT f.file_path, count(*) AS edits
+WITH windowed AS (
+    SELECT d.file_path, d.edits FROM file_edits_daily d
+    WHERE d.day >= :day_from AND d.day < :day_to
+      AND d.source = :source
+      AND (d.project_path = :project OR (d.project_path >= :project || '/' AND d.project_path < :project || '0'))
+    UNION ALL
+    SELECT h.file_path, h.edits FROM file_edits_hourly h
+    WHERE (h.hour >= :hour_from AND h.hour < :hour_to OR h.hour >= :hour2_from AND h.hour < :hour2_to)
+      AND h.source = :source
+      AND (h.project_path = :project OR (h.project_path >= :project || '/' AND h.project_path < :project || '0'))
+    UNION ALL
+    SELECT f.file_path, 1 FROM file_operations f
+    WHERE f.file_path IS NOT NULL AND f.operation_type IN ('created', 'edited', 'deleted', 'moved')
+      AND (f.created_at >= :raw_from AND f.created_at < :raw_to OR f.created_at >= :raw2_from AND f.created_at < :raw2_to)
+      AND f.source = :source
+      AND +f.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+),
+by_source AS (
+    SELECT x.file_path, x.edits FROM file_source_edits x
+    WHERE :whole = 1
+      AND x.source = :source
+      AND :project IS NULL
+      AND :session IS NULL
+    ORDER BY x.edits DESC, x.file_path
+    LIMIT :limit
+),
+by_project AS (
+    SELECT p.file_path, sum(p.edits) AS edits FROM file_edits_project p
+    WHERE :whole = 1
+      AND (p.project_path = :project OR (p.project_path >= :project || '/' AND p.project_path < :project || '0'))
+      AND p.source = :source
+      AND :session IS NULL
+    GROUP BY p.file_path
+    ORDER BY edits DESC, p.file_path
+    LIMIT :limit
+),
+hot AS MATERIALIZED (
+    SELECT * FROM (
+        SELECT a.file_path, a.edits FROM file_edit_totals a
+        WHERE :whole = 1
+          AND :source IS NULL
+          AND :project IS NULL
+          AND :session IS NULL
+        ORDER BY a.edits DESC, a.file_path
+        LIMIT :limit
+    )
+    UNION ALL SELECT * FROM by_source WHERE :source IS NOT NULL
+    UNION ALL SELECT * FROM by_project WHERE :project IS NOT NULL
+    UNION ALL
+    SELECT * FROM (
+        SELECT w.file_path, sum(w.edits) AS edits FROM windowed w
+        WHERE :whole = 0
+          AND :session IS NULL
+        GROUP BY w.file_path
+        ORDER BY edits DESC, w.file_path
+        LIMIT :limit
+    )
+),
+ops AS (
+    SELECT x.file_path, nullif(x.session_id, '') AS session_id, x.reads, x.lines_added, x.added_count, x.lines_removed, x.removed_count, x.last_edited_at
+    FROM hot h JOIN file_stats_hourly x ON x.file_path = h.file_path
+    WHERE x.hour >= :hour_from AND x.hour < :hour2_to
+      AND x.source = :source
+      AND x.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+    UNION ALL
+    SELECT f.file_path, f.session_id, f.operation_type IS 'read', coalesce(f.lines_added, 0), f.lines_added IS NOT NULL, coalesce(f.lines_removed, 0), f.lines_removed IS NOT NULL,
+        CASE WHEN f.operation_type IN ('created', 'edited', 'deleted', 'moved') THEN f.created_at END
+    FROM file_operations f
+    WHERE (f.created_at >= :raw_from AND f.created_at < :raw_to OR f.created_at >= :raw2_from AND f.created_at < :raw2_to)
+      AND +f.file_path IN (SELECT file_path FROM hot)
+      AND f.source = :source
+      AND +f.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
+),
+one_session AS (
+    SELECT
+        f.file_path,
+        sum(f.operation_type IN ('created', 'edited', 'deleted', 'moved')) AS edits,
+        sum(f.operation_type = 'read') AS reads,
+        sum(f.lines_added) AS lines_added,
+        sum(f.lines_removed) AS lines_removed,
+        count(DISTINCT f.session_id) AS sessions,
+        max(CASE WHEN f.operation_type IN ('created', 'edited', 'deleted', 'moved') THEN f.created_at END) AS last_edited_at
     FROM file_operations f
     WHERE f.file_path IS NOT NULL
-      AND f.operation_type IN ('created', 'edited', 'deleted', 'moved')
       AND f.created_at >= :since
       AND f.created_at < :until
       AND f.source = :source
       AND f.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
       AND f.session_id = :session
     GROUP BY f.file_path
+    HAVING edits > 0
     ORDER BY edits DESC, f.file_path
     LIMIT :limit
 )
 SELECT
     h.file_path AS file_path,
     h.edits AS edits,
-    sum(f.operation_type = 'read') AS reads,
-    sum(f.lines_added) AS lines_added,
-    sum(f.lines_removed) AS lines_removed,
-    count(DISTINCT f.session_id) AS sessions,
-    max(CASE WHEN f.operation_type IN ('created', 'edited', 'deleted', 'moved') THEN f.created_at END) AS last_edited_at
+    sum(o.reads) AS reads,
+    CASE WHEN sum(o.added_count) > 0 THEN sum(o.lines_added) END AS lines_added,
+    CASE WHEN sum(o.removed_count) > 0 THEN sum(o.lines_removed) END AS lines_removed,
+    count(DISTINCT o.session_id) AS sessions,
+    max(o.last_edited_at) AS last_edited_at
 FROM hot h
-JOIN file_operations f ON f.file_path = h.file_path
-WHERE 1
-  AND f.created_at >= :since
-  AND f.created_at < :until
-  AND f.source = :source
-  AND f.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
-  AND f.session_id = :session
+JOIN ops o ON o.file_path = h.file_path
 GROUP BY h.file_path
-ORDER BY h.edits DESC, h.file_path""",
+UNION ALL SELECT * FROM one_session WHERE :session IS NOT NULL
+ORDER BY edits DESC, file_path""",
 )
 
 TOOL_ERRORS = Report(
