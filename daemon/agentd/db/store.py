@@ -1,10 +1,12 @@
 # Over 400 lines on purpose: the writer and the SQL it runs (upserts, totals, prune) change together.
-"""The store, the one writer: one aiosqlite connection (WAL), group commit, merging upserts.
+"""The store, the one writer: one SQLite connection (WAL) on its own thread, group commit, merging
+upserts.
 
 `ingest()` prepares an event on the event loop (agentd.ingest: decode, id, redact, normalize),
 queues it, and returns only after the transaction holding it has committed. One writer task takes
 everything queued (up to MAX_BATCH events) into a single transaction, so concurrent clients share
-commits. The SQL is generated here from the row contract (agentd.rows: TYPED_TABLES, MERGE_POLICY);
+commits. A whole transaction (BEGIN, rows, COMMIT) is one call into the writer thread: the event
+loop is woken once per batch, not once per statement, and runs on while SQLite works. The SQL is generated here from the row contract (agentd.rows: TYPED_TABLES, MERGE_POLICY);
 prune() and vacuum() return the results the `prune` / `vacuum` RPC methods send back.
 """
 
@@ -15,10 +17,11 @@ import contextlib
 import errno
 import logging
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
 import msgspec
 
 from agentd.db import preflight
@@ -35,6 +38,7 @@ __all__ = ["Store", "connect_sync", "is_disk_full", "Binder", "table_columns", "
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+T = TypeVar("T")
 
 
 def table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
@@ -157,7 +161,10 @@ class Store:
         self.privacy = privacy if privacy is not None else Privacy()
         self.events_stored = 0  # new events committed since this Store opened
         self.batches = 0
-        self._db: aiosqlite.Connection | None = None
+        # The writer connection, used only on the writer thread (one worker: statements of
+        # different calls never interleave, and SQLite sees one thread).
+        self._db: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[tuple[PreparedEvent, asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         # Held for every transaction on the writer connection: a batch, a prune, a vacuum. They
@@ -183,7 +190,13 @@ class Store:
         self._columns = await asyncio.to_thread(migrate_and_read_columns)
         self._upserts = {t: upsert_sql(t, cols) for t, cols in self._columns.items()}
         self._bind = Binder(self._columns)
-        self._db = await aiosqlite.connect(self.db_path, isolation_level=None)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentd-writer")
+        self._db = await self._call(self._connect)
+        self._writer = asyncio.create_task(self._write_loop(), name="agentd-writer")
+        self.checkpointer.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         # WAL + NORMAL: a commit is durable against a process crash (kill -9) without an fsync
         # per transaction; only an OS crash or power loss can take the last commits.
         # Checkpoints run in the background, not inside a commit (db/wal.py).
@@ -195,9 +208,12 @@ class Store:
             f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}",
         ):
             # Closed at once: an open statement would make a later VACUUM fail.
-            await (await self._db.execute(pragma)).close()
-        self._writer = asyncio.create_task(self._write_loop(), name="agentd-writer")
-        self.checkpointer.start()
+            conn.execute(pragma).close()
+        return conn
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) on the writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def close(self) -> None:
         """Commit everything already queued, checkpoint, then close the connections."""
@@ -209,10 +225,11 @@ class Store:
                 await self._writer
             self._writer = None
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            await self._db.close()
+            await self._call(_close_after_checkpoint, self._db)
             self._db = None
+        if self._thread is not None:
+            self._thread.shutdown()
+            self._thread = None
 
     async def ingest(self, source: str, payload_json: bytes, received_at: int | None) -> None:
         """Store one event; returns once it is committed. Raises msgspec.DecodeError on bad JSON."""
@@ -234,10 +251,11 @@ class Store:
         return self._queue.qsize()
 
     async def count_events(self) -> int:
-        assert self._db is not None
-        async with self._db.execute("SELECT count(*) FROM events") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        db = self._db
+        assert db is not None
+        return int(
+            await self._call(lambda: db.execute("SELECT count(*) FROM events").fetchone()[0])
+        )
 
     async def _write_loop(self) -> None:
         while True:
@@ -304,22 +322,29 @@ class Store:
 
     async def _write(self, events: list[PreparedEvent]) -> None:
         async with self._write_lock:
-            await self._write_locked(events)
+            fresh = await self._call(self._write_sync, events)
+        self.events_stored += fresh
+        self.batches += 1
+        self.checkpointer.poke()
 
-    async def _write_locked(self, events: list[PreparedEvent]) -> None:
+    def _write_sync(self, events: list[PreparedEvent]) -> int:
+        """One transaction with every new event of `events` and its rows (on the writer thread);
+        how many were new."""
         db = self._db
         assert db is not None
         ids = list({e.id: None for e in events})
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            known = await self._existing_event_ids(ids)
+            known = self._existing_event_ids(db, ids)
             fresh: list[PreparedEvent] = []
             for event in events:
                 if event.id not in known:
                     known.add(event.id)
                     fresh.append(event)
             if fresh:
-                await db.executemany(
+                version = RULESET_VERSION if self.privacy.redactor else None
+                level = self.privacy.content_level
+                db.executemany(
                     _INSERT_EVENT,
                     [
                         (
@@ -330,80 +355,83 @@ class Store:
                             e.received_at,
                             e.payload,
                             e.redactions,
-                            RULESET_VERSION if self.privacy.redactor else None,
-                            self.privacy.content_level,
+                            version,
+                            level,
                         )
                         for e in fresh
                     ],
                 )
-                await self._upsert_rows(fresh)
-            await db.execute("COMMIT")
+                self._upsert_rows(db, fresh)
+            db.execute("COMMIT")
         except BaseException:
             # SQLite rolls back by itself on some errors (a full disk): then there is none to
             # roll back, and a ROLLBACK's error must not hide the real one.
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
-                    await db.execute("ROLLBACK")
+                    db.execute("ROLLBACK")
             raise
-        self.events_stored += len(fresh)
-        self.batches += 1
-        self.checkpointer.poke()
+        return len(fresh)
 
     async def prune(self, cutoff_ms: int) -> dict[str, Any]:
         """Delete what was last seen before `cutoff_ms`: `{"deleted": {table: rows deleted}}`."""
+        async with self._write_lock:
+            return {"deleted": await self._call(self._prune_sync, cutoff_ms)}
+
+    def _prune_sync(self, cutoff_ms: int) -> dict[str, int]:
         db = self._db
         assert db is not None
         deleted: dict[str, int] = {}
-        async with self._write_lock:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for table, sql in _PRUNE_SQL:
-                    cursor = await db.execute(sql, {"cutoff": cutoff_ms})
-                    if table != "sessions_to_prune":
-                        deleted[table] = cursor.rowcount
-                await db.execute("DROP TABLE prune_sessions")
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                await db.execute("DROP TABLE IF EXISTS temp.prune_sessions")
-                raise
-        return {"deleted": deleted}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, sql in _PRUNE_SQL:
+                cursor = db.execute(sql, {"cutoff": cutoff_ms})
+                if table != "sessions_to_prune":
+                    deleted[table] = cursor.rowcount
+            db.execute("DROP TABLE prune_sessions")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            db.execute("DROP TABLE IF EXISTS temp.prune_sessions")
+            raise
+        return deleted
 
     async def vacuum(self) -> dict[str, int]:
         """Rewrite the file without its free pages, then empty the WAL:
         `{"bytes_before": ..., "bytes_after": ...}` (database_bytes() around it)."""
         db = self._db
         assert db is not None
-        async with self._write_lock:
-            before = self.database_bytes()
+
+        def run() -> None:
             # Each statement closed at once: the checkpoint returns a row, and a statement left
             # open on this connection makes the next VACUUM fail ("SQL statements in progress").
-            await (await db.execute("VACUUM")).close()
-            await (await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")).close()
+            db.execute("VACUUM").close()
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+
+        async with self._write_lock:
+            before = self.database_bytes()
+            await self._call(run)
             return {"bytes_before": before, "bytes_after": self.database_bytes()}
 
     def database_bytes(self) -> int:
         """The database file plus its WAL."""
         return sum(p.stat().st_size for p in (self.db_path, wal_path(self.db_path)) if p.exists())
 
-    async def _existing_event_ids(self, ids: list[str]) -> set[str]:
-        assert self._db is not None
+    @staticmethod
+    def _existing_event_ids(db: sqlite3.Connection, ids: list[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(ids), 500):  # stay under SQLite's bound-variable limit
             chunk = ids[start : start + 500]
             sql = f"SELECT id FROM events WHERE id IN ({', '.join('?' for _ in chunk)})"
-            async with self._db.execute(sql, chunk) as cursor:
-                found.update(row[0] for row in await cursor.fetchall())
+            found.update(row[0] for row in db.execute(sql, chunk))
         return found
 
-    async def _upsert_rows(self, events: list[PreparedEvent]) -> None:
-        db = self._db
-        assert db is not None
+    def _upsert_rows(self, db: sqlite3.Connection, events: list[PreparedEvent]) -> None:
         by_table: dict[str, list[tuple[Any, ...]]] = {}
         sessions: dict[str, None] = {}
+        bind = self._bind
         for event in events:
             for row in event.rows:
-                by_table.setdefault(row.table, []).append(self._bind(row))
+                by_table.setdefault(row.table, []).append(bind(row))
                 session = (
                     row.values["id"] if row.table == "sessions" else row.values.get("session_id")
                 )
@@ -411,9 +439,15 @@ class Store:
                     sessions[session] = None
         # sessions first: the refresh below and readers expect the parent row to exist.
         for table in sorted(by_table, key=lambda t: t != "sessions"):
-            await db.executemany(self._upserts[table], by_table[table])
+            db.executemany(self._upserts[table], by_table[table])
         if sessions:
-            await db.executemany(_REFRESH_SESSIONS, [(s,) for s in sessions])
+            db.executemany(_REFRESH_SESSIONS, [(s,) for s in sessions])
+
+
+def _close_after_checkpoint(db: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    db.close()
 
 
 _INT64 = range(-(2**63), 2**63)
