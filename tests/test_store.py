@@ -209,6 +209,35 @@ async def test_a_row_sqlite_rejects_costs_only_its_typed_rows(tmp_path, fake_sou
     assert rows(path, "SELECT id, tool_name FROM tools") == [{"id": "t1", "tool_name": "Good"}]
 
 
+async def test_submit_many_commits_a_group_and_gives_each_event_its_outcome(tmp_path, fake_source):
+    path = tmp_path / "a.db"
+    bad = {"kind": "bad", "rows": [["tools", {"id": "t9", "tool_name": "X", "source": None}]]}
+    good = [tool_event(tool_name=f"Good{i}") | {"kind": f"k{i}"} for i in range(3)]
+    store = Store(path)
+    await store.open()
+    try:
+        events = [
+            store.prepare(fake_source, json.dumps(p).encode(), i)
+            for i, p in enumerate([good[0], bad, good[1], good[2]])
+        ]
+        assert await store.submit_many(events) == [None, None, None, None]
+        assert await store.submit_many([]) == []
+        before = store.batches
+        again = [store.prepare(fake_source, json.dumps(good[0]).encode(), 0)] * 2
+        assert await store.submit_many(again) == [None, None]  # a replay: stored once
+        assert store.batches == before + 1  # one transaction for the group
+    finally:
+        await store.close()
+    # The bad event's rows failed alone: it is kept raw; the others have their rows.
+    assert rows(path, "SELECT kind FROM events ORDER BY kind") == [
+        {"kind": "bad"},
+        {"kind": "k0"},
+        {"kind": "k1"},
+        {"kind": "k2"},
+    ]
+    assert rows(path, "SELECT id, tool_name FROM tools") == [{"id": "t1", "tool_name": "Good2"}]
+
+
 async def test_concurrent_ingests_share_transactions(tmp_path, fake_source):
     path = tmp_path / "a.db"
     events = [{"kind": "k", "n": i} for i in range(500)]

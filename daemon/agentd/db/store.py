@@ -19,6 +19,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -145,6 +146,18 @@ def is_disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+@dataclass(slots=True)
+class _Group:
+    """Events submitted together, with the one future that gets their outcomes."""
+
+    events: list[PreparedEvent]
+    future: asyncio.Future[list[Exception | None]]
+
+    def resolve(self, outcomes: list[Exception | None]) -> None:
+        if not self.future.done():  # its submitter may have been cancelled
+            self.future.set_result(outcomes)
+
+
 class Store:
     def __init__(
         self,
@@ -165,7 +178,8 @@ class Store:
         # different calls never interleave, and SQLite sees one thread).
         self._db: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
-        self._queue: asyncio.Queue[tuple[PreparedEvent, asyncio.Future[None]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Group] = asyncio.Queue()
+        self._queued = 0  # events in the queue's groups
         self._writer: asyncio.Task[None] | None = None
         # Held for every transaction on the writer connection: a batch, a prune, a vacuum. They
         # share one connection, and a statement of one must never land inside another's BEGIN.
@@ -242,13 +256,26 @@ class Store:
         )
 
     async def submit(self, event: PreparedEvent) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((event, future))
-        await future
+        """Queue one event; return once it is committed (or raise what kept it out)."""
+        (outcome,) = await self.submit_many([event])
+        if outcome is not None:
+            raise outcome
+
+    async def submit_many(self, events: list[PreparedEvent]) -> list[Exception | None]:
+        """Queue events as one group (one future, however many): once each is committed or has
+        failed, its outcome, in order: None when committed, else the error that kept it out
+        (DiskFull, ...). One event's failure is its own; the others are committed all the same."""
+        if not events:
+            return []
+        future: asyncio.Future[list[Exception | None]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Group(events, future))
+        self._queued += len(events)
+        return await future
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        """Events waiting for a transaction."""
+        return self._queued
 
     async def count_events(self) -> int:
         db = self._db
@@ -260,16 +287,19 @@ class Store:
     async def _write_loop(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
+            size = len(batch[0].events)
+            while size < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+                size += len(batch[-1].events)
+            self._queued -= size
             try:
                 await self._commit_batch(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit_batch(self, batch: list[tuple[PreparedEvent, asyncio.Future[None]]]) -> None:
-        """Commit a batch; resolve each event's future only once all of it is stored.
+    async def _commit_batch(self, batch: list[_Group]) -> None:
+        """Commit a batch; resolve each group's future only once all of it is stored.
 
         A full disk fails every event of the batch (DiskFull: retry later), nothing is acked.
         Any other failure is retried event by event, so one bad event costs no other; an event
@@ -278,47 +308,41 @@ class Store:
         rows (docs/protocol.md, "What an ack means").
         """
         try:
-            await self._write([event for event, _ in batch])
+            await self._write([event for group in batch for event in group.events])
         except Exception as e:
             if is_disk_full(e):
-                self._fail(batch, e)
+                error = self._disk_full(sum(len(g.events) for g in batch), e)
+                for group in batch:
+                    group.resolve([error] * len(group.events))
                 return
-            log.exception("batch of %d failed; retrying its events one by one", len(batch))
-            for event, future in batch:
-                await self._commit_alone(event, future)
+            size = sum(len(g.events) for g in batch)
+            log.exception("batch of %d failed; retrying its events one by one", size)
+            for group in batch:
+                group.resolve([await self._commit_alone(event) for event in group.events])
             return
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
+        for group in batch:
+            group.resolve([None] * len(group.events))
 
-    async def _commit_alone(self, event: PreparedEvent, future: asyncio.Future[None]) -> None:
+    async def _commit_alone(self, event: PreparedEvent) -> Exception | None:
         try:
             await self._write([event])
         except Exception as e:
             if is_disk_full(e):
-                self._fail([(event, future)], e)
-                return
+                return self._disk_full(1, e)
             log.exception("event %s: typed rows failed; storing it raw only", event.id)
             try:
                 event.rows = []
                 await self._write([event])
             except Exception as raw_error:
-                self._fail([(event, future)], raw_error)
-                return
-        if not future.done():
-            future.set_result(None)
+                return self._disk_full(1, raw_error) if is_disk_full(raw_error) else raw_error
+        return None
 
-    def _fail(self, batch: list[tuple[PreparedEvent, asyncio.Future[None]]], e: Exception) -> None:
-        error: Exception = e
-        if is_disk_full(e):
-            log.error("disk full: %d events not stored (%s)", len(batch), e)
-            error = DiskFull(
-                f"Disk full: the database's disk is full ({self.db_path}); "
-                "the event was not stored: keep it and retry once space is freed"
-            )
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(error)
+    def _disk_full(self, events: int, e: Exception) -> DiskFull:
+        log.error("disk full: %d events not stored (%s)", events, e)
+        return DiskFull(
+            f"Disk full: the database's disk is full ({self.db_path}); "
+            "the event was not stored: keep it and retry once space is freed"
+        )
 
     async def _write(self, events: list[PreparedEvent]) -> None:
         async with self._write_lock:
