@@ -39,6 +39,12 @@ __all__ = ["Store", "connect_sync", "is_disk_full", "Binder", "table_columns", "
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+# A batch this small is committed on the event loop's own thread: a hop to the writer thread and
+# back (two wake-ups, the GIL handed over twice) costs more than such a commit. The loop stalls
+# for the commit (well under a millisecond); bigger batches go to the writer thread, so the loop
+# prepares the next events while SQLite works.
+INLINE_MAX = 16
+BUSY_TIMEOUT_MS = 5000  # how long the writer waits for another connection's write lock
 T = TypeVar("T")
 
 
@@ -146,6 +152,10 @@ def is_disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+class _Busy(Exception):
+    """Another connection holds the write lock (and the writer was told not to wait)."""
+
+
 @dataclass(slots=True)
 class _Group:
     """Events submitted together, with the one future that gets their outcomes."""
@@ -178,6 +188,7 @@ class Store:
         # different calls never interleave, and SQLite sees one thread).
         self._db: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._busy_timeout_ms = BUSY_TIMEOUT_MS  # the writer connection's, as last set
         self._queue: asyncio.Queue[_Group] = asyncio.Queue()
         self._queued = 0  # events in the queue's groups
         self._writer: asyncio.Task[None] | None = None
@@ -217,7 +228,7 @@ class Store:
         for pragma in (
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",
-            "PRAGMA busy_timeout=5000",
+            f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
             "PRAGMA wal_autocheckpoint=0",
             f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}",
         ):
@@ -239,6 +250,7 @@ class Store:
                 await self._writer
             self._writer = None
         if self._db is not None:
+            self._set_busy_timeout(self._db, BUSY_TIMEOUT_MS)
             await self._call(_close_after_checkpoint, self._db)
             self._db = None
         if self._thread is not None:
@@ -346,18 +358,43 @@ class Store:
 
     async def _write(self, events: list[PreparedEvent]) -> None:
         async with self._write_lock:
-            fresh = await self._call(self._write_sync, events)
+            fresh = self._write_inline(events) if len(events) <= INLINE_MAX else None
+            if fresh is None:
+                fresh = await self._call(self._write_sync, events)
         self.events_stored += fresh
         self.batches += 1
         self.checkpointer.poke()
 
-    def _write_sync(self, events: list[PreparedEvent]) -> int:
-        """One transaction with every new event of `events` and its rows (on the writer thread);
-        how many were new."""
+    def _write_inline(self, events: list[PreparedEvent]) -> int | None:
+        """_write_sync() on the calling thread (the event loop's), never waiting for another
+        connection: None when another one (the push, say) holds the write lock, and nothing was
+        written; the writer thread, which may wait, takes the batch then."""
+        try:
+            return self._write_sync(events, busy_timeout_ms=0)
+        except _Busy:
+            return None
+
+    def _set_busy_timeout(self, db: sqlite3.Connection, ms: int) -> None:
+        if self._busy_timeout_ms != ms:
+            db.execute(f"PRAGMA busy_timeout={ms}").close()
+            self._busy_timeout_ms = ms
+
+    def _write_sync(
+        self, events: list[PreparedEvent], busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    ) -> int:
+        """One transaction with every new event of `events` and its rows (on the writer thread,
+        or inline); how many were new. _Busy if the write lock was taken and `busy_timeout_ms`
+        is 0."""
         db = self._db
         assert db is not None
         ids = list({e.id: None for e in events})
-        db.execute("BEGIN IMMEDIATE")
+        self._set_busy_timeout(db, busy_timeout_ms)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if busy_timeout_ms == 0 and (e.sqlite_errorcode & 0xFF) == sqlite3.SQLITE_BUSY:
+                raise _Busy() from e
+            raise
         try:
             known = self._existing_event_ids(db, ids)
             fresh: list[PreparedEvent] = []
@@ -404,6 +441,7 @@ class Store:
     def _prune_sync(self, cutoff_ms: int) -> dict[str, int]:
         db = self._db
         assert db is not None
+        self._set_busy_timeout(db, BUSY_TIMEOUT_MS)
         deleted: dict[str, int] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -426,6 +464,7 @@ class Store:
         assert db is not None
 
         def run() -> None:
+            self._set_busy_timeout(db, BUSY_TIMEOUT_MS)
             # Each statement closed at once: the checkpoint returns a row, and a statement left
             # open on this connection makes the next VACUUM fail ("SQL statements in progress").
             db.execute("VACUUM").close()
