@@ -126,7 +126,10 @@ class Service:
             try:
                 events.append(self.store.prepare(source, payload, received_at))
                 positions.append(i)
-            except Exception as e:  # InvalidEvent, UnicodeDecodeError, or a bug: this event's
+            except ValueError as e:  # InvalidEvent, msgspec.DecodeError, UnicodeDecodeError
+                outcomes[i] = e
+            except Exception as e:  # a bug; still only this event's problem
+                log.exception("preparing an event of %d bytes failed", len(payload))
                 outcomes[i] = e
         stored = await self.store.submit_many(events)
         for i, event, outcome in zip(positions, events, stored, strict=True):

@@ -179,14 +179,13 @@ class _Connection:
     def _reply(self, request: Request, result: Any) -> bytes | None:
         """The line answering `request` with `result` (an Exception: its error); None for a
         notification."""
+        if isinstance(result, Exception) and not isinstance(result, WireError):
+            log.error("method %s failed: %r", request.method, result)
+            result = InternalError(f"Internal error: {type(result).__name__}: {result}")
         if request.is_notification:
             return None
         if isinstance(result, WireError):
             return encode_error(request.id, result)
-        if isinstance(result, Exception):
-            log.error("method %s failed: %r", request.method, result)
-            error = InternalError(f"Internal error: {type(result).__name__}: {result}")
-            return encode_error(request.id, error)
         return encode_response(request.id, result)
 
     async def _answer(self, message: Request | Invalid) -> bytes | None:
