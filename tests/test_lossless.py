@@ -252,6 +252,34 @@ async def test_the_wal_is_cut_when_it_passes_its_limit_and_emptied_when_idle(tmp
         await store.close()
 
 
+async def test_closing_the_store_while_a_checkpoint_runs_waits_for_it(tmp_path):
+    """A reader holding an old snapshot makes each TRUNCATE wait (BUSY_TIMEOUT_S) on the
+    checkpointer's thread; closing the store then must wait for it, not close the connection
+    under it (that crashed the process: a segmentation fault)."""
+    import asyncio
+
+    db = tmp_path / "agentd.db"
+    for cycle in range(8):  # the crash came often, not always: a few closes make it certain
+        store = Store(db, checkpoint_interval_s=0.01, wal_limit_bytes=64 * 1024)
+        await store.open()
+        reader = sqlite3.connect(db)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM events").fetchall()  # holds its snapshot
+            for i in range(20):
+                payload = json.dumps(post(f"tu-close-{cycle}-{i}", size=4000)).encode()
+                await store.ingest("claude", payload, i)
+            await asyncio.sleep(0.1)  # the WAL is past its limit: TRUNCATEs wait on the reader
+        finally:
+            reader.close()  # (else the store's last checkpoint waits its 5 s for it)
+            await store.close()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (160,)
+    finally:
+        conn.close()
+
+
 # -- 5. a runaway query ---------------------------------------------------------------------------
 
 FOREVER = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"

@@ -61,6 +61,26 @@ def test_ordinary_text_is_left_alone(text):
     assert Redactor().redact(text) == (text, 0)
 
 
+def test_the_trigger_prefilter_finds_every_trigger_anywhere():
+    """Redactor skips a text its one-regex prefilter finds no trigger in: that regex must match
+    each trigger wherever it stands, those sharing a start too (sk- and sk-ant-), and nothing
+    else."""
+    import re
+
+    from agentd.redact import _trie_pattern
+
+    triggers = sorted({t for rule in RULES for t in rule.triggers})
+    prefilter = re.compile(_trie_pattern(triggers))
+    for trigger in triggers:
+        for text in (trigger, f"a {trigger}", f"{trigger}z", f'{{"k": "x{trigger}y"}}'):
+            assert prefilter.search(text), (trigger, text)
+            assert Redactor().redact(text) == Redactor(extra={"never": "(?!)"}).redact(text)
+    for text in ("", "plain words only", '{"tool_name": "Read", "file_path": "/src/main.py"}'):
+        assert not any(t in text for t in triggers) and not prefilter.search(text)
+    assert re.compile(_trie_pattern(["ab", "abc", "b"])).findall("xabcx b a") == ["abc", "b"]
+    assert not re.compile(_trie_pattern([])).search("anything")
+
+
 def test_every_real_sample_stays_valid_json_after_redaction():
     for name in ("claude_hooks_examples.jsonl", "opencode_plugin_events_examples.jsonl"):
         for record in load_jsonl(name):

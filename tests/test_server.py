@@ -162,6 +162,38 @@ def test_batch_mixes_answers_and_skips_notifications(conn, daemon):
     assert query_db(daemon.config.db_path, "SELECT source FROM events") == [{"source": "x"}]
 
 
+def test_a_batch_of_ingests_answers_each_as_a_single_ingest_would(conn, daemon):
+    """A batch's ingests go to the store as one group; each still gets its own answer: stored,
+    invalid params (its path), an error for a bad event's bytes, and no answer for a
+    notification, with the other methods of the batch answered beside them."""
+
+    def ingest(i, payload, **extra):
+        params = {"source": "claude", "payload": payload, "received_at": i}
+        return {"jsonrpc": "2.0", "method": "ingest", "params": params, **extra}
+
+    batch = [
+        ingest(1, {"session_id": "grp", "hook_event_name": "Stop"}, id=1),
+        ingest(2, {"session_id": "grp", "n": 2}),  # a notification
+        {"jsonrpc": "2.0", "id": 3, "method": "ingest", "params": {"source": "claude"}},
+        ingest(4, [1, 2], id=4),  # a payload that is not an object
+        {"jsonrpc": "2.0", "id": 5, "method": "ping"},
+        ingest(6, {"session_id": "grp", "n": 6}, id=6),
+        ingest(7, {"session_id": "grp", "n": 6}, id=7),
+        ingest(6, {"session_id": "grp", "n": 6}, id=8),  # a replay of id 6 in the same batch
+    ]
+    replies = {r["id"]: r for r in conn.request(batch)}
+    assert sorted(replies) == [1, 3, 4, 5, 6, 7, 8]
+    for i in (1, 6, 7, 8):
+        assert replies[i]["result"] == {"stored": True}, replies[i]
+    assert replies[3]["error"]["code"] == -32602
+    assert replies[3]["error"]["data"] == {"path": "$"}
+    assert replies[4]["error"]["code"] == -32602
+    assert replies[4]["error"]["data"] == {"path": "$.payload"}
+    assert replies[5]["result"]["pid"] > 0
+    stored = query_db(daemon.config.db_path, "SELECT received_at FROM events ORDER BY received_at")
+    assert [r["received_at"] for r in stored] == [1, 2, 6, 7]
+
+
 def test_batch_of_10000_ingests_is_answered_and_stored(conn, daemon):
     batch = [
         {
@@ -314,6 +346,12 @@ class FakeService:
 
     async def ingest(self, source: str, payload: bytes, received_at: int | None) -> None:
         self.ingested.append((source, payload, received_at))
+
+    async def ingest_many(
+        self, items: list[tuple[str, bytes, int | None]]
+    ) -> list[Exception | None]:
+        self.ingested.extend(items)
+        return [None] * len(items)
 
     async def status(self) -> dict[str, Any]:
         return {"connections": self.connections}

@@ -209,6 +209,61 @@ async def test_a_row_sqlite_rejects_costs_only_its_typed_rows(tmp_path, fake_sou
     assert rows(path, "SELECT id, tool_name FROM tools") == [{"id": "t1", "tool_name": "Good"}]
 
 
+async def test_submit_many_commits_a_group_and_gives_each_event_its_outcome(tmp_path, fake_source):
+    path = tmp_path / "a.db"
+    bad = {"kind": "bad", "rows": [["tools", {"id": "t9", "tool_name": "X", "source": None}]]}
+    good = [tool_event(tool_name=f"Good{i}") | {"kind": f"k{i}"} for i in range(3)]
+    store = Store(path)
+    await store.open()
+    try:
+        events = [
+            store.prepare(fake_source, json.dumps(p).encode(), i)
+            for i, p in enumerate([good[0], bad, good[1], good[2]])
+        ]
+        assert await store.submit_many(events) == [None, None, None, None]
+        assert await store.submit_many([]) == []
+        before = store.batches
+        again = [store.prepare(fake_source, json.dumps(good[0]).encode(), 0)] * 2
+        assert await store.submit_many(again) == [None, None]  # a replay: stored once
+        assert store.batches == before + 1  # one transaction for the group
+    finally:
+        await store.close()
+    # The bad event's rows failed alone: it is kept raw; the others have their rows.
+    assert rows(path, "SELECT kind FROM events ORDER BY kind") == [
+        {"kind": "bad"},
+        {"kind": "k0"},
+        {"kind": "k1"},
+        {"kind": "k2"},
+    ]
+    assert rows(path, "SELECT id, tool_name FROM tools") == [{"id": "t1", "tool_name": "Good2"}]
+
+
+async def test_a_write_lock_held_elsewhere_never_stalls_the_event_loop(tmp_path, fake_source):
+    """Small batches commit on the event loop's thread; when another connection (the push, say)
+    holds the write lock, the batch waits on the writer thread instead, and the loop runs on."""
+    path = tmp_path / "a.db"
+    store = Store(path)
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(store.ingest(fake_source, json.dumps(tool_event()).encode(), 1))
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not task.done()  # the loop ran; the event waits for the lock
+        other.execute("COMMIT")
+        await asyncio.wait_for(task, 10)
+        # And with the lock free again, the next one is stored as usual.
+        await store.ingest(fake_source, json.dumps(tool_event(tool_name="B")).encode(), 2)
+    finally:
+        other.close()
+        await store.close()
+    assert rows(path, "SELECT count(*) AS n FROM events") == [{"n": 2}]
+    assert rows(path, "SELECT tool_name FROM tools") == [{"tool_name": "B"}]
+
+
 async def test_concurrent_ingests_share_transactions(tmp_path, fake_source):
     path = tmp_path / "a.db"
     events = [{"kind": "k", "n": i} for i in range(500)]

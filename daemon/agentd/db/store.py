@@ -1,10 +1,12 @@
 # Over 400 lines on purpose: the writer and the SQL it runs (upserts, totals, prune) change together.
-"""The store, the one writer: one aiosqlite connection (WAL), group commit, merging upserts.
+"""The store, the one writer: one SQLite connection (WAL) on its own thread, group commit, merging
+upserts.
 
 `ingest()` prepares an event on the event loop (agentd.ingest: decode, id, redact, normalize),
 queues it, and returns only after the transaction holding it has committed. One writer task takes
 everything queued (up to MAX_BATCH events) into a single transaction, so concurrent clients share
-commits. The SQL is generated here from the row contract (agentd.rows: TYPED_TABLES, MERGE_POLICY);
+commits. A whole transaction (BEGIN, rows, COMMIT) is one call into the writer thread: the event
+loop is woken once per batch, not once per statement, and runs on while SQLite works. The SQL is generated here from the row contract (agentd.rows: TYPED_TABLES, MERGE_POLICY);
 prune() and vacuum() return the results the `prune` / `vacuum` RPC methods send back.
 """
 
@@ -15,10 +17,12 @@ import contextlib
 import errno
 import logging
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
 import msgspec
 
 from agentd.db import preflight
@@ -35,6 +39,13 @@ __all__ = ["Store", "connect_sync", "is_disk_full", "Binder", "table_columns", "
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+# A batch this small is committed on the event loop's own thread: a hop to the writer thread and
+# back (two wake-ups, the GIL handed over twice) costs more than such a commit. The loop stalls
+# for the commit (well under a millisecond); bigger batches go to the writer thread, so the loop
+# prepares the next events while SQLite works.
+INLINE_MAX = 16
+BUSY_TIMEOUT_MS = 5000  # how long the writer waits for another connection's write lock
+T = TypeVar("T")
 
 
 def table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
@@ -141,6 +152,22 @@ def is_disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+class _Busy(Exception):
+    """Another connection holds the write lock (and the writer was told not to wait)."""
+
+
+@dataclass(slots=True)
+class _Group:
+    """Events submitted together, with the one future that gets their outcomes."""
+
+    events: list[PreparedEvent]
+    future: asyncio.Future[list[Exception | None]]
+
+    def resolve(self, outcomes: list[Exception | None]) -> None:
+        if not self.future.done():  # its submitter may have been cancelled
+            self.future.set_result(outcomes)
+
+
 class Store:
     def __init__(
         self,
@@ -157,8 +184,13 @@ class Store:
         self.privacy = privacy if privacy is not None else Privacy()
         self.events_stored = 0  # new events committed since this Store opened
         self.batches = 0
-        self._db: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[tuple[PreparedEvent, asyncio.Future[None]]] = asyncio.Queue()
+        # The writer connection, used only on the writer thread (one worker: statements of
+        # different calls never interleave, and SQLite sees one thread).
+        self._db: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._busy_timeout_ms = BUSY_TIMEOUT_MS  # the writer connection's, as last set
+        self._queue: asyncio.Queue[_Group] = asyncio.Queue()
+        self._queued = 0  # events in the queue's groups
         self._writer: asyncio.Task[None] | None = None
         # Held for every transaction on the writer connection: a batch, a prune, a vacuum. They
         # share one connection, and a statement of one must never land inside another's BEGIN.
@@ -183,21 +215,30 @@ class Store:
         self._columns = await asyncio.to_thread(migrate_and_read_columns)
         self._upserts = {t: upsert_sql(t, cols) for t, cols in self._columns.items()}
         self._bind = Binder(self._columns)
-        self._db = await aiosqlite.connect(self.db_path, isolation_level=None)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentd-writer")
+        self._db = await self._call(self._connect)
+        self._writer = asyncio.create_task(self._write_loop(), name="agentd-writer")
+        self.checkpointer.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         # WAL + NORMAL: a commit is durable against a process crash (kill -9) without an fsync
         # per transaction; only an OS crash or power loss can take the last commits.
         # Checkpoints run in the background, not inside a commit (db/wal.py).
         for pragma in (
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",
-            "PRAGMA busy_timeout=5000",
+            f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
             "PRAGMA wal_autocheckpoint=0",
             f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}",
         ):
             # Closed at once: an open statement would make a later VACUUM fail.
-            await (await self._db.execute(pragma)).close()
-        self._writer = asyncio.create_task(self._write_loop(), name="agentd-writer")
-        self.checkpointer.start()
+            conn.execute(pragma).close()
+        return conn
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) on the writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def close(self) -> None:
         """Commit everything already queued, checkpoint, then close the connections."""
@@ -209,10 +250,12 @@ class Store:
                 await self._writer
             self._writer = None
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            await self._db.close()
+            self._set_busy_timeout(self._db, BUSY_TIMEOUT_MS)
+            await self._call(_close_after_checkpoint, self._db)
             self._db = None
+        if self._thread is not None:
+            self._thread.shutdown()
+            self._thread = None
 
     async def ingest(self, source: str, payload_json: bytes, received_at: int | None) -> None:
         """Store one event; returns once it is committed. Raises msgspec.DecodeError on bad JSON."""
@@ -225,33 +268,50 @@ class Store:
         )
 
     async def submit(self, event: PreparedEvent) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((event, future))
-        await future
+        """Queue one event; return once it is committed (or raise what kept it out)."""
+        (outcome,) = await self.submit_many([event])
+        if outcome is not None:
+            raise outcome
+
+    async def submit_many(self, events: list[PreparedEvent]) -> list[Exception | None]:
+        """Queue events as one group (one future, however many): once each is committed or has
+        failed, its outcome, in order: None when committed, else the error that kept it out
+        (DiskFull, ...). One event's failure is its own; the others are committed all the same."""
+        if not events:
+            return []
+        future: asyncio.Future[list[Exception | None]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Group(events, future))
+        self._queued += len(events)
+        return await future
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        """Events waiting for a transaction."""
+        return self._queued
 
     async def count_events(self) -> int:
-        assert self._db is not None
-        async with self._db.execute("SELECT count(*) FROM events") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        db = self._db
+        assert db is not None
+        return int(
+            await self._call(lambda: db.execute("SELECT count(*) FROM events").fetchone()[0])
+        )
 
     async def _write_loop(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
+            size = len(batch[0].events)
+            while size < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+                size += len(batch[-1].events)
+            self._queued -= size
             try:
                 await self._commit_batch(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit_batch(self, batch: list[tuple[PreparedEvent, asyncio.Future[None]]]) -> None:
-        """Commit a batch; resolve each event's future only once all of it is stored.
+    async def _commit_batch(self, batch: list[_Group]) -> None:
+        """Commit a batch; resolve each group's future only once all of it is stored.
 
         A full disk fails every event of the batch (DiskFull: retry later), nothing is acked.
         Any other failure is retried event by event, so one bad event costs no other; an event
@@ -260,66 +320,92 @@ class Store:
         rows (docs/protocol.md, "What an ack means").
         """
         try:
-            await self._write([event for event, _ in batch])
+            await self._write([event for group in batch for event in group.events])
         except Exception as e:
             if is_disk_full(e):
-                self._fail(batch, e)
+                error = self._disk_full(sum(len(g.events) for g in batch), e)
+                for group in batch:
+                    group.resolve([error] * len(group.events))
                 return
-            log.exception("batch of %d failed; retrying its events one by one", len(batch))
-            for event, future in batch:
-                await self._commit_alone(event, future)
+            size = sum(len(g.events) for g in batch)
+            log.exception("batch of %d failed; retrying its events one by one", size)
+            for group in batch:
+                group.resolve([await self._commit_alone(event) for event in group.events])
             return
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
+        for group in batch:
+            group.resolve([None] * len(group.events))
 
-    async def _commit_alone(self, event: PreparedEvent, future: asyncio.Future[None]) -> None:
+    async def _commit_alone(self, event: PreparedEvent) -> Exception | None:
         try:
             await self._write([event])
         except Exception as e:
             if is_disk_full(e):
-                self._fail([(event, future)], e)
-                return
+                return self._disk_full(1, e)
             log.exception("event %s: typed rows failed; storing it raw only", event.id)
             try:
                 event.rows = []
                 await self._write([event])
             except Exception as raw_error:
-                self._fail([(event, future)], raw_error)
-                return
-        if not future.done():
-            future.set_result(None)
+                return self._disk_full(1, raw_error) if is_disk_full(raw_error) else raw_error
+        return None
 
-    def _fail(self, batch: list[tuple[PreparedEvent, asyncio.Future[None]]], e: Exception) -> None:
-        error: Exception = e
-        if is_disk_full(e):
-            log.error("disk full: %d events not stored (%s)", len(batch), e)
-            error = DiskFull(
-                f"Disk full: the database's disk is full ({self.db_path}); "
-                "the event was not stored: keep it and retry once space is freed"
-            )
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(error)
+    def _disk_full(self, events: int, e: Exception) -> DiskFull:
+        log.error("disk full: %d events not stored (%s)", events, e)
+        return DiskFull(
+            f"Disk full: the database's disk is full ({self.db_path}); "
+            "the event was not stored: keep it and retry once space is freed"
+        )
 
     async def _write(self, events: list[PreparedEvent]) -> None:
         async with self._write_lock:
-            await self._write_locked(events)
+            fresh = self._write_inline(events) if len(events) <= INLINE_MAX else None
+            if fresh is None:
+                fresh = await self._call(self._write_sync, events)
+        self.events_stored += fresh
+        self.batches += 1
+        self.checkpointer.poke()
 
-    async def _write_locked(self, events: list[PreparedEvent]) -> None:
+    def _write_inline(self, events: list[PreparedEvent]) -> int | None:
+        """_write_sync() on the calling thread (the event loop's), never waiting for another
+        connection: None when another one (the push, say) holds the write lock, and nothing was
+        written; the writer thread, which may wait, takes the batch then."""
+        try:
+            return self._write_sync(events, busy_timeout_ms=0)
+        except _Busy:
+            return None
+
+    def _set_busy_timeout(self, db: sqlite3.Connection, ms: int) -> None:
+        if self._busy_timeout_ms != ms:
+            db.execute(f"PRAGMA busy_timeout={ms}").close()
+            self._busy_timeout_ms = ms
+
+    def _write_sync(
+        self, events: list[PreparedEvent], busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    ) -> int:
+        """One transaction with every new event of `events` and its rows (on the writer thread,
+        or inline); how many were new. _Busy if the write lock was taken and `busy_timeout_ms`
+        is 0."""
         db = self._db
         assert db is not None
         ids = list({e.id: None for e in events})
-        await db.execute("BEGIN IMMEDIATE")
+        self._set_busy_timeout(db, busy_timeout_ms)
         try:
-            known = await self._existing_event_ids(ids)
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if busy_timeout_ms == 0 and (e.sqlite_errorcode & 0xFF) == sqlite3.SQLITE_BUSY:
+                raise _Busy() from e
+            raise
+        try:
+            known = self._existing_event_ids(db, ids)
             fresh: list[PreparedEvent] = []
             for event in events:
                 if event.id not in known:
                     known.add(event.id)
                     fresh.append(event)
             if fresh:
-                await db.executemany(
+                version = RULESET_VERSION if self.privacy.redactor else None
+                level = self.privacy.content_level
+                db.executemany(
                     _INSERT_EVENT,
                     [
                         (
@@ -330,80 +416,85 @@ class Store:
                             e.received_at,
                             e.payload,
                             e.redactions,
-                            RULESET_VERSION if self.privacy.redactor else None,
-                            self.privacy.content_level,
+                            version,
+                            level,
                         )
                         for e in fresh
                     ],
                 )
-                await self._upsert_rows(fresh)
-            await db.execute("COMMIT")
+                self._upsert_rows(db, fresh)
+            db.execute("COMMIT")
         except BaseException:
             # SQLite rolls back by itself on some errors (a full disk): then there is none to
             # roll back, and a ROLLBACK's error must not hide the real one.
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
-                    await db.execute("ROLLBACK")
+                    db.execute("ROLLBACK")
             raise
-        self.events_stored += len(fresh)
-        self.batches += 1
-        self.checkpointer.poke()
+        return len(fresh)
 
     async def prune(self, cutoff_ms: int) -> dict[str, Any]:
         """Delete what was last seen before `cutoff_ms`: `{"deleted": {table: rows deleted}}`."""
+        async with self._write_lock:
+            return {"deleted": await self._call(self._prune_sync, cutoff_ms)}
+
+    def _prune_sync(self, cutoff_ms: int) -> dict[str, int]:
         db = self._db
         assert db is not None
+        self._set_busy_timeout(db, BUSY_TIMEOUT_MS)
         deleted: dict[str, int] = {}
-        async with self._write_lock:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for table, sql in _PRUNE_SQL:
-                    cursor = await db.execute(sql, {"cutoff": cutoff_ms})
-                    if table != "sessions_to_prune":
-                        deleted[table] = cursor.rowcount
-                await db.execute("DROP TABLE prune_sessions")
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                await db.execute("DROP TABLE IF EXISTS temp.prune_sessions")
-                raise
-        return {"deleted": deleted}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, sql in _PRUNE_SQL:
+                cursor = db.execute(sql, {"cutoff": cutoff_ms})
+                if table != "sessions_to_prune":
+                    deleted[table] = cursor.rowcount
+            db.execute("DROP TABLE prune_sessions")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            db.execute("DROP TABLE IF EXISTS temp.prune_sessions")
+            raise
+        return deleted
 
     async def vacuum(self) -> dict[str, int]:
         """Rewrite the file without its free pages, then empty the WAL:
         `{"bytes_before": ..., "bytes_after": ...}` (database_bytes() around it)."""
         db = self._db
         assert db is not None
-        async with self._write_lock:
-            before = self.database_bytes()
+
+        def run() -> None:
+            self._set_busy_timeout(db, BUSY_TIMEOUT_MS)
             # Each statement closed at once: the checkpoint returns a row, and a statement left
             # open on this connection makes the next VACUUM fail ("SQL statements in progress").
-            await (await db.execute("VACUUM")).close()
-            await (await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")).close()
+            db.execute("VACUUM").close()
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+
+        async with self._write_lock:
+            before = self.database_bytes()
+            await self._call(run)
             return {"bytes_before": before, "bytes_after": self.database_bytes()}
 
     def database_bytes(self) -> int:
         """The database file plus its WAL."""
         return sum(p.stat().st_size for p in (self.db_path, wal_path(self.db_path)) if p.exists())
 
-    async def _existing_event_ids(self, ids: list[str]) -> set[str]:
-        assert self._db is not None
+    @staticmethod
+    def _existing_event_ids(db: sqlite3.Connection, ids: list[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(ids), 500):  # stay under SQLite's bound-variable limit
             chunk = ids[start : start + 500]
             sql = f"SELECT id FROM events WHERE id IN ({', '.join('?' for _ in chunk)})"
-            async with self._db.execute(sql, chunk) as cursor:
-                found.update(row[0] for row in await cursor.fetchall())
+            found.update(row[0] for row in db.execute(sql, chunk))
         return found
 
-    async def _upsert_rows(self, events: list[PreparedEvent]) -> None:
-        db = self._db
-        assert db is not None
+    def _upsert_rows(self, db: sqlite3.Connection, events: list[PreparedEvent]) -> None:
         by_table: dict[str, list[tuple[Any, ...]]] = {}
         sessions: dict[str, None] = {}
+        bind = self._bind
         for event in events:
             for row in event.rows:
-                by_table.setdefault(row.table, []).append(self._bind(row))
+                by_table.setdefault(row.table, []).append(bind(row))
                 session = (
                     row.values["id"] if row.table == "sessions" else row.values.get("session_id")
                 )
@@ -411,9 +502,15 @@ class Store:
                     sessions[session] = None
         # sessions first: the refresh below and readers expect the parent row to exist.
         for table in sorted(by_table, key=lambda t: t != "sessions"):
-            await db.executemany(self._upserts[table], by_table[table])
+            db.executemany(self._upserts[table], by_table[table])
         if sessions:
-            await db.executemany(_REFRESH_SESSIONS, [(s,) for s in sessions])
+            db.executemany(_REFRESH_SESSIONS, [(s,) for s in sessions])
+
+
+def _close_after_checkpoint(db: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    db.close()
 
 
 _INT64 = range(-(2**63), 2**63)

@@ -4,7 +4,13 @@ The writer runs with `wal_autocheckpoint=0`: an automatic checkpoint would run i
 commit crosses the threshold and stall every client waiting on it. Instead a second connection
 copies the WAL back into the database in the background (PASSIVE: never waits for, or blocks, the
 writer). Under steady load PASSIVE alone never catches up, and a WAL file never shrinks by itself,
-so two more steps bound it:
+so three more steps bound it:
+
+- once the WAL passes a quarter of `limit_bytes` (at most JOURNAL_SIZE_LIMIT), PASSIVE runs at
+  once rather than at the next interval: under a steady load of small commits (each writes a
+  dozen pages or more) the WAL would otherwise reach the limit between two intervals, and every
+  TRUNCATE stalls the commits waiting behind it. Caught up early, the writer restarts the WAL
+  from its start at its next commit and the file stays small;
 
 - when the WAL passes `limit_bytes` (the writer pokes after each commit), or when the writer has
   been idle for a whole interval, the checkpointer takes the store's write lock (no commit is in
@@ -22,8 +28,8 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 __all__ = ["Checkpointer", "INTERVAL_S", "LIMIT_BYTES", "JOURNAL_SIZE_LIMIT", "wal_path"]
 
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 INTERVAL_S = 1.0
 LIMIT_BYTES = 16 * 1024 * 1024
 JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024  # PRAGMA journal_size_limit of the writer connection
+MIN_GAP_S = 0.05  # between two checkpoints started early (the WAL past `passive_bytes`)
 BUSY_TIMEOUT_S = 0.2  # how long a TRUNCATE may wait for readers while commits wait for it
 
 
@@ -53,6 +60,7 @@ class Checkpointer:
         self.db_path = db_path
         self.interval_s = interval_s
         self.limit_bytes = limit_bytes
+        self.passive_bytes = min(JOURNAL_SIZE_LIMIT, limit_bytes // 4)
         self.truncations = 0
         self._wal = wal_path(db_path)
         self._write_lock = write_lock
@@ -60,7 +68,9 @@ class Checkpointer:
         self._over_limit = asyncio.Event()
         self._conn: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._running: asyncio.Future[Any] | None = None  # a checkpoint in its thread
+        # The checkpoint running on a thread: cancelling the task does not stop it, and the
+        # connection must outlive it (closing a connection in use crashes the process).
+        self._running: asyncio.Future[object] | None = None
 
     def start(self) -> None:
         self._conn = sqlite3.connect(
@@ -75,9 +85,10 @@ class Checkpointer:
             return 0
 
     def poke(self) -> None:
-        """A transaction committed: checkpoint now if the WAL has passed the limit."""
+        """A transaction committed: checkpoint now if the WAL has grown past `passive_bytes`
+        (and cut it if past the limit)."""
         self._commits += 1
-        if not self._over_limit.is_set() and self.wal_bytes() > self.limit_bytes:
+        if not self._over_limit.is_set() and self.wal_bytes() > self.passive_bytes:
             self._over_limit.set()
 
     async def close(self) -> None:
@@ -88,11 +99,8 @@ class Checkpointer:
                 await self._task
             self._task = None
         if self._running is not None:
-            # Cancelling the task does not stop its thread: closing the connection under a
-            # running checkpoint crashes the process (SIGSEGV).
-            await asyncio.wait([self._running])
-            if not self._running.cancelled():
-                self._running.exception()  # retrieved: reported by the loop, if at all
+            with contextlib.suppress(Exception):
+                await self._running
             self._running = None
         if self._conn is not None:
             self._conn.close()
@@ -117,10 +125,10 @@ class Checkpointer:
             except sqlite3.Error:
                 log.warning("background checkpoint failed; will retry", exc_info=True)
             seen = self._commits
+            await asyncio.sleep(MIN_GAP_S)
 
-    async def _in_thread(self, fn: Any, *args: Any) -> Any:
-        """fn(*args) in a worker thread; close() waits for it even if this task is cancelled."""
-        self._running = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    async def _in_thread(self, fn: Callable[..., object], *args: object) -> object:
+        self._running = asyncio.ensure_future(asyncio.to_thread(fn, *args))
         return await asyncio.shield(self._running)
 
     def _truncate(self, conn: sqlite3.Connection) -> None:

@@ -6,9 +6,8 @@ or connections, and the transport cannot see what a method does. Wire errors are
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -18,7 +17,7 @@ from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
 from agentd.ingest import InvalidEvent
 from agentd.protocol import IngestParams, NoParams, PruneParams, StatuslineParams, decode_params
 
-__all__ = ["METHODS", "ServiceAPI", "dispatch"]
+__all__ = ["METHODS", "BATCHED", "ServiceAPI", "dispatch", "dispatch_many"]
 
 
 class ServiceAPI(Protocol):
@@ -33,6 +32,10 @@ class ServiceAPI(Protocol):
     def stopping(self) -> bool: ...
 
     async def ingest(self, source: str, payload: bytes, received_at: int | None) -> None: ...
+
+    async def ingest_many(
+        self, items: list[tuple[str, bytes, int | None]]
+    ) -> list[Exception | None]: ...
 
     async def statusline(
         self, source: str, payload: bytes, received_at: int | None, day_start: int
@@ -61,6 +64,18 @@ def method(name: str, params: type[Any] = NoParams) -> Callable[[Method], Method
     return register
 
 
+# Methods with a form that takes all of a batch's requests for it at once: same results, one
+# call (for `ingest`: one group commit, one future) instead of one task per request.
+BatchedMethod = Callable[[ServiceAPI, list[msgspec.Raw]], Awaitable[list[Any]]]
+BATCHED: dict[str, BatchedMethod] = {}
+
+
+async def dispatch_many(service: ServiceAPI, name: str, raws: list[msgspec.Raw]) -> list[Any]:
+    """dispatch() of each params in `raws` for method `name` (which must be in BATCHED): each
+    request's result, or the WireError (or other Exception) that request alone raised."""
+    return await BATCHED[name](service, raws)
+
+
 async def dispatch(service: ServiceAPI, name: str, raw_params: msgspec.Raw) -> Any:
     """Run method `name`: its result, or a WireError (unknown method, bad params, ...)."""
     try:
@@ -81,13 +96,45 @@ async def ingest(service: ServiceAPI, params: IngestParams) -> dict[str, Any]:
         raise ShuttingDown()
     try:
         await service.ingest(params.source, bytes(params.payload), params.received_at)
-    except InvalidEvent as e:
-        raise InvalidParams(f"Invalid params: {e} - at `{e.path}`", data={"path": e.path}) from None
-    except UnicodeDecodeError as e:  # msgspec.Raw does not check the UTF-8 inside the payload
-        raise InvalidParams(
-            f"Invalid params: {e} - at `$.payload`", data={"path": "$.payload"}
-        ) from None
+    except (InvalidEvent, UnicodeDecodeError) as e:
+        raise _ingest_error(e) from None
     return {"stored": True}
+
+
+STORED = {"stored": True}
+
+
+def _ingest_error(e: Exception) -> Exception:
+    """What an ingest answers for an event that was not stored."""
+    if isinstance(e, InvalidEvent):
+        return InvalidParams(f"Invalid params: {e} - at `{e.path}`", data={"path": e.path})
+    if isinstance(e, UnicodeDecodeError):  # msgspec.Raw does not check the UTF-8 in the payload
+        return InvalidParams(f"Invalid params: {e} - at `$.payload`", data={"path": "$.payload"})
+    return e
+
+
+async def ingest_batch(service: ServiceAPI, raws: list[msgspec.Raw]) -> list[Any]:
+    """`ingest` for every request of a batch: one group commit; each answer as `ingest` gives it."""
+    if service.stopping:
+        return [ShuttingDown() for _ in raws]
+    answers: list[Any] = [None] * len(raws)
+    items: list[tuple[str, bytes, int | None]] = []
+    positions: list[int] = []
+    for i, raw in enumerate(raws):
+        try:
+            params = decode_params(raw, IngestParams)
+        except InvalidParams as e:
+            answers[i] = e
+            continue
+        items.append((params.source, bytes(params.payload), params.received_at))
+        positions.append(i)
+    outcomes = await service.ingest_many(items)
+    for i, outcome in zip(positions, outcomes, strict=True):
+        answers[i] = STORED if outcome is None else _ingest_error(outcome)
+    return answers
+
+
+BATCHED["ingest"] = ingest_batch
 
 
 @method("statusline", StatuslineParams)
@@ -96,25 +143,13 @@ async def statusline(service: ServiceAPI, params: StatuslineParams) -> dict[str,
     sample: one round trip instead of the command opening the database itself."""
     if service.stopping:
         raise ShuttingDown()
-    with _invalid_event():
+    try:
         figures = await service.statusline(
             params.source, bytes(params.payload), params.received_at, params.day_start
         )
+    except (InvalidEvent, UnicodeDecodeError) as e:
+        raise _ingest_error(e) from None
     return {"accepted": True, **figures}
-
-
-@contextlib.contextmanager
-def _invalid_event() -> Iterator[None]:
-    """An event the daemon cannot take, as -32602 with the path of what is wrong (as `ingest`
-    says it)."""
-    try:
-        yield
-    except InvalidEvent as e:
-        raise InvalidParams(f"Invalid params: {e} - at `{e.path}`", data={"path": e.path}) from None
-    except UnicodeDecodeError as e:  # msgspec.Raw does not check the UTF-8 inside the payload
-        raise InvalidParams(
-            f"Invalid params: {e} - at `$.payload`", data={"path": "$.payload"}
-        ) from None
 
 
 @method("status")

@@ -125,6 +125,31 @@ class Service:
         await self.store.submit(event)
         self._follow(event, payload)
 
+    async def ingest_many(
+        self, items: list[tuple[str, bytes, int | None]]
+    ) -> list[Exception | None]:
+        """Store (source, payload, received_at) events, in one group: each one's outcome, in
+        order, once all are committed or have failed: None (stored), else the error (InvalidEvent,
+        UnicodeDecodeError, DiskFull, ...). One event's error is its own."""
+        outcomes: list[Exception | None] = [None] * len(items)
+        events: list[PreparedEvent] = []
+        positions: list[int] = []
+        for i, (source, payload, received_at) in enumerate(items):
+            try:
+                events.append(self.store.prepare(source, payload, received_at))
+                positions.append(i)
+            except ValueError as e:  # InvalidEvent, msgspec.DecodeError, UnicodeDecodeError
+                outcomes[i] = e
+            except Exception as e:  # a bug; still only this event's problem
+                log.exception("preparing an event of %d bytes failed", len(payload))
+                outcomes[i] = e
+        stored = await self.store.submit_many(events)
+        for i, event, outcome in zip(positions, events, stored, strict=True):
+            outcomes[i] = outcome
+            if outcome is None:
+                self._follow(event, items[i][1])
+        return outcomes
+
     async def statusline(
         self, source: str, payload: bytes, received_at: int | None, day_start: int
     ) -> dict[str, Any]:
@@ -233,11 +258,8 @@ class Service:
             except Exception:  # a bug; still only this line's problem
                 log.exception("spool file %s: a line of %d bytes failed", path.name, len(line))
                 rejected.append(line)
-        outcomes = await asyncio.gather(
-            *(self.store.submit(event) for event in events), return_exceptions=True
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
+        for outcome in await self.store.submit_many(events):
+            if outcome is not None:
                 raise outcome
         for event, payload in zip(events, payloads, strict=True):
             self._follow(event, payload)

@@ -16,6 +16,7 @@ import os
 import socket
 import struct
 from pathlib import Path
+from typing import Any
 
 from agentd import paths
 from agentd.config import Config
@@ -27,7 +28,7 @@ from agentd.errors import (
     WireError,
 )
 from agentd.protocol import Invalid, Request, decode_line, encode_error, encode_response
-from agentd.service.methods import ServiceAPI, dispatch
+from agentd.service.methods import BATCHED, ServiceAPI, dispatch, dispatch_many
 
 __all__ = ["Transport", "handle_connection"]
 
@@ -130,7 +131,10 @@ class _Connection:
     async def _handle_line(self, line: bytes) -> None:
         try:
             is_batch, messages = decode_line(line)
-            answers = await asyncio.gather(*(self._answer(m) for m in messages))
+            if len(messages) == 1:
+                answers = [await self._answer(messages[0])]
+            else:
+                answers = await self._answer_batch(messages)
         except Exception as e:  # a bug here must cost one answer, not the connection
             log.exception("failed to handle a line of %d bytes", len(line))
             await self._send(encode_error(None, InternalError(f"Internal error: {e}")))
@@ -139,6 +143,50 @@ class _Connection:
         if not replies:
             return  # only notifications
         await self._send(b"[" + b",".join(replies) + b"]" if is_batch else replies[0])
+
+    async def _answer_batch(self, messages: list[Request | Invalid]) -> list[bytes | None]:
+        """The answers to a batch's messages, in order. Requests for a method in BATCHED go to it
+        together (one call each method); the others are answered one by one, concurrently."""
+        grouped: dict[str, list[int]] = {}
+        for i, message in enumerate(messages):
+            if isinstance(message, Request) and message.method in BATCHED:
+                grouped.setdefault(message.method, []).append(i)
+        if not grouped:
+            return list(await asyncio.gather(*(self._answer(m) for m in messages)))
+        answers: list[bytes | None] = [None] * len(messages)
+        batched = {i for positions in grouped.values() for i in positions}
+        singles = [i for i in range(len(messages)) if i not in batched]
+
+        async def one(i: int) -> None:
+            answers[i] = await self._answer(messages[i])
+
+        async def many(name: str, positions: list[int]) -> None:
+            requests = [messages[i] for i in positions]
+            try:
+                results = await dispatch_many(
+                    self.service, name, [r.params for r in requests if isinstance(r, Request)]
+                )
+            except Exception as e:  # a bug of the method: every request of it gets the error
+                log.exception("method %s failed", name)
+                results = [e] * len(positions)
+            for i, request, result in zip(positions, requests, results, strict=True):
+                assert isinstance(request, Request)
+                answers[i] = self._reply(request, result)
+
+        await asyncio.gather(*(one(i) for i in singles), *(many(n, p) for n, p in grouped.items()))
+        return answers
+
+    def _reply(self, request: Request, result: Any) -> bytes | None:
+        """The line answering `request` with `result` (an Exception: its error); None for a
+        notification."""
+        if isinstance(result, Exception) and not isinstance(result, WireError):
+            log.error("method %s failed: %r", request.method, result)
+            result = InternalError(f"Internal error: {type(result).__name__}: {result}")
+        if request.is_notification:
+            return None
+        if isinstance(result, WireError):
+            return encode_error(request.id, result)
+        return encode_response(request.id, result)
 
     async def _answer(self, message: Request | Invalid) -> bytes | None:
         if isinstance(message, Invalid):
