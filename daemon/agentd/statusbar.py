@@ -32,6 +32,7 @@ from agentd import forward, paths, spool
 TYPE_CHECKING = False  # the idiom that spares importing `typing` at run time
 if TYPE_CHECKING:  # and `_sqlite3` (loading libsqlite3): the daemon's answer spares it
     import _sqlite3
+    from typing import Any
 
 SOURCE = "claude_statusline"
 STDIN_FIRST_BYTE_S = 1.0
@@ -109,27 +110,40 @@ def day_start(now: float) -> int:
     return int(now - local.tm_hour * 3600 - local.tm_min * 60 - local.tm_sec) * 1000
 
 
+# What the statusline shows beside the sample, read by this command (daemon down) and by the
+# daemon's `statusline` method (service.py) alike: today's cost, the session's failed tool calls.
+TODAY_COST_SQL = (
+    "SELECT sum(cost), sum(unpriced) FROM usage_hourly WHERE hour >= ? AND responses > 0"
+)
+FAILURES_SQL = "SELECT count(*) FROM tools WHERE session_id = ? AND success = 0"
+
+
+def first_hour(day_start_ms: int) -> int:
+    """TODAY_COST_SQL's parameter: the hour `usage_hourly` files the day's first message under."""
+    return day_start_ms // 3600000 * 3600000
+
+
+def today_cost(row: tuple[Any, ...] | None) -> float | None:
+    """TODAY_COST_SQL's row as a cost, or None: no message today, or none that could be priced."""
+    if row and row[0] is not None and not (row[0] == 0 and row[1]):
+        return row[0]
+    return None
+
+
 def read_figures(
     conn: _sqlite3.Connection, session_id: str | None, day_start_ms: int
 ) -> dict[str, float]:
     """Today's cost (all sessions, from `day_start_ms`) and the session's failed tool calls, on
-    an open connection (`_sqlite3`'s here, the daemon's own for the `statusline` method); a
-    figure that cannot be read is left out."""
+    an open connection (`_sqlite3`'s here); a figure that cannot be read is left out."""
     import _sqlite3  # the C module: `sqlite3` would import datetime and collections
 
     out: dict[str, float] = {}
     try:
-        row = conn.execute(
-            "SELECT sum(cost), sum(unpriced) FROM usage_hourly WHERE hour >= ? AND responses > 0",
-            (day_start_ms // 3600000 * 3600000,),
-        ).fetchone()
-        if row and row[0] is not None and not (row[0] == 0 and row[1]):
-            out["today_cost"] = row[0]
+        cost = today_cost(conn.execute(TODAY_COST_SQL, (first_hour(day_start_ms),)).fetchone())
+        if cost is not None:
+            out["today_cost"] = cost
         if session_id:
-            row = conn.execute(
-                "SELECT count(*) FROM tools WHERE session_id = ? AND success = 0", (session_id,)
-            ).fetchone()
-            out["failures"] = row[0]
+            out["failures"] = conn.execute(FAILURES_SQL, (session_id,)).fetchone()[0]
     except _sqlite3.Error:
         pass  # an older schema, a locked or broken file: show the rest
     return out

@@ -14,10 +14,11 @@ import hashlib
 import logging
 import os
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import aiosqlite
 
 from agentd import __version__, paths, pidfile, spool, statusbar
 from agentd.config import Config
@@ -56,10 +57,10 @@ class Service:
         self._spool_lock = asyncio.Lock()
         # Reads live Claude transcripts into the store (tokens, cost, what no hook reports).
         self.follower = Follower(config.state_dir, self.store.prepare, self.store.submit)
-        # The statusline's figures: read in a worker thread (never on the loop), on one
-        # read-only connection opened on first use (the lock: one thread uses it at a time).
-        self._reader: sqlite3.Connection | None = None
-        self._reader_lock = threading.Lock()
+        # The statusline's figures: read on one read-only aiosqlite connection, opened on first
+        # use (its own thread: never a read on the loop, and never on the writer's thread).
+        self._reader: aiosqlite.Connection | None = None
+        self._reader_lock = asyncio.Lock()
         self._unwaited: set[asyncio.Future[None]] = set()  # statusline samples being stored
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -108,10 +109,9 @@ class Service:
                 await self._spool_task
             self._spool_task = None
         await self.follower.close()
-        with self._reader_lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         await self.store.close()
         if self._pid_fd is not None:
             pidfile.release(self.config.pid_path, self._pid_fd)
@@ -154,7 +154,7 @@ class Service:
         self, source: str, payload: bytes, received_at: int | None, day_start: int
     ) -> dict[str, Any]:
         """What the statusline prints beside the sample (statusbar.read_figures) for the event's
-        session and the day from `day_start`, read in a worker thread; the event is stored as an
+        session and the day from `day_start`, read on the reader's thread; the event is stored as an
         `ingest` notification's is, not waited for (its commit can take longer than the read, on
         a session with many messages, and the statusline runs as often as the hook)."""
         event = self.store.prepare(source, payload, received_at)
@@ -162,23 +162,33 @@ class Service:
         self._unwaited.add(stored)
         stored.add_done_callback(self._stored_unwaited)
         self._follow(event, payload)
-        return await asyncio.to_thread(self._figures, event.session_id, day_start)
+        return await self._figures(event.session_id, day_start)
 
     def _stored_unwaited(self, stored: asyncio.Future[None]) -> None:
         self._unwaited.discard(stored)
         if not stored.cancelled() and stored.exception() is not None:
             log.warning("a statusline sample was not stored: %s", stored.exception())
 
-    def _figures(self, session_id: str | None, day_start: int) -> dict[str, Any]:
-        with self._reader_lock:
-            if self._reader is None:
-                try:
-                    self._reader = readonly.connect(
-                        self.config.db_path, timeout=0.1, check_same_thread=False
+    async def _figures(self, session_id: str | None, day_start: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        try:
+            async with self._reader_lock:  # one connection, opened once
+                if self._reader is None:
+                    path = self.config.db_path
+                    self._reader = await aiosqlite.Connection(
+                        lambda: readonly.connect(path, timeout=0.1, check_same_thread=False), 64
                     )
-                except sqlite3.Error:
-                    return {}  # the statusline shows the rest
-            return statusbar.read_figures(self._reader, session_id, day_start)
+            cost = await self._reader.execute_fetchall(
+                statusbar.TODAY_COST_SQL, (statusbar.first_hour(day_start),)
+            )
+            if (today := statusbar.today_cost(next(iter(cost), None))) is not None:
+                out["today_cost"] = today
+            if session_id:
+                failed = await self._reader.execute_fetchall(statusbar.FAILURES_SQL, (session_id,))
+                out["failures"] = failed[0][0]
+        except sqlite3.Error:
+            pass  # no database yet, an older schema, a busy file: the statusline shows the rest
+        return out
 
     def _follow(self, event: PreparedEvent, payload: bytes) -> None:
         if event.source == "claude":
