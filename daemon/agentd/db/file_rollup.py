@@ -25,6 +25,8 @@ project-keyed tables follow the session's project.
 
 from __future__ import annotations
 
+from agentd.db.rollup import session_project_triggers
+
 __all__ = ["MIGRATION_SQL"]
 
 _HOUR = "coalesce(CAST({x}.created_at / 3600000 AS INTEGER), -1)"
@@ -200,18 +202,7 @@ AFTER UPDATE OF {", ".join(_COUNTED)} ON file_operations
 WHEN {" OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _COUNTED)} BEGIN
     {_STEP.join(_change("NEW", "+") + _change("OLD", "-"))}
 END;
-CREATE TRIGGER sessions_file_rollup_insert AFTER INSERT ON sessions
-WHEN coalesce(NEW.project_path, '') != '' BEGIN
-    {_STEP.join(_move("NEW.id", "''", "NEW.project_path"))}
-END;
-CREATE TRIGGER sessions_file_rollup_project AFTER UPDATE OF project_path ON sessions
-WHEN coalesce(OLD.project_path, '') IS NOT coalesce(NEW.project_path, '') BEGIN
-    {_STEP.join(_move("NEW.id", "coalesce(OLD.project_path, '')", "coalesce(NEW.project_path, '')"))}
-END;
-CREATE TRIGGER sessions_file_rollup_delete AFTER DELETE ON sessions
-WHEN coalesce(OLD.project_path, '') != '' BEGIN
-    {_STEP.join(_move("OLD.id", "OLD.project_path", "''"))}
-END;
+{session_project_triggers("sessions_file_rollup", lambda *a: _STEP.join(_move(*a)))}
 
 {chr(10).join(_backfill())}
 """

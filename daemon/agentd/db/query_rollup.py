@@ -328,18 +328,7 @@ WHEN OLD.session_id IS NOT NEW.session_id OR OLD.created_at IS NOT NEW.created_a
     {_STEP.join(_change("NEW", "+", "file_operations") + _change("OLD", "-", "file_operations"))}
 END;
 {_COMPACTIONS}
-CREATE TRIGGER sessions_query_rollup_insert AFTER INSERT ON sessions
-WHEN coalesce(NEW.project_path, '') != '' BEGIN
-    {_STEP.join(_move("NEW.id", "''", "NEW.project_path"))}
-END;
-CREATE TRIGGER sessions_query_rollup_project AFTER UPDATE OF project_path ON sessions
-WHEN coalesce(OLD.project_path, '') IS NOT coalesce(NEW.project_path, '') BEGIN
-    {_STEP.join(_move("NEW.id", "coalesce(OLD.project_path, '')", "coalesce(NEW.project_path, '')"))}
-END;
-CREATE TRIGGER sessions_query_rollup_delete AFTER DELETE ON sessions
-WHEN coalesce(OLD.project_path, '') != '' BEGIN
-    {_STEP.join(_move("OLD.id", "OLD.project_path", "''"))}
-END;
+{rollup.session_project_triggers("sessions_query_rollup", lambda *a: _STEP.join(_move(*a)))}
 
 {chr(10).join(_backfill())}
 """

@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "bucket_bounds",
     "bucket_of",
     "estimate",
+    "session_project_triggers",
     "window_days",
 ]
 
@@ -162,6 +164,25 @@ def _apply(x: str, sign: str) -> str:
     return "\n    ".join(_stats(x, sign) + _buckets(x, sign))
 
 
+def session_project_triggers(prefix: str, move: Callable[[str, str, str], str]) -> str:
+    """The three `sessions` triggers of a rollup keyed by the session's project: `move(session,
+    old project, new project)` gives the statements that move a session's rows from one project
+    key to the other ('' for none) when its project arrives, changes, or the session goes."""
+    return f"""\
+CREATE TRIGGER {prefix}_insert AFTER INSERT ON sessions
+WHEN coalesce(NEW.project_path, '') != '' BEGIN
+    {move("NEW.id", "''", "NEW.project_path")}
+END;
+CREATE TRIGGER {prefix}_project AFTER UPDATE OF project_path ON sessions
+WHEN coalesce(OLD.project_path, '') IS NOT coalesce(NEW.project_path, '') BEGIN
+    {move("NEW.id", "coalesce(OLD.project_path, '')", "coalesce(NEW.project_path, '')")}
+END;
+CREATE TRIGGER {prefix}_delete AFTER DELETE ON sessions
+WHEN coalesce(OLD.project_path, '') != '' BEGIN
+    {move("OLD.id", "OLD.project_path", "''")}
+END;"""
+
+
 def _move(session: str, old: str, new: str) -> str:
     """Move one session's tool calls from project `old` to `new` in tool_stats_daily (the
     duration tables have no project)."""
@@ -270,18 +291,7 @@ WHEN NOT ({_SAME_GROUP}) BEGIN
     {_apply("NEW", "+")}
     {_apply("OLD", "-")}
 END;
-CREATE TRIGGER sessions_rollup_insert AFTER INSERT ON sessions
-WHEN coalesce(NEW.project_path, '') != '' BEGIN
-    {_move("NEW.id", "''", "NEW.project_path")}
-END;
-CREATE TRIGGER sessions_rollup_project AFTER UPDATE OF project_path ON sessions
-WHEN coalesce(OLD.project_path, '') IS NOT coalesce(NEW.project_path, '') BEGIN
-    {_move("NEW.id", "coalesce(OLD.project_path, '')", "coalesce(NEW.project_path, '')")}
-END;
-CREATE TRIGGER sessions_rollup_delete AFTER DELETE ON sessions
-WHEN coalesce(OLD.project_path, '') != '' BEGIN
-    {_move("OLD.id", "OLD.project_path", "''")}
-END;
+{session_project_triggers("sessions_rollup", _move)}
 
 INSERT INTO tool_stats_daily (day, tool_name, source, project_path, calls, failures, unknown,
                               duration_count, duration_sum)
