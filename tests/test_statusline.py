@@ -4,6 +4,7 @@ daemon, real database; daemon down (spool, then drained); bad input; `install --
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -122,7 +123,8 @@ def test_the_statusline_method_refuses_bad_params(daemon):
 
 
 def test_daemon_up_or_down_the_line_shows_the_same_figures(daemon, agentd_env, agentd_home):
-    """Up, the figures come back with the sample's answer; down, from the database file."""
+    """Up, the figures come back with the sample's answer; down, as the daemon kept them when it
+    stopped (the database unchanged since)."""
     _figures_in_the_database(daemon)
     sent = json.dumps(sample())
     up = run(agentd_env, sent)
@@ -132,6 +134,41 @@ def test_daemon_up_or_down_the_line_shows_the_same_figures(daemon, agentd_env, a
     assert "$0.45 today" in up.stdout and "| 1 failed tool call" in up.stdout
     assert down.stdout == up.stdout
     assert len(list((agentd_home / "spool").glob("claude_statusline-*.ndjson"))) == 1
+
+
+def test_daemon_down_the_kept_figures_are_shown_while_the_database_is_unchanged(
+    daemon, agentd_env, agentd_home
+):
+    """The daemon keeps the statusline's figures at stop (statusbar.FIGURES_FILE, stamped with
+    the database's size and mtime): read instead of the database while they hold, and only then."""
+    _figures_in_the_database(daemon)
+    sent = json.dumps(sample())
+    assert "| 1 failed tool call" in run(agentd_env, sent).stdout
+    daemon.stop()
+    kept_path = agentd_home / "statusline-figures.json"
+    kept = json.loads(kept_path.read_text())
+    assert kept["failures"] == {SESSION: 1} and kept["today_cost"] == pytest.approx(0.45, abs=0.01)
+    assert kept_path.stat().st_mode & 0o777 == 0o600
+    down = {**agentd_env, "AGENTD_AUTOSTART": "0"}
+    # The kept figures are what is shown: changed by hand (the stamp kept), the line follows them.
+    kept_path.write_text(json.dumps({**kept, "failures": {SESSION: 7}}))
+    assert run(down, sent).stdout.endswith(" | 7 failed tool calls\n")
+    # A session the daemon was not asked about: read from the database.
+    other = run(down, json.dumps(sample(session_id="5747u5-other")))
+    assert "failed tool call" not in other.stdout and "$0.45 today" in other.stdout
+    # Any write to the database since (here a direct one) makes them stale: the database speaks.
+    conn = sqlite3.connect(agentd_home / "agentd.db")
+    with conn:
+        conn.execute("UPDATE tools SET success = 0 WHERE session_id = ?", (SESSION,))
+        conn.execute(
+            "INSERT INTO tools (id, session_id, source, tool_name, success) VALUES (?, ?, ?, ?, 0)",
+            ("toolu_direct", SESSION, "claude", "Bash"),
+        )
+    conn.close()
+    assert run(down, sent).stdout.endswith(" | 2 failed tool calls\n")
+    # A torn file: the database too.
+    kept_path.write_text('{"day_start": ')
+    assert run(down, sent).stdout.endswith(" | 2 failed tool calls\n")
 
 
 def test_a_sample_the_daemon_refuses_still_gets_its_figures(daemon, agentd_env):

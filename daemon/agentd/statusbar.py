@@ -12,8 +12,9 @@ database copies rate limits, context and cost into `statusline_samples`), spoole
 event when the daemon is down. With the daemon up, one round trip does both: the `statusline`
 method stores the sample and answers with today's cost and the session's failures
 (read_figures, on the daemon's open read-only connection: opening SQLite and reading its schema
-here would cost more than the rest of the command). With the daemon down, or an older one
-without the method, it reads them from the database itself. It runs as often as the hook, so
+here would cost more than the rest of the command). With the daemon down, it shows them as the
+daemon left them when it stopped (FIGURES_FILE), if the database has not changed since; else,
+or with an older daemon without the method, it reads them from the database itself. It runs as often as the hook, so
 it starts the same way (`python -I -S .../agentd/statusline.py`) and imports only C modules:
 `_json`'s scanner instead of `json` and `_sqlite3` instead of `sqlite3` (bench/statusline).
 """
@@ -149,6 +150,67 @@ def read_figures(
     return out
 
 
+# The figures as the daemon left them when it stopped (service.py writes the file after its
+# last commit), for the statusline while the daemon is down: reading the database instead costs
+# loading libsqlite3 and parsing its schema, about twice a Python start. The file names the
+# database's and its WAL's size and mtime: any write since (a direct import) makes it stale.
+FIGURES_FILE = "statusline-figures.json"
+MAX_FIGURES_BYTES = 1 << 16
+
+
+def file_stamp(path: str, *, empty_is_none: bool = False) -> list[int] | None:
+    """[mtime_ns, size] of a file, or None when it is missing (or empty, for a WAL: a reader may
+    make or leave an empty one, which holds no change): what says it has not changed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if empty_is_none and not st.st_size:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
+def db_stamp(db_path: str) -> list[list[int] | None]:
+    """The stamps of the database file and of its WAL."""
+    return [file_stamp(db_path), file_stamp(db_path + "-wal", empty_is_none=True)]
+
+
+def kept_figures(
+    state_dir: str, db_path: str, session_id: str | None, day_start_ms: int
+) -> dict[str, float] | None:
+    """The figures of FIGURES_FILE, or None when it has none for this session and day or the
+    database changed since it was written."""
+    try:
+        fd = os.open(
+            os.path.join(state_dir, FIGURES_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, MAX_FIGURES_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        kept = _scan(data.decode(), 0)[0]
+    except (StopIteration, ValueError):
+        return None  # torn or foreign: read the database
+    if not isinstance(kept, dict) or kept.get("day_start") != day_start_ms:
+        return None
+    if kept.get("db") != db_stamp(db_path):
+        return None
+    failures = kept.get("failures")
+    out: dict[str, float] = {}
+    if session_id:
+        if not isinstance(failures, dict) or not isinstance(failures.get(session_id), int):
+            return None
+        out["failures"] = failures[session_id]
+    if isinstance(kept.get("today_cost"), int | float):
+        out["today_cost"] = kept["today_cost"]
+    return out
+
+
 def figures(db_path: str, session_id: str | None, now: float) -> dict[str, float]:
     """read_figures from the database file, read-only: when the daemon did not answer."""
     if not os.path.exists(db_path):
@@ -210,12 +272,14 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> str:
     extra = None
     if sample:
         extra = forward_sample(env, file, data or b"", received_at, day_start(now), start)
-    if extra is None:  # the daemon did not answer with them: read them here
+    if extra is None:  # the daemon did not answer with them: as it left them, or read here
         session = sample.get("session_id")
+        session = session if isinstance(session, str) else None
+        db = paths.db_path(env, file)
         try:
-            extra = figures(
-                paths.db_path(env, file), session if isinstance(session, str) else None, now
-            )
+            extra = kept_figures(paths.state_dir(env), db, session, day_start(now))
+            if extra is None:
+                extra = figures(db, session, now)
         except OSError:
             extra = {}
     return line(sample, extra, now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -20,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from agentd import __version__, paths, pidfile, spool, statusbar
+from agentd import __version__, paths, pidfile, spool, statusbar, trust
 from agentd.config import Config
 from agentd.db import readonly
 from agentd.db.store import Store
@@ -31,6 +32,7 @@ from agentd.redact import Redactor
 
 __all__ = ["Service"]
 
+KEPT_SESSIONS = 64  # the statusline's sessions whose figures are kept at stop
 log = logging.getLogger(__name__)
 
 SPOOL_POLL_S = 1.0
@@ -62,6 +64,10 @@ class Service:
         self._reader: aiosqlite.Connection | None = None
         self._reader_lock = asyncio.Lock()
         self._unwaited: set[asyncio.Future[None]] = set()  # statusline samples being stored
+        # The day and the sessions the statusline asked about: their figures are kept in a file
+        # when the daemon stops (keep_statusline_figures), for the statusline while it is down.
+        self._statusline_day: int | None = None
+        self._statusline_sessions: dict[str, None] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -113,6 +119,7 @@ class Service:
             await self._reader.close()
             self._reader = None
         await self.store.close()
+        self.keep_statusline_figures()
         if self._pid_fd is not None:
             pidfile.release(self.config.pid_path, self._pid_fd)
             self._pid_fd = None
@@ -158,11 +165,59 @@ class Service:
         `ingest` notification's is, not waited for (its commit can take longer than the read, on
         a session with many messages, and the statusline runs as often as the hook)."""
         event = self.store.prepare(source, payload, received_at)
+        # Read first: a small commit may run on the loop's thread (db/store.py), and the
+        # figures do not depend on this sample.
+        figures = await self._figures(event.session_id, day_start)
         stored = asyncio.ensure_future(self.store.submit(event))
         self._unwaited.add(stored)
         stored.add_done_callback(self._stored_unwaited)
         self._follow(event, payload)
-        return await self._figures(event.session_id, day_start)
+        self._statusline_day = day_start
+        if event.session_id:  # the newest last, at most KEPT_SESSIONS
+            self._statusline_sessions.pop(event.session_id, None)
+            self._statusline_sessions[event.session_id] = None
+            if len(self._statusline_sessions) > KEPT_SESSIONS:
+                del self._statusline_sessions[next(iter(self._statusline_sessions))]
+        return figures
+
+    def keep_statusline_figures(self) -> None:
+        """After the last commit: the statusline's figures for the day and sessions it asked about,
+        with the database's stamp, in statusbar.FIGURES_FILE (written whole, then renamed)."""
+        if self._statusline_day is None:
+            return
+        db = str(self.config.db_path)
+        try:
+            conn = readonly.connect(self.config.db_path, timeout=0.1)
+            try:
+                row = conn.execute(
+                    statusbar.TODAY_COST_SQL, (statusbar.first_hour(self._statusline_day),)
+                ).fetchone()
+                failures = {
+                    session: conn.execute(statusbar.FAILURES_SQL, (session,)).fetchone()[0]
+                    for session in self._statusline_sessions
+                }
+            finally:
+                conn.close()
+            kept: dict[str, Any] = {
+                "day_start": self._statusline_day,
+                "db": statusbar.db_stamp(db),
+                "failures": failures,
+            }
+            if (today := statusbar.today_cost(row)) is not None:
+                kept["today_cost"] = today
+            data = json.dumps(kept).encode()
+            if len(data) > statusbar.MAX_FIGURES_BYTES:
+                return
+            target = self.config.state_dir / statusbar.FIGURES_FILE
+            partial = target.with_name(target.name + ".partial")
+            fd = trust.open_private(str(partial), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(partial, target)
+        except (OSError, sqlite3.Error) as e:  # the statusline then reads the database itself
+            log.info("statusline figures not kept: %s", e)
 
     def _stored_unwaited(self, stored: asyncio.Future[None]) -> None:
         self._unwaited.discard(stored)
