@@ -492,6 +492,16 @@ UPDATE sessions SET status = 'idle', outcome = 'error'
     Migration(12, "0012_query_rollup", query_rollup.MIGRATION_SQL),
     # SQL in db/file_rollup.py: hot-files' per-file aggregates.
     Migration(13, "0013_file_rollup", file_rollup.MIGRATION_SQL),
+    Migration(
+        14,
+        "0014_session_totals_index",
+        """
+-- The store's session refresh (db/store.py) sums a session's messages once per commit: from
+-- this index alone, not a table row per message (a long session has thousands).
+CREATE INDEX messages_session_totals ON messages (session_id, role, prompt_tokens,
+    completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost);
+""",
+    ),
 )
 
 _RECORD_TABLE = """

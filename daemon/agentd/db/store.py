@@ -87,27 +87,24 @@ def upsert_sql(table: str, columns: list[str]) -> str:
 
 
 # Session totals are derived, never accumulated, so replays cannot double-count. A count or sum
-# with nothing to count keeps what the column had (an import may have filled it).
+# with nothing to count keeps what the column had (an import may have filled it). The message
+# totals come from one pass over the session's messages (a row value), not one per column: the
+# refresh runs once per session per commit, and a long session has thousands of messages.
 _REFRESH_SESSIONS = """
 UPDATE sessions SET
     tool_call_count = coalesce(
         (SELECT nullif(count(*), 0) FROM tools WHERE tools.session_id = sessions.id), tool_call_count, 0),
-    message_count = coalesce(
-        (SELECT nullif(count(*), 0) FROM messages m WHERE m.session_id = sessions.id), message_count),
-    prompt_count = coalesce(
-        (SELECT nullif(count(*), 0) FROM messages m WHERE m.session_id = sessions.id AND m.role = 'user'),
-        prompt_count),
-    prompt_tokens = coalesce(
-        (SELECT sum(prompt_tokens) FROM messages m WHERE m.session_id = sessions.id), prompt_tokens),
-    completion_tokens = coalesce(
-        (SELECT sum(completion_tokens) FROM messages m WHERE m.session_id = sessions.id), completion_tokens),
-    cache_read_tokens = coalesce(
-        (SELECT sum(cache_read_tokens) FROM messages m WHERE m.session_id = sessions.id), cache_read_tokens),
-    cache_write_tokens = coalesce(
-        (SELECT sum(cache_write_tokens) FROM messages m WHERE m.session_id = sessions.id), cache_write_tokens),
-    reasoning_tokens = coalesce(
-        (SELECT sum(reasoning_tokens) FROM messages m WHERE m.session_id = sessions.id), reasoning_tokens),
-    cost = coalesce((SELECT sum(cost) FROM messages m WHERE m.session_id = sessions.id), cost)
+    (message_count, prompt_count, prompt_tokens, completion_tokens, cache_read_tokens,
+     cache_write_tokens, reasoning_tokens, cost) = (
+        SELECT coalesce(nullif(count(*), 0), sessions.message_count),
+            coalesce(nullif(sum(m.role = 'user'), 0), sessions.prompt_count),
+            coalesce(sum(m.prompt_tokens), sessions.prompt_tokens),
+            coalesce(sum(m.completion_tokens), sessions.completion_tokens),
+            coalesce(sum(m.cache_read_tokens), sessions.cache_read_tokens),
+            coalesce(sum(m.cache_write_tokens), sessions.cache_write_tokens),
+            coalesce(sum(m.reasoning_tokens), sessions.reasoning_tokens),
+            coalesce(sum(m.cost), sessions.cost)
+        FROM messages m WHERE m.session_id = sessions.id)
 WHERE id = ?
 """
 
