@@ -263,13 +263,12 @@ class DirectSink(Sink):
                     if isinstance(outcome, Exception):
                         raise outcome
                     batch, errors = outcome
-                    # Tasks start in creation order: this batch enters the store's queue whole,
-                    # before the next batch's.
-                    tasks = [asyncio.ensure_future(self.store.submit(p)) for p in batch]
+                    # Tasks start in creation order: this batch enters the store's queue whole
+                    # (one group: one future, one commit), before the next batch's.
+                    stored = asyncio.ensure_future(self.store.submit_many(batch))
                 finally:
                     ready.set()
-                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-                for outcome in outcomes:
+                for outcome in await stored:
                     if isinstance(outcome, DiskFull):  # not stored: a loss to retry, not a refusal
                         raise SinkLost(outcome.message)
                     if isinstance(outcome, BaseException):
