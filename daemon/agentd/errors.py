@@ -68,6 +68,7 @@ __all__ = [
     "AccessError",
     "WriterBusy",
     "NoDatabase",
+    "no_database",
     "DaemonRefused",
     "DaemonTooOld",
     "SinkLost",
@@ -242,11 +243,19 @@ class WriterBusy(AccessError):
         self.pid = pid
 
 
+def no_database(path: Path) -> str:
+    """What every command says of a database that does not exist yet."""
+    return (
+        f"no database at {path}: nothing has been captured yet.\n"
+        "Start capturing with `agentd start`, then use Claude Code or OpenCode as usual."
+    )
+
+
 class NoDatabase(AccessError):
     """A direct write to a database that does not exist (one that only deletes has nothing to do)."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(f"no database at {path}: nothing captured yet (start with: agentd start)")
+        super().__init__(no_database(path))
         self.path = path
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from agentd.config import Config
-from agentd.errors import ConnectFailed, PushBusy, PushError, SchemaMissing
+from agentd.errors import ConnectFailed, PushBusy, PushError, SchemaMissing, no_database
 from agentd.push import identity, server
 from agentd.push.engine import Pusher
 from agentd.push.local import Local
@@ -61,9 +61,7 @@ def _pusher(config: Config, options: PushOptions) -> Pusher:
     try:
         local = Local(config.db_path)
     except FileNotFoundError:
-        raise PushError(
-            f"no database at {config.db_path}: nothing captured yet (start with: agentd start)"
-        ) from None
+        raise PushError(no_database(config.db_path)) from None
     return Pusher(
         local=local,
         conninfo=options.conninfo,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.db import readonly
-from agentd.errors import Interrupted, QueryError, TimedOut
+from agentd.errors import Interrupted, QueryError, TimedOut, no_database
 from agentd.query.reports import Report, render
 from agentd.query.window import window
 
@@ -98,10 +98,7 @@ def connect_readonly(db_path: Path, timeout_s: float = 0) -> ReadOnlyConnection:
     (0: no limit).
     """
     if not db_path.exists():
-        raise QueryError(
-            f"no database at {db_path}: nothing has been captured yet.\n"
-            "Start capturing with `agentd start`, then use Claude Code or OpenCode as usual."
-        )
+        raise QueryError(no_database(db_path))
     try:
         conn = readonly.connect(db_path, timeout=10.0, factory=ReadOnlyConnection)
     except sqlite3.Error as e:

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from agentd.db import readonly
-from agentd.errors import UIError
+from agentd.errors import UIError, no_database
 
 __all__ = ["UIError", "connect", "columns", "Watcher"]
 
@@ -19,10 +19,7 @@ __all__ = ["UIError", "connect", "columns", "Watcher"]
 def connect(db_path: Path) -> sqlite3.Connection:
     """A read-only connection; rows come back as sqlite3.Row."""
     if not db_path.exists():
-        raise UIError(
-            f"no database at {db_path}: nothing has been captured yet.\n"
-            "Start capturing with `agentd start`, then use Claude Code or OpenCode as usual."
-        )
+        raise UIError(no_database(db_path))
     try:
         # check_same_thread=False: used by one request at a time, from the thread pool.
         conn = readonly.connect(db_path, timeout=5.0, check_same_thread=False)
