@@ -466,6 +466,28 @@ def test_project_filter_resolves_a_relative_path(report_env):
     assert len(json.loads(result.stdout)) == 3  # "/" holds every project
 
 
+def test_project_root_is_no_filter(tmp_path):
+    # The root holds every project; a session without one counts too, as with no --project
+    # (the rollups file "no project" under "", which a "/" filter must not make a project).
+    build_report_db(tmp_path / "agentd.db")
+    conn = connect_sync(tmp_path / "agentd.db")
+    at = T0 + 2 * D + 30 * M
+    _insert(conn, "sessions", [dict(id="s-none", source="claude", status="ended", created_at=at,
+                                    updated_at=at + M)])  # fmt: skip
+    _insert(conn, "tools", [dict(id="n1", session_id="s-none", source="claude", tool_name="Bash",
+                                 success=0, error_message="Exit code 1", duration_ms=10,
+                                 started_at=at, created_at=at)])  # fmt: skip
+    _insert(conn, "file_operations", [dict(id="n2", session_id="s-none", source="claude",
+                                           file_path=CART, operation_type="edited",
+                                           created_at=at)])  # fmt: skip
+    conn.close()
+    env = _env(tmp_path)
+    for report in ("sessions", "tool-errors", "slow-tools", "top-sessions", "hot-files"):
+        everything = rows(env, report, *SINCE)
+        assert rows(env, report, *SINCE, "--project", "/") == everything, report
+    assert [r for r in rows(env, "tool-errors", *SINCE) if r["tool_name"] == "Bash"][0]["calls"] == 5
+
+
 def test_session_filter(report_env):
     got = rows(report_env, "hot-files", *SINCE, "--session", S1)
     assert [(r["file_path"], r["edits"], r["reads"]) for r in got] == [

@@ -510,3 +510,50 @@ def test_slow_tools_exact_or_within_1_percent_of_the_raw_rows(tmp_path, monkeypa
     # Bounded windows with --project are always answered exactly.
     assert methods == ({"exact"} if exact_limit else {"exact", "histogram"})
     conn.close()
+
+
+def _bare_tools(path: Path, tools: list[tuple[str, str | None, int, int | None]]) -> None:
+    """Tool rows (id, tool_name, duration_ms, created_at) of one session with a project."""
+    conn = connect_sync(path)
+    with conn:
+        conn.execute(
+            "INSERT INTO sessions (id, source, project_path, created_at) VALUES "
+            "('s', 'claude', '/x', 0)"
+        )
+        conn.executemany(
+            "INSERT INTO tools (id, session_id, source, tool_name, success, duration_ms,"
+            " created_at) VALUES (?, 's', 'claude', ?, 1, ?, ?)",
+            tools,
+        )
+    conn.close()
+
+
+def test_slow_tools_max_covers_null_and_empty_names_on_the_histograms(tmp_path, monkeypatch):
+    # The rollups file a NULL and an empty tool name as one row (NULL): the exact max must look
+    # under both names, whichever holds the longest call.
+    monkeypatch.setattr(percentiles, "EXACT_LIMIT", 0)
+    _bare_tools(tmp_path / "a.db", [("a", None, 10, NOW), ("b", "", 99_999, NOW), ("c", "", 7, NOW)])
+    conn = connect_readonly(tmp_path / "a.db")
+    params = {"since": None, "until": None, "source": None, "project": None, "session": None,
+              "limit": -1}  # fmt: skip
+    for case in ({}, {"since": NOW - DAY, "until": NOW + DAY}):
+        columns, batches = run_report(conn, REPORTS["slow-tools"], {**params, **case})
+        (row,) = [dict(zip(columns, r, strict=True)) for b in batches for r in b]
+        assert (row["tool_name"], row["calls"], row["max_ms"]) == (None, 3, 99_999), case
+        assert row["percentiles"] == "histogram"
+
+
+def test_a_window_from_before_1970_leaves_out_the_rows_without_a_time(tmp_path):
+    # `--since 1970-01-01` east of UTC is a negative bound: the rollups' hour and day -1 (rows
+    # without created_at) must stay outside it, as the raw rows do.
+    _bare_tools(tmp_path / "a.db", [("a", "Bash", 5, NOW), ("b", "Bash", 6, None)])
+    conn = connect_readonly(tmp_path / "a.db")
+    params = {"since": -3_600_000, "until": None, "source": None, "project": None,
+              "session": None, "limit": -1}  # fmt: skip
+    for report in ("tool-errors", "slow-tools", "top-sessions"):
+        columns, batches = run_report(conn, REPORTS[report], params)
+        got = [dict(zip(columns, r, strict=True)) for b in batches for r in b]
+        calls = got[0]["tool_calls" if report == "top-sessions" else "calls"]
+        assert calls == 1, (report, got)
+    columns, batches = run_report(conn, REPORTS["tool-errors"], {**params, "since": None})
+    assert [r for b in batches for r in b][0][1] == 2  # unbounded: both

@@ -64,9 +64,11 @@ def _params(
         since = DEFAULT_SINCE if since is None else since
         limit = DEFAULT_LIMIT if limit is None else limit
     if project is not None:
-        # Absolute, no trailing slash: the reports match `project` and `project/...`, so the
-        # root directory becomes "" (every path starts with "/").
-        project = os.path.abspath(os.path.expanduser(project)).rstrip("/")
+        # Absolute, no trailing slash: the reports match `project` and `project/...`. The root
+        # directory holds every project: no filter at all, so that the rows of a session with no
+        # project count too, and the rollups (whose key for "no project" is "") agree with the
+        # raw rows.
+        project = os.path.abspath(os.path.expanduser(project)).rstrip("/") or None
     return {
         "since": _time("--since", since) if since is not None else None,
         "until": _time("--until", until) if until is not None else None,

@@ -70,7 +70,15 @@ def _histogram(conn: sqlite3.Connection, params: dict[str, Any]) -> dict[Any, di
             f: rollup.estimate(rollup.percentile_from_buckets(counts, nearest_rank(f, total)))
             for f in (0.50, 0.95)
         }
-    tops = json.dumps([[tool, max(counts)] for tool, counts in buckets.items()])
-    for tool, longest in conn.execute(render(MAX_SQL, params), {**params, "tops": tops}):
-        out[tool][1.0] = longest
+    tops = [[tool, max(counts)] for tool, counts in buckets.items()]
+    if None in buckets and "" not in buckets:
+        # The rollups file a NULL and an empty tool name together (shown as NULL): its max is
+        # the longest call under either name.
+        tops.append(["", max(buckets[None])])
+    for tool, longest in conn.execute(
+        render(MAX_SQL, params), {**params, "tops": json.dumps(tops)}
+    ):
+        key = None if tool == "" and "" not in buckets else tool
+        known = [v for v in (out[key].get(1.0), longest) if v is not None]
+        out[key][1.0] = max(known) if known else None
     return out

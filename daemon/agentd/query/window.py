@@ -29,7 +29,9 @@ WINDOW = ("raw_from", "raw_to", "hour_from", "hour_to", "day_from", "day_to",
 def window(since: int | None, until: int | None) -> dict[str, Any]:
     """The stretches of [since, until) (epoch ms; None: unbounded), as named parameters: raw
     rows in ms, hours and days as epoch hour and day numbers, each stretch half-open."""
-    lo = since if since is not None else (-DAY_MS if until is None else 0)
+    # A bound starts the window at 1970 at the earliest: hour and day -1 are where the rollups
+    # count rows without created_at, which only an unbounded window includes.
+    lo = max(since, 0) if since is not None else (-DAY_MS if until is None else 0)
     hi = until if until is not None else _END
     whole = int(since is None and until is None)
     h1, h2 = -(-lo // HOUR_MS), hi // HOUR_MS
