@@ -233,3 +233,11 @@ def test_bad_privacy_settings_are_refused_at_start(agentd_env, agentd_home, text
     result = subprocess.run([sys.executable, "-m", "agentd", "start", "--foreground"], env=agentd_env,
                             capture_output=True, text=True, timeout=30)  # fmt: skip
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("before", ["İ", "İİİİ stanbul ", "ǅ", "ﬁle "])
+def test_a_secret_after_a_character_whose_lowercase_is_longer_is_still_redacted(before):
+    # "İ".lower() is two characters: positions found in the lowered text are not the text's.
+    text = before + 'export API_TOKEN=hunter2hunter2 and {"password": "s3cr3tvalue"}'
+    redacted, hits = Redactor().redact(text)
+    assert hits == 2 and "hunter2" not in redacted and "s3cr3tvalue" not in redacted

@@ -140,10 +140,13 @@ class Redactor:
         # Where the secret words occur, found once for both anchored rules (they share their
         # words) until a replacement changes the text.
         starts: dict[tuple[str, ...], list[int]] = {}
+        # Positions in `lower` are positions in `text` only when lowering kept the length
+        # ("İ".lower() is two characters): else the anchored rules search the whole text.
+        aligned = len(lower) == len(text)
         for index, (rule, regex) in enumerate(self._compiled):  # type: ignore[attr-defined]
             if index not in due and index not in self._always:  # type: ignore[attr-defined]
                 continue
-            if rule.name in _ANCHORED:
+            if rule.name in _ANCHORED and aligned:
                 found = starts.get(rule.triggers)
                 if found is None:
                     found = starts[rule.triggers] = _starts(lower, rule.triggers)
@@ -153,6 +156,7 @@ class Redactor:
             if n:
                 hits += n
                 lower = text.lower()
+                aligned = len(lower) == len(text)
                 starts.clear()
         return text, hits
 
