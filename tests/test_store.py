@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from agentd import normalizers as sources
+from agentd.db import store as store_module
 from agentd.db.store import Store
 from agentd.ingest import event_id
 from agentd.rows import Normalized, Row
@@ -279,3 +280,32 @@ async def test_integers_beyond_64_bits_do_not_fail_the_row(tmp_path, fake_source
     assert rows(path, "SELECT exit_code, duration_ms FROM tools") == [
         {"exit_code": float(2**70), "duration_ms": -(2**63)}
     ]
+
+
+async def test_a_lock_held_past_the_busy_timeout_stores_nothing_and_acks_nothing(
+    tmp_path, fake_source, monkeypatch, caplog
+):
+    """A write lock held elsewhere past the busy timeout is the database's problem, not the
+    event's: the event is refused with the error (to be retried), never stored raw-only."""
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 100)
+    path = tmp_path / "a.db"
+    store = Store(path)
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await asyncio.wait_for(
+                store.ingest(fake_source, json.dumps(tool_event()).encode(), 1), 30
+            )
+        # Not even tried raw-only: had the lock been released meanwhile, that would have been
+        # acked without its rows.
+        assert "raw only" not in caplog.text
+        assert "cannot be written now" in caplog.text
+        other.execute("COMMIT")
+        await store.ingest(fake_source, json.dumps(tool_event()).encode(), 1)  # the retry
+    finally:
+        other.close()
+        await store.close()
+    assert rows(path, "SELECT count(*) AS n FROM events") == [{"n": 1}]
+    assert rows(path, "SELECT count(*) AS n FROM tools") == [{"n": 1}]  # with its rows

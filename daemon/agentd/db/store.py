@@ -149,6 +149,22 @@ def is_disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+# Errors that say the database cannot be written now, not that the event is bad: the lock held
+# by another connection past the busy timeout, an I/O error, a read-only file.
+_TRANSIENT = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR,
+              sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}  # fmt: skip
+
+
+def is_transient(error: BaseException) -> bool:
+    """A write that failed for the database's sake: nothing is stored and the event is answered
+    with the error, to be retried (the hook spools it, the drain keeps its file). Never raw-only:
+    that is for events whose own rows fail."""
+    if isinstance(error, sqlite3.OperationalError):
+        code = getattr(error, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _TRANSIENT
+    return isinstance(error, OSError)
+
+
 class _Busy(Exception):
     """Another connection holds the write lock (and the writer was told not to wait)."""
 
@@ -310,8 +326,8 @@ class Store:
     async def _commit_batch(self, batch: list[_Group]) -> None:
         """Commit a batch; resolve each group's future only once all of it is stored.
 
-        A full disk fails every event of the batch (DiskFull: retry later), nothing is acked.
-        Any other failure is retried event by event, so one bad event costs no other; an event
+        A full disk fails every event of the batch (DiskFull: retry later), nothing is acked;
+        so does a database that cannot be written now (is_transient: its error). Any other failure is retried event by event, so one bad event costs no other; an event
         whose typed rows still fail (a normalizer's bug, a value SQLite refuses) is stored raw
         only and acked: the raw payload keeps everything, a fixed normalizer can re-derive its
         rows (docs/protocol.md, "What an ack means").
@@ -319,12 +335,17 @@ class Store:
         try:
             await self._write([event for group in batch for event in group.events])
         except Exception as e:
+            size = sum(len(g.events) for g in batch)
+            error: Exception | None = None
             if is_disk_full(e):
-                error = self._disk_full(sum(len(g.events) for g in batch), e)
+                error = self._disk_full(size, e)
+            elif is_transient(e):
+                log.error("the database cannot be written now: %d events not stored (%s)", size, e)
+                error = e
+            if error is not None:
                 for group in batch:
                     group.resolve([error] * len(group.events))
                 return
-            size = sum(len(g.events) for g in batch)
             log.exception("batch of %d failed; retrying its events one by one", size)
             for group in batch:
                 group.resolve([await self._commit_alone(event) for event in group.events])
@@ -338,6 +359,8 @@ class Store:
         except Exception as e:
             if is_disk_full(e):
                 return self._disk_full(1, e)
+            if is_transient(e):
+                return e
             log.exception("event %s: typed rows failed; storing it raw only", event.id)
             try:
                 event.rows = []
@@ -376,16 +399,14 @@ class Store:
             db.execute(f"PRAGMA busy_timeout={ms}").close()
             self._busy_timeout_ms = ms
 
-    def _write_sync(
-        self, events: list[PreparedEvent], busy_timeout_ms: int = BUSY_TIMEOUT_MS
-    ) -> int:
+    def _write_sync(self, events: list[PreparedEvent], busy_timeout_ms: int | None = None) -> int:
         """One transaction with every new event of `events` and its rows (on the writer thread,
         or inline); how many were new. _Busy if the write lock was taken and `busy_timeout_ms`
         is 0."""
         db = self._db
         assert db is not None
         ids = list({e.id: None for e in events})
-        self._set_busy_timeout(db, busy_timeout_ms)
+        self._set_busy_timeout(db, BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms)
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:
