@@ -4,6 +4,7 @@ daemon, real database; daemon down (spool, then drained); bad input; `install --
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 import pytest
 
 from agentd.installers.claude import statusline_command
+from agentd.statusbar import db_stamp
 from conftest import Daemon, load_jsonl, query_db, wait_for
 
 SESSION = "5747u5-11ne-4000-8000-000000000001"
@@ -166,9 +168,21 @@ def test_daemon_down_the_kept_figures_are_shown_while_the_database_is_unchanged(
         )
     conn.close()
     assert run(down, sent).stdout.endswith(" | 2 failed tool calls\n")
-    # A torn file: the database too.
+    # A torn file, one nested too deep to parse, a FIFO, a file others can write: the database.
     kept_path.write_text('{"day_start": ')
     assert run(down, sent).stdout.endswith(" | 2 failed tool calls\n")
+    kept_path.write_text("[" * 60_000)
+    assert run(down, sent).stdout.endswith(" | 2 failed tool calls\n")
+    # Stamped anew (as if the daemon had kept them now), they are shown, unless others can write.
+    fresh = {**kept, "failures": {SESSION: 7}, "db": db_stamp(str(agentd_home / "agentd.db"))}
+    kept_path.write_text(json.dumps(fresh))
+    assert run(down, sent).stdout.endswith(" | 7 failed tool calls\n")
+    kept_path.chmod(0o666)
+    assert run(down, sent).stdout.endswith(" | 2 failed tool calls\n")
+    kept_path.unlink()
+    os.mkfifo(kept_path, 0o600)  # nobody writes it: opening it must not wait
+    result = run(down, sent)
+    assert result.stdout.endswith(" | 2 failed tool calls\n") and result.stderr == ""
 
 
 def test_a_sample_the_daemon_refuses_still_gets_its_figures(daemon, agentd_env):

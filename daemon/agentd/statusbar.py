@@ -180,13 +180,18 @@ def kept_figures(
 ) -> dict[str, float] | None:
     """The figures of FIGURES_FILE, or None when it has none for this session and day or the
     database changed since it was written."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # no link, never a wait
     try:
-        fd = os.open(
-            os.path.join(state_dir, FIGURES_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-        )
+        fd = os.open(os.path.join(state_dir, FIGURES_FILE), flags)
     except OSError:
         return None
     try:
+        st = os.fstat(fd)
+        # A regular file of ours that no one else can write: the daemon's, not a planted one.
+        if not (st.st_mode & 0o170000 == 0o100000 and st.st_uid == os.geteuid()):
+            return None
+        if st.st_mode & 0o022:
+            return None
         data = os.read(fd, MAX_FIGURES_BYTES)
     except OSError:
         return None
@@ -194,7 +199,7 @@ def kept_figures(
         os.close(fd)
     try:
         kept = _scan(data.decode(), 0)[0]
-    except (StopIteration, ValueError):
+    except (StopIteration, ValueError, RecursionError):
         return None  # torn or foreign: read the database
     if not isinstance(kept, dict) or kept.get("day_start") != day_start_ms:
         return None

@@ -187,6 +187,9 @@ class Service:
             return
         db = str(self.config.db_path)
         try:
+            # Stamped before and after the read: a write by another process meanwhile (a direct
+            # import) must not end up inside the stamp of figures that do not hold it.
+            stamp = statusbar.db_stamp(db)
             conn = readonly.connect(self.config.db_path, timeout=0.1)
             try:
                 row = conn.execute(
@@ -198,9 +201,11 @@ class Service:
                 }
             finally:
                 conn.close()
+            if statusbar.db_stamp(db) != stamp:
+                return  # the statusline reads the database itself
             kept: dict[str, Any] = {
                 "day_start": self._statusline_day,
-                "db": statusbar.db_stamp(db),
+                "db": stamp,
                 "failures": failures,
             }
             if (today := statusbar.today_cost(row)) is not None:
