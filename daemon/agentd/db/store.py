@@ -303,11 +303,14 @@ class Store:
         return self._queued
 
     async def count_events(self) -> int:
+        """Committed events. Under the write lock: a small batch commits on the loop's thread
+        over the same connection, and a count inside its transaction would see its rows."""
         db = self._db
         assert db is not None
-        return int(
-            await self._call(lambda: db.execute("SELECT count(*) FROM events").fetchone()[0])
-        )
+        async with self._write_lock:
+            return int(
+                await self._call(lambda: db.execute("SELECT count(*) FROM events").fetchone()[0])
+            )
 
     async def _write_loop(self) -> None:
         while True:
