@@ -25,6 +25,7 @@ import _json
 import _socket
 import os
 import select
+import stat  # loaded by os already
 import sys
 import time
 
@@ -188,9 +189,7 @@ def kept_figures(
     try:
         st = os.fstat(fd)
         # A regular file of ours that no one else can write: the daemon's, not a planted one.
-        if not (st.st_mode & 0o170000 == 0o100000 and st.st_uid == os.geteuid()):
-            return None
-        if st.st_mode & 0o022:
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
             return None
         data = os.read(fd, MAX_FIGURES_BYTES)
     except OSError:

@@ -9,11 +9,14 @@ would open (and create) another file than the one named.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
 
-__all__ = ["connect", "uri"]
+from agentd.errors import no_database
+
+__all__ = ["connect", "connect_existing", "uri"]
 
 C = TypeVar("C", bound=sqlite3.Connection)
 
@@ -45,6 +48,24 @@ def connect(
         if not immutable_fallback:
             raise
     return _open(uri(path, immutable=True), timeout, factory, probe=False, same=check_same_thread)
+
+
+def connect_existing(
+    path: Path,
+    error: Callable[[str], Exception],
+    *,
+    timeout: float,
+    factory: type[C] = sqlite3.Connection,  # type: ignore[assignment]
+    check_same_thread: bool = True,
+) -> C:
+    """connect() to agentd's own database for a command that reads it (query, the dashboard):
+    `error(message)` when there is none yet, or it cannot be opened."""
+    if not path.exists():
+        raise error(no_database(path))
+    try:
+        return connect(path, timeout=timeout, factory=factory, check_same_thread=check_same_thread)
+    except sqlite3.Error as e:
+        raise error(f"cannot open {path}: {e}") from None
 
 
 def _open(target: str, timeout: float, factory: type[C], *, probe: bool, same: bool) -> C:

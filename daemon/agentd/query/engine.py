@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.db import readonly
-from agentd.errors import Interrupted, QueryError, TimedOut, no_database
+from agentd.errors import Interrupted, QueryError, TimedOut
 from agentd.query.reports import Report, render
 from agentd.query.window import window
 
@@ -97,12 +97,7 @@ def connect_readonly(db_path: Path, timeout_s: float = 0) -> ReadOnlyConnection:
     Statements on it stop with TimedOut once `timeout_s` seconds have passed since it was opened
     (0: no limit).
     """
-    if not db_path.exists():
-        raise QueryError(no_database(db_path))
-    try:
-        conn = readonly.connect(db_path, timeout=10.0, factory=ReadOnlyConnection)
-    except sqlite3.Error as e:
-        raise QueryError(f"cannot open {db_path}: {e}") from None
+    conn = readonly.connect_existing(db_path, QueryError, timeout=10.0, factory=ReadOnlyConnection)
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.guard = _Guard()
     conn.set_authorizer(conn.guard)

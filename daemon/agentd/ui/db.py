@@ -11,20 +11,15 @@ import sqlite3
 from pathlib import Path
 
 from agentd.db import readonly
-from agentd.errors import UIError, no_database
+from agentd.errors import UIError
 
 __all__ = ["UIError", "connect", "columns", "Watcher"]
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
     """A read-only connection; rows come back as sqlite3.Row."""
-    if not db_path.exists():
-        raise UIError(no_database(db_path))
-    try:
-        # check_same_thread=False: used by one request at a time, from the thread pool.
-        conn = readonly.connect(db_path, timeout=5.0, check_same_thread=False)
-    except sqlite3.Error as e:
-        raise UIError(f"cannot open {db_path}: {e}") from None
+    # check_same_thread=False: used by one request at a time, from the thread pool.
+    conn = readonly.connect_existing(db_path, UIError, timeout=5.0, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     return conn
 
