@@ -316,6 +316,27 @@ def test_corrupt_unknown_and_torn_lines_are_skipped_and_counted(config, tmp_path
     assert rows(config.db_path, "SELECT success FROM tools WHERE id = 's-1:t3'") == [{"success": 1}]
 
 
+def test_a_line_of_json_with_invalid_utf8_is_refused_and_counted(config, tmp_path):
+    """Valid JSON around bytes that are not UTF-8: msgspec raises UnicodeDecodeError for them
+    before 0.23 and DecodeError from 0.23 on; either way the import carries on."""
+    root = tmp_path / "projects" / "-w"
+    root.mkdir(parents=True)
+    prompt = {"role": "user", "content": "go"}
+    (root / "s-1.jsonl").write_bytes(
+        _record(type="user", uuid="u0", parentUuid=None, promptId="p-1", message=prompt)
+        + _record(type="user", uuid="u1", parentUuid="u0", promptId="p-2",
+                  message={"role": "user", "content": "caf\u00e9"}).replace(b"\\u00e9", b"\xe9")
+        + _assistant("t1")
+        + _result("t1")
+    )  # fmt: skip
+    summary = run_import(config, "claude", [tmp_path / "projects"])
+    assert summary.errors == []
+    assert summary.events_refused == 1
+    ((reason, count),) = summary.refused_reasons.items()
+    assert reason.startswith("unreadable payload: ") and count == 1
+    assert rows(config.db_path, "SELECT id, success FROM tools") == [{"id": "s-1:t1", "success": 1}]
+
+
 def test_failures_no_hook_reports_are_imported(config, tmp_path):
     """An Edit whose old_string does not match, a tool that does not exist: no hook fires."""
     root = tmp_path / "p" / "-w"

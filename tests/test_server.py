@@ -317,6 +317,16 @@ def test_invalid_utf8_inside_the_payload_is_invalid_params(conn, daemon):
     assert_still_serving(conn)
 
 
+def test_invalid_utf8_in_a_param_outside_the_payload_is_invalid_params(conn, daemon):
+    # msgspec raises UnicodeDecodeError for it before 0.23, DecodeError from 0.23 on.
+    line = b'{"jsonrpc": "2.0", "id": 7, "method": "ingest", "params": '
+    line += b'{"source": "cl\xe9", "payload": {}}}\n'
+    conn.send(line)
+    reply = conn.recv_json()
+    assert reply["id"] == 7 and reply["error"]["code"] == -32602
+    assert_still_serving(conn)
+
+
 def test_lone_surrogate_escapes_from_javascript_are_stored_not_refused(conn, daemon):
     # JSON.stringify("\ud83d") is '"\\ud83d"': valid JSON text that msgspec alone would refuse.
     line = (

@@ -17,7 +17,7 @@ from agentd.errors import InvalidEvent
 from agentd.normalizers import normalize
 from agentd.pricing import price_rows
 from agentd.privacy import apply_to_rows, strip_payload
-from agentd.protocol import TooDeep, check_depth, decode_json
+from agentd.protocol import check_depth, decode_json
 from agentd.redact import Redactor, count_markers
 from agentd.rows import TIMED_COLUMNS, TYPED_TABLES, Context, Row
 
@@ -78,9 +78,8 @@ def prepare_event(
 ) -> PreparedEvent:
     """Decode, identify, redact, normalize and strip one event.
 
-    Raises InvalidEvent for an empty source, a payload that is not a JSON object or one nested
-    deeper than protocol.MAX_DEPTH, msgspec.DecodeError on invalid JSON, UnicodeDecodeError on
-    invalid UTF-8 (all ValueErrors).
+    Raises InvalidEvent (a ValueError) for an empty source, or a payload that is not JSON, not
+    UTF-8, not an object, or nested deeper than protocol.MAX_DEPTH.
     """
     if not source:
         raise InvalidEvent("empty source", "$.source")
@@ -88,7 +87,9 @@ def prepare_event(
         # Before anything recursive (decode, hash, redaction, normalizers, strip_payload).
         check_depth(payload_json)
         original = decode_json(payload_json, _any_decoder)
-    except TooDeep as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        # TooDeep included. Invalid UTF-8 is a DecodeError from msgspec 0.23 on, a
+        # UnicodeDecodeError before: the same answer either way.
         raise InvalidEvent(str(e), "$.payload") from None
     if not isinstance(original, dict):
         raise InvalidEvent("Expected `object`", "$.payload")

@@ -219,7 +219,7 @@ def decode_params(params: msgspec.Raw, params_type: type[Any]) -> Any:
         return msgspec.json.decode(raw, type=params_type)
     except RecursionError:
         raise InvalidParams(f"Invalid params: {TooDeep()}", data={"path": "$"}) from None
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as e:
         raise InvalidParams.of(e) from None
 
 

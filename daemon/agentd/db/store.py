@@ -271,7 +271,7 @@ class Store:
             self._thread = None
 
     async def ingest(self, source: str, payload_json: bytes, received_at: int | None) -> None:
-        """Store one event; returns once it is committed. Raises msgspec.DecodeError on bad JSON."""
+        """Store one event; returns once it is committed. Raises InvalidEvent on a bad payload."""
         await self.submit(self.prepare(source, payload_json, received_at))
 
     def prepare(self, source: str, payload_json: bytes, received_at: int | None) -> PreparedEvent:

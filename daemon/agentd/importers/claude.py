@@ -206,7 +206,7 @@ def _response(head: _Head) -> tuple[str | None, bool]:
     """(message id, whether it holds a tool_use block) of an assistant record."""
     try:
         message = _response_decoder.decode(head.message)
-    except msgspec.DecodeError:
+    except ValueError:  # DecodeError; invalid UTF-8 is a UnicodeDecodeError before msgspec 0.23
         return None, True
     message_id = message.id if isinstance(message.id, str) and message.id else None
     return message_id, any(b.type == "tool_use" for b in message.content)
@@ -435,11 +435,11 @@ class TranscriptImport:
             return []
         try:
             head = _head_decoder.decode(line)
-        except msgspec.DecodeError:
+        except ValueError:  # DecodeError; or UnicodeDecodeError before msgspec 0.23
             repaired = replace_lone_surrogates(line)
             try:
                 head = _head_decoder.decode(repaired)
-            except msgspec.DecodeError:
+            except ValueError:
                 summary.skip("corrupt line")
                 return []
             line = repaired
@@ -537,7 +537,7 @@ class TranscriptImport:
         record = msgspec.structs.asdict(head)
         try:
             message = _message_decoder.decode(head.message)
-        except msgspec.DecodeError:
+        except ValueError:  # as in _response(); the event it makes is refused, and counted
             return None
         record["message"] = {"content": message.content} if message else None
         if has_tool_results(record) or is_prompt(record):

@@ -25,7 +25,7 @@ from agentd import __version__, paths, pidfile, spool, statusbar, trust
 from agentd.config import Config
 from agentd.db import readonly
 from agentd.db.store import Store
-from agentd.errors import AlreadyRunning, DiskFull, StartupError
+from agentd.errors import AlreadyRunning, DiskFull, InvalidEvent, StartupError
 from agentd.follow import Follower
 from agentd.ingest import PreparedEvent, Privacy
 from agentd.redact import Redactor
@@ -127,7 +127,7 @@ class Service:
     # -- what the methods call -------------------------------------------------------------------
 
     async def ingest(self, source: str, payload: bytes, received_at: int | None) -> None:
-        """Store one event; returns once it is committed (InvalidEvent, UnicodeDecodeError)."""
+        """Store one event; returns once it is committed (InvalidEvent: not stored)."""
         event = self.store.prepare(source, payload, received_at)
         await self.store.submit(event)
         self._follow(event, payload)
@@ -137,7 +137,7 @@ class Service:
     ) -> list[Exception | None]:
         """Store (source, payload, received_at) events, in one group: each one's outcome, in
         order, once all are committed or have failed: None (stored), else the error (InvalidEvent,
-        UnicodeDecodeError, DiskFull, ...). One event's error is its own."""
+        DiskFull, ...). One event's error is its own."""
         outcomes: list[Exception | None] = [None] * len(items)
         events: list[PreparedEvent] = []
         positions: list[int] = []
@@ -145,7 +145,7 @@ class Service:
             try:
                 events.append(self.store.prepare(source, payload, received_at))
                 positions.append(i)
-            except ValueError as e:  # InvalidEvent, msgspec.DecodeError, UnicodeDecodeError
+            except InvalidEvent as e:
                 outcomes[i] = e
             except Exception as e:  # a bug; still only this event's problem
                 log.exception("preparing an event of %d bytes failed", len(payload))
@@ -323,7 +323,7 @@ class Service:
                 source, payload, received_at = spool.decode_line(line)
                 events.append(self.store.prepare(source, payload, received_at))
                 payloads.append(payload)
-            except ValueError:  # InvalidEvent, msgspec.DecodeError, UnicodeDecodeError
+            except ValueError:  # a line that holds no event (spool), or InvalidEvent
                 rejected.append(line)
             except Exception:  # a bug; still only this line's problem
                 log.exception("spool file %s: a line of %d bytes failed", path.name, len(line))
