@@ -118,6 +118,15 @@ function hostileArguments(): unknown[] {
   ];
 }
 
+/** Until the transport holds nothing unacked: dispose's own wait is bounded (it spools what is
+ * left), and on a loaded machine the acks of a long run can take longer than that bound. */
+async function drained(ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (shared().transport.pending > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function hostile(): Promise<void> {
   const hooks = await load();
   let threw = 0;
@@ -139,6 +148,7 @@ async function hostile(): Promise<void> {
       }
     }
   }
+  await drained();
   await hooks.dispose?.();
   console.log(JSON.stringify({ threw, rejected, calls, kinds, ...counters() }));
 }
@@ -193,6 +203,7 @@ export async function bench(
     stringify.push(await time(stringifyBefore, stringifyAfter, i));
     if (i % 64 === 63) await new Promise((r) => setImmediate(r)); // let the transport run, as OpenCode would
   }
+  await drained(); // after the timed loop: the figures are per call, untouched
   await hooks.dispose?.();
   for (const a of [plugin, empty, stringify]) a.sort((x, y) => x - y);
   const c = counters();
