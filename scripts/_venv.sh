@@ -10,7 +10,8 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "creating $venv" >&2
   "$python" -m venv "$venv"
 fi
-ensure_installed() {  # $1 = pip extras spec, e.g. "." or ".[test]"
+ensure_installed() {  # $1 = pip extras spec, e.g. "." or ".[test]"; then any pip options
   # Editable install: code changes take effect without reinstalling; quiet unless it fails.
-  (cd "$root" && "$venv/bin/python" -m pip install --disable-pip-version-check -q -e "$1") >&2
+  local spec="$1"; shift
+  (cd "$root" && "$venv/bin/python" -m pip install --disable-pip-version-check -q -e "$spec" "$@") >&2
 }

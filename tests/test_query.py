@@ -485,7 +485,9 @@ def test_project_root_is_no_filter(tmp_path):
     for report in ("sessions", "tool-errors", "slow-tools", "top-sessions", "hot-files"):
         everything = rows(env, report, *SINCE)
         assert rows(env, report, *SINCE, "--project", "/") == everything, report
-    assert [r for r in rows(env, "tool-errors", *SINCE) if r["tool_name"] == "Bash"][0]["calls"] == 5
+    assert [r for r in rows(env, "tool-errors", *SINCE) if r["tool_name"] == "Bash"][0][
+        "calls"
+    ] == 5
 
 
 def test_session_filter(report_env):

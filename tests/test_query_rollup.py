@@ -532,7 +532,9 @@ def test_slow_tools_max_covers_null_and_empty_names_on_the_histograms(tmp_path, 
     # The rollups file a NULL and an empty tool name as one row (NULL): the exact max must look
     # under both names, whichever holds the longest call.
     monkeypatch.setattr(percentiles, "EXACT_LIMIT", 0)
-    _bare_tools(tmp_path / "a.db", [("a", None, 10, NOW), ("b", "", 99_999, NOW), ("c", "", 7, NOW)])
+    _bare_tools(
+        tmp_path / "a.db", [("a", None, 10, NOW), ("b", "", 99_999, NOW), ("c", "", 7, NOW)]
+    )
     conn = connect_readonly(tmp_path / "a.db")
     params = {"since": None, "until": None, "source": None, "project": None, "session": None,
               "limit": -1}  # fmt: skip

@@ -124,7 +124,9 @@ class PriceTable:
             else:
                 outcome = float(plan.total(self._usage(**usage)))
                 if key is not None and key[:4] not in self._checked:
-                    outcome = self._check(key[:4], outcome, usage, model, provider_id, when, context)
+                    outcome = self._check(
+                        key[:4], outcome, usage, model, provider_id, when, context
+                    )
         except LookupError:
             outcome = _NEXT
         except ValueError:
