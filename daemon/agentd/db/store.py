@@ -108,6 +108,13 @@ UPDATE sessions SET
 WHERE id = ?
 """
 
+# A commit of a few events spilled its statement journal (an upsert whose triggers touch pages
+# the transaction already changed) to a temp file: one file created and unlinked per commit. In
+# memory it is a few pages. prune() and vacuum() put temp storage back on disk while they run:
+# VACUUM builds its copy of the whole database there, a big prune's journals can be as large.
+_TEMP_IN_MEMORY = "PRAGMA temp_store=MEMORY"
+_TEMP_ON_DISK = "PRAGMA temp_store=DEFAULT"
+
 _INSERT_EVENT = (
     "INSERT OR IGNORE INTO events (id, source, kind, session_id, received_at, payload,"
     " redactions, redaction_version, content_level) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -244,6 +251,7 @@ class Store:
             f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
             "PRAGMA wal_autocheckpoint=0",
             f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}",
+            _TEMP_IN_MEMORY,
         ):
             # Closed at once: an open statement would make a later VACUUM fail.
             conn.execute(pragma).close()
@@ -457,7 +465,17 @@ class Store:
     async def prune(self, cutoff_ms: int) -> dict[str, Any]:
         """Delete what was last seen before `cutoff_ms`: `{"deleted": {table: rows deleted}}`."""
         async with self._write_lock:
-            return {"deleted": await self._call(self._prune_sync, cutoff_ms)}
+            return {"deleted": await self._call(self._temp_on_disk, self._prune_sync, cutoff_ms)}
+
+    def _temp_on_disk(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) with temp storage on disk, as SQLite has it by default (_TEMP_IN_MEMORY)."""
+        db = self._db
+        assert db is not None
+        db.execute(_TEMP_ON_DISK).close()
+        try:
+            return fn(*args)
+        finally:
+            db.execute(_TEMP_IN_MEMORY).close()
 
     def _prune_sync(self, cutoff_ms: int) -> dict[str, int]:
         db = self._db
@@ -493,7 +511,7 @@ class Store:
 
         async with self._write_lock:
             before = self.database_bytes()
-            await self._call(run)
+            await self._call(self._temp_on_disk, run)
             return {"bytes_before": before, "bytes_after": self.database_bytes()}
 
     def database_bytes(self) -> int:
