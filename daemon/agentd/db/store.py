@@ -44,6 +44,12 @@ MAX_BATCH = 1000
 # for the commit (well under a millisecond); bigger batches go to the writer thread, so the loop
 # prepares the next events while SQLite works.
 INLINE_MAX = 16
+# Rounds of the event loop the writer lets run before it takes a batch: a request whose bytes came
+# in the same poll as the first one's reaches the queue three steps later (the read's wake-up,
+# the line's task, its prepare), and joins the same commit then. A commit of a few events writes
+# a page of every table and index it touches, so fewer, fuller commits cost less per event:
+# bench/ingest's closed loop, 8 clients, took ~15% less daemon CPU per event. Microseconds each.
+GATHER_ROUNDS = 3
 BUSY_TIMEOUT_MS = 5000  # how long the writer waits for another connection's write lock
 T = TypeVar("T")
 
@@ -324,6 +330,8 @@ class Store:
         while True:
             batch = [await self._queue.get()]
             size = len(batch[0].events)
+            for _ in range(GATHER_ROUNDS):
+                await asyncio.sleep(0)
             while size < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 size += len(batch[-1].events)
