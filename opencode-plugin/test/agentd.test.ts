@@ -473,10 +473,12 @@ describe("payloads", () => {
     const delta = { event: { id: "evt_d", type: "message.part.delta", properties: { delta: "hi" } } };
     let hooks = await fresh({ AGENTD_HOME: home });
     await call(hooks, "event", delta);
+    await until(() => counters().pending === 0); // were it queued, 0 below would be a matter of speed
     await hooks.dispose?.();
     expect(daemon.received.length).toBe(0);
     hooks = await fresh({ AGENTD_HOME: home, AGENTD_OPENCODE_SKIP_EVENTS: "" });
     await call(hooks, "event", delta);
+    await until(() => counters().pending === 0); // dispose's wait is bounded: not a test of speed
     await hooks.dispose?.();
     expect(daemon.received.length).toBe(1);
   });
@@ -495,6 +497,7 @@ describe("payloads", () => {
     const other = await mod.AgentdPlugin({ directory: "/elsewhere" });
     expect(Object.keys(other)).toContain("tool.execute.after");
     await sendTools(first, 1);
+    await until(() => counters().pending === 0); // dispose's wait is bounded: not a test of speed
     await first.dispose?.();
     expect(daemon.received.length).toBe(1);
     await other.dispose?.();
@@ -520,6 +523,7 @@ describe("the benchmark's workloads", () => {
     const hooks = await fresh({ AGENTD_HOME: home });
     const big = "line of output\n".repeat(70_000);
     await sendTools(hooks, 20, big);
+    await until(() => counters().pending === 0); // dispose's wait is bounded: not a test of speed
     await hooks.dispose?.();
     expect(daemon.received.length).toBe(20);
     for (const [i, req] of daemon.received.entries()) {
