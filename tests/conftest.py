@@ -54,7 +54,15 @@ def agentd_env(agentd_home: Path) -> dict[str, str]:
     """The environment a subprocess (daemon, hook, CLI) gets: everything under agentd_home."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
     env["AGENTD_HOME"] = str(agentd_home)
+    # Off unless a test is about autostart (with_autostart): a hook whose ack is late on a loaded
+    # machine would start a daemon of its own, which may outlive the test's daemon and its home.
+    env["AGENTD_AUTOSTART"] = "0"
     return env
+
+
+def with_autostart(env: dict[str, str]) -> dict[str, str]:
+    """`env` with autostart as a user has it by default (on, unless the config file says no)."""
+    return {k: v for k, v in env.items() if k != "AGENTD_AUTOSTART"}
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agentd.client import call
-from conftest import REPO, load_jsonl, query_db, wait_for
+from conftest import REPO, load_jsonl, query_db, wait_for, with_autostart
 
 HOOK = REPO / "daemon" / "agentd" / "hook.py"
 SAMPLES = {
@@ -109,7 +109,7 @@ def test_fifty_hooks_with_the_daemon_down_start_exactly_one_daemon(agentd_env, c
             p = subprocess.Popen(
                 hook_argv(),
                 stdin=subprocess.PIPE,
-                env=agentd_env,
+                env=with_autostart(agentd_env),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
             )
@@ -230,7 +230,7 @@ def test_unwritable_spool_directory_loses_only_that_event(agentd_env, config):
 
 def test_autostart_starts_the_daemon_which_drains_the_event(agentd_env, config):
     try:
-        result, elapsed = run_hook(agentd_env, json.dumps(POST_BASH).encode())
+        result, elapsed = run_hook(with_autostart(agentd_env), json.dumps(POST_BASH).encode())
         assert (result.returncode, result.stdout) == (0, b"")
         assert elapsed < 2
         assert wait_for(lambda: tool_rows(config) == 1, 15)
@@ -243,7 +243,7 @@ def test_autostart_starts_the_daemon_which_drains_the_event(agentd_env, config):
 
 def test_autostart_off_in_the_config_file(agentd_env, config, agentd_home):
     (agentd_home / "config.toml").write_text("autostart = false\n")
-    run_hook(agentd_env, json.dumps(POST_BASH).encode())
+    run_hook(with_autostart(agentd_env), json.dumps(POST_BASH).encode())
     time.sleep(0.5)
     assert not config.socket_path.exists()
     assert len(spooled(config)) == 1
