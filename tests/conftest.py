@@ -41,6 +41,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 
     return False
 
 
+def spool_empty(config: Config) -> bool:
+    """No spool file left, finished or still open. Capture is "delivered, or spooled and then
+    drained by the daemon", which deletes a file only once its events committed: with a daemon
+    running, an empty spool after the client exited means every event it kept is in the database."""
+    if not config.spool_dir.exists():
+        return True
+    return not any(p.name.endswith((".ndjson", ".ndjson.open")) for p in config.spool_dir.iterdir())
+
+
 @pytest.fixture
 def agentd_home() -> Iterator[Path]:
     """A fresh AGENTD_HOME at a short path (Unix socket paths must stay under 108 bytes)."""
