@@ -31,8 +31,9 @@ def load_jsonl(name: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> bool:
-    """Call predicate every `step` s: True once it is truthy, False if `timeout` s pass first."""
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, step: float = 0.05) -> bool:
+    """Call predicate every `step` s: True once it is truthy, False if `timeout` s pass first.
+    The default only bounds a failing test: a loaded machine may take seconds to get there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -87,7 +88,7 @@ class Daemon:
         self.config = config
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 10.0) -> Daemon:
+    def start(self, timeout: float = 60.0) -> Daemon:
         # To a file, not a pipe: a pipe nobody reads fills up and blocks the daemon's logging.
         self.stderr_path = Path(self.env["AGENTD_HOME"]) / f"daemon-{time.monotonic_ns()}.stderr"
         with open(self.stderr_path, "wb") as stderr:
