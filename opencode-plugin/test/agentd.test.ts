@@ -297,7 +297,7 @@ describe("daemon down", () => {
     // The daemon comes up: the plugin reconnects (backoff <= 5 s), finishes the spool file so the
     // daemon can drain it, and sends new events live.
     const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
-    await until(() => counters().state === "connected", 8_000);
+    await until(() => counters().state === "connected");
     expect(spoolFiles(home)).toEqual([open[0].replace(/\.open$/, "")]);
     const { input, output } = toolCall(99);
     await call(hooks, "tool.execute.after", input, output);
@@ -313,7 +313,7 @@ describe("daemon down", () => {
     await sendTools(hooks, 5);
     const t0 = Date.now();
     await hooks.dispose?.();
-    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(Date.now() - t0).toBeLessThan(10_000); // bounded (DISPOSE_FLUSH_MS), not a speed test
     expect(counters()).toMatchObject({ acked: 0, spooled: 5, pending: 0 });
     expect(spoolFiles(home).every((f) => f.endsWith(".ndjson"))).toBe(true);
   });
