@@ -76,6 +76,9 @@ def _figures_in_the_database(daemon: Daemon) -> None:
         if r["hook_event_name"] == "PostToolUseFailure"
     )  # fmt: skip
     daemon.ingest("claude", {**failure, "session_id": SESSION})
+    # "Today" starts at the local midnight the line takes when it runs: seeded in the last minutes
+    # of a day, the response could be yesterday's by then. Such minutes are waited out (rarely).
+    assert wait_for(lambda: time.localtime()[3:5] < (23, 58), 180)
     at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     daemon.ingest("claude-transcript", {
         "type": "assistant", "sessionId": SESSION, "uuid": "u1", "timestamp": at,
