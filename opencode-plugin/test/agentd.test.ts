@@ -6,7 +6,7 @@
 //   bun test                      (from opencode-plugin/)
 
 import type { Hooks } from "@opencode-ai/plugin";
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -274,6 +274,23 @@ describe("delivery", () => {
 });
 
 describe("daemon down", () => {
+  // bun test (1.3.14) reports the failed connect of a process's first Unix socket connection as
+  // an unhandled error although the plugin listens for it; a connection made first avoids that,
+  // so these tests pass when run alone (`bun test -t ...`) as in the whole file.
+  beforeAll(async () => {
+    const dir = fs.mkdtempSync(path.join("/tmp", "agp-"));
+    const server = net.createServer((c) => c.end());
+    const sock = path.join(dir, "warm.sock");
+    await new Promise<void>((resolve) => server.listen(sock, () => resolve()));
+    await new Promise<void>((resolve) => {
+      const c = net.createConnection({ path: sock }, () => c.end());
+      c.on("error", () => resolve());
+      c.on("close", () => resolve());
+    });
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   test("events go to the spool in the protocol's format; a returning daemon gets the next ones", async () => {
     const home = tmpdir();
     const hooks = await fresh({ AGENTD_HOME: home });
