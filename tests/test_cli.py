@@ -131,6 +131,9 @@ def test_stale_socket_of_a_crashed_daemon_is_replaced(agentd_env, config):
         assert result.returncode == 0, result.stderr
         assert call(config.socket_path, "ping")["pid"] != first.pid
     finally:
+        if first.poll() is None:  # the test failed before killing it
+            first.kill()
+            first.wait()
         agentd(agentd_env, "stop")
 
 
