@@ -31,14 +31,24 @@ def load_jsonl(name: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> bool:
-    """Call predicate every `step` s: True once it is truthy, False if `timeout` s pass first."""
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, step: float = 0.05) -> bool:
+    """Call predicate every `step` s: True once it is truthy, False if `timeout` s pass first.
+    The default only bounds a failing test: a loaded machine may take seconds to get there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(step)
     return False
+
+
+def spool_empty(config: Config) -> bool:
+    """No spool file left, finished or still open. Capture is "delivered, or spooled and then
+    drained by the daemon", which deletes a file only once its events committed: with a daemon
+    running, an empty spool after the client exited means every event it kept is in the database."""
+    if not config.spool_dir.exists():
+        return True
+    return not any(p.name.endswith((".ndjson", ".ndjson.open")) for p in config.spool_dir.iterdir())
 
 
 @pytest.fixture
@@ -54,7 +64,15 @@ def agentd_env(agentd_home: Path) -> dict[str, str]:
     """The environment a subprocess (daemon, hook, CLI) gets: everything under agentd_home."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
     env["AGENTD_HOME"] = str(agentd_home)
+    # Off unless a test is about autostart (with_autostart): a hook whose ack is late on a loaded
+    # machine would start a daemon of its own, which may outlive the test's daemon and its home.
+    env["AGENTD_AUTOSTART"] = "0"
     return env
+
+
+def with_autostart(env: dict[str, str]) -> dict[str, str]:
+    """`env` with autostart as a user has it by default (on, unless the config file says no)."""
+    return {k: v for k, v in env.items() if k != "AGENTD_AUTOSTART"}
 
 
 @pytest.fixture
@@ -70,7 +88,7 @@ class Daemon:
         self.config = config
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 10.0) -> Daemon:
+    def start(self, timeout: float = 60.0) -> Daemon:
         # To a file, not a pipe: a pipe nobody reads fills up and blocks the daemon's logging.
         self.stderr_path = Path(self.env["AGENTD_HOME"]) / f"daemon-{time.monotonic_ns()}.stderr"
         with open(self.stderr_path, "wb") as stderr:

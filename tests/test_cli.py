@@ -6,12 +6,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from agentd.client import call
-from conftest import query_db
+from agentd.client import NotRunning, call
+from conftest import query_db, wait_for
 
 
 def agentd(env, *args, timeout=30):
@@ -117,10 +116,14 @@ def test_stale_socket_of_a_crashed_daemon_is_replaced(agentd_env, config):
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not config.socket_path.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.2)
+
+        def answers() -> bool:
+            try:
+                return call(config.socket_path, "ping")["pid"] == first.pid
+            except (NotRunning, OSError):
+                return False
+
+        assert wait_for(answers, 60)  # up and serving: its socket is bound
         first.kill()  # kill -9: no cleanup, the socket file stays behind
         first.wait()
         assert config.socket_path.exists()
@@ -128,6 +131,9 @@ def test_stale_socket_of_a_crashed_daemon_is_replaced(agentd_env, config):
         assert result.returncode == 0, result.stderr
         assert call(config.socket_path, "ping")["pid"] != first.pid
     finally:
+        if first.poll() is None:  # the test failed before killing it
+            first.kill()
+            first.wait()
         agentd(agentd_env, "stop")
 
 
@@ -149,17 +155,19 @@ def test_sigterm_and_sigint_stop_gracefully(agentd_env, config):
             stderr=subprocess.PIPE,
         )
         try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
+
+            def ingested(sig: signal.Signals = sig) -> bool:
                 try:
                     call(
                         config.socket_path,
                         "ingest",
                         {"source": "claude", "payload": {"sig": int(sig)}},
                     )
-                    break
                 except Exception:
-                    time.sleep(0.02)
+                    return False
+                return True
+
+            assert wait_for(ingested, 60)
             proc.send_signal(sig)
             assert proc.wait(timeout=15) == 0
         finally:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agentd.doctor.claude import check_claude_hooks, check_retention
-from conftest import query_db
+from conftest import query_db, with_autostart
 
 
 @pytest.fixture
@@ -48,6 +48,7 @@ def write_settings(home: Path, settings: dict[str, Any]) -> Path:
 
 
 def test_nothing_installed_and_no_daemon_warns_with_what_to_do(agentd_env, user_home):
+    agentd_env = with_autostart(agentd_env)
     code, checks = doctor(agentd_env, user_home)
     assert code == 0  # autostart is on: the hook would start the daemon
     assert checks["daemon"]["status"] == "warn" and "agentd start" in checks["daemon"]["hint"]

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +23,7 @@ from agentd import pidfile
 from agentd.config import Config
 from agentd.importers import ImportFailed, run_import
 from agentd.importers.claude import transcript_files
-from conftest import PAYLOADS, load_jsonl, query_db
+from conftest import PAYLOADS, load_jsonl, query_db, wait_for
 
 MAIN_SESSION = "bbce9559-ac03-43d5-abf7-5a5bf173473b"
 SUB_SESSION = "6087c44d-4f26-44de-a67d-49deaec348a0"
@@ -517,7 +516,7 @@ def _claude_runs(base: Path) -> Any:
     assert install.returncode == 0, install.stderr
     config = Config.load(env)
     daemon = Daemon(env, config).start()
-    agent_env = {"AGENTD_HOME": str(live_home)}
+    agent_env = {"AGENTD_HOME": str(live_home), "AGENTD_AUTOSTART": "0"}  # one daemon: the test's
     note = str(scratch.proj / "note.txt")
     try:
         script = [
@@ -552,15 +551,15 @@ def _claude_runs(base: Path) -> Any:
             run_claude(scratch, server, "this will fail", extra_env=agent_env)
         db = config.db_path
         projects = scratch.home / ".claude" / "projects"
-        deadline = time.monotonic() + 30  # the last hooks and the follower's reads settle
-        while time.monotonic() < deadline:
-            if (
+        # The last hooks (acked, or spooled and drained) and the follower's reads settle.
+        assert wait_for(
+            lambda: (
                 rows(db, "SELECT id FROM session_errors WHERE status_code = 500")
-                and not list(config.spool_dir.glob("*"))
+                and not (config.spool_dir.exists() and list(config.spool_dir.glob("*")))
                 and _followed_all(config, projects)
-            ):
-                break
-            time.sleep(0.1)
+            ),
+            60,
+        )
         live = snapshot(db, (*TYPED, "events"))
         first = run_import(config, "claude", [projects])
         both = snapshot(db, (*TYPED, "events"))

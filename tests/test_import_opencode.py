@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 from agentd.config import Config
 from agentd.importers import run_import
 from agentd.importers.opencode import default_databases
-from conftest import PAYLOADS, load_jsonl, query_db
+from conftest import PAYLOADS, load_jsonl, query_db, wait_for
 
 TYPED = ("sessions", "messages", "tools", "file_operations", "session_errors", "compaction_events")
 MAIN = "ses_e02fabf2effeHoAA45Cl6mOCI7"
@@ -326,12 +325,14 @@ def _opencode_runs(base: Path) -> Any:
             with FakeModelServer(script, subscripts=subscripts) as server:
                 run_opencode(scratch, server, "do the thing", extra_env=agent_env)
         db = config.db_path
-        deadline = time.monotonic() + 15  # the plugin's last events settle
-        while time.monotonic() < deadline:
-            if rows(db, "SELECT id FROM session_errors") and not list(config.spool_dir.glob("*")):
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)
+        # The plugin's last events settle: acked (committed) or spooled at exit, then drained.
+        assert wait_for(
+            lambda: (
+                rows(db, "SELECT id FROM session_errors")
+                and not (config.spool_dir.exists() and list(config.spool_dir.glob("*")))
+            ),
+            60,
+        )
         live = snapshot(db, (*TYPED, "events"))
         first = run_import(config, "opencode", [scratch.opencode_db])
         both = snapshot(db, (*TYPED, "events"))

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from agentd.installers.claude import EVENTS as CLAUDE_EVENTS, HOOK_MARKER
-from conftest import load_jsonl, query_db
+from conftest import load_jsonl, query_db, wait_for
 
 USER_SETTINGS = {
     "model": "opus",
@@ -132,7 +132,8 @@ def test_installed_command_works_from_any_cwd_without_path(project, daemon, agen
         for r in load_jsonl("claude_hooks_examples.jsonl")
         if r["hook_event_name"] == "PostToolUse"
     )
-    env = {"AGENTD_HOME": agentd_env["AGENTD_HOME"], "PATH": ""}  # no PATH, no virtualenv
+    # No PATH, no virtualenv. Autostart off: a late ack must not start a second daemon.
+    env = {"AGENTD_HOME": agentd_env["AGENTD_HOME"], "PATH": "", "AGENTD_AUTOSTART": "0"}
     result = subprocess.run(
         ["/bin/sh", "-c", command],
         input=json.dumps(payload).encode(),
@@ -142,6 +143,10 @@ def test_installed_command_works_from_any_cwd_without_path(project, daemon, agen
         timeout=10,
     )
     assert (result.returncode, result.stdout) == (0, b"")
+    # Acked, or (the hook's 0.5 s budget missed on a loaded machine) spooled and then drained.
+    spool = daemon.config.spool_dir
+    assert wait_for(lambda: not (spool.exists() and list(spool.glob("*.ndjson"))), 60)
+    assert wait_for(lambda: query_db(daemon.config.db_path, "SELECT 1 FROM tools"), 60)
     assert query_db(daemon.config.db_path, "SELECT count(*) AS n FROM tools") == [{"n": 1}]
 
 

@@ -332,9 +332,10 @@ def test_rejected_and_torn_spool_lines_are_redacted(daemon, config):
     good = spool.encode_line("claude", 1, json.dumps(post("tu-torn")).encode())
     bad = b'{"source": 42, "note": "key ' + ANTHROPIC_KEY.encode() + b'"}'
     torn = b'{"source":"claude","received_at":2,"payload":{"k":"' + AWS_KEY.encode()
-    (config.spool_dir / f"claude-{dead}-1.ndjson.open").write_bytes(
-        good + b"\n" + bad + b"\n" + torn
-    )
+    # Renamed into place whole: the daemon drains an open file of a dead writer as soon as it sees it.
+    partial = config.spool_dir / f"claude-{dead}-1.part"
+    partial.write_bytes(good + b"\n" + bad + b"\n" + torn)
+    os.replace(partial, config.spool_dir / f"claude-{dead}-1.ndjson.open")
     assert wait_for(lambda: (config.spool_dir / "rejected" / f"claude-{dead}-1.ndjson").exists())
     assert wait_for(
         lambda: query_db(config.db_path, "SELECT id FROM tools WHERE id LIKE '%tu-torn'")

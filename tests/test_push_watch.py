@@ -53,14 +53,15 @@ def test_push_watch_rides_out_a_server_outage(pg, machine):
     )  # fmt: skip
     try:
         tools = lambda: scalar(url, "SELECT count(*) FROM agentd.tools")  # noqa: E731
-        assert wait_for(lambda: tools() == len(machine.local_rows("tools")), timeout=30)
-        assert _state(machine).get("state") == "ok"
+        assert wait_for(lambda: tools() == len(machine.local_rows("tools")), timeout=60)
+        # The state file is written after the cycle whose rows the server already has.
+        assert wait_for(lambda: _state(machine).get("state") == "ok", timeout=60)
 
         pg.stop()
         # Capture does not notice: every event is acknowledged as stored.
         machine.feed("claude", CLAUDE[half:])
         machine.feed("opencode", OPENCODE)
-        assert wait_for(lambda: _state(machine).get("state") == "backoff", timeout=30)
+        assert wait_for(lambda: _state(machine).get("state") == "backoff", timeout=60)
         status = machine.agentd("status")
         assert status.returncode == 0 and "push:          backing off" in status.stdout
         assert _state(machine)["pending"] > 0
@@ -73,7 +74,7 @@ def test_push_watch_rides_out_a_server_outage(pg, machine):
                            " + (SELECT count(*) FROM agentd.sessions)") == total(),
             timeout=60,
         )  # fmt: skip
-        assert wait_for(lambda: _state(machine).get("pending") == 0, timeout=30)
+        assert wait_for(lambda: _state(machine).get("pending") == 0, timeout=60)
         assert "push:          to " in machine.agentd("status").stdout
     finally:
         watcher.send_signal(signal.SIGTERM)

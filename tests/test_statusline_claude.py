@@ -121,7 +121,10 @@ def test_the_statusline_is_drawn_and_its_samples_kept(daemon, agentd_env, agentd
                 [str(claude_bin()), "--dangerously-skip-permissions"], env, str(scratch.proj)
             )
             try:
-                term.pump(4)  # the TUI starts and settles
+                # The TUI is up: its input box (footer) or a dialog shows; not a fixed wait.
+                ready = ("bypass permissions on", "SettingsWarning")
+                up = lambda: any(r in term.text() for r in ready)  # noqa: E731
+                assert term.wait_for(up, 60), term.text()[-3000:]
                 if "SettingsWarning" in term.text():
                     # A CLI older than the installed hook list warns about the events it does
                     # not know (e.g. PreSkillShellCommand on 2.1.329) in a dialog: go on.
@@ -131,11 +134,13 @@ def test_the_statusline_is_drawn_and_its_samples_kept(daemon, agentd_env, agentd
                 db = agentd_home / "agentd.db"
 
                 def drawn_after_the_turn() -> bool:
-                    return "1 failed tool call" in term.text() and bool(
-                        query_db(db, "SELECT 1 FROM statusline_samples LIMIT 1")
+                    # Today's cost comes once the daemon's follower priced the transcript.
+                    return bool(
+                        re.search(r"\$0\.\d\d today \| 1 failed tool call", term.text())
+                        and query_db(db, "SELECT 1 FROM statusline_samples LIMIT 1")
                     )
 
-                assert term.wait_for(drawn_after_the_turn, 45), term.text()[-3000:]
+                assert term.wait_for(drawn_after_the_turn, 60), term.text()[-3000:]
                 term.type("/exit\r")
                 term.pump(2)
             finally:

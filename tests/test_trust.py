@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from agentd.client import call
-from conftest import REPO, load_jsonl, query_db, wait_for
+from conftest import REPO, load_jsonl, query_db, wait_for, with_autostart
 
 HOOK = [sys.executable, "-I", "-S", str(REPO / "daemon" / "agentd" / "hook.py")]
 POST = next(
@@ -234,7 +234,7 @@ def test_a_state_dir_of_another_user_is_not_written(agentd_env, config, other_us
     os.chmod(home, 0o755)
     before = sorted(os.listdir(home))
     try:
-        hook = run_hook(agentd_env, POST)  # daemon down, autostart on
+        hook = run_hook(with_autostart(agentd_env), POST)  # daemon down, autostart on
         assert (hook.returncode, hook.stdout) == (0, b"")
         assert hook.stderr.count(b"\n") == 1 and b"owned by uid" in hook.stderr
         started = agentd(agentd_env, "start")
@@ -250,7 +250,7 @@ def test_links_planted_in_our_state_dir_are_never_followed(agentd_env, config, v
     home = config.state_dir
     for name, target in victims.items():
         (home / name).symlink_to(target)
-    hook = run_hook(agentd_env, dict(POST, tool_use_id="toolu_linked"))  # daemon down
+    hook = run_hook(with_autostart(agentd_env), dict(POST, tool_use_id="toolu_linked"))  # down
     try:
         assert (hook.returncode, hook.stdout) == (0, b"")
         assert spooled(config.spool_dir) == ["toolu_linked"]  # the event is kept
@@ -313,7 +313,7 @@ def test_an_autostart_lock_from_the_future_does_not_block_autostart(agentd_env, 
     an_hour_ahead = time.time() + 3600  # a start "moments ago" by a clock since set back an hour
     os.utime(lock, (an_hour_ahead, an_hour_ahead))
     try:
-        hook = run_hook(agentd_env, dict(POST, tool_use_id="toolu_future"))
+        hook = run_hook(with_autostart(agentd_env), dict(POST, tool_use_id="toolu_future"))
         assert (hook.returncode, hook.stdout) == (0, b"")
 
         def stored():

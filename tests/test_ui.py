@@ -21,7 +21,6 @@ from agentd.ui.app import create_app
 from agentd.ui.db import UIError, Watcher, connect
 from agentd.ui.server import check_bind, url_for
 
-NOW = int(time.time() * 1000)
 MIN = 60_000
 BASE = "http://127.0.0.1"
 
@@ -32,7 +31,15 @@ def _insert(conn: sqlite3.Connection, table: str, **row: object) -> None:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
+def now() -> int:
+    """The time the rows are relative to (ms), taken when the test runs: taken at collection, a
+    suite reaching this file 10 minutes later made the OpenCode session no longer "running"."""
+    return int(time.time() * 1000)
+
+
+@pytest.fixture
+def db(tmp_path: Path, now: int) -> Path:
+    NOW = now  # the rows below read as offsets from it
     path = tmp_path / "agentd.db"
     conn = connect_sync(path)
     _insert(conn, "sessions", id="s-claude", source="claude", title="fix the login bug",
@@ -129,12 +136,12 @@ def test_session_view_lanes_files_errors_compactions(client: TestClient) -> None
     assert page.status_code == 200 and "String to replace not found" in page.text
 
 
-def test_overview_cards_and_days(client: TestClient) -> None:
+def test_overview_cards_and_days(client: TestClient, now: int) -> None:
     data = client.get("/api/overview").json()["data"]
     for window in ("today", "7d", "30d"):
         card = data["cards"][window]
-        if window == "today" and time.localtime().tm_hour == 0:
-            continue  # the rows are 30 minutes old: at 00:xx some fall on yesterday
+        if window == "today" and time.localtime(now / 1000 - 30 * 60)[:3] != time.localtime()[:3]:
+            continue  # the rows go back 30 minutes: after a midnight some fall on yesterday
         assert (card["tool_calls"], card["failed"], card["sessions"]) == (15, 3, 2)
         assert card["cost"] == 1.75 and card["compactions"] == 1
     assert sum(d["tool_calls"] for d in data["days"]) == 15

@@ -27,7 +27,7 @@ from realclients.agents import Scratch, parse_claude_json, run_claude, run_openc
 from realclients.fake_model import FakeModelServer, text, tool
 
 from agentd.config import Config
-from conftest import REPO, Daemon, query_db, wait_for
+from conftest import REPO, Daemon, query_db, spool_empty, wait_for
 
 pytestmark = pytest.mark.realclient
 
@@ -80,7 +80,8 @@ def _claude_session(root: Path, env: dict[str, str]) -> str:
     ]
     with FakeModelServer(script) as server:
         result = run_claude(scratch, server, "do the ui steps",
-                            extra_env={"AGENTD_HOME": env["AGENTD_HOME"]})  # fmt: skip
+                            extra_env={"AGENTD_HOME": env["AGENTD_HOME"],
+                                       "AGENTD_AUTOSTART": env["AGENTD_AUTOSTART"]})  # fmt: skip
     assert result.returncode == 0, result.stderr
     return str(parse_claude_json(result)["session_id"])
 
@@ -104,23 +105,28 @@ def _opencode_session(root: Path, env: dict[str, str]) -> None:
 
 
 def _serve(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    log = Path(env["AGENTD_HOME"]) / f"ui-{port}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agentd", "ui", "--port", str(port), *args],
-            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    # The free port may be taken between _free_port and the server's bind (another engineer's
+    # process): then the server exits saying so, and another port is tried.
+    for _ in range(5):
+        port = _free_port()
+        log = Path(env["AGENTD_HOME"]) / f"ui-{port}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "agentd", "ui", "--port", str(port), *args],
+                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return proc.poll() is not None
+        def up(proc: subprocess.Popen[bytes] = proc, port: int = port) -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return True
+            except OSError:
+                return proc.poll() is not None
 
-    assert wait_for(up, timeout=20), log.read_text()
+        assert wait_for(up, timeout=60), log.read_text()
+        if proc.poll() is None or "in use" not in log.read_text():
+            break
     assert proc.poll() is None, log.read_text()
     return proc, url
 
@@ -146,12 +152,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
     env["AGENTD_HOME"] = str(home)
+    env["AGENTD_AUTOSTART"] = "0"  # one daemon: this one, even if a hook's ack comes late
     daemon = Daemon(env, Config.load(env)).start()
     ui = None
     try:
         claude = _claude_session(root, env)
         _opencode_session(root, env)
         db = daemon.config.db_path
+        # What the agents' hooks and plugin spooled at exit (a loaded machine) is drained first.
+        assert wait_for(lambda: spool_empty(daemon.config), 60)
         (oc,) = query_db(db, "SELECT id FROM sessions WHERE source = 'opencode' "
                              "AND parent_session_id IS NULL")  # fmt: skip
         ui, url = _serve(env)
@@ -293,10 +302,10 @@ def test_a_hook_event_appears_on_the_open_page(world: World, page: Any) -> None:
                           capture_output=True, timeout=30)  # fmt: skip
     sent = time.monotonic()
     assert done.returncode == 0, done.stderr
-    assert world.rows(
-        "SELECT id FROM sessions WHERE id = ?", sid
-    )  # committed when the hook returned
-    page.wait_for_selector(f'tr[data-session="{sid}"]', timeout=10_000)  # without a reload
+    # Acked when the hook returned, or (its 0.5 s budget missed on a loaded machine) spooled and
+    # drained by the daemon within a second or so.
+    assert wait_for(lambda: world.rows("SELECT id FROM sessions WHERE id = ?", sid), 60)
+    page.wait_for_selector(f'tr[data-session="{sid}"]', timeout=60_000)  # without a reload
     latency = time.monotonic() - sent
     # The figure is reported, not asserted: tests do not depend on timing (bench/ui measures it).
     (world.shots / "live-latency.txt").write_text(f"{latency:.3f} s\n")

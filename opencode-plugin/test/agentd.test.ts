@@ -6,7 +6,7 @@
 //   bun test                      (from opencode-plugin/)
 
 import type { Hooks } from "@opencode-ai/plugin";
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -274,6 +274,23 @@ describe("delivery", () => {
 });
 
 describe("daemon down", () => {
+  // bun test (1.3.14) reports the failed connect of a process's first Unix socket connection as
+  // an unhandled error although the plugin listens for it; a connection made first avoids that,
+  // so these tests pass when run alone (`bun test -t ...`) as in the whole file.
+  beforeAll(async () => {
+    const dir = fs.mkdtempSync(path.join("/tmp", "agp-"));
+    const server = net.createServer((c) => c.end());
+    const sock = path.join(dir, "warm.sock");
+    await new Promise<void>((resolve) => server.listen(sock, () => resolve()));
+    await new Promise<void>((resolve) => {
+      const c = net.createConnection({ path: sock }, () => c.end());
+      c.on("error", () => resolve());
+      c.on("close", () => resolve());
+    });
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   test("events go to the spool in the protocol's format; a returning daemon gets the next ones", async () => {
     const home = tmpdir();
     const hooks = await fresh({ AGENTD_HOME: home });
@@ -297,7 +314,7 @@ describe("daemon down", () => {
     // The daemon comes up: the plugin reconnects (backoff <= 5 s), finishes the spool file so the
     // daemon can drain it, and sends new events live.
     const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
-    await until(() => counters().state === "connected", 8_000);
+    await until(() => counters().state === "connected");
     expect(spoolFiles(home)).toEqual([open[0].replace(/\.open$/, "")]);
     const { input, output } = toolCall(99);
     await call(hooks, "tool.execute.after", input, output);
@@ -313,7 +330,7 @@ describe("daemon down", () => {
     await sendTools(hooks, 5);
     const t0 = Date.now();
     await hooks.dispose?.();
-    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(Date.now() - t0).toBeLessThan(10_000); // bounded (DISPOSE_FLUSH_MS), not a speed test
     expect(counters()).toMatchObject({ acked: 0, spooled: 5, pending: 0 });
     expect(spoolFiles(home).every((f) => f.endsWith(".ndjson"))).toBe(true);
   });
@@ -473,10 +490,12 @@ describe("payloads", () => {
     const delta = { event: { id: "evt_d", type: "message.part.delta", properties: { delta: "hi" } } };
     let hooks = await fresh({ AGENTD_HOME: home });
     await call(hooks, "event", delta);
+    await until(() => counters().pending === 0); // were it queued, 0 below would be a matter of speed
     await hooks.dispose?.();
     expect(daemon.received.length).toBe(0);
     hooks = await fresh({ AGENTD_HOME: home, AGENTD_OPENCODE_SKIP_EVENTS: "" });
     await call(hooks, "event", delta);
+    await until(() => counters().pending === 0); // dispose's wait is bounded: not a test of speed
     await hooks.dispose?.();
     expect(daemon.received.length).toBe(1);
   });
@@ -495,6 +514,7 @@ describe("payloads", () => {
     const other = await mod.AgentdPlugin({ directory: "/elsewhere" });
     expect(Object.keys(other)).toContain("tool.execute.after");
     await sendTools(first, 1);
+    await until(() => counters().pending === 0); // dispose's wait is bounded: not a test of speed
     await first.dispose?.();
     expect(daemon.received.length).toBe(1);
     await other.dispose?.();
@@ -520,6 +540,7 @@ describe("the benchmark's workloads", () => {
     const hooks = await fresh({ AGENTD_HOME: home });
     const big = "line of output\n".repeat(70_000);
     await sendTools(hooks, 20, big);
+    await until(() => counters().pending === 0); // dispose's wait is bounded: not a test of speed
     await hooks.dispose?.();
     expect(daemon.received.length).toBe(20);
     for (const [i, req] of daemon.received.entries()) {

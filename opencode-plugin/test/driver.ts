@@ -6,9 +6,10 @@
 //       ../tests/payloads/opencode_plugin_events_examples.jsonl: {"kind": "event", "event"}
 //       or {"kind": "<callback>", "input", "output"}), then ends as told:
 //       exit: process.exit(0) right after the last callback (nothing awaited);
-//       dispose: await the dispose hook, then return; natural: just return (the event loop runs
-//       dry); signal: SIGTERM to itself. Prints one JSON line of the transport's counters (before
-//       ending, for exit and signal).
+//       dispose: wait until nothing is unacked, await the dispose hook, then return; natural: just
+//       return (the event loop runs dry), printing a second line of counters at exit; signal:
+//       SIGTERM to itself. Prints one JSON line of the transport's counters (before ending, for
+//       exit, signal and natural).
 //   bun test/driver.ts hostile
 //       Calls every hook with hostile arguments; prints {"threw": N, "rejected": N}.
 //   bun test/driver.ts bench [--calls N]
@@ -74,7 +75,14 @@ async function replay(file: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 5_000)); // the signal ends the process before this
     return;
   }
-  if (end === "dispose") await hooks.dispose?.();
+  if (end === "dispose") {
+    await drained(); // dispose's wait is bounded: a replay's result is not a test of speed
+    await hooks.dispose?.();
+  }
+  if (end === "natural") {
+    // After the plugin's own exit handler (registered when it loaded), which spools what is left.
+    process.on("exit", () => console.log(JSON.stringify({ ...counters(), final: true })));
+  }
   console.log(JSON.stringify({ ...counters(), records: records.length }));
 }
 

@@ -382,13 +382,14 @@ def run_process(
     cwd: Path,
     timeout: float,
     reap: bool = True,
-    reap_grace: float = 2.0,
+    reap_grace: float = 15.0,
 ) -> subprocess.CompletedProcess[str]:
     """Runs ``argv`` in a new session (own process group), stdin=/dev/null, capturing text.
 
     On timeout the whole group is killed and `AgentTimeout` raised. With ``reap`` (default),
     processes left in the group after a normal exit (a hook still finishing, a stray tool child)
-    get ``reap_grace`` seconds to end, then are killed. Processes that started their own session
+    get ``reap_grace`` seconds to end, then are killed (generous: a hook killed mid-delivery on a
+    loaded machine has neither its ack nor its spool file, and its event is lost). Processes that started their own session
     (e.g. a daemon spawned by a hook with ``start_new_session``) are not touched.
     """
     proc = subprocess.Popen(
