@@ -240,12 +240,19 @@ def test_hostile_arguments_never_throw_and_are_kept(daemon, agentd_env):
     assert circular[0]["n"] > 0
 
 
-def test_hot_path_cost_per_tool_call(daemon, agentd_env):
+def test_the_benchmarks_workload_delivers_every_call_to_the_real_daemon(daemon, agentd_env):
+    # Its cost is a figure bench/opencode_plugin prints beside a baseline, not a timed test.
     result = driver(agentd_env, "bench", "--calls", "1000")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    assert figures["median_ms"] < 1.0, figures
+    assert figures["median_ms"] > 0, figures
     assert figures["acked"] == (200 + 1000) * 2, figures
+    assert figures["spooled"] == 0, figures
+    (row,) = query_db(daemon.config.db_path, "SELECT count(*) AS n FROM tools")
+    # One row per call id, its before and after merged: the warm-up's ids are call_-i (call_0
+    # is also the first timed call's).
+    call_ids = {f"call_{-i}" for i in range(200)} | {f"call_{i}" for i in range(1000)}
+    assert row["n"] == len(call_ids)
 
 
 def test_the_plugin_file_exports_only_the_plugin():
