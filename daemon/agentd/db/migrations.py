@@ -10,7 +10,7 @@ import sqlite3
 import time
 from typing import NamedTuple
 
-from agentd.db import file_rollup, query_rollup, rollup
+from agentd.db import file_rollup, query_rollup, rollup, session_totals
 
 __all__ = ["Migration", "MIGRATIONS", "migrate", "applied_versions"]
 
@@ -502,6 +502,8 @@ CREATE INDEX messages_session_totals ON messages (session_id, role, prompt_token
     completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost);
 """,
     ),
+    # SQL in db/session_totals.py: per-session sums of messages, kept by triggers, backfilled.
+    Migration(16, "0016_session_message_totals", session_totals.MIGRATION_SQL),
 )
 
 _RECORD_TABLE = """

@@ -1,0 +1,257 @@
+"""Session totals kept by triggers (db/session_totals.py, migration 0016) against the sum they
+replaced: random batches of writes (new messages, replays, streamed token updates, messages
+moved between sessions or out of any, tools, sessions rows carrying imported totals) and prunes
+go through the real store, and the same events through a reference writer that runs the old
+refresh (one pass over the session's messages) on a second SQLite file: every sessions row must
+be identical, and session_message_totals must equal an aggregate computed here in Python."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from agentd import normalizers as sources
+from agentd.db import store as store_module
+from agentd.db.migrations import MIGRATIONS, migrate
+from agentd.db.session_totals import TOKENS
+from agentd.db.store import Store, connect_sync, table_columns, upsert_sql
+from agentd.rows import Normalized, Row
+
+# The refresh before migration 0016, verbatim: the specification the triggers must reproduce.
+OLD_REFRESH = """
+UPDATE sessions SET
+    tool_call_count = coalesce(
+        (SELECT nullif(count(*), 0) FROM tools WHERE tools.session_id = sessions.id), tool_call_count, 0),
+    (message_count, prompt_count, prompt_tokens, completion_tokens, cache_read_tokens,
+     cache_write_tokens, reasoning_tokens, cost) = (
+        SELECT coalesce(nullif(count(*), 0), sessions.message_count),
+            coalesce(nullif(sum(m.role = 'user'), 0), sessions.prompt_count),
+            coalesce(sum(m.prompt_tokens), sessions.prompt_tokens),
+            coalesce(sum(m.completion_tokens), sessions.completion_tokens),
+            coalesce(sum(m.cache_read_tokens), sessions.cache_read_tokens),
+            coalesce(sum(m.cache_write_tokens), sessions.cache_write_tokens),
+            coalesce(sum(m.reasoning_tokens), sessions.reasoning_tokens),
+            coalesce(sum(m.cost), sessions.cost)
+        FROM messages m WHERE m.session_id = sessions.id)
+WHERE id = ?
+"""
+
+SESSIONS = ("s1", "s2", "s3")
+
+
+@pytest.fixture
+def rows_source():
+    """A test-only normalizer that returns the rows its payload lists."""
+
+    def normalize(payload, ctx):
+        rows = [Row(table, dict(values)) for table, values in payload["rows"]]
+        return Normalized(kind="t", session_id=payload.get("session"), rows=rows)
+
+    sources.NORMALIZERS["totalsrc"] = normalize
+    yield "totalsrc"
+    del sources.NORMALIZERS["totalsrc"]
+
+
+class Reference:
+    """The old writer: the same upserts in the same order, then the old refresh."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = connect_sync(path)
+        columns = table_columns(self.conn)
+        self.upserts = {t: upsert_sql(t, cols) for t, cols in columns.items()}
+        self.bind = store_module.Binder(columns)
+
+    def write(self, events) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        by_table: dict[str, list] = {}
+        touched: dict[str, None] = {}
+        for event in events:
+            for row in event.rows:
+                by_table.setdefault(row.table, []).append(self.bind(row))
+                sid = row.values["id"] if row.table == "sessions" else row.values.get("session_id")
+                if sid:
+                    touched[sid] = None
+        for table in sorted(by_table, key=lambda t: t != "sessions"):
+            conn.executemany(self.upserts[table], by_table[table])
+        conn.executemany(OLD_REFRESH, [(s,) for s in touched])
+        conn.execute("COMMIT")
+
+    def prune(self, cutoff: int) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        for _, sql in store_module._PRUNE_SQL:
+            self.conn.execute(sql, {"cutoff": cutoff})
+        self.conn.execute("DROP TABLE prune_sessions")
+        self.conn.execute("COMMIT")
+
+
+def expected_totals(conn: sqlite3.Connection) -> dict[str, tuple]:
+    """session_message_totals as it must be, computed in Python from `messages`."""
+    out: dict[str, list] = defaultdict(lambda: [0] * (3 + 2 * len(TOKENS)))
+    for row in conn.execute(f"SELECT session_id, role, cost, {', '.join(TOKENS)} FROM messages"):
+        sid, role, cost, tokens = row[0], row[1], row[2], row[3:]
+        if sid is None:
+            continue
+        acc = out[sid]
+        acc[0] += 1
+        acc[1] += role == "user"
+        for i, value in enumerate(tokens):
+            acc[2 + 2 * i] += value if type(value) is int else 0
+            acc[3 + 2 * i] += value is not None
+        acc[-1] += cost is not None or any(v is not None and type(v) is not int for v in tokens)
+    return {sid: tuple(acc) for sid, acc in out.items()}
+
+
+def stored_totals(conn: sqlite3.Connection) -> dict[str, tuple]:
+    columns = ", ".join(["messages", "prompts", *(f"{c}, {c}_n" for c in TOKENS), "inexact"])
+    return {r[0]: tuple(r[1:]) for r in conn.execute(
+        f"SELECT session_id, {columns} FROM session_message_totals")}  # fmt: skip
+
+
+def token_value(rng: random.Random):
+    roll = rng.random()
+    if roll < 0.25:
+        return None
+    if roll < 0.28:
+        return rng.choice([1.5, 2.25])  # a float in an integer column: the sum runs then
+    return rng.randrange(0, 5000)
+
+
+def random_event(rng: random.Random, at: int, sent: list[dict]) -> dict:
+    if sent and rng.random() < 0.2:
+        return rng.choice(sent)  # a replay: the same rows again (a new event all the same)
+    rows = []
+    for _ in range(rng.randrange(1, 5)):
+        kind = rng.random()
+        sid = rng.choice([*SESSIONS, None]) if rng.random() < 0.15 else rng.choice(SESSIONS)
+        if kind < 0.6:
+            values = {"id": f"m{rng.randrange(12)}", "session_id": sid, "created_at": at,
+                      "role": rng.choice(["user", "assistant", "assistant", None])}  # fmt: skip
+            for column in TOKENS:
+                values[column] = token_value(rng)
+            # Mostly no cost (Claude's messages): the sums stand for the session then.
+            values["cost"] = rng.choice([0.1, 0.2, 0.3]) if rng.random() < 0.05 else None
+            rows.append(["messages", values])
+        elif kind < 0.85:
+            rows.append(["tools", {"id": f"t{rng.randrange(8)}", "session_id": sid,
+                                   "tool_name": "Bash", "created_at": at}])  # fmt: skip
+        else:
+            values = {"id": rng.choice(SESSIONS), "created_at": at, "updated_at": at}
+            if rng.random() < 0.5:  # totals an import filled in: kept while nothing counts
+                values.update(message_count=7, prompt_count=2, prompt_tokens=11,
+                              reasoning_tokens=5, cost=1.5, tool_call_count=3)  # fmt: skip
+            rows.append(["sessions", values])
+    return {"session": rng.choice([*SESSIONS, None]), "rows": rows, "n": at}
+
+
+def sessions_table(conn: sqlite3.Connection) -> list[tuple]:
+    return conn.execute("SELECT * FROM sessions ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_writes_match_the_old_refresh(tmp_path: Path, rows_source: str, seed: int) -> None:
+    rng = random.Random(seed)
+    reference = Reference(tmp_path / "reference.db")
+    fast_refreshes = 0
+
+    async def run() -> None:
+        nonlocal fast_refreshes
+        store = Store(tmp_path / "agentd.db")
+        await store.open()
+        sent: list[dict] = []
+        try:
+            at = 1_000
+            for _ in range(60):
+                if rng.random() < 0.08:
+                    cutoff = at - rng.randrange(0, 400)
+                    await store.prune(cutoff)
+                    reference.prune(cutoff)
+                else:
+                    events = []
+                    for _ in range(rng.randrange(1, 6)):
+                        at += rng.randrange(1, 50)
+                        payload = random_event(rng, at, sent)
+                        sent.append(payload)
+                        events.append(store.prepare(rows_source, json.dumps(payload).encode(), at))
+                    assert await store.submit_many(events) == [None] * len(events)
+                    reference.write(events)
+                conn = sqlite3.connect(tmp_path / "agentd.db")
+                try:
+                    assert sessions_table(conn) == sessions_table(reference.conn)
+                    totals = stored_totals(conn)
+                    assert totals == expected_totals(conn)
+                    fast_refreshes += sum(1 for t in totals.values() if t[-1] == 0)
+                finally:
+                    conn.close()
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    reference.conn.close()
+    assert fast_refreshes > 0  # the trigger-kept sums were read, not only the fallback sum
+
+
+def test_upgrade_backfills_and_refreshes_alike(tmp_path: Path) -> None:
+    """A database of 0015's schema with messages: 0016 fills the sums from them, and a refresh
+    afterwards gives what the old one gives."""
+    path = tmp_path / "agentd.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, tuple(m for m in MIGRATIONS if m.version < 16))
+    conn.execute("INSERT INTO sessions (id, source, message_count, prompt_tokens) "
+                 "VALUES ('a', 'x', 9, 9), ('b', 'x', 4, NULL), ('c', 'x', 3, 3)")  # fmt: skip
+    rng = random.Random(7)
+    for i in range(200):
+        tokens = [token_value(rng) for _ in TOKENS]
+        conn.execute(
+            f"INSERT INTO messages (id, session_id, source, role, cost, {', '.join(TOKENS)})"
+            " VALUES (?, ?, 'x', ?, ?, ?, ?, ?, ?, ?)",
+            (
+                f"m{i}",
+                rng.choice(["a", "b", None]),
+                rng.choice(["user", "assistant"]),
+                0.5 if i == 3 else None,
+                *tokens,
+            ),  # fmt: skip
+        )
+    migrate(conn)
+    assert stored_totals(conn) == expected_totals(conn)
+    assert set(stored_totals(conn)) == {"a", "b"}
+
+    before = sessions_table(conn)
+    conn.execute("BEGIN")
+    conn.executemany(OLD_REFRESH, [(s,) for s in "abc"])
+    old = sessions_table(conn)
+    conn.execute("ROLLBACK")
+    assert sessions_table(conn) == before
+    conn.execute("BEGIN")
+    for refresh in store_module._REFRESH_SESSIONS:
+        conn.executemany(refresh, [(s,) for s in "abc"])
+    assert sessions_table(conn) == old
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+def test_sum_beyond_int64_falls_back_to_the_old_error(tmp_path: Path) -> None:
+    """Token sums past int64: SQLite's sum() fails, the trigger's addition turns to a float;
+    the refresh takes the sum then, so the store fails as it did (not a rounded total)."""
+    conn = connect_sync(tmp_path / "agentd.db")
+    conn.execute("INSERT INTO sessions (id, source) VALUES ('a', 'x')")
+    conn.executemany(
+        "INSERT INTO messages (id, session_id, source, prompt_tokens) VALUES (?, 'a', 'x', ?)",
+        [("m1", 2**62), ("m2", 2**62), ("m3", 2**62)],
+    )
+    assert conn.execute(
+        "SELECT typeof(prompt_tokens) FROM session_message_totals WHERE session_id = 'a'"
+    ).fetchone() == ("real",)
+    with pytest.raises(sqlite3.OperationalError, match="integer overflow"):
+        conn.execute(OLD_REFRESH, ("a",))
+    with pytest.raises(sqlite3.OperationalError, match="integer overflow"):
+        for refresh in store_module._REFRESH_SESSIONS:
+            conn.execute(refresh, ("a",))
+    conn.close()
