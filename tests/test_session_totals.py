@@ -255,3 +255,95 @@ def test_sum_beyond_int64_falls_back_to_the_old_error(tmp_path: Path) -> None:
         for refresh in store_module._REFRESH_SESSIONS:
             conn.execute(refresh, ("a",))
     conn.close()
+
+
+# -- compaction_totals: an inserted compaction is added, not recomputed (db/query_rollup.py) --
+
+COMPACTION_TOTALS = """
+SELECT coalesce(c.session_id, ''), c.source, count(*), count(c.trigger), sum(c.trigger IS 'auto'),
+    sum(c.trigger IS 'manual'), total(c.tokens_before), count(c.tokens_before),
+    total(c.tokens_after), count(c.tokens_after), max(c.created_at)
+FROM compaction_events c WHERE c.session_id IS ? GROUP BY 1, 2
+"""
+
+
+def compaction_value(rng: random.Random):
+    roll = rng.random()
+    if roll < 0.2:
+        return None
+    if roll < 0.25:
+        return rng.choice([0.1, 0.7, -3, 2**52 + 1, "many"])  # each can round, or reach 2^53
+    return rng.randrange(0, 200_000)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_compaction_totals_equal_the_recomputed_ones(tmp_path: Path, seed: int) -> None:
+    """Random inserts, replays, changed values, moves and deletes of compaction_events, on a
+    database with the recomputing triggers (before 0016) and one with 0016's: compaction_totals
+    identical, bit for bit, after every write; and each named session's rows equal a fresh
+    aggregate of its compaction_events."""
+    rng = random.Random(seed)
+    new = connect_sync(tmp_path / "new.db")
+    old = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    migrate(old, tuple(m for m in MIGRATIONS if m.version < 16))
+    columns = table_columns(new)["compaction_events"]
+    upsert = upsert_sql("compaction_events", columns)
+    sessions = ["s1", "s2", "", None]
+    added = 0
+    for step in range(300):
+        if rng.random() < 0.06:
+            gone = f"c{rng.randrange(40)}"
+            for conn in (new, old):
+                conn.execute("DELETE FROM compaction_events WHERE id = ?", (gone,))
+            continue
+        values = {
+            "id": f"c{rng.randrange(40)}" if rng.random() < 0.5 else f"new{step}",
+            "session_id": rng.choice(sessions) if rng.random() < 0.3 else "s1",
+            "source": rng.choice(["claude", "claude", "opencode"]),
+            "trigger": rng.choice(["auto", "manual", None, "other"]),
+            "tokens_before": compaction_value(rng),
+            "tokens_after": compaction_value(rng),
+            "created_at": rng.choice([None, rng.randrange(1000, 5000)]),
+        }
+        added += values["id"].startswith("new")
+        for conn in (new, old):
+            conn.execute(upsert, [values.get(c) for c in columns])
+        table = "SELECT * FROM compaction_totals ORDER BY session_id, source"
+        assert new.execute(table).fetchall() == old.execute(table).fetchall(), step
+        for sid in ("s1", "s2"):
+            stored = new.execute(
+                "SELECT * FROM compaction_totals WHERE session_id = ? ORDER BY source", (sid,)
+            ).fetchall()
+            assert stored == new.execute(COMPACTION_TOTALS + " ORDER BY 2", (sid,)).fetchall()
+    assert added > 100
+    new.close()
+    old.close()
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # Added in this order, 1 + 1 + 2^53 = 2^53 + 2; summed by time, 2^53 + 1 + 1 rounds to 2^53.
+        [(2, 1), (3, 1), (1, 2**53)],
+        # With a negative value a partial sum by time can pass 2^53 (3 + 2^53 - 2 rounds) though
+        # the sums in order of arrival never do.
+        [(2, 2**53 - 2), (3, -(2**53 - 2)), (1, 3)],
+    ],
+)
+def test_compactions_whose_sum_can_round_are_recomputed(tmp_path: Path, rows) -> None:
+    """Where the order of a float sum matters, the total is the recompute's, not the addition's
+    (SQLite before 3.43 sums floats plainly: the two differ there)."""
+    new = connect_sync(tmp_path / "new.db")
+    old = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    migrate(old, tuple(m for m in MIGRATIONS if m.version < 16))
+    for i, (at, tokens) in enumerate(rows):
+        for conn in (new, old):
+            conn.execute(
+                "INSERT INTO compaction_events (id, session_id, source, tokens_before,"
+                " created_at) VALUES (?, 's1', 'claude', ?, ?)",
+                (f"c{i}", tokens, at),
+            )
+    table = "SELECT * FROM compaction_totals"
+    assert new.execute(table).fetchall() == old.execute(table).fetchall()
+    new.close()
+    old.close()

@@ -502,8 +502,13 @@ CREATE INDEX messages_session_totals ON messages (session_id, role, prompt_token
     completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost);
 """,
     ),
-    # SQL in db/session_totals.py: per-session sums of messages, kept by triggers, backfilled.
-    Migration(16, "0016_session_message_totals", session_totals.MIGRATION_SQL),
+    # SQL in db/session_totals.py (per-session sums of messages, kept by triggers, backfilled)
+    # and db/query_rollup.py (a compaction inserted is added to its row, not recomputed).
+    Migration(
+        16,
+        "0016_incremental_totals",
+        session_totals.MIGRATION_SQL + query_rollup.COMPACTIONS_ADDED_SQL,
+    ),
 )
 
 _RECORD_TABLE = """
