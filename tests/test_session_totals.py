@@ -18,6 +18,7 @@ import pytest
 
 from agentd import normalizers as sources
 from agentd.db import store as store_module
+from agentd.db.merge import fold_rows
 from agentd.db.migrations import MIGRATIONS, migrate
 from agentd.db.session_totals import TOKENS
 from agentd.db.store import Store, connect_sync, table_columns, upsert_sql
@@ -43,6 +44,8 @@ WHERE id = ?
 """
 
 SESSIONS = ("s1", "s2", "s3")
+DERIVED = ("tool_stats_daily", "tool_stats_total", "tool_stats_hourly", "tool_session_totals",
+           "session_message_totals", "usage_hourly")  # fmt: skip
 
 
 @pytest.fixture
@@ -142,7 +145,8 @@ def random_event(rng: random.Random, at: int, sent: list[dict]) -> dict:
             rows.append(["tools", {"id": f"t{rng.randrange(8)}", "session_id": sid,
                                    "tool_name": "Bash", "created_at": at}])  # fmt: skip
         else:
-            values = {"id": rng.choice(SESSIONS), "created_at": at, "updated_at": at}
+            values = session_row(rng, rng.choice(SESSIONS))
+            values["source"] = "claude"
             if rng.random() < 0.5:  # totals an import filled in: kept while nothing counts
                 values.update(message_count=7, prompt_count=2, prompt_tokens=11,
                               reasoning_tokens=5, cost=1.5, tool_call_count=3)  # fmt: skip
@@ -184,6 +188,11 @@ def test_random_writes_match_the_old_refresh(tmp_path: Path, rows_source: str, s
                 conn = sqlite3.connect(tmp_path / "agentd.db")
                 try:
                     assert sessions_table(conn) == sessions_table(reference.conn)
+                    for table in DERIVED:  # the rollups that follow a session's project too
+                        sql = f"SELECT * FROM {table} ORDER BY 1, 2, 3"
+                        assert (
+                            conn.execute(sql).fetchall() == reference.conn.execute(sql).fetchall()
+                        )
                     totals = stored_totals(conn)
                     assert totals == expected_totals(conn)
                     fast_refreshes += sum(1 for t in totals.values() if t[-1] == 0)
@@ -347,3 +356,75 @@ def test_compactions_whose_sum_can_round_are_recomputed(tmp_path: Path, rows) ->
     assert new.execute(table).fetchall() == old.execute(table).fetchall()
     new.close()
     old.close()
+
+
+# -- a group's sessions rows of one id upserted as one (db/merge.py fold_rows) --
+
+
+def session_row(rng: random.Random, sid: str) -> dict:
+    def at():
+        roll = rng.random()
+        if roll < 0.03:
+            return rng.choice([2.5, "late"])  # not an integer: that id's rows are not merged
+        return rng.choice([None, rng.randrange(100, 130)])
+
+    values: dict = {"id": sid, "source": rng.choice(["claude", "opencode"])}
+    for column in ("created_at", "updated_at", "ended_at", "redactions"):
+        values[column] = at()
+    for column in ("title", "project_path", "model"):
+        values[column] = rng.choice([None, None, "a", "b"])
+    for column, time in (("status", "status_at"), ("outcome", "outcome_at"),
+                         ("last_error", "last_error_at")):  # fmt: skip
+        value = rng.choice([None, "x", "y", "z"])
+        values[column] = value
+        values[time] = at() if value is not None else None
+        if values[time] is None and value is not None:
+            values[time] = rng.randrange(100, 130)  # as ingest.py sets it
+        if rng.random() < 0.04:
+            values[time], values[column] = rng.randrange(100, 130), None  # a time alone
+    if rng.random() < 0.02:
+        values["source"] = None  # fails alone: the batch must fail merged too
+    return values
+
+
+def test_folded_rows_upsert_to_what_the_rows_upsert_to_in_turn(tmp_path: Path) -> None:
+    """Random stored rows (or none) and groups of rows for them, upserted one by one on one
+    database and folded on another: the same sessions table, or the same failure."""
+    rng = random.Random(3)
+    old = connect_sync(tmp_path / "old.db")
+    new = connect_sync(tmp_path / "new.db")
+    columns = table_columns(new)["sessions"]
+    upsert = upsert_sql("sessions", columns)
+    assert (
+        tuple(r[1] for r in new.execute("PRAGMA table_info(sessions)") if r[3] and r[1] != "id")
+        == store_module.SESSIONS_NOT_NULL
+    )
+    bind = store_module.Binder({"sessions": columns})
+    folded = 0
+    for conn in (old, new):
+        conn.execute("PRAGMA synchronous=OFF")
+    for trial in range(1000):
+        ids = [f"s{trial}", f"s{trial}b"]
+        stored = [bind(Row("sessions", session_row(rng, sid))) for sid in ids if rng.random() < 0.6]
+        group = [bind(Row("sessions", session_row(rng, rng.choice(ids)))) for _ in range(4)]
+        outcomes = []
+        for conn, rows in (
+            (old, group),
+            (new, fold_rows(columns, group, store_module.SESSIONS_NOT_NULL)),
+        ):
+            conn.execute("BEGIN")
+            try:
+                conn.executemany(upsert, [r for r in stored if r[1] is not None])
+                conn.executemany(upsert, rows)
+                conn.execute("COMMIT")
+                outcomes.append("ok")
+            except sqlite3.IntegrityError:
+                conn.execute("ROLLBACK")
+                outcomes.append("failed")
+            if conn is new:
+                folded += len(rows) < len(group)
+        assert outcomes[0] == outcomes[1], trial
+        assert sessions_table(old) == sessions_table(new), trial
+    assert folded > 300
+    old.close()
+    new.close()

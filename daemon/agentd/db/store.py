@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from agentd.db import preflight, session_totals
-from agentd.db.merge import merge_assignments
+from agentd.db.merge import fold_rows, merge_assignments
 from agentd.db.migrations import MIGRATIONS, migrate
 from agentd.db.wal import JOURNAL_SIZE_LIMIT, Checkpointer, wal_path
 from agentd.errors import DiskFull, StartupError
@@ -90,6 +90,9 @@ def upsert_sql(table: str, columns: list[str]) -> str:
 # per-session sums the triggers of db/session_totals.py keep (one row read), or, for a session
 # those sums cannot stand for exactly, from its messages. Each statement skips the other's sessions.
 _REFRESH_SESSIONS = (session_totals.REFRESH_FAST, session_totals.REFRESH_SCAN)
+
+# The NOT NULL columns of `sessions` besides its id (tests/test_session_totals.py checks).
+SESSIONS_NOT_NULL = ("source",)
 
 _INSERT_EVENT = (
     "INSERT OR IGNORE INTO events (id, source, kind, session_id, received_at, payload,"
@@ -504,6 +507,12 @@ class Store:
                 )
                 if session:
                     sessions[session] = None
+        if "sessions" in by_table:
+            # Each event of a group upserts its session's row (ingest.py's, the normalizer's):
+            # one upsert per id where that gives the same row.
+            by_table["sessions"] = fold_rows(
+                self._columns["sessions"], by_table["sessions"], SESSIONS_NOT_NULL
+            )
         # sessions first: the refresh below and readers expect the parent row to exist.
         for table in sorted(by_table, key=lambda t: t != "sessions"):
             db.executemany(self._upserts[table], by_table[table])
