@@ -309,3 +309,33 @@ async def test_a_lock_held_past_the_busy_timeout_stores_nothing_and_acks_nothing
         await store.close()
     assert rows(path, "SELECT count(*) AS n FROM events") == [{"n": 1}]
     assert rows(path, "SELECT count(*) AS n FROM tools") == [{"n": 1}]  # with its rows
+
+
+async def test_temp_storage_is_in_memory_for_commits_and_on_disk_for_prune_and_vacuum(
+    tmp_path, fake_source
+):
+    # A small commit's statement journal stays off the disk; VACUUM (a copy of the whole
+    # database) and a prune (journals as large as what it deletes) keep SQLite's default, a file.
+    store = Store(tmp_path / "a.db")
+    await store.open()
+    try:
+        db = store._db
+        statements: list[str] = []
+        db.set_trace_callback(statements.append)
+
+        async def temp_store() -> int:
+            return await store._call(lambda: db.execute("PRAGMA temp_store").fetchone()[0])
+
+        assert await temp_store() == 2  # MEMORY
+        await store.ingest(fake_source, json.dumps(tool_event(tool_name="Bash")).encode(), 1)
+        await store.prune(0)
+        await store.vacuum()
+        assert await temp_store() == 2
+        settings = [(i, s) for i, s in enumerate(statements) if s.startswith("PRAGMA temp_store=")]
+        for statement in ("DELETE FROM tools", "VACUUM"):  # prune's first delete, vacuum's
+            at = next(i for i, s in enumerate(statements) if s.startswith(statement))
+            assert [s for i, s in settings if i < at][-1] == "PRAGMA temp_store=DEFAULT"
+            assert [s for i, s in settings if i > at][0] == "PRAGMA temp_store=MEMORY"
+        assert rows(tmp_path / "a.db", "SELECT tool_name FROM tools") == [{"tool_name": "Bash"}]
+    finally:
+        await store.close()

@@ -502,6 +502,18 @@ CREATE INDEX messages_session_totals ON messages (session_id, role, prompt_token
     completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost);
 """,
     ),
+    Migration(
+        15,
+        "0015_drop_unused_tool_indexes",
+        """
+-- No statement of the reports (every filter combination), the dashboard, the push, the importers
+-- or the store plans through either of these (EXPLAIN QUERY PLAN): the covering indexes of 0003
+-- and 0007 and the rollups serve those reads. Every index is written on every tool upsert, and
+-- a commit of a few events writes a page of each.
+DROP INDEX tools_name_created;
+DROP INDEX tools_file_path;
+""",
+    ),
     # SQL in db/session_totals.py (per-session sums of messages, kept by triggers, backfilled)
     # and db/query_rollup.py (a compaction inserted is added to its row, not recomputed).
     Migration(

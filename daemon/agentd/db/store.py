@@ -44,6 +44,12 @@ MAX_BATCH = 1000
 # for the commit (well under a millisecond); bigger batches go to the writer thread, so the loop
 # prepares the next events while SQLite works.
 INLINE_MAX = 16
+# Rounds of the event loop the writer lets run before it takes a batch: a request whose bytes came
+# in the same poll as the first one's reaches the queue three steps later (the read's wake-up,
+# the line's task, its prepare), and joins the same commit then. A commit of a few events writes
+# a page of every table and index it touches, so fewer, fuller commits cost less per event:
+# bench/ingest's closed loop, 8 clients, took ~15% less daemon CPU per event. Microseconds each.
+GATHER_ROUNDS = 3
 BUSY_TIMEOUT_MS = 5000  # how long the writer waits for another connection's write lock
 T = TypeVar("T")
 
@@ -93,6 +99,13 @@ _REFRESH_SESSIONS = (session_totals.REFRESH_FAST, session_totals.REFRESH_SCAN)
 
 # The NOT NULL columns of `sessions` besides its id (tests/test_session_totals.py checks).
 SESSIONS_NOT_NULL = ("source",)
+
+# A commit of a few events spilled its statement journal (an upsert whose triggers touch pages
+# the transaction already changed) to a temp file: one file created and unlinked per commit. In
+# memory it is a few pages. prune() and vacuum() put temp storage back on disk while they run:
+# VACUUM builds its copy of the whole database there, a big prune's journals can be as large.
+_TEMP_IN_MEMORY = "PRAGMA temp_store=MEMORY"
+_TEMP_ON_DISK = "PRAGMA temp_store=DEFAULT"
 
 _INSERT_EVENT = (
     "INSERT OR IGNORE INTO events (id, source, kind, session_id, received_at, payload,"
@@ -230,6 +243,7 @@ class Store:
             f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
             "PRAGMA wal_autocheckpoint=0",
             f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}",
+            _TEMP_IN_MEMORY,
         ):
             # Closed at once: an open statement would make a later VACUUM fail.
             conn.execute(pragma).close()
@@ -302,6 +316,8 @@ class Store:
         while True:
             batch = [await self._queue.get()]
             size = len(batch[0].events)
+            for _ in range(GATHER_ROUNDS):
+                await asyncio.sleep(0)
             while size < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 size += len(batch[-1].events)
@@ -443,7 +459,17 @@ class Store:
     async def prune(self, cutoff_ms: int) -> dict[str, Any]:
         """Delete what was last seen before `cutoff_ms`: `{"deleted": {table: rows deleted}}`."""
         async with self._write_lock:
-            return {"deleted": await self._call(self._prune_sync, cutoff_ms)}
+            return {"deleted": await self._call(self._temp_on_disk, self._prune_sync, cutoff_ms)}
+
+    def _temp_on_disk(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) with temp storage on disk, as SQLite has it by default (_TEMP_IN_MEMORY)."""
+        db = self._db
+        assert db is not None
+        db.execute(_TEMP_ON_DISK).close()
+        try:
+            return fn(*args)
+        finally:
+            db.execute(_TEMP_IN_MEMORY).close()
 
     def _prune_sync(self, cutoff_ms: int) -> dict[str, int]:
         db = self._db
@@ -479,7 +505,7 @@ class Store:
 
         async with self._write_lock:
             before = self.database_bytes()
-            await self._call(run)
+            await self._call(self._temp_on_disk, run)
             return {"bytes_before": before, "bytes_after": self.database_bytes()}
 
     def database_bytes(self) -> int:
