@@ -81,6 +81,19 @@ def test_the_trigger_prefilter_finds_every_trigger_anywhere():
     assert not re.compile(_trie_pattern([])).search("anything")
 
 
+def test_one_scan_finds_every_trigger_and_the_shorter_ones_it_starts_with():
+    # Where triggers overlap ("secret" and "token" share a t) each start is found.
+    assert Redactor()._found("a secretoken") == [(2, "secret"), (7, "token")]
+    # "sk-" occurs only as the start of "sk-ant-", and only the OpenAI rule matches (the
+    # Anthropic one wants 20 characters after "sk-ant-"): it runs all the same.
+    key = "sk-ant-" + "a" * 16
+    assert Redactor().redact(f'{{"k": "{key}"}}') == ('{"k": "[REDACTED:openai_key]"}', 1)
+    # A usage block's "..._tokens" keys wake the secret-name rules, which then find nothing;
+    # a secret name elsewhere in the same text is still found.
+    text = '{"usage": {"input_tokens": 3, "output_tokens": 5}, "env": "DB_PASSWORD=hunter2x"}'
+    assert Redactor().redact(text) == (text.replace("hunter2x", "[REDACTED:secret_assignment]"), 1)
+
+
 def test_every_real_sample_stays_valid_json_after_redaction():
     for name in ("claude_hooks_examples.jsonl", "opencode_plugin_events_examples.jsonl"):
         for record in load_jsonl(name):

@@ -8,8 +8,8 @@ newline inside a string is the two characters `\\n`: value patterns stop at a ba
 or whitespace, so they never run past the end of a string.
 
 Speed matters (every event passes here): a rule's regex runs only when one of its literal
-triggers occurs in the text (a substring test), and the secret-name rules are matched anchored at
-each occurrence of a secret word rather than searched for across the whole text.
+triggers occurs in the text (one scan finds them all), and the secret-name rules are matched
+anchored at each occurrence of a secret word rather than searched for across the whole text.
 
 RULESET_VERSION changes whenever the built-in rules do (docs/privacy.md lists them).
 """
@@ -121,25 +121,43 @@ class Redactor:
         always = frozenset(i for i, (rule, _) in enumerate(compiled) if not rule.triggers)
         object.__setattr__(self, "_triggers", triggers)
         object.__setattr__(self, "_always", always)
-        # Most events hold no trigger at all: one scan by a regex shaped as a trie of the
-        # triggers (a character or two tried per position) says so in half the time the
-        # substring tests take; only texts it matches pay for those.
+        # One scan by a regex shaped as a trie of the triggers (a character or two tried per
+        # position) finds where triggers start, the longest one at each place; the shorter ones
+        # there are its prefixes. Most events hold no trigger at all, and for those that do
+        # (a usage block's "..._tokens" wakes the secret-name rules) it replaced a substring
+        # test per trigger and a find loop per secret word: 40% less time on a session's
+        # records.
         object.__setattr__(
             self, "_any_trigger", re.compile(_trie_pattern([t for t, _ in triggers]))
         )
+        # trigger -> (the rules it and the triggers it starts with wake, those triggers)
+        prefixed = {}
+        for t, _ in triggers:
+            within = frozenset(u for u, _ in triggers if t.startswith(u))
+            prefixed[t] = (
+                frozenset(i for u, rules in triggers if u in within for i in rules),
+                within,
+            )
+        object.__setattr__(self, "_prefixed", prefixed)
 
     def redact(self, text: str) -> tuple[str, int]:
         """(text with every secret replaced by a marker, number of replacements)."""
         hits = 0
         lower = text.lower()
-        if not self._always and self._any_trigger.search(lower) is None:  # type: ignore[attr-defined]
+        found = self._found(lower)
+        if not found and not self._always:  # type: ignore[attr-defined]
             return text, 0
-        due = {i for t, rules in self._triggers if t in lower for i in rules}  # type: ignore[attr-defined]
-        if not due and not self._always:  # type: ignore[attr-defined]
-            return text, 0
-        # Where the secret words occur, found once for both anchored rules (they share their
-        # words) until a replacement changes the text.
+        prefixed = self._prefixed  # type: ignore[attr-defined]
+        due: set[int] = set()
+        for _, word in found:
+            due |= prefixed[word][0]
+        # Where the secret words occur, from the scan for both anchored rules (they share their
+        # words), found again only once a replacement changes the text.
         starts: dict[tuple[str, ...], list[int]] = {}
+        for rule, _ in self._compiled:  # type: ignore[attr-defined]
+            if rule.name in _ANCHORED and rule.triggers not in starts:
+                words = frozenset(rule.triggers)
+                starts[rule.triggers] = [at for at, w in found if prefixed[w][1] & words]
         # Positions in `lower` are positions in `text` only when lowering kept the length
         # ("İ".lower() is two characters): else the anchored rules search the whole text.
         aligned = len(lower) == len(text)
@@ -147,10 +165,10 @@ class Redactor:
             if index not in due and index not in self._always:  # type: ignore[attr-defined]
                 continue
             if rule.name in _ANCHORED and aligned:
-                found = starts.get(rule.triggers)
-                if found is None:
-                    found = starts[rule.triggers] = _starts(lower, rule.triggers)
-                text, n = _redact_anchored(text, found, rule, regex)
+                positions = starts.get(rule.triggers)
+                if positions is None:
+                    positions = starts[rule.triggers] = _starts(lower, rule.triggers)
+                text, n = _redact_anchored(text, positions, rule, regex)
             else:
                 text, n = _redact_search(text, rule, regex)
             if n:
@@ -159,6 +177,17 @@ class Redactor:
                 aligned = len(lower) == len(text)
                 starts.clear()
         return text, hits
+
+    def _found(self, lower: str) -> list[tuple[int, str]]:
+        """(position, longest trigger starting there) for every place a trigger starts."""
+        search = self._any_trigger.search  # type: ignore[attr-defined]
+        found = []
+        match = search(lower)
+        while match is not None:
+            at = match.start()
+            found.append((at, match.group()))
+            match = search(lower, at + 1)  # a trigger may start inside this one
+        return found
 
 
 def _trie_pattern(words: list[str]) -> str:

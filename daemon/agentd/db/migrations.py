@@ -10,7 +10,7 @@ import sqlite3
 import time
 from typing import NamedTuple
 
-from agentd.db import file_rollup, query_rollup, rollup
+from agentd.db import file_rollup, query_rollup, rollup, session_totals
 
 __all__ = ["Migration", "MIGRATIONS", "migrate", "applied_versions"]
 
@@ -513,6 +513,13 @@ CREATE INDEX messages_session_totals ON messages (session_id, role, prompt_token
 DROP INDEX tools_name_created;
 DROP INDEX tools_file_path;
 """,
+    ),
+    # SQL in db/session_totals.py (per-session sums of messages, kept by triggers, backfilled)
+    # and db/query_rollup.py (a compaction inserted is added to its row, not recomputed).
+    Migration(
+        16,
+        "0016_incremental_totals",
+        session_totals.MIGRATION_SQL + query_rollup.COMPACTIONS_ADDED_SQL,
     ),
 )
 

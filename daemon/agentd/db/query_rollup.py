@@ -25,7 +25,8 @@ its first line, trimmed, cut at 80 characters, '(no message)' when empty.
   `tool_duration_session` (session_id, tool_name, source, bucket_ms) -> calls: how many calls
   took how long (db/rollup.py's buckets), for slow-tools' percentiles (query/percentiles.py).
 - `compaction_totals` (session_id, source) -> compactions and their sums over all time
-  (compactions --since all), recomputed from a session's compaction_events when one changes.
+  (compactions --since all), recomputed from a session's compaction_events when one changes;
+  one inserted is added instead where that is exact (migration 0016, COMPACTIONS_ADDED_SQL).
 - `file_session_edits` (session_id, hour, file_path) -> edits: the distinct files a session
   edited in a window (top-sessions' files_edited).
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 from agentd.db import rollup
 
-__all__ = ["MIGRATION_SQL", "MESSAGE"]
+__all__ = ["MIGRATION_SQL", "MESSAGE", "COMPACTIONS_ADDED_SQL"]
 
 _HOUR = "coalesce(CAST({x}.created_at / 3600000 AS INTEGER), -1)"
 _DAY = "coalesce(CAST({x}.created_at / 86400000 AS INTEGER), -1)"
@@ -280,6 +281,51 @@ INSERT INTO compaction_totals SELECT coalesce(c.session_id, ''), c.source, count
     count(c.trigger), sum(c.trigger IS 'auto'), sum(c.trigger IS 'manual'), total(c.tokens_before),
     count(c.tokens_before), total(c.tokens_after), count(c.tokens_after), max(c.created_at)
 FROM compaction_events c GROUP BY 1, 2;
+"""
+
+# Migration 0016: a compaction inserted is added to its row, not recomputed from all of its
+# session's compaction_events (a followed session has one per turn's copy: hundreds). Exact where
+# the sum cannot round: every token value of the row's group a non-negative integer and the sums
+# below 2^53 (then a float sum is exact in any order, so total() over the rows gives the same).
+# Any other insert recomputes as before: a row whose values can round (the partial index finds
+# them at once), a session id NULL or '' (whose row the recompute also keys as ''), or a sum
+# grown to 2^53, recomputed after the addition that reached it.
+_ROUNDS = ("(typeof(tokens_before) NOT IN ('integer', 'null') OR tokens_before < 0"
+           " OR typeof(tokens_after) NOT IN ('integer', 'null') OR tokens_after < 0)")  # fmt: skip
+_EXACT = (
+    "NEW.session_id IS NOT NULL AND NEW.session_id != '' AND NOT EXISTS (SELECT 1 FROM"
+    " compaction_events WHERE session_id = NEW.session_id AND source = NEW.source"
+    f" AND {_ROUNDS})"
+)
+_KEY = "coalesce(NEW.session_id, '')"
+COMPACTIONS_ADDED_SQL = f"""
+CREATE INDEX compaction_events_rounding ON compaction_events (session_id, source)
+    WHERE {_ROUNDS};
+DROP TRIGGER compactions_query_rollup_insert;
+CREATE TRIGGER compactions_query_rollup_insert AFTER INSERT ON compaction_events BEGIN
+    INSERT INTO compaction_totals SELECT NEW.session_id, NEW.source, 1, NEW.trigger IS NOT NULL,
+        NEW.trigger IS 'auto', NEW.trigger IS 'manual', coalesce(NEW.tokens_before, 0),
+        NEW.tokens_before IS NOT NULL, coalesce(NEW.tokens_after, 0), NEW.tokens_after IS NOT NULL,
+        NEW.created_at
+    WHERE {_EXACT}
+    ON CONFLICT (session_id, source) DO UPDATE SET compactions = compactions + 1,
+        triggers = triggers + excluded.triggers, auto = auto + excluded.auto,
+        manual = manual + excluded.manual,
+        tokens_before_sum = tokens_before_sum + excluded.tokens_before_sum,
+        tokens_before_count = tokens_before_count + excluded.tokens_before_count,
+        tokens_after_sum = tokens_after_sum + excluded.tokens_after_sum,
+        tokens_after_count = tokens_after_count + excluded.tokens_after_count,
+        last_at = CASE WHEN excluded.last_at IS NULL THEN last_at WHEN last_at IS NULL
+            THEN excluded.last_at ELSE max(last_at, excluded.last_at) END;
+    DELETE FROM compaction_totals WHERE session_id = {_KEY} AND (NOT ({_EXACT})
+        OR EXISTS (SELECT 1 FROM compaction_totals WHERE session_id = {_KEY}
+            AND (tokens_before_sum >= 9007199254740992 OR tokens_after_sum >= 9007199254740992)));
+    INSERT INTO compaction_totals SELECT coalesce(c.session_id, ''), c.source, count(*),
+        count(c.trigger), sum(c.trigger IS 'auto'), sum(c.trigger IS 'manual'), total(c.tokens_before),
+        count(c.tokens_before), total(c.tokens_after), count(c.tokens_after), max(c.created_at)
+    FROM compaction_events c WHERE c.session_id IS NEW.session_id
+        AND NOT EXISTS (SELECT 1 FROM compaction_totals WHERE session_id = {_KEY}) GROUP BY 1, 2;
+END;
 """
 
 _COUNTED = ("created_at", "tool_name", "source", "session_id", "success", "duration_ms",

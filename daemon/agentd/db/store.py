@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from agentd.db import preflight
-from agentd.db.merge import merge_assignments
+from agentd.db import preflight, session_totals
+from agentd.db.merge import fold_rows, merge_assignments
 from agentd.db.migrations import MIGRATIONS, migrate
 from agentd.db.wal import JOURNAL_SIZE_LIMIT, Checkpointer, wal_path
 from agentd.errors import DiskFull, StartupError
@@ -92,27 +92,13 @@ def upsert_sql(table: str, columns: list[str]) -> str:
     )
 
 
-# Session totals are derived, never accumulated, so replays cannot double-count. A count or sum
-# with nothing to count keeps what the column had (an import may have filled it). The message
-# totals come from one pass over the session's messages (a row value), not one per column: the
-# refresh runs once per session per commit, and a long session has thousands of messages.
-_REFRESH_SESSIONS = """
-UPDATE sessions SET
-    tool_call_count = coalesce(
-        (SELECT nullif(count(*), 0) FROM tools WHERE tools.session_id = sessions.id), tool_call_count, 0),
-    (message_count, prompt_count, prompt_tokens, completion_tokens, cache_read_tokens,
-     cache_write_tokens, reasoning_tokens, cost) = (
-        SELECT coalesce(nullif(count(*), 0), sessions.message_count),
-            coalesce(nullif(sum(m.role = 'user'), 0), sessions.prompt_count),
-            coalesce(sum(m.prompt_tokens), sessions.prompt_tokens),
-            coalesce(sum(m.completion_tokens), sessions.completion_tokens),
-            coalesce(sum(m.cache_read_tokens), sessions.cache_read_tokens),
-            coalesce(sum(m.cache_write_tokens), sessions.cache_write_tokens),
-            coalesce(sum(m.reasoning_tokens), sessions.reasoning_tokens),
-            coalesce(sum(m.cost), sessions.cost)
-        FROM messages m WHERE m.session_id = sessions.id)
-WHERE id = ?
-"""
+# Session totals are derived, never accumulated, so replays cannot double-count: from the
+# per-session sums the triggers of db/session_totals.py keep (one row read), or, for a session
+# those sums cannot stand for exactly, from its messages. Each statement skips the other's sessions.
+_REFRESH_SESSIONS = (session_totals.REFRESH_FAST, session_totals.REFRESH_SCAN)
+
+# The NOT NULL columns of `sessions` besides its id (tests/test_session_totals.py checks).
+SESSIONS_NOT_NULL = ("source",)
 
 # A commit of a few events spilled its statement journal (an upsert whose triggers touch pages
 # the transaction already changed) to a temp file: one file created and unlinked per commit. In
@@ -547,11 +533,18 @@ class Store:
                 )
                 if session:
                     sessions[session] = None
+        if "sessions" in by_table:
+            # Each event of a group upserts its session's row (ingest.py's, the normalizer's):
+            # one upsert per id where that gives the same row.
+            by_table["sessions"] = fold_rows(
+                self._columns["sessions"], by_table["sessions"], SESSIONS_NOT_NULL
+            )
         # sessions first: the refresh below and readers expect the parent row to exist.
         for table in sorted(by_table, key=lambda t: t != "sessions"):
             db.executemany(self._upserts[table], by_table[table])
         if sessions:
-            db.executemany(_REFRESH_SESSIONS, [(s,) for s in sessions])
+            for refresh in _REFRESH_SESSIONS:
+                db.executemany(refresh, [(s,) for s in sessions])
 
 
 def _close_after_checkpoint(db: sqlite3.Connection) -> None:
