@@ -90,6 +90,22 @@ def test_event_is_acked_and_stored_silently(daemon, agentd_env):
     assert spooled(daemon.config) == []
 
 
+def test_a_running_daemon_acks_the_hook_which_then_spools_nothing(daemon, agentd_env):
+    """The ack path itself (the test above also passes when the event went through the spool).
+    On a loaded machine one run may miss the 0.5 s budget and spool its event, which the daemon
+    drains; of ten runs at least one must be acked in time. A hook that never connects, or that
+    ignores its acks, spools all ten."""
+    runs = 10
+    for i in range(runs):
+        payload = dict(POST_BASH, tool_use_id=f"toolu_ack_{i}")
+        result, _ = run_hook(agentd_env, json.dumps(payload).encode())
+        assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    config = daemon.config
+    assert wait_for(lambda: tool_rows(config) == runs and not spooled(config), 60)
+    drained = call(config.socket_path, "status")["spool_events_drained"]
+    assert drained < runs, f"all {runs} events went through the spool: none was acked"
+
+
 def test_daemon_down_spools_then_drains_without_duplicates(make_daemon, agentd_env, config):
     env = no_autostart(agentd_env)
     payloads = [
@@ -232,6 +248,8 @@ def test_daemon_that_accepts_and_never_answers(agentd_env, config):
     server.listen(5)
     accepted = []
     threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    # The interpreter's start, measured in the same minute: a hook given nothing exits at once.
+    _, start_up = run_hook(no_autostart(agentd_env), b"")
     try:
         result, elapsed = run_hook(no_autostart(agentd_env), json.dumps(POST_BASH).encode())
     finally:
@@ -239,7 +257,10 @@ def test_daemon_that_accepts_and_never_answers(agentd_env, config):
         for conn, _ in accepted:
             conn.close()
     assert (result.returncode, result.stdout) == (0, b"")
-    assert 0.4 < elapsed < 10  # waited for its budget (0.5 s), and did not hang
+    # Waited for its budget (0.5 s), and no more than a few times that beyond the start-up: the
+    # bound is loose for a loaded machine, and fails a budget raised to 5 s.
+    assert elapsed > 0.4
+    assert elapsed - start_up < 3.0, (elapsed, start_up)
     assert len(spooled(config)) == 1
 
 

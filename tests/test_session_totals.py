@@ -266,6 +266,93 @@ def test_sum_beyond_int64_falls_back_to_the_old_error(tmp_path: Path) -> None:
     conn.close()
 
 
+def test_upgrade_with_sums_beyond_int64_migrates_and_refreshes_alike(tmp_path: Path) -> None:
+    """A 0015 database the old refresh summed in floating point (a float token value among
+    integers whose sum leaves int64): 0016 fills its sums a message at a time, as the triggers
+    add (a REAL past int64), instead of failing on sum(), and the refresh gives the old value."""
+    conn = sqlite3.connect(tmp_path / "agentd.db", isolation_level=None)
+    migrate(conn, tuple(m for m in MIGRATIONS if m.version < 16))
+    conn.execute("INSERT INTO sessions (id, source) VALUES ('s', 'claude')")
+    conn.executemany(
+        "INSERT INTO messages (id, session_id, source, role, prompt_tokens)"
+        " VALUES (?, 's', 'claude', 'assistant', ?)",
+        [("m1", 2**62), ("m2", 2**62), ("m3", 1.5)],
+    )
+    conn.execute(OLD_REFRESH, ("s",))
+    old = sessions_table(conn)
+    migrate(conn)
+    for refresh in store_module._REFRESH_SESSIONS:
+        conn.execute(refresh, ("s",))
+    assert sessions_table(conn) == old
+    conn.close()
+
+
+BIG = 2**62 + 1
+
+
+def _message(mid: str, sid: str, tokens: object) -> list:
+    return ["messages", {"id": mid, "session_id": sid, "role": "assistant",
+                         "prompt_tokens": tokens, "created_at": 1}]  # fmt: skip
+
+
+def _session(sid: str) -> list:
+    return ["sessions", {"id": sid, "source": "claude"}]
+
+
+def _through_store_and_reference(tmp_path: Path, source: str, batches: list[list[dict]]):
+    """sessions as the store leaves them after `batches` (each one group), and as the old
+    refresh leaves them after the same writes."""
+    reference = Reference(tmp_path / "reference.db")
+
+    async def run() -> None:
+        store = Store(tmp_path / "agentd.db")
+        await store.open()
+        try:
+            at = 1000
+            for payloads in batches:
+                events = []
+                for payload in payloads:
+                    at += 1
+                    events.append(store.prepare(source, json.dumps(payload).encode(), at))
+                assert await store.submit_many(events) == [None] * len(events)
+                reference.write(events)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    conn = sqlite3.connect(tmp_path / "agentd.db")
+    try:
+        return sessions_table(conn), sessions_table(reference.conn)
+    finally:
+        conn.close()
+        reference.conn.close()
+
+
+def test_a_sum_that_left_int64_stays_summed_from_the_messages(tmp_path: Path, rows_source) -> None:
+    """Two messages of 2^62 + 1 take the trigger's sum past int64 (a REAL); one moves to another
+    session in the same group. Subtracting it in floating point gives 2^62: a REAL that an
+    INTEGER column would store as an integer and the fast refresh would read, one token short."""
+    batches = [[
+        {"rows": [_session("s"), _session("t"), _message("a", "s", BIG), _message("b", "s", BIG)]},
+        {"rows": [_message("b", "t", BIG)]},
+    ]]  # fmt: skip
+    new, old = _through_store_and_reference(tmp_path, rows_source, batches)
+    assert new == old
+
+
+def test_a_float_moved_out_leaves_no_rounded_integer_sum(tmp_path: Path, rows_source) -> None:
+    """As above across commits, with a float token value (0.5) keeping the session on the full
+    sum until it moves out with one of the big messages."""
+    batches = [
+        [{"rows": [_session("s"), _session("t"), _message("f", "s", 0.5), _message("a", "s", BIG),
+                   _message("b", "s", BIG)]}],
+        [{"rows": [_message("f", "t", 0.5), _message("b", "t", BIG)]}],
+        [{"rows": [_session("s")]}],  # any event of the session refreshes it
+    ]  # fmt: skip
+    new, old = _through_store_and_reference(tmp_path, rows_source, batches)
+    assert new == old
+
+
 # -- compaction_totals: an inserted compaction is added, not recomputed (db/query_rollup.py) --
 
 COMPACTION_TOTALS = """

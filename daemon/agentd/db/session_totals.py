@@ -35,8 +35,8 @@ _INEXACT = " OR ".join(
 )
 
 
-def _add(x: str) -> str:
-    """Put message row x (NEW / OLD) into its session's totals."""
+def _add(x: str, source: str = "") -> str:
+    """Put message row x (NEW / OLD, or each row of `source`) into its session's totals."""
     values = ", ".join(
         f"CASE WHEN typeof({x}.{c}) = 'integer' THEN {x}.{c} ELSE 0 END, {x}.{c} IS NOT NULL"
         for c in TOKENS
@@ -44,7 +44,7 @@ def _add(x: str) -> str:
     sets = ", ".join(f"{c} = {c} + excluded.{c}, {c}_n = {c}_n + excluded.{c}_n" for c in TOKENS)
     return (
         f"INSERT INTO session_message_totals SELECT {x}.session_id, 1, {x}.role IS 'user', "
-        f"{values}, {_INEXACT.format(x=x)}\n"
+        f"{values}, {_INEXACT.format(x=x)}{source}\n"
         f"    WHERE {x}.session_id IS NOT NULL\n"
         f"    ON CONFLICT (session_id) DO UPDATE SET messages = messages + 1,"
         f" prompts = prompts + excluded.prompts, {sets}, inexact = inexact + excluded.inexact;\n"
@@ -80,18 +80,19 @@ CREATE TABLE session_message_totals (
     messages INTEGER NOT NULL,
     prompts INTEGER NOT NULL,
     """
-    + ",\n    ".join(f"{c} INTEGER NOT NULL, {c}_n INTEGER NOT NULL" for c in TOKENS)
+    # A sum has no declared type: one that left int64 became a REAL (integer addition does that
+    # where sum() fails), and must stay one, so that its session is summed from its messages until
+    # the row empties. An INTEGER column would turn a REAL brought back into range into an integer
+    # that is off by the rounding (2^62 + 1 read as 2^62).
+    + ",\n    ".join(f"{c} NOT NULL, {c}_n INTEGER NOT NULL" for c in TOKENS)
     + """,
     inexact INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT INTO session_message_totals SELECT session_id, count(*), count(*) FILTER (WHERE role IS 'user'), """
-    + ", ".join(
-        f"sum(CASE WHEN typeof({c}) = 'integer' THEN {c} ELSE 0 END), count({c})" for c in TOKENS
-    )
-    + ", count(*) FILTER (WHERE "
-    + _INEXACT.replace("{x}.", "")
-    + ")\nFROM messages WHERE session_id IS NOT NULL GROUP BY session_id;\n"
-    f"CREATE TRIGGER session_totals_insert AFTER INSERT ON messages BEGIN\n    {_add('NEW')}END;\n"
+-- Filled a message at a time by the triggers' own statement: the same arithmetic, so a sum that
+-- leaves int64 becomes a REAL here as it would there (a sum() would fail the migration).
+"""
+    + _add("m", "\n    FROM messages m")
+    + f"CREATE TRIGGER session_totals_insert AFTER INSERT ON messages BEGIN\n    {_add('NEW')}END;\n"
     f"CREATE TRIGGER session_totals_update AFTER UPDATE OF {', '.join(_COUNTED)} ON messages\n"
     f"WHEN {_CHANGED} BEGIN\n    {_add('NEW')}    {_remove('OLD')}END;\n"
     f"CREATE TRIGGER session_totals_delete AFTER DELETE ON messages BEGIN\n    {_remove('OLD')}END;\n"
