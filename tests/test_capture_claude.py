@@ -197,6 +197,12 @@ def test_http_500_ends_in_stop_failure(scratch, daemon, agentd_env):
     with FakeModelServer([http_error(500)]) as server:
         result = run_claude(scratch, server, "this will fail", extra_env=agent_env(agentd_env))
     db = daemon.config.db_path
+
+    def last_hooks_in() -> bool:  # acked, or spooled and drained (as session_ended says)
+        kinds = {r["kind"] for r in rows(db, "SELECT kind FROM events")}
+        return spool_empty(daemon.config) and {"StopFailure", "SessionEnd"} <= kinds
+
+    assert wait_for(last_hooks_in, 60)
     assert wait_for(lambda: rows(db, "SELECT id FROM session_errors WHERE error_type != 'retry'"))
     (e,) = rows(db, "SELECT * FROM session_errors WHERE error_type != 'retry'")
     session = e["session_id"]
@@ -213,7 +219,6 @@ def test_http_500_ends_in_stop_failure(scratch, daemon, agentd_env):
     )
     assert s["status"] in ("idle", "ended") and s["tool_call_count"] == 0
     assert s["outcome"] == "error" and "500" in s["last_error"]
-    assert "StopFailure" in {r["kind"] for r in rows(db, "SELECT kind FROM events")}
     assert result.returncode != 0 or "500" in result.stdout
 
 
