@@ -194,6 +194,41 @@ def test_a_batch_of_ingests_answers_each_as_a_single_ingest_would(conn, daemon):
     assert [r["received_at"] for r in stored] == [1, 2, 6, 7]
 
 
+def test_a_batch_of_only_ingests_is_answered_as_the_same_requests_among_others(conn, daemon):
+    """A batch of nothing but ingests (decoded in one pass) gets, byte for byte, the answers its
+    requests get item by item in a batch with another method: in order, a notification skipped,
+    a bad payload its own error, string and null ids kept; acked once committed."""
+
+    def ingest(i, payload, **extra):
+        params = {"source": "opencode", "payload": payload, "received_at": i}
+        return {"jsonrpc": "2.0", "method": "ingest", "params": params, **extra}
+
+    batch = [
+        ingest(1, {"sessionID": "one", "type": "x"}, id=1),
+        ingest(2, {"sessionID": "one", "n": 2}),  # a notification
+        ingest(3, [1, 2], id="three"),  # a payload that is not an object
+        ingest(4, {"sessionID": "one", "n": 4}, id=None),
+        ingest(1, {"sessionID": "one", "type": "x"}, id=5),  # a replay of id 1
+    ]
+    conn.send(json.dumps(batch).encode() + b"\n")
+    alone = conn.recv_line()
+    assert [(r["id"], "result" in r) for r in json.loads(alone)] == [
+        (1, True),
+        ("three", False),
+        (None, True),
+        (5, True),
+    ]
+    assert json.loads(alone)[1]["error"]["data"] == {"path": "$.payload"}
+    stored = query_db(daemon.config.db_path, "SELECT received_at FROM events ORDER BY received_at")
+    assert [r["received_at"] for r in stored] == [1, 2, 4]
+    conn.send(
+        json.dumps([*batch, {"jsonrpc": "2.0", "id": "p", "method": "ping"}]).encode() + b"\n"
+    )
+    mixed = conn.recv_line()
+    assert mixed.startswith(alone[:-1] + b","), (alone, mixed)
+    assert json.loads(mixed)[-1]["id"] == "p"
+
+
 def test_batch_of_10000_ingests_is_answered_and_stored(conn, daemon):
     batch = [
         {

@@ -19,10 +19,15 @@ from agentd.errors import InvalidParams, InvalidRequest, ParseError, WireError
 __all__ = [
     "Request",
     "IngestParams",
+    "IngestRequest",
     "decode_line",
+    "decode_ingest_batch",
     "decode_params",
     "encode_response",
     "encode_error",
+    "encode_replies",
+    "response",
+    "error_response",
     "encode_request",
     "decode_json",
     "replace_lone_surrogates",
@@ -55,6 +60,19 @@ class IngestParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     source: str
     payload: msgspec.Raw
     received_at: int | None = None
+
+
+class IngestRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A Request for `ingest` with its params decoded in the same pass (decode_ingest_batch)."""
+
+    jsonrpc: str
+    method: str
+    params: IngestParams
+    id: RequestId | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def is_notification(self) -> bool:
+        return self.id is msgspec.UNSET
 
 
 class StatuslineParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -153,6 +171,7 @@ def decode_json(data: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
 
 _request_decoder = msgspec.json.Decoder(Request)
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_ingest_batch_decoder = msgspec.json.Decoder(list[IngestRequest])
 _any_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
@@ -210,6 +229,27 @@ def decode_line(line: bytes) -> tuple[bool, list[Request | Invalid]]:
     return False, [Invalid(InvalidRequest("Invalid Request: expected an object or a batch array"))]
 
 
+def decode_ingest_batch(line: bytes) -> list[IngestRequest] | None:
+    """A batch of nothing but valid `ingest` requests (what clients that batch send), decoded in
+    one pass: envelopes and params together, instead of each item's bytes decoded as a Request and
+    its params decoded again. None for any other line: decode_line() then answers it item by item,
+    with each bad item's own error. Where this succeeds, decode_line() and decode_params() would
+    have given the same requests and params: the same decoder, the same structs, the same bytes."""
+    stripped = line.strip()
+    if not stripped.startswith(b"["):
+        return None
+    try:
+        requests = _ingest_batch_decoder.decode(stripped)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None  # ValidationError included: some item is not a valid ingest
+    if not requests:
+        return None
+    for request in requests:
+        if request.jsonrpc != "2.0" or request.method != "ingest":
+            return None
+    return requests
+
+
 def decode_params(params: msgspec.Raw, params_type: type[Any]) -> Any:
     """Decode a method's params into its Struct; InvalidParams (with the `$.path`) if they don't fit."""
     raw = bytes(params)
@@ -223,12 +263,26 @@ def decode_params(params: msgspec.Raw, params_type: type[Any]) -> Any:
         raise InvalidParams.of(e) from None
 
 
+def response(request_id: RequestId, result: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def error_response(request_id: RequestId, error: WireError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error.to_error()}
+
+
 def encode_response(request_id: RequestId, result: Any) -> bytes:
-    return _encoder.encode({"jsonrpc": "2.0", "id": request_id, "result": result})
+    return _encoder.encode(response(request_id, result))
 
 
 def encode_error(request_id: RequestId, error: WireError) -> bytes:
-    return _encoder.encode({"jsonrpc": "2.0", "id": request_id, "error": error.to_error()})
+    return _encoder.encode(error_response(request_id, error))
+
+
+def encode_replies(replies: list[dict[str, Any]]) -> bytes:
+    """A batch's answer, one array (response() / error_response() items), in one encoding: the
+    same bytes as each encoded alone and joined."""
+    return _encoder.encode(replies)
 
 
 def encode_request(method: str, params: Any = None, request_id: RequestId = 1) -> bytes:

@@ -17,7 +17,7 @@ from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
 from agentd.ingest import InvalidEvent
 from agentd.protocol import IngestParams, NoParams, PruneParams, StatuslineParams, decode_params
 
-__all__ = ["METHODS", "BATCHED", "ServiceAPI", "dispatch", "dispatch_many"]
+__all__ = ["METHODS", "BATCHED", "ServiceAPI", "dispatch", "dispatch_many", "ingest_decoded"]
 
 
 class ServiceAPI(Protocol):
@@ -116,20 +116,29 @@ async def ingest_batch(service: ServiceAPI, raws: list[msgspec.Raw]) -> list[Any
     if service.stopping:
         return [ShuttingDown() for _ in raws]
     answers: list[Any] = [None] * len(raws)
-    items: list[tuple[str, bytes, int | None]] = []
+    decoded: list[IngestParams] = []
     positions: list[int] = []
     for i, raw in enumerate(raws):
         try:
-            params = decode_params(raw, IngestParams)
+            decoded.append(decode_params(raw, IngestParams))
         except InvalidParams as e:
             answers[i] = e
             continue
-        items.append((params.source, bytes(params.payload), params.received_at))
         positions.append(i)
-    outcomes = await service.ingest_many(items)
-    for i, outcome in zip(positions, outcomes, strict=True):
-        answers[i] = STORED if outcome is None else _ingest_error(outcome)
+    for i, answer in zip(positions, await ingest_decoded(service, decoded), strict=True):
+        answers[i] = answer
     return answers
+
+
+async def ingest_decoded(service: ServiceAPI, params: list[IngestParams]) -> list[Any]:
+    """ingest_batch() of params already decoded (protocol.decode_ingest_batch): one group
+    commit; each answer as `ingest` gives it."""
+    if service.stopping:
+        return [ShuttingDown() for _ in params]
+    outcomes = await service.ingest_many(
+        [(p.source, bytes(p.payload), p.received_at) for p in params]
+    )
+    return [STORED if outcome is None else _ingest_error(outcome) for outcome in outcomes]
 
 
 BATCHED["ingest"] = ingest_batch

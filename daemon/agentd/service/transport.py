@@ -27,8 +27,19 @@ from agentd.errors import (
     StartupError,
     WireError,
 )
-from agentd.protocol import Invalid, Request, decode_line, encode_error, encode_response
-from agentd.service.methods import BATCHED, ServiceAPI, dispatch, dispatch_many
+from agentd.protocol import (
+    IngestRequest,
+    Invalid,
+    Request,
+    decode_ingest_batch,
+    decode_line,
+    encode_error,
+    encode_replies,
+    encode_response,
+    error_response,
+    response,
+)
+from agentd.service.methods import BATCHED, ServiceAPI, dispatch, dispatch_many, ingest_decoded
 
 __all__ = ["Transport", "handle_connection"]
 
@@ -130,19 +141,49 @@ class _Connection:
 
     async def _handle_line(self, line: bytes) -> None:
         try:
-            is_batch, messages = decode_line(line)
-            if len(messages) == 1:
-                answers = [await self._answer(messages[0])]
+            # A batch of only ingests, the shape batching clients send, is decoded in one pass
+            # and answered in one encoding; any other line item by item.
+            ingests = decode_ingest_batch(line)
+            if ingests is not None:
+                reply = await self._answer_ingests(ingests)
             else:
-                answers = await self._answer_batch(messages)
+                reply = await self._answer_line(line)
         except Exception as e:  # a bug here must cost one answer, not the connection
             log.exception("failed to handle a line of %d bytes", len(line))
             await self._send(encode_error(None, InternalError(f"Internal error: {e}")))
             return
+        if reply is not None:  # None: only notifications
+            await self._send(reply)
+
+    async def _answer_line(self, line: bytes) -> bytes | None:
+        is_batch, messages = decode_line(line)
+        if len(messages) == 1:
+            answers = [await self._answer(messages[0])]
+        else:
+            answers = await self._answer_batch(messages)
         replies = [a for a in answers if a is not None]
         if not replies:
-            return  # only notifications
-        await self._send(b"[" + b",".join(replies) + b"]" if is_batch else replies[0])
+            return None
+        return b"[" + b",".join(replies) + b"]" if is_batch else replies[0]
+
+    async def _answer_ingests(self, requests: list[IngestRequest]) -> bytes | None:
+        """The answer to a batch of ingests: what _answer_batch() gives for it, byte for byte."""
+        try:
+            results = await ingest_decoded(self.service, [r.params for r in requests])
+        except Exception as e:  # a bug of the method: every request of it gets the error
+            log.exception("method ingest failed")
+            results = [e] * len(requests)
+        replies = []
+        for request, result in zip(requests, results, strict=True):
+            if isinstance(result, Exception):
+                result = self._error(request, result)
+            if request.is_notification:
+                continue
+            if isinstance(result, WireError):
+                replies.append(error_response(request.id, result))
+            else:
+                replies.append(response(request.id, result))
+        return encode_replies(replies) if replies else None
 
     async def _answer_batch(self, messages: list[Request | Invalid]) -> list[bytes | None]:
         """The answers to a batch's messages, in order. Requests for a method in BATCHED go to it
@@ -176,12 +217,18 @@ class _Connection:
         await asyncio.gather(*(one(i) for i in singles), *(many(n, p) for n, p in grouped.items()))
         return answers
 
+    def _error(self, request: Request | IngestRequest, error: Exception) -> WireError:
+        """What answers `request` for `error`: a WireError as it is, any other an internal one."""
+        if isinstance(error, WireError):
+            return error
+        log.error("method %s failed: %r", request.method, error)
+        return InternalError(f"Internal error: {type(error).__name__}: {error}")
+
     def _reply(self, request: Request, result: Any) -> bytes | None:
         """The line answering `request` with `result` (an Exception: its error); None for a
         notification."""
-        if isinstance(result, Exception) and not isinstance(result, WireError):
-            log.error("method %s failed: %r", request.method, result)
-            result = InternalError(f"Internal error: {type(result).__name__}: {result}")
+        if isinstance(result, Exception):
+            result = self._error(request, result)
         if request.is_notification:
             return None
         if isinstance(result, WireError):
