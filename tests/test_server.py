@@ -485,3 +485,74 @@ def test_methods_do_not_import_the_transport_or_the_service():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert json.loads(result.stdout) == ["agentd.service", "agentd.service.methods"]
+
+
+def test_a_time_past_int64_is_invalid_params_not_an_internal_error(conn, daemon):
+    # SQLite stores an INTEGER in 64 bits: such a value used to fail the commit (-32603, and the
+    # batch retried one event at a time).
+    for field, value in (("received_at", 2**64 - 1), ("received_at", -(2**63) - 1)):
+        params = {"source": "claude", "payload": {"session_id": "t64"}, field: value}
+        reply = conn.request({"jsonrpc": "2.0", "id": 1, "method": "ingest", "params": params})
+        assert reply["error"]["code"] == -32602 and reply["error"]["data"] == {"path": f"$.{field}"}
+        batch = [
+            {"jsonrpc": "2.0", "id": 2, "method": "ingest", "params": params},
+            {"jsonrpc": "2.0", "id": 3, "method": "ingest",
+             "params": {"source": "claude", "payload": {"session_id": "ok"}, "received_at": 2**63 - 1}},
+        ]  # fmt: skip
+        first, second = conn.request(batch)
+        assert first["error"]["code"] == -32602 and second["result"] == {"stored": True}
+    assert query_db(daemon.config.db_path, "SELECT session_id FROM events") == [
+        {"session_id": "ok"}
+    ]
+    assert_still_serving(conn)
+
+
+async def test_answering_an_error_leaves_no_reference_cycle(config):
+    """An error kept as an answer, with its traceback and chained errors, held the frames that
+    raised it and the list keeping it in a cycle: each refused line's bytes stayed until the next
+    collection, which the daemon's high gc threshold makes rare (a review made 150 refused lines of
+    4 MB grow the daemon to 2.4 GB). The real service; each kind of answer, with gc off."""
+    import gc
+
+    from agentd.service.service import Service
+    from agentd.service.transport import handle_connection
+
+    big = "x" * 100_000
+
+    def line(message: Any) -> bytes:
+        return json.dumps(message).encode() + b"\n"
+
+    def ingest(i: int, params: Any) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": i, "method": "ingest", "params": params}
+
+    good = {"source": "claude", "payload": {"session_id": "s", "text": big}}
+    not_object = {"source": "claude", "payload": [big]}
+    bad_params = {"source": 1, "payload": {"text": big}}
+    lines = {
+        "ping": line({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+        "stored": line(ingest(1, good)),
+        "payload not an object": line(ingest(1, not_object)),
+        "params of the wrong type": line(ingest(1, bad_params)),
+        "unknown method": line({"jsonrpc": "2.0", "id": 1, "method": "nope"}),
+        "batch of ingests, one refused": line([ingest(1, good), ingest(2, not_object)]),
+        "batch with bad params": line([ingest(1, bad_params), {"jsonrpc": "2.0", "id": 2, "method": "ping"}]),
+    }  # fmt: skip
+    service = Service(config)
+    service.lock()
+    await service.open()
+    try:
+        for name, data in lines.items():
+            reader = asyncio.StreamReader(limit=1 << 24)
+            reader.feed_data(data)
+            reader.feed_eof()
+            writer = CollectingWriter()
+            gc.collect()
+            gc.disable()
+            try:
+                await handle_connection(reader, writer, service, max_line_bytes=1 << 24)  # type: ignore[arg-type]
+                assert writer.data.count(b"\n") == 1, name
+                assert gc.collect() == 0, name
+            finally:
+                gc.enable()
+    finally:
+        await service.close()

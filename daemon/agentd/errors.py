@@ -69,6 +69,7 @@ __all__ = [
     "WriterBusy",
     "NoDatabase",
     "no_database",
+    "detached",
     "DaemonRefused",
     "DaemonTooOld",
     "SinkLost",
@@ -320,3 +321,12 @@ class SchemaMissing(PushError):
 
 class PushBusy(PushError):
     """Another `agentd push` for this machine holds the server's lock."""
+
+
+def detached(error: BaseException) -> BaseException:
+    """`error` without its traceback and chained errors, to be kept as an answer: each holds the
+    frames that raised it, one of which holds the list keeping the error, a reference cycle that
+    keeps the request's bytes alive until the next collection (rare in the daemon: its gc
+    threshold is high). Answers carry the message, never the traceback."""
+    error.__context__ = error.__cause__ = None
+    return error.with_traceback(None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import operator
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -42,6 +42,9 @@ __all__ = [
 MAX_DEPTH = 256
 
 RequestId = int | str | None
+# A time in epoch ms, stored as an SQLite INTEGER: a value past int64 is bad params, not a failed
+# commit answered as an internal error.
+EpochMs = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -59,7 +62,7 @@ class Request(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class IngestParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     source: str
     payload: msgspec.Raw
-    received_at: int | None = None
+    received_at: EpochMs | None = None
 
 
 class IngestRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -80,12 +83,12 @@ class StatuslineParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     source: str
     payload: msgspec.Raw
-    day_start: int  # epoch ms: the client's local midnight
-    received_at: int | None = None
+    day_start: EpochMs  # the client's local midnight
+    received_at: EpochMs | None = None
 
 
 class PruneParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    before: int  # epoch ms: what was last seen before this goes
+    before: EpochMs  # what was last seen before this goes
 
 
 class NoParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import msgspec
 
 from agentd import __version__
-from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown
+from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown, detached
 from agentd.ingest import InvalidEvent
 from agentd.protocol import IngestParams, NoParams, PruneParams, StatuslineParams, decode_params
 
@@ -122,7 +122,7 @@ async def ingest_batch(service: ServiceAPI, raws: list[msgspec.Raw]) -> list[Any
         try:
             decoded.append(decode_params(raw, IngestParams))
         except InvalidParams as e:
-            answers[i] = e
+            answers[i] = detached(e)
             continue
         positions.append(i)
     for i, answer in zip(positions, await ingest_decoded(service, decoded), strict=True):

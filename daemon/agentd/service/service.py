@@ -25,7 +25,7 @@ from agentd import __version__, paths, pidfile, spool, statusbar, trust
 from agentd.config import Config
 from agentd.db import readonly
 from agentd.db.store import Store
-from agentd.errors import AlreadyRunning, DiskFull, InvalidEvent, StartupError
+from agentd.errors import AlreadyRunning, DiskFull, InvalidEvent, StartupError, detached
 from agentd.follow import Follower
 from agentd.ingest import PreparedEvent, Privacy
 from agentd.redact import Redactor
@@ -146,10 +146,10 @@ class Service:
                 events.append(self.store.prepare(source, payload, received_at))
                 positions.append(i)
             except InvalidEvent as e:
-                outcomes[i] = e
+                outcomes[i] = detached(e)
             except Exception as e:  # a bug; still only this event's problem
                 log.exception("preparing an event of %d bytes failed", len(payload))
-                outcomes[i] = e
+                outcomes[i] = detached(e)
         stored = await self.store.submit_many(events)
         for i, event, outcome in zip(positions, events, stored, strict=True):
             outcomes[i] = outcome

@@ -242,13 +242,14 @@ class _Connection:
         try:
             result = await dispatch(self.service, message.method, message.params)
         except WireError as e:
-            error: WireError = e
+            # Answered here: kept in a local, the error's traceback would hold this frame (and
+            # the line's bytes) in a reference cycle until the next collection.
+            return None if message.is_notification else encode_error(request_id, e)
         except Exception as e:  # a method's bug must not take the connection down
             log.exception("method %s failed", message.method)
             error = InternalError(f"Internal error: {type(e).__name__}: {e}")
-        else:
-            return None if message.is_notification else encode_response(request_id, result)
-        return None if message.is_notification else encode_error(request_id, error)
+            return None if message.is_notification else encode_error(request_id, error)
+        return None if message.is_notification else encode_response(request_id, result)
 
     async def _send(self, data: bytes) -> None:
         async with self._write_lock:
