@@ -162,15 +162,18 @@ def test_batch_mixes_answers_and_skips_notifications(conn, daemon):
     assert query_db(daemon.config.db_path, "SELECT source FROM events") == [{"source": "x"}]
 
 
+def ingest_request(received_at, payload, source="claude", **extra):
+    """An `ingest` request (a notification unless `id` is given in extra)."""
+    params = {"source": source, "payload": payload, "received_at": received_at}
+    return {"jsonrpc": "2.0", "method": "ingest", "params": params, **extra}
+
+
 def test_a_batch_of_ingests_answers_each_as_a_single_ingest_would(conn, daemon):
     """A batch's ingests go to the store as one group; each still gets its own answer: stored,
     invalid params (its path), an error for a bad event's bytes, and no answer for a
     notification, with the other methods of the batch answered beside them."""
 
-    def ingest(i, payload, **extra):
-        params = {"source": "claude", "payload": payload, "received_at": i}
-        return {"jsonrpc": "2.0", "method": "ingest", "params": params, **extra}
-
+    ingest = ingest_request
     batch = [
         ingest(1, {"session_id": "grp", "hook_event_name": "Stop"}, id=1),
         ingest(2, {"session_id": "grp", "n": 2}),  # a notification
@@ -200,8 +203,7 @@ def test_a_batch_of_only_ingests_is_answered_as_the_same_requests_among_others(c
     a bad payload its own error, string and null ids kept; acked once committed."""
 
     def ingest(i, payload, **extra):
-        params = {"source": "opencode", "payload": payload, "received_at": i}
-        return {"jsonrpc": "2.0", "method": "ingest", "params": params, **extra}
+        return ingest_request(i, payload, source="opencode", **extra)
 
     batch = [
         ingest(1, {"sessionID": "one", "type": "x"}, id=1),
@@ -342,23 +344,20 @@ def test_shutdown_method_stops_the_daemon_cleanly(conn, daemon):
     assert not daemon.config.pid_path.exists()
 
 
-def test_invalid_utf8_inside_the_payload_is_invalid_params(conn, daemon):
-    line = b'{"jsonrpc": "2.0", "id": 5, "method": "ingest", "params": '
-    line += b'{"source": "claude", "payload": {"prompt": "caf\xe9"}}}\n'
-    conn.send(line)
+@pytest.mark.parametrize(
+    "params, path",
+    [
+        (b'{"source": "claude", "payload": {"prompt": "caf\xe9"}}', "$.payload"),
+        (b'{"source": "cl\xe9", "payload": {}}', None),  # outside the payload: msgspec's own path
+    ],
+)
+def test_invalid_utf8_in_the_params_is_invalid_params(conn, daemon, params, path):
+    # msgspec raises UnicodeDecodeError for it before 0.23, DecodeError from 0.23 on.
+    conn.send(b'{"jsonrpc": "2.0", "id": 5, "method": "ingest", "params": ' + params + b"}\n")
     reply = conn.recv_json()
     assert reply["id"] == 5 and reply["error"]["code"] == -32602
-    assert reply["error"]["data"] == {"path": "$.payload"}
-    assert_still_serving(conn)
-
-
-def test_invalid_utf8_in_a_param_outside_the_payload_is_invalid_params(conn, daemon):
-    # msgspec raises UnicodeDecodeError for it before 0.23, DecodeError from 0.23 on.
-    line = b'{"jsonrpc": "2.0", "id": 7, "method": "ingest", "params": '
-    line += b'{"source": "cl\xe9", "payload": {}}}\n'
-    conn.send(line)
-    reply = conn.recv_json()
-    assert reply["id"] == 7 and reply["error"]["code"] == -32602
+    if path is not None:
+        assert reply["error"]["data"] == {"path": path}
     assert_still_serving(conn)
 
 
