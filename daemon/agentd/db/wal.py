@@ -44,7 +44,7 @@ LIMIT_BYTES = 16 * 1024 * 1024
 JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024  # PRAGMA journal_size_limit of the writer connection
 MIN_GAP_S = 0.05  # between two checkpoints started early (the WAL past `passive_bytes`)
 BUSY_TIMEOUT_S = 0.2  # how long a TRUNCATE may wait for readers while commits wait for it
-CATCH_UP_ROUNDS = 8  # PASSIVE checkpoints in a row at most, to copy back what came meanwhile
+CATCH_UP_ROUNDS = 4  # PASSIVE checkpoints in a row at most (more cost CPU and disk for little)
 
 
 def wal_path(db_path: Path) -> Path:
