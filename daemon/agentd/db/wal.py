@@ -9,8 +9,10 @@ so three more steps bound it:
 - once the WAL passes a quarter of `limit_bytes` (at most JOURNAL_SIZE_LIMIT), PASSIVE runs at
   once rather than at the next interval: under a steady load of small commits (each writes a
   dozen pages or more) the WAL would otherwise reach the limit between two intervals, and every
-  TRUNCATE stalls the commits waiting behind it. Caught up early, the writer restarts the WAL
-  from its start at its next commit and the file stays small;
+  TRUNCATE stalls the commits waiting behind it. PASSIVE runs again at once until a round finds
+  no commit came since the previous one began (at most CATCH_UP_ROUNDS): only a commit that finds
+  the WAL all copied back restarts it from its start, and commits land while a PASSIVE copies.
+  Caught up so, the writer restarts the WAL at its next commit and the file stays small;
 
 - when the WAL passes `limit_bytes` (the writer pokes after each commit), or when the writer has
   been idle for a whole interval, the checkpointer takes the store's write lock (no commit is in
@@ -30,16 +32,19 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = ["Checkpointer", "INTERVAL_S", "LIMIT_BYTES", "JOURNAL_SIZE_LIMIT", "wal_path"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INTERVAL_S = 1.0
 LIMIT_BYTES = 16 * 1024 * 1024
 JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024  # PRAGMA journal_size_limit of the writer connection
 MIN_GAP_S = 0.05  # between two checkpoints started early (the WAL past `passive_bytes`)
 BUSY_TIMEOUT_S = 0.2  # how long a TRUNCATE may wait for readers while commits wait for it
+CATCH_UP_ROUNDS = 4  # PASSIVE checkpoints in a row at most (more cost CPU and disk for little)
 
 
 def wal_path(db_path: Path) -> Path:
@@ -116,7 +121,7 @@ class Checkpointer:
                     await self._over_limit.wait()
             self._over_limit.clear()
             try:
-                await self._in_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                await self._catch_up(conn)
                 idle = self._commits == seen
                 size = self.wal_bytes()
                 if size > self.limit_bytes or (idle and size > 0):
@@ -127,11 +132,34 @@ class Checkpointer:
             seen = self._commits
             await asyncio.sleep(MIN_GAP_S)
 
-    async def _in_thread(self, fn: Callable[..., object], *args: object) -> object:
-        self._running = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-        return await asyncio.shield(self._running)
+    async def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """PASSIVE, again at once while commits keep landing during it, until the WAL is all
+        copied back (or CATCH_UP_ROUNDS): the writer restarts the WAL from its start only at a
+        commit that finds it so, and under a steady load of small commits one PASSIVE never
+        does (commits land while it copies). Each round copies what came during the previous
+        one, so rounds shrink fast; without them the WAL grew to `limit_bytes` and every
+        TRUNCATE (under the write lock) stalled the commits behind it for ~10 ms."""
+        previous = None
+        for _ in range(CATCH_UP_ROUNDS):
+            # A PASSIVE reports the frames the WAL held when it began: the same count twice in a
+            # row means no commit came since the previous one began, which copied them all.
+            frames, copied = await self._in_thread(_passive, conn)
+            if copied < frames or frames == previous:
+                return  # a reader holds older frames (nothing more to gain now), or caught up
+            previous = frames
+
+    async def _in_thread(self, fn: Callable[..., T], *args: object) -> T:
+        running = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self._running = running
+        return await asyncio.shield(running)
 
     def _truncate(self, conn: sqlite3.Connection) -> None:
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if not busy:
             self.truncations += 1
+
+
+def _passive(conn: sqlite3.Connection) -> tuple[int, int]:
+    """A PASSIVE checkpoint: (frames in the WAL, frames copied back); -1 each if not in WAL mode."""
+    _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return frames, copied
