@@ -6,22 +6,25 @@ hot-files answers what the raw SQL it replaced answers, in every window and filt
 
 from __future__ import annotations
 
-import asyncio
 import random
-import shutil
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
 from test_query_rollup import _seeded
-from test_rollup import NOW, claude_tool_events, ingest, rows_source  # noqa: F401
+from test_rollup import (  # noqa: F401
+    NOW,
+    claude_tool_events,
+    import_over_live_capture,
+    ingest,
+    prune,
+    rows_source,
+)
 
 from agentd.db.migrations import MIGRATIONS, migrate
-from agentd.db.store import Store, connect_sync
-from agentd.importers import run_import
+from agentd.db.store import connect_sync
 from agentd.query.engine import connect_readonly, run_report
 from agentd.query.reports import REPORTS, render
-from conftest import PAYLOADS
 
 HOUR, DAY = 3_600_000, 86_400_000
 EDITS = ("created", "edited", "deleted", "moved")
@@ -90,19 +93,8 @@ async def test_file_rollup_follows_real_claude_events_and_their_replay(tmp_path)
 async def test_file_rollup_exact_after_an_import_over_live_capture_and_its_replay(
     tmp_path, config, monkeypatch
 ):
-    monkeypatch.setenv("AGENTD_IMPORT_WORKERS", "0")
-    await ingest(config.db_path, "claude", claude_tool_events())
-    assert_exact(config.db_path)
-    tree = tmp_path / "projects" / "-home-dev-runs-claude-main-proj"
-    tree.mkdir(parents=True)
-    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl",
-                tree / "bbce9559-ac03-43d5-abf7-5a5bf173473b.jsonl")  # fmt: skip
-    summary = await asyncio.to_thread(run_import, config, "claude", [tree.parent])
-    assert summary.errors == []
-    imported = assert_exact(config.db_path)
+    _, imported = await import_over_live_capture(tmp_path, config, monkeypatch, assert_exact)
     assert imported["file_edit_totals"]
-    await asyncio.to_thread(run_import, config, "claude", [tree.parent])
-    assert assert_exact(config.db_path) == imported
 
 
 async def test_file_rollup_follows_a_sessions_project_and_prune(tmp_path, rows_source):  # noqa: F811
@@ -124,12 +116,7 @@ async def test_file_rollup_follows_a_sessions_project_and_prune(tmp_path, rows_s
         await ingest(path, rows_source, [{"kind": f"p{i}", "rows": [["sessions", {**session,
                      "project_path": project}]]}])  # fmt: skip
         assert {k[3] for k in assert_exact(path)["file_edits_daily"]} == {project, ""}
-    store = Store(path)
-    await store.open()
-    try:
-        result = await store.prune(NOW - 10 * DAY)  # s1 and its operations go; "new" stays
-    finally:
-        await store.close()
+    result = await prune(path, NOW - 10 * DAY)  # s1 and its operations go; "new" stays
     assert result["deleted"]["file_operations"] == 5
     after = assert_exact(path)
     assert after["file_edit_totals"] == {("/src/x0",): (1,)}

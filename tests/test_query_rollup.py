@@ -7,9 +7,7 @@ an existing database) each of its tables equals an aggregate computed here, in P
 
 from __future__ import annotations
 
-import asyncio
 import random
-import shutil
 import sqlite3
 import sys
 from collections import defaultdict
@@ -17,16 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_rollup import NOW, claude_tool_events, ingest, rows_source  # noqa: F401
+from test_rollup import (  # noqa: F401
+    NOW,
+    claude_tool_events,
+    import_over_live_capture,
+    ingest,
+    prune,
+    rows_source,
+)
 
 from agentd.db import rollup
 from agentd.db.migrations import MIGRATIONS, migrate
-from agentd.db.store import Store, connect_sync
-from agentd.importers import run_import
+from agentd.db.store import connect_sync
 from agentd.query import percentiles
 from agentd.query.engine import connect_readonly, run_report
 from agentd.query.reports import REPORTS, nearest_rank, render
-from conftest import PAYLOADS
 
 HOUR, DAY = 3_600_000, 86_400_000
 TABLES = ("tool_stats_total", "tool_errors_total", "tool_stats_hourly", "tool_errors_daily", "tool_errors_hourly", "tool_session_hourly",
@@ -153,19 +156,8 @@ async def test_query_rollup_follows_real_claude_events_pre_then_post_and_replays
 async def test_query_rollup_exact_after_an_import_over_live_capture_and_its_replay(
     tmp_path, config, monkeypatch
 ):
-    monkeypatch.setenv("AGENTD_IMPORT_WORKERS", "0")
-    await ingest(config.db_path, "claude", claude_tool_events())
-    assert_exact(config.db_path)
-    tree = tmp_path / "projects" / "-home-dev-runs-claude-main-proj"
-    tree.mkdir(parents=True)
-    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl",
-                tree / "bbce9559-ac03-43d5-abf7-5a5bf173473b.jsonl")  # fmt: skip
-    summary = await asyncio.to_thread(run_import, config, "claude", [tree.parent])
-    assert summary.errors == []
-    imported = assert_exact(config.db_path)
+    _, imported = await import_over_live_capture(tmp_path, config, monkeypatch, assert_exact)
     assert sum(v[0] for v in imported["tool_session_totals"].values()) == 7
-    await asyncio.to_thread(run_import, config, "claude", [tree.parent])
-    assert assert_exact(config.db_path) == imported
 
 
 async def test_query_rollup_follows_a_sessions_project_and_prune(tmp_path, rows_source):  # noqa: F811
@@ -186,12 +178,7 @@ async def test_query_rollup_follows_a_sessions_project_and_prune(tmp_path, rows_
         await ingest(path, rows_source, [{"kind": f"p{i}", "rows": [["sessions", {**session,
                      "project_path": project}]]}])  # fmt: skip
         assert {k[3] for k in assert_exact(path)["tool_stats_hourly"]} == {project, ""}
-    store = Store(path)
-    await store.open()
-    try:
-        result = await store.prune(NOW - 10 * DAY)  # s1 and its calls go; "new" stays
-    finally:
-        await store.close()
+    result = await prune(path, NOW - 10 * DAY)  # s1 and its calls go; "new" stays
     assert result["deleted"]["tools"] == 5
     assert assert_exact(path)["tool_session_totals"] == {("s2",): (1, 1)}
 

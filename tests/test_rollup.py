@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,38 @@ async def ingest(path: Path, source: str, payloads: list[dict[str, Any]], at: in
         await store.close()
 
 
+async def prune(path: Path, cutoff_ms: int) -> dict[str, Any]:
+    """The store's prune of what was last seen before `cutoff_ms`."""
+    store = Store(path)
+    await store.open()
+    try:
+        return await store.prune(cutoff_ms)
+    finally:
+        await store.close()
+
+
+async def import_over_live_capture(
+    tmp_path: Path, config: Any, monkeypatch: Any, snapshot: Callable[[Path], Any]
+) -> tuple[Any, Any]:
+    """The sample calls captured live, then `agentd import claude` of their transcript (the same
+    tool rows, upserted by the importer through the store), then the import again, which must
+    change nothing. `snapshot(db)` asserts a rollup exact and returns its tables; it runs after
+    each step. Returns the first import's summary and the snapshot after it."""
+    monkeypatch.setenv("AGENTD_IMPORT_WORKERS", "0")  # prepare in this process
+    await ingest(config.db_path, "claude", claude_tool_events())
+    snapshot(config.db_path)
+    tree = tmp_path / "projects" / "-home-dev-runs-claude-main-proj"
+    tree.mkdir(parents=True)
+    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl",
+                tree / "bbce9559-ac03-43d5-abf7-5a5bf173473b.jsonl")  # fmt: skip
+    summary = await asyncio.to_thread(run_import, config, "claude", [tree.parent])
+    assert summary.errors == []
+    imported = snapshot(config.db_path)
+    await asyncio.to_thread(run_import, config, "claude", [tree.parent])  # again: no change
+    assert snapshot(config.db_path) == imported
+    return summary, imported
+
+
 @pytest.fixture
 def rows_source():
     """A test-only source whose events carry their rows, to write exact values through the
@@ -134,22 +167,11 @@ async def test_rollup_follows_real_claude_events_pre_then_post_and_replays(tmp_p
 async def test_rollup_exact_after_an_import_over_live_capture_and_its_replay(
     tmp_path, config, monkeypatch
 ):
-    """`agentd import claude` of transcripts whose calls the hooks already captured: the same
-    tool rows, upserted by the importer through the store."""
-    monkeypatch.setenv("AGENTD_IMPORT_WORKERS", "0")  # prepare in this process
-    await ingest(config.db_path, "claude", claude_tool_events())
-    assert_rollup_exact(config.db_path)
-    tree = tmp_path / "projects" / "-home-dev-runs-claude-main-proj"
-    tree.mkdir(parents=True)
-    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl",
-                tree / "bbce9559-ac03-43d5-abf7-5a5bf173473b.jsonl")  # fmt: skip
-    summary = await asyncio.to_thread(run_import, config, "claude", [tree.parent])
-    assert summary.errors == []
-    imported = assert_rollup_exact(config.db_path)
+    summary, imported = await import_over_live_capture(
+        tmp_path, config, monkeypatch, assert_rollup_exact
+    )
     # The transcript's calls are the ones the hooks captured: the import upserted those rows.
     assert (summary.files_read, sum(v[0] for v in imported["stats"].values())) == (1, 7)
-    await asyncio.to_thread(run_import, config, "claude", [tree.parent])  # again: no change
-    assert assert_rollup_exact(config.db_path) == imported
 
 
 async def test_rollup_unchanged_by_an_upsert_that_changes_nothing(tmp_path, rows_source):
@@ -204,12 +226,7 @@ async def test_rollup_follows_a_sessions_project_and_prune(tmp_path, rows_source
                  "project_path": "/src/b"}]]}])  # fmt: skip
     assert {k[3] for k in assert_rollup_exact(path)["stats"]} == {"/src/b", ""}
 
-    store = Store(path)
-    await store.open()
-    try:
-        result = await store.prune(NOW - 10 * DAY)  # s1 and its calls go; t "new" stays
-    finally:
-        await store.close()
+    result = await prune(path, NOW - 10 * DAY)  # s1 and its calls go; t "new" stays
     assert result["deleted"]["tools"] == 5
     assert assert_rollup_exact(path)["stats"] == {(NOW // DAY, "read", "opencode", ""):
                                                    (1, 0, 1, 1, 3)}  # fmt: skip
