@@ -25,7 +25,7 @@ project-keyed tables follow the session's project.
 
 from __future__ import annotations
 
-from agentd.db.rollup import session_project_triggers
+from agentd.db.rollup import delta, key_match, session_project_triggers
 
 __all__ = ["MIGRATION_SQL"]
 
@@ -70,33 +70,17 @@ def _change(x: str, sign: str) -> list[str]:
     """Statements adding (sign '+') or taking out ('-') the file operation x (NEW or OLD)."""
     out = []
     for table, keys, sums, when, _ in _tables():
-        key_values = [e.format(x=x) for e in keys.values()]
-        s = "" if sign == "+" else "-"
-        columns, values = (
-            [*keys, *sums],
-            key_values + [f"{s}({e.format(x=x)})" for e in sums.values()],
-        )
-        sets = [f"{c} = {c} + excluded.{c}" for c in sums]
+        extra = None
         if table == _STATS and sign == "+":  # the latest edit: a maximum that ignores NULLs
-            columns.append("last_edited_at")
-            values.append(f"CASE WHEN {_EDIT.format(x=x)} THEN {x}.created_at END")
-            sets.append(
+            extra = (
+                "last_edited_at",
+                f"CASE WHEN {_EDIT.format(x=x)} THEN {x}.created_at END",
                 "last_edited_at = coalesce(max(last_edited_at, excluded.last_edited_at), "
-                "last_edited_at, excluded.last_edited_at)"
+                "last_edited_at, excluded.last_edited_at)",
             )
-        out.append(
-            f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} "
-            f"WHERE {when.format(x=x)} "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)};"
-        )
-        if sign == "-":
-            match = " AND ".join(f"{k} = {v}" for k, v in zip(keys, key_values, strict=True))
-            out.append(
-                f"DELETE FROM {table} WHERE {when.format(x=x)} AND {match} "
-                f"AND {next(iter(sums))} = 0;"
-            )
-            if table == _STATS:
-                out.append(_recompute_last(x, match))
+        out += delta(table, keys, sums, x, sign, when.format(x=x), extra)
+        if table == _STATS and sign == "-":
+            out.append(_recompute_last(x, key_match(keys, x)))
     return out
 
 

@@ -124,22 +124,7 @@ def _change(
     for table, keys, sums, when, _ in _tables(origin):
         if only is not None and table != only:
             continue
-        key_values = [e.format(x=x) for e in keys.values()]
-        s = "" if sign == "+" else "-"
-        values = ", ".join(key_values + [f"{s}({e.format(x=x)})" for e in sums.values()])
-        sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in sums)
-        out.append(
-            f"INSERT INTO {table} ({', '.join([*keys, *sums])}) SELECT {values} "
-            f"WHERE {guard} AND {when.format(x=x)} "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets};"
-        )
-        if sign == "-":
-            match = " AND ".join(f"{k} = {v}" for k, v in zip(keys, key_values, strict=True))
-            first = next(iter(sums))
-            out.append(
-                f"DELETE FROM {table} WHERE {guard} AND {when.format(x=x)} AND {match} "
-                f"AND {first} = 0;"
-            )
+        out += rollup.delta(table, keys, sums, x, sign, f"{guard} AND {when.format(x=x)}")
     return out
 
 

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from functools import cache
 
 __all__ = [
+    "delta",
+    "key_match",
     "MIGRATION_SQL",
     "DAY_MS",
     "BUCKET_SQL",
@@ -162,6 +164,47 @@ def _buckets(x: str, sign: str, when: str = "1") -> list[str]:
 def _apply(x: str, sign: str) -> str:
     """Statements adding or removing one tools row's whole contribution."""
     return "\n    ".join(_stats(x, sign) + _buckets(x, sign))
+
+
+def key_match(keys: dict[str, str], x: str) -> str:
+    """SQL true for the row of a rollup table that row x (NEW or OLD) belongs to: each key column
+    equal to its expression over x."""
+    return " AND ".join(f"{k} = {e.format(x=x)}" for k, e in keys.items())
+
+
+def delta(
+    table: str,
+    keys: dict[str, str],
+    sums: dict[str, str],
+    x: str,
+    sign: str,
+    where: str,
+    extra: tuple[str, str, str] | None = None,
+) -> list[str]:
+    """Statements adding (sign '+') or taking out ('-') row x (NEW or OLD) in `table`, where
+    `where` holds: its group (`keys`: column -> expression over x) gets each of `sums` (column ->
+    expression) added or subtracted, and a group taken out down to 0 (its first sum) goes.
+    `extra` (column, value, assignment on conflict): one more column written on the way in."""
+    key_values = [e.format(x=x) for e in keys.values()]
+    s = "" if sign == "+" else "-"
+    columns = [*keys, *sums]
+    values = key_values + [f"{s}({e.format(x=x)})" for e in sums.values()]
+    sets = [f"{c} = {c} + excluded.{c}" for c in sums]
+    if extra is not None:
+        columns.append(extra[0])
+        values.append(extra[1])
+        sets.append(extra[2])
+    out = [
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} "
+        f"WHERE {where} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)};"
+    ]
+    if sign == "-":
+        out.append(
+            f"DELETE FROM {table} WHERE {where} AND {key_match(keys, x)} "
+            f"AND {next(iter(sums))} = 0;"
+        )
+    return out
 
 
 def session_project_triggers(prefix: str, move: Callable[[str, str, str], str]) -> str:
