@@ -410,16 +410,25 @@ def _seeded(path: Path) -> None:
           compactions=400, days=12, seed=3, now=NOW, log=False)  # fmt: skip
 
 
-@pytest.mark.parametrize("report", sorted(RAW))
-def test_report_from_the_rollup_equals_the_raw_sql(tmp_path, report):
-    path = tmp_path / "a.db"
+# Every report filter unset, no row limit: each case sets what it tests.
+NO_FILTERS = {"since": None, "until": None, "source": None, "project": None, "session": None,
+              "limit": -1}  # fmt: skip
+
+
+def _seeded_busiest(path: Path) -> tuple[sqlite3.Connection, str, str]:
+    """_seeded(path) opened read-only, with its busiest session (most calls) and its project."""
     _seeded(path)
     conn = connect_readonly(path)
     busiest, project = conn.execute(
         "SELECT id, project_path FROM sessions ORDER BY tool_call_count DESC LIMIT 1"
     ).fetchone()
-    base = {"since": None, "until": None, "source": None, "project": None, "session": None,
-            "limit": -1}  # fmt: skip
+    return conn, busiest, project
+
+
+@pytest.mark.parametrize("report", sorted(RAW))
+def test_report_from_the_rollup_equals_the_raw_sql(tmp_path, report):
+    path = tmp_path / "a.db"
+    conn, busiest, project = _seeded_busiest(path)
     windows = [(None, None), (NOW - 7 * DAY, None), (None, NOW - 2 * DAY - 12345),
                (NOW - 5 * DAY - 777, NOW - DAY + 4321), (NOW - 3 * HOUR - 5, NOW - HOUR + 9),
                (NOW - 20 * 60_000, NOW - 10 * 60_000)]  # fmt: skip
@@ -428,7 +437,7 @@ def test_report_from_the_rollup_equals_the_raw_sql(tmp_path, report):
     checked = 0
     for since, until in windows:
         for extra in filters:
-            params = {**base, "since": since, "until": until, **extra}
+            params = {**NO_FILTERS, "since": since, "until": until, **extra}
             columns, batches = run_report(conn, REPORTS[report], params)
             rows = [r for b in batches for r in b]
             ref = conn.execute(render(RAW[report], params), params).fetchall()
@@ -462,20 +471,14 @@ def test_slow_tools_exact_or_within_1_percent_of_the_raw_rows(tmp_path, monkeypa
     histograms (EXACT_LIMIT 0) p50 and p95 are within 1% of them, calls and max exact."""
     monkeypatch.setattr(percentiles, "EXACT_LIMIT", exact_limit)
     path = tmp_path / "a.db"
-    _seeded(path)
-    conn = connect_readonly(path)
-    busiest, project = conn.execute(
-        "SELECT id, project_path FROM sessions ORDER BY tool_call_count DESC LIMIT 1"
-    ).fetchone()
-    base = {"since": None, "until": None, "source": None, "project": None, "session": None,
-            "limit": -1}  # fmt: skip
+    conn, busiest, project = _seeded_busiest(path)
     cases = [{}, {"source": "claude"}, {"project": project}, {"session": busiest},
              {"since": NOW - 7 * DAY}, {"since": NOW - 5 * DAY - 777, "until": NOW - DAY + 4321},
              {"since": NOW - 3 * HOUR - 5, "until": NOW - HOUR + 9},
              {"since": NOW - 4 * DAY, "project": project}]  # fmt: skip
     methods = set()
     for case in cases:
-        params = {**base, **case}
+        params = {**NO_FILTERS, **case}
         columns, batches = run_report(conn, REPORTS["slow-tools"], params)
         got = {r[0]: r for b in batches for r in b}
         durations = defaultdict(list)
