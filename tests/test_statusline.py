@@ -191,6 +191,45 @@ def test_daemon_down_the_kept_figures_are_shown_while_the_database_is_unchanged(
     assert result.stdout.endswith(" | 2 failed tool calls\n") and result.stderr == ""
 
 
+def test_daemon_down_what_it_reads_from_the_database_is_kept_for_the_next_runs(
+    daemon, agentd_env, agentd_home
+):
+    """Down, with the database changed since the daemon stopped (a direct write): the first run
+    reads the database and keeps what it read (stamped, as the daemon keeps its figures); the
+    next runs show that instead of opening the database; a session read later joins them."""
+    _figures_in_the_database(daemon)
+    daemon.stop()
+    db = agentd_home / "agentd.db"
+    kept_path = agentd_home / "statusline-figures.json"
+    assert not kept_path.exists()  # no statusline asked the daemon: it kept nothing
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "INSERT INTO tools (id, session_id, source, tool_name, success) VALUES (?, ?, ?, ?, 0)",
+            ("toolu_direct", SESSION, "claude", "Bash"),
+        )
+    conn.close()
+    down = {**agentd_env, "AGENTD_AUTOSTART": "0"}
+    sent = json.dumps(sample())
+    first = run(down, sent)
+    assert "$0.45 today" in first.stdout and first.stdout.endswith(" | 2 failed tool calls\n")
+    kept = json.loads(kept_path.read_text())
+    assert kept["failures"] == {SESSION: 2} and kept["db"] == db_stamp(str(db))
+    assert kept["today_cost"] == pytest.approx(0.45, abs=0.01)
+    assert kept["day_start"] == _midnight_ms(time.time())
+    assert kept_path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in agentd_home.glob("statusline-figures*")] == [kept_path.name]
+    # The next run shows the kept figures: changed by hand (the stamp kept), the line follows.
+    kept_path.write_text(json.dumps({**kept, "failures": {SESSION: 7}}))
+    assert run(down, sent).stdout.endswith(" | 7 failed tool calls\n")
+    # Another session (an id JSON must escape) is read from the database and joins the kept one.
+    other = 'other "5747" \\ \n \u2603 \U0001f600'
+    result = run(down, json.dumps(sample(session_id=other)))
+    assert "failed tool call" not in result.stdout and result.stderr == ""
+    assert json.loads(kept_path.read_text())["failures"] == {SESSION: 7, other: 0}
+    assert run(down, sent).stdout.endswith(" | 7 failed tool calls\n")
+
+
 def test_a_sample_the_daemon_refuses_still_gets_its_figures(daemon, agentd_env):
     """An error answer (here: a sample nested too deep to store; or an older daemon without the
     `statusline` method) sends it as `ingest` and reads the figures from the database file."""

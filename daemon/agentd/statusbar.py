@@ -10,13 +10,14 @@ plan without rate limits) is left out; it always exits 0.
 It also forwards the sample to the daemon, as an event of source `claude_statusline` (the
 database copies rate limits, context and cost into `statusline_samples`), spooled like a hook
 event when the daemon is down. With the daemon up, one round trip does both: the `statusline`
-method stores the sample and answers with today's cost and the session's failures
-(read_figures, on the daemon's open read-only connection: opening SQLite and reading its schema
-here would cost more than the rest of the command). With the daemon down, it shows them as the
-daemon left them when it stopped (FIGURES_FILE), if the database has not changed since; else,
-or with an older daemon without the method, it reads them from the database itself. It runs as often as the hook, so
-it starts the same way (`python -I -S .../agentd/statusline.py`) and imports only C modules:
-`_json`'s scanner instead of `json` and `_sqlite3` instead of `sqlite3` (bench/statusline).
+method stores the sample and answers with today's cost and the session's failures (on the
+daemon's open read-only connection: opening SQLite and reading its schema here would cost more
+than the rest of the command). With the daemon down (or an older one without the method), it
+shows them as they were last read (FIGURES_FILE: kept by the daemon when it stopped, or by this
+command), if the database has not changed since; else it reads them from the database itself,
+once, and keeps them. It runs as often as the hook, so it starts the same way (`python -I -S
+.../agentd/statusline.py`) and imports only C modules: `_json`'s scanner instead of `json` and
+`_sqlite3` instead of `sqlite3` (bench/statusline).
 """
 
 from __future__ import annotations
@@ -132,31 +133,42 @@ def today_cost(row: tuple[Any, ...] | None) -> float | None:
     return None
 
 
-def read_figures(
-    conn: _sqlite3.Connection, session_id: str | None, day_start_ms: int
-) -> dict[str, float]:
-    """Today's cost (all sessions, from `day_start_ms`) and the session's failed tool calls, on
-    an open connection (`_sqlite3`'s here); a figure that cannot be read is left out."""
-    import _sqlite3  # the C module: `sqlite3` would import datetime and collections
+def read_kept(conn: _sqlite3.Connection, sessions: list[str], day_start_ms: int) -> dict[str, Any]:
+    """What FIGURES_FILE keeps (its stamp aside), read now on an open connection (`_sqlite3`'s
+    here, `sqlite3`'s in the daemon): the day, today's cost (all sessions, from `day_start_ms`)
+    and the failed tool calls of each of `sessions`. Raises the driver's error."""
+    row = conn.execute(TODAY_COST_SQL, (first_hour(day_start_ms),)).fetchone()
+    failures = {s: conn.execute(FAILURES_SQL, (s,)).fetchone()[0] for s in sessions}
+    kept: dict[str, Any] = {"day_start": day_start_ms, "failures": failures}
+    if (today := today_cost(row)) is not None:
+        kept["today_cost"] = today
+    return kept
 
+
+def shown(kept: dict[str, Any], session_id: str | None) -> dict[str, float] | None:
+    """The figures of `kept` the line shows for `session_id`; None when it has not that
+    session's."""
     out: dict[str, float] = {}
-    try:
-        cost = today_cost(conn.execute(TODAY_COST_SQL, (first_hour(day_start_ms),)).fetchone())
-        if cost is not None:
-            out["today_cost"] = cost
-        if session_id:
-            out["failures"] = conn.execute(FAILURES_SQL, (session_id,)).fetchone()[0]
-    except _sqlite3.Error:
-        pass  # an older schema, a locked or broken file: show the rest
+    if session_id:
+        failures = kept.get("failures")
+        if not isinstance(failures, dict) or not isinstance(failures.get(session_id), int):
+            return None
+        out["failures"] = failures[session_id]
+    if isinstance(kept.get("today_cost"), int | float):
+        out["today_cost"] = kept["today_cost"]
     return out
 
 
-# The figures as the daemon left them when it stopped (service.py writes the file after its
-# last commit), for the statusline while the daemon is down: reading the database instead costs
-# loading libsqlite3 and parsing its schema, about twice a Python start. The file names the
-# database's and its WAL's size and mtime: any write since (a direct import) makes it stale.
+# The figures as they were last read, for the statusline while the daemon is down: the daemon
+# keeps those of the sessions it was asked about when it stops (service.py, after its last
+# commit), and the statusline keeps what it had to read from the database itself. Reading the
+# database costs loading libsqlite3 and parsing its schema (its triggers are ~180 KB of SQL),
+# about twice a Python start; so it is read once per change, not at every assistant message.
+# The file names the database's and its WAL's size and mtime: any write since (a direct import)
+# makes it stale.
 FIGURES_FILE = "statusline-figures.json"
 MAX_FIGURES_BYTES = 1 << 16
+KEPT_SESSIONS = 64  # the newest sessions whose failures the file holds
 
 
 def file_stamp(path: str, *, empty_is_none: bool = False) -> list[int] | None:
@@ -176,11 +188,9 @@ def db_stamp(db_path: str) -> list[list[int] | None]:
     return [file_stamp(db_path), file_stamp(db_path + "-wal", empty_is_none=True)]
 
 
-def kept_figures(
-    state_dir: str, db_path: str, session_id: str | None, day_start_ms: int
-) -> dict[str, float] | None:
-    """The figures of FIGURES_FILE, or None when it has none for this session and day or the
-    database changed since it was written."""
+def load_kept(state_dir: str) -> dict[str, Any] | None:
+    """FIGURES_FILE, or None when it is missing, unreadable, not a JSON object, or not a regular
+    file of ours that no one else can write (the daemon's or ours, not a planted one)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # no link, never a wait
     try:
         fd = os.open(os.path.join(state_dir, FIGURES_FILE), flags)
@@ -188,7 +198,6 @@ def kept_figures(
         return None
     try:
         st = os.fstat(fd)
-        # A regular file of ours that no one else can write: the daemon's, not a planted one.
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
             return None
         data = os.read(fd, MAX_FIGURES_BYTES)
@@ -200,35 +209,99 @@ def kept_figures(
         kept = _scan(data.decode(), 0)[0]
     except (StopIteration, ValueError, RecursionError):
         return None  # torn or foreign: read the database
-    if not isinstance(kept, dict) or kept.get("day_start") != day_start_ms:
-        return None
-    if kept.get("db") != db_stamp(db_path):
-        return None
-    failures = kept.get("failures")
-    out: dict[str, float] = {}
-    if session_id:
-        if not isinstance(failures, dict) or not isinstance(failures.get(session_id), int):
-            return None
-        out["failures"] = failures[session_id]
-    if isinstance(kept.get("today_cost"), int | float):
-        out["today_cost"] = kept["today_cost"]
-    return out
+    return kept if isinstance(kept, dict) else None
 
 
-def figures(db_path: str, session_id: str | None, now: float) -> dict[str, float]:
-    """read_figures from the database file, read-only: when the daemon did not answer."""
+def kept_figures(
+    state_dir: str, db_path: str, session_id: str | None, day_start_ms: int
+) -> dict[str, float] | None:
+    """The figures of FIGURES_FILE, or None when it has none for this session and day or the
+    database changed since it was written."""
+    kept = load_kept(state_dir)
+    if kept is None or kept.get("day_start") != day_start_ms or kept.get("db") != db_stamp(db_path):
+        return None
+    return shown(kept, session_id)
+
+
+def _encode(value: object) -> str:
+    """JSON of what FIGURES_FILE holds (dicts with str keys, lists, ints, finite floats, None),
+    with `_json`'s C encoder for strings: `json` would cost its import here."""
+    if isinstance(value, dict):
+        items = (f"{_json.encode_basestring_ascii(k)}:{_encode(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _json.encode_basestring_ascii(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value - value == 0:
+        return repr(value)  # an int, or a finite float (inf and nan are not JSON)
+    raise ValueError(f"cannot keep {value!r}")
+
+
+def keep(state_dir: str, kept: dict[str, Any]) -> None:
+    """Write `kept` as FIGURES_FILE: whole (this process's temporary file, then renamed), 0600,
+    in the state directory checked private (trust.py). Raises OSError (trust.Untrusted is one)
+    and ValueError for a value JSON cannot hold."""
+    data = _encode(kept).encode()
+    if len(data) > MAX_FIGURES_BYTES:
+        return
+    from agentd import trust  # imports only os
+
+    dir_fd = trust.open_private_dir(state_dir)
+    try:
+        partial = f"{FIGURES_FILE}.{os.getpid()}.partial"
+        fd = trust.open_private(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd=dir_fd)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(partial, FIGURES_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:  # noqa: SIM105 (contextlib would be one more import)
+            os.unlink(f"{FIGURES_FILE}.{os.getpid()}.partial", dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+    finally:
+        os.close(dir_fd)
+
+
+def figures(state_dir: str, db_path: str, session_id: str | None, now: float) -> dict[str, float]:
+    """The figures read from the database file, read-only, when the daemon did not answer and
+    FIGURES_FILE did not hold them; kept there (beside the sessions it holds for the same
+    database and day) when no write came during the read."""
     if not os.path.exists(db_path):
         return {}
-    import _sqlite3
+    import _sqlite3  # the C module: `sqlite3` would import datetime and collections
 
+    day = day_start(now)
+    stamp = db_stamp(db_path)  # before the read: a write meanwhile must show as a change
     try:
         conn = _sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=0.1)
     except _sqlite3.Error:
         return {}  # unreadable: show the rest
     try:
-        return read_figures(conn, session_id, day_start(now))
+        kept = read_kept(conn, [session_id] if session_id else [], day)
+    except _sqlite3.Error:
+        return {}  # an older schema, a locked or broken file: show the rest
     finally:
         conn.close()
+    if stamp[0] is not None and db_stamp(db_path) == stamp:
+        before = load_kept(state_dir) or {}
+        held = before.get("failures")
+        if before.get("day_start") == day and before.get("db") == stamp and isinstance(held, dict):
+            # The sessions kept of the same database and day stay, the newest last.
+            merged = {s: n for s, n in held.items() if type(n) is int and s != session_id}
+            merged.update(kept["failures"])
+            kept["failures"] = dict(list(merged.items())[-KEPT_SESSIONS:])
+        kept["db"] = stamp
+        try:  # noqa: SIM105 (contextlib would be one more import)
+            keep(state_dir, kept)
+        except (OSError, ValueError):
+            pass  # read again next time
+    return shown(kept, session_id) or {}
 
 
 def _duration(seconds: float) -> str:
@@ -281,9 +354,10 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> str:
         session = session if isinstance(session, str) else None
         db = paths.db_path(env, file)
         try:
-            extra = kept_figures(paths.state_dir(env), db, session, day_start(now))
+            state = paths.state_dir(env)
+            extra = kept_figures(state, db, session, day_start(now))
             if extra is None:
-                extra = figures(db, session, now)
+                extra = figures(state, db, session, now)
         except OSError:
             extra = {}
     return line(sample, extra, now)

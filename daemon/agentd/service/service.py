@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import sqlite3
@@ -21,7 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from agentd import __version__, paths, pidfile, spool, statusbar, trust
+from agentd import __version__, paths, pidfile, spool, statusbar
 from agentd.config import Config
 from agentd.db import readonly
 from agentd.db.store import Store
@@ -32,7 +31,6 @@ from agentd.redact import Redactor
 
 __all__ = ["Service"]
 
-KEPT_SESSIONS = 64  # the statusline's sessions whose figures are kept at stop
 log = logging.getLogger(__name__)
 
 SPOOL_POLL_S = 1.0
@@ -173,16 +171,16 @@ class Service:
         stored.add_done_callback(self._stored_unwaited)
         self._follow(event, payload)
         self._statusline_day = day_start
-        if event.session_id:  # the newest last, at most KEPT_SESSIONS
+        if event.session_id:  # the newest last, at most statusbar.KEPT_SESSIONS
             self._statusline_sessions.pop(event.session_id, None)
             self._statusline_sessions[event.session_id] = None
-            if len(self._statusline_sessions) > KEPT_SESSIONS:
+            if len(self._statusline_sessions) > statusbar.KEPT_SESSIONS:
                 del self._statusline_sessions[next(iter(self._statusline_sessions))]
         return figures
 
     def keep_statusline_figures(self) -> None:
         """After the last commit: the statusline's figures for the day and sessions it asked about,
-        with the database's stamp, in statusbar.FIGURES_FILE (written whole, then renamed)."""
+        with the database's stamp, in statusbar.FIGURES_FILE."""
         if self._statusline_day is None:
             return
         db = str(self.config.db_path)
@@ -192,36 +190,15 @@ class Service:
             stamp = statusbar.db_stamp(db)
             conn = readonly.connect(self.config.db_path, timeout=0.1)
             try:
-                row = conn.execute(
-                    statusbar.TODAY_COST_SQL, (statusbar.first_hour(self._statusline_day),)
-                ).fetchone()
-                failures = {
-                    session: conn.execute(statusbar.FAILURES_SQL, (session,)).fetchone()[0]
-                    for session in self._statusline_sessions
-                }
+                kept = statusbar.read_kept(
+                    conn, list(self._statusline_sessions), self._statusline_day
+                )
             finally:
                 conn.close()
             if statusbar.db_stamp(db) != stamp:
                 return  # the statusline reads the database itself
-            kept: dict[str, Any] = {
-                "day_start": self._statusline_day,
-                "db": stamp,
-                "failures": failures,
-            }
-            if (today := statusbar.today_cost(row)) is not None:
-                kept["today_cost"] = today
-            data = json.dumps(kept).encode()
-            if len(data) > statusbar.MAX_FIGURES_BYTES:
-                return
-            target = self.config.state_dir / statusbar.FIGURES_FILE
-            partial = target.with_name(target.name + ".partial")
-            fd = trust.open_private(str(partial), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            os.replace(partial, target)
-        except (OSError, sqlite3.Error) as e:  # the statusline then reads the database itself
+            statusbar.keep(str(self.config.state_dir), {**kept, "db": stamp})
+        except (OSError, ValueError, sqlite3.Error) as e:  # then the statusline reads the database
             log.info("statusline figures not kept: %s", e)
 
     def _stored_unwaited(self, stored: asyncio.Future[None]) -> None:
