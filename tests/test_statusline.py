@@ -230,6 +230,32 @@ def test_daemon_down_what_it_reads_from_the_database_is_kept_for_the_next_runs(
     assert run(down, sent).stdout.endswith(" | 7 failed tool calls\n")
 
 
+def test_a_direct_write_brings_the_kept_figures_up_to_date(daemon, agentd_env, agentd_home):
+    """A write with the daemon down (here `agentd prune`, which writes directly) reads the kept
+    sessions' figures anew before it lets go of the writer's lock: the next statusline finds
+    them current, stamped with the database as the write left it."""
+    _figures_in_the_database(daemon)
+    sent = json.dumps(sample())
+    assert run(agentd_env, sent).stdout.endswith(" | 1 failed tool call\n")
+    daemon.stop()
+    kept_path = agentd_home / "statusline-figures.json"
+    assert json.loads(kept_path.read_text())["failures"] == {SESSION: 1}
+    down = {**agentd_env, "AGENTD_AUTOSTART": "0"}
+    # Everything last seen before tomorrow goes: the session's failures and today's cost with it.
+    tomorrow = time.strftime("%Y-%m-%d", time.localtime(time.time() + 2 * 86400))
+    pruned = subprocess.run(
+        [sys.executable, "-m", "agentd", "prune", "--older-than", tomorrow, "--json"],
+        env=down, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["deleted"]["tools"] == 1
+    kept = json.loads(kept_path.read_text())
+    assert kept["failures"] == {SESSION: 0} and "today_cost" not in kept
+    assert kept["db"] == db_stamp(str(agentd_home / "agentd.db"))
+    line = run(down, sent).stdout
+    assert "today" not in line and "failed tool call" not in line
+
+
 def test_a_sample_the_daemon_refuses_still_gets_its_figures(daemon, agentd_env):
     """An error answer (here: a sample nested too deep to store; or an older daemon without the
     `statusline` method) sends it as `ingest` and reads the figures from the database file."""

@@ -268,40 +268,57 @@ def keep(state_dir: str, kept: dict[str, Any]) -> None:
         os.close(dir_fd)
 
 
-def figures(state_dir: str, db_path: str, session_id: str | None, now: float) -> dict[str, float]:
-    """The figures read from the database file, read-only, when the daemon did not answer and
-    FIGURES_FILE did not hold them; kept there (beside the sessions it holds for the same
-    database and day) when no write came during the read."""
-    if not os.path.exists(db_path):
-        return {}
+def read_and_keep(
+    state_dir: str, db_path: str, sessions: list[str], day_start_ms: int
+) -> dict[str, Any] | None:
+    """read_kept from the database file, read-only; kept in FIGURES_FILE (beside the sessions it
+    holds for the same database and day) when no write came during the read. None when the
+    database cannot be read (missing, an older schema, locked, broken)."""
     import _sqlite3  # the C module: `sqlite3` would import datetime and collections
 
-    day = day_start(now)
     stamp = db_stamp(db_path)  # before the read: a write meanwhile must show as a change
+    if stamp[0] is None:
+        return None
     try:
         conn = _sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=0.1)
     except _sqlite3.Error:
-        return {}  # unreadable: show the rest
+        return None
     try:
-        kept = read_kept(conn, [session_id] if session_id else [], day)
+        kept = read_kept(conn, sessions, day_start_ms)
     except _sqlite3.Error:
-        return {}  # an older schema, a locked or broken file: show the rest
+        return None
     finally:
         conn.close()
-    if stamp[0] is not None and db_stamp(db_path) == stamp:
-        before = load_kept(state_dir) or {}
-        held = before.get("failures")
-        if before.get("day_start") == day and before.get("db") == stamp and isinstance(held, dict):
-            # The sessions kept of the same database and day stay, the newest last.
-            merged = {s: n for s, n in held.items() if type(n) is int and s != session_id}
-            merged.update(kept["failures"])
-            kept["failures"] = dict(list(merged.items())[-KEPT_SESSIONS:])
-        kept["db"] = stamp
-        try:  # noqa: SIM105 (contextlib would be one more import)
-            keep(state_dir, kept)
-        except (OSError, ValueError):
-            pass  # read again next time
-    return shown(kept, session_id) or {}
+    if db_stamp(db_path) != stamp:
+        return kept  # written meanwhile: shown, not kept
+    before = load_kept(state_dir) or {}
+    held = before.get("failures")
+    same = before.get("day_start") == day_start_ms and before.get("db") == stamp
+    if same and isinstance(held, dict):  # its sessions stay beside ours, the newest last
+        merged = {s: n for s, n in held.items() if type(n) is int and s not in kept["failures"]}
+        kept["failures"] = dict(list({**merged, **kept["failures"]}.items())[-KEPT_SESSIONS:])
+    try:  # noqa: SIM105 (contextlib would be one more import)
+        keep(state_dir, {**kept, "db": stamp})
+    except (OSError, ValueError):
+        pass  # read again next time
+    return kept
+
+
+def figures(state_dir: str, db_path: str, session_id: str | None, now: float) -> dict[str, float]:
+    """The figures read from the database file (and kept), when the daemon did not answer and
+    FIGURES_FILE did not hold them; {} when it cannot be read: the line shows the rest."""
+    kept = read_and_keep(state_dir, db_path, [session_id] if session_id else [], day_start(now))
+    return (shown(kept, session_id) or {}) if kept else {}
+
+
+def refresh_kept(state_dir: str, db_path: str) -> None:
+    """After a direct write (db/access.py, with the writer's lock still held): FIGURES_FILE's
+    sessions read anew for today, so the statusline (daemon down) finds its figures current
+    instead of reading the database at its next run. Nothing without the file."""
+    before = load_kept(state_dir)
+    held = before.get("failures") if before else None
+    if isinstance(held, dict) and held:
+        read_and_keep(state_dir, db_path, [str(s) for s in held], day_start(time.time()))
 
 
 def _duration(seconds: float) -> str:

@@ -51,9 +51,16 @@ class Writer:
     lock_fd: int | None = None
 
     def release(self) -> None:
+        """Release the lock; first, the database having changed under them, bring the
+        statusline's kept figures up to date (statusbar.refresh_kept) while no daemon writes."""
         if self.lock_fd is not None:
-            pidfile.release(self.config.pid_path, self.lock_fd)
-            self.lock_fd = None
+            from agentd import statusbar
+
+            try:
+                statusbar.refresh_kept(str(self.config.state_dir), str(self.config.db_path))
+            finally:
+                pidfile.release(self.config.pid_path, self.lock_fd)
+                self.lock_fd = None
 
     def __enter__(self) -> Writer:
         return self
