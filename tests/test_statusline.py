@@ -256,6 +256,65 @@ def test_a_direct_write_brings_the_kept_figures_up_to_date(daemon, agentd_env, a
     assert "today" not in line and "failed tool call" not in line
 
 
+def test_a_database_behind_a_symlink_or_an_odd_path_is_stamped_where_sqlite_writes(
+    daemon, agentd_env, agentd_home, tmp_path
+):
+    """SQLite keeps the WAL beside the file a symlink names: the stamp must look there, or a
+    commit still in the WAL would leave stale figures shown. A path with "#" or "?" is opened
+    as itself, read-only (not cut short as a URI)."""
+    _figures_in_the_database(daemon)
+    daemon.stop()
+    odd = tmp_path / "data #1?x=y"
+    odd.mkdir()
+    (agentd_home / "agentd.db").rename(odd / "agentd.db")
+    link = tmp_path / "link.db"
+    link.symlink_to(odd / "agentd.db")
+    down = {**agentd_env, "AGENTD_AUTOSTART": "0", "AGENTD_DB": str(link)}
+    sent = json.dumps(sample())
+    assert run(down, sent).stdout.endswith(" | 1 failed tool call\n")
+    assert json.loads((agentd_home / "statusline-figures.json").read_text())["failures"] == {
+        SESSION: 1
+    }
+    conn = sqlite3.connect(link)  # left open: the commit stays in the WAL
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO tools (id, session_id, source, tool_name, success) "
+                "VALUES (?, ?, ?, ?, 0)",
+                ("toolu_direct", SESSION, "claude", "Bash"),
+            )
+        assert (odd / "agentd.db-wal").stat().st_size > 0
+        assert run(down, sent).stdout.endswith(" | 2 failed tool calls\n")
+    finally:
+        conn.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data #1?x=y", "link.db"]
+
+
+def test_a_damaged_kept_file_or_a_planted_fifo_never_fails_a_write(
+    daemon, agentd_env, agentd_home
+):
+    """The refresh after a direct write is best effort: a kept file naming a session id SQLite
+    cannot take leaves the prune's result and exit code alone; a FIFO at the temporary file's
+    name (a killed writer of the same pid, a plant) is replaced, never opened."""
+    from agentd import statusbar
+
+    _figures_in_the_database(daemon)
+    daemon.stop()
+    kept_path = agentd_home / "statusline-figures.json"
+    kept_path.write_bytes(b'{"day_start": 0, "failures": {"\\ud800": 0}, "db": null}')
+    kept_path.chmod(0o600)
+    pruned = subprocess.run(
+        [sys.executable, "-m", "agentd", "prune", "--older-than", "2000-01-01"],
+        env={**agentd_env, "AGENTD_AUTOSTART": "0"}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (pruned.returncode, pruned.stderr) == (0, "")
+    fifo = agentd_home / f"statusline-figures.json.{os.getpid()}.partial"
+    os.mkfifo(fifo, 0o600)
+    statusbar.keep(str(agentd_home), {"day_start": 1, "failures": {SESSION: 3}, "db": None})
+    assert json.loads(kept_path.read_text())["failures"] == {SESSION: 3}
+    assert not fifo.exists()
+
+
 def test_a_sample_the_daemon_refuses_still_gets_its_figures(daemon, agentd_env):
     """An error answer (here: a sample nested too deep to store; or an older daemon without the
     `statusline` method) sends it as `ingest` and reads the figures from the database file."""

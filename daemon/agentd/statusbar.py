@@ -184,8 +184,10 @@ def file_stamp(path: str, *, empty_is_none: bool = False) -> list[int] | None:
 
 
 def db_stamp(db_path: str) -> list[list[int] | None]:
-    """The stamps of the database file and of its WAL."""
-    return [file_stamp(db_path), file_stamp(db_path + "-wal", empty_is_none=True)]
+    """The stamps of the database file and of its WAL: beside the file a symlink names, where
+    SQLite keeps it."""
+    real = os.path.realpath(db_path)
+    return [file_stamp(real), file_stamp(real + "-wal", empty_is_none=True)]
 
 
 def load_kept(state_dir: str) -> dict[str, Any] | None:
@@ -240,19 +242,27 @@ def _encode(value: object) -> str:
     raise ValueError(f"cannot keep {value!r}")
 
 
+PARTIAL_SUFFIX = ".partial"  # FIGURES_FILE.<pid>.partial: a writer's file before its rename
+
+
 def keep(state_dir: str, kept: dict[str, Any]) -> None:
-    """Write `kept` as FIGURES_FILE: whole (this process's temporary file, then renamed), 0600,
-    in the state directory checked private (trust.py). Raises OSError (trust.Untrusted is one)
-    and ValueError for a value JSON cannot hold."""
+    """Write `kept` as FIGURES_FILE: whole (this process's temporary file, created anew, then
+    renamed), 0600, in the state directory checked private (trust.py). Raises OSError
+    (trust.Untrusted is one) and ValueError for a value JSON cannot hold."""
     data = _encode(kept).encode()
     if len(data) > MAX_FIGURES_BYTES:
         return
     from agentd import trust  # imports only os
 
     dir_fd = trust.open_private_dir(state_dir)
+    partial = f"{FIGURES_FILE}.{os.getpid()}{PARTIAL_SUFFIX}"
     try:
-        partial = f"{FIGURES_FILE}.{os.getpid()}.partial"
-        fd = trust.open_private(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd=dir_fd)
+        try:  # noqa: SIM105 one left by a killed process of this pid: never opened (a FIFO blocks)
+            os.unlink(partial, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NONBLOCK
+        fd = trust.open_private(partial, flags, dir_fd=dir_fd)
         try:
             os.write(fd, data)
         finally:
@@ -260,7 +270,7 @@ def keep(state_dir: str, kept: dict[str, Any]) -> None:
         os.replace(partial, FIGURES_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:  # noqa: SIM105 (contextlib would be one more import)
-            os.unlink(f"{FIGURES_FILE}.{os.getpid()}.partial", dir_fd=dir_fd)
+            os.unlink(partial, dir_fd=dir_fd)
         except OSError:
             pass
         raise
@@ -279,13 +289,15 @@ def read_and_keep(
     stamp = db_stamp(db_path)  # before the read: a write meanwhile must show as a change
     if stamp[0] is None:
         return None
+    # Quoted as a URI path by hand (urllib would be one more import): "?" or "#" would cut it.
+    uri_path = db_path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
     try:
-        conn = _sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=0.1)
+        conn = _sqlite3.connect(f"file:{uri_path}?mode=ro", uri=True, timeout=0.1)
     except _sqlite3.Error:
         return None
     try:
         kept = read_kept(conn, sessions, day_start_ms)
-    except _sqlite3.Error:
+    except (_sqlite3.Error, ValueError):  # ValueError: a session id SQLite cannot take
         return None
     finally:
         conn.close()
@@ -304,6 +316,17 @@ def read_and_keep(
     return kept
 
 
+def sweep_partials(state_dir: str) -> None:
+    """Remove the temporary files of writers killed before their rename (the daemon does, at
+    stop: a statusline killed mid-write leaves one named after its pid)."""
+    for name in os.listdir(state_dir):
+        if name.startswith(FIGURES_FILE + ".") and name.endswith(PARTIAL_SUFFIX):
+            try:  # noqa: SIM105 (contextlib would be one more import)
+                os.unlink(os.path.join(state_dir, name))
+            except OSError:
+                pass
+
+
 def figures(state_dir: str, db_path: str, session_id: str | None, now: float) -> dict[str, float]:
     """The figures read from the database file (and kept), when the daemon did not answer and
     FIGURES_FILE did not hold them; {} when it cannot be read: the line shows the rest."""
@@ -317,8 +340,12 @@ def refresh_kept(state_dir: str, db_path: str) -> None:
     instead of reading the database at its next run. Nothing without the file."""
     before = load_kept(state_dir)
     held = before.get("failures") if before else None
-    if isinstance(held, dict) and held:
-        read_and_keep(state_dir, db_path, [str(s) for s in held], day_start(time.time()))
+    day = day_start(time.time())
+    if not isinstance(held, dict) or not held:
+        return
+    if before and before.get("day_start") == day and before.get("db") == db_stamp(db_path):
+        return  # nothing was written (an import that found nothing new)
+    read_and_keep(state_dir, db_path, [str(s) for s in held], day)
 
 
 def _duration(seconds: float) -> str:

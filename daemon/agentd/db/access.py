@@ -54,10 +54,12 @@ class Writer:
         """Release the lock; first, the database having changed under them, bring the
         statusline's kept figures up to date (statusbar.refresh_kept) while no daemon writes."""
         if self.lock_fd is not None:
-            from agentd import statusbar
-
             try:
+                from agentd import statusbar
+
                 statusbar.refresh_kept(str(self.config.state_dir), str(self.config.db_path))
+            except Exception:  # noqa: BLE001, S110 (a damaged cache must not fail the write)
+                pass  # the statusline reads the database itself
             finally:
                 pidfile.release(self.config.pid_path, self.lock_fd)
                 self.lock_fd = None

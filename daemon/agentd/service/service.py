@@ -158,7 +158,7 @@ class Service:
     async def statusline(
         self, source: str, payload: bytes, received_at: int | None, day_start: int
     ) -> dict[str, Any]:
-        """What the statusline prints beside the sample (statusbar.read_figures) for the event's
+        """What the statusline prints beside the sample (statusbar.shown) for the event's
         session and the day from `day_start`, read on the reader's thread; the event is stored as an
         `ingest` notification's is, not waited for (its commit can take longer than the read, on
         a session with many messages, and the statusline runs as often as the hook)."""
@@ -197,6 +197,7 @@ class Service:
                 conn.close()
             if statusbar.db_stamp(db) != stamp:
                 return  # the statusline reads the database itself
+            statusbar.sweep_partials(str(self.config.state_dir))
             statusbar.keep(str(self.config.state_dir), {**kept, "db": stamp})
         except (OSError, ValueError, sqlite3.Error) as e:  # then the statusline reads the database
             log.info("statusline figures not kept: %s", e)
