@@ -357,11 +357,48 @@ def test_daemon_down_spools_and_the_daemon_keeps_it_later(agentd_env, agentd_hom
         ("", "agentd\n"),
         ("this is not json", "agentd\n"),
         ("[1, 2]", "agentd\n"),
+        # nested past any parser's depth; megabytes of it
+        ("[" * 100_000, "agentd\n"),
+        ("{" * 5_000_000, "agentd\n"),
+        # not numbers one can draw: NaN, infinities, a negative cost, 10^300 %, a reset in ms
+        ('{"model": {"display_name": "Opus"}, "cost": {"total_cost_usd": NaN},'
+         ' "rate_limits": {"five_hour": {"used_percentage": 5, "resets_at": Infinity}}}',
+         "Opus | 5h 5%\n"),
+        ('{"model": {"display_name": "Opus"}, "context_window": {"used_percentage": 1e300},'
+         ' "cost": {"total_cost_usd": -5}, "rate_limits": {"five_hour": {"used_percentage": 30,'
+         ' "resets_at": 1795246000000}, "seven_day": {"used_percentage": -3}}}',
+         "Opus | 5h 30%\n"),
+        # one line, no escape sequence, whatever the model's name holds; a lone surrogate
+        ('{"model": {"display_name": "Evil\\nName\\r\\u001b[31mRED"}}', "Evil Name  [31mRED\n"),
+        ('{"model": {"display_name": "\\ud800x"}}', "?x\n"),
     ],
 )  # fmt: skip
-def test_bad_input_prints_what_it_can_and_exits_0(agentd_env, stdin, line):
-    result = run({**agentd_env, "AGENTD_AUTOSTART": "0"}, stdin)
+@pytest.mark.parametrize("form", ["installed", "click"])
+def test_bad_input_prints_what_it_can_and_exits_0(agentd_env, stdin, line, form):
+    env = {**agentd_env, "AGENTD_AUTOSTART": "0"}
+    if form == "installed":
+        result = run(env, stdin)
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "agentd", "statusline"], input=stdin, env=env,
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
     assert (result.returncode, result.stdout, result.stderr) == (0, line, "")
+
+
+@pytest.mark.parametrize("form", ["installed", "click"])
+def test_a_home_it_cannot_use_still_draws_the_line(agentd_env, form):
+    """An AGENTD_HOME that cannot exist: the sample is lost (said on stderr), the line drawn."""
+    env = {**agentd_env, "AGENTD_AUTOSTART": "0", "AGENTD_HOME": "/proc/nonexistent/agentd"}
+    env.pop("AGENTD_SOCKET", None)
+    env.pop("AGENTD_DB", None)
+    argv = ["sh", "-c", statusline_command()] if form == "installed" else [
+        sys.executable, "-m", "agentd", "statusline"]  # fmt: skip
+    result = subprocess.run(
+        argv, input=json.dumps(sample()), env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and result.stdout.startswith("Sonnet 4.5 | ctx 42% | $1.23")
+    assert result.stdout.count("\n") == 1 and "Traceback" not in result.stderr
 
 
 def test_the_click_command_prints_the_same_line(agentd_env):

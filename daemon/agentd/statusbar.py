@@ -88,7 +88,7 @@ def parse(data: bytes) -> dict:
     try:
         text = data.decode("utf-8", "replace")
         value, _ = _scan(text, len(text) - len(text.lstrip()))
-    except (StopIteration, ValueError):
+    except Exception:  # noqa: BLE001 (StopIteration, ValueError; nesting: RecursionError, SystemError)
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -101,10 +101,22 @@ def _get(obj: object, *keys: str) -> object:
     return obj
 
 
-def _num(value: object) -> float | None:
+def _num(value: object, low: float = 0.0, high: float = 1e12) -> float | None:
+    """A number of the sample within [low, high], else None (left out of the line): a NaN, an
+    infinity, a negative cost or a percentage of 10^300 is not something to draw."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int past a float's range
+        return None
+    return number if low <= number <= high else None
+
+
+# What the line never carries: control characters (a newline would make it two lines, an escape
+# would recolour Claude's screen), from a model name or anything else of the sample.
+_CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " ")
+MAX_MODEL_CHARS = 60
 
 
 def day_start(now: float) -> int:
@@ -357,24 +369,28 @@ def line(sample: dict, extra: dict[str, float], now: float) -> str:
     """The one line Claude Code draws."""
     parts: list[str] = []
     model = _get(sample, "model", "display_name") or _get(sample, "model", "id")
-    if isinstance(model, str) and model:
-        parts.append(model)
-    used = _num(_get(sample, "context_window", "used_percentage"))
+    if isinstance(model, str) and model.strip():
+        parts.append(model[:MAX_MODEL_CHARS].translate(_CONTROLS).strip())
+    used = _num(_get(sample, "context_window", "used_percentage"), high=100)
     if used is not None:
         parts.append(f"ctx {used:.0f}%")
     cost = _num(_get(sample, "cost", "total_cost_usd"))
     if cost is not None:
         parts.append(f"${cost:.2f} session")
-    if "today_cost" in extra:
-        parts.append(f"${extra['today_cost']:.2f} today")
-    five = _num(_get(sample, "rate_limits", "five_hour", "used_percentage"))
+    today = _num(extra.get("today_cost"))
+    if today is not None:
+        parts.append(f"${today:.2f} today")
+    five = _num(_get(sample, "rate_limits", "five_hour", "used_percentage"), high=100)
     if five is not None:
         text = f"5h {five:.0f}%"
-        resets = _num(_get(sample, "rate_limits", "five_hour", "resets_at"))
+        # Epoch seconds within about the window's 5 hours (not milliseconds, not long past)
+        resets = _num(
+            _get(sample, "rate_limits", "five_hour", "resets_at"), now - 60, now + 6 * 3600
+        )
         if resets is not None:
             text += f" (resets in {_duration(resets - now)})"
         parts.append(text)
-    failures = extra.get("failures")
+    failures = _num(extra.get("failures"))
     if failures:
         parts.append(f"{failures:.0f} failed tool call{'s' if failures != 1 else ''}")
     return SEPARATOR.join(parts) or "agentd"
@@ -483,8 +499,12 @@ def forward_sample(
     from agentd import trust
 
     state = paths.state_dir(env)
-    trust.private_dir(state)
-    spool.write_file(os.path.join(state, "spool"), SOURCE, [params + b"\n"])
+    try:
+        trust.private_dir(state)
+        spool.write_file(os.path.join(state, "spool"), SOURCE, [params + b"\n"])
+    except OSError as e:  # nowhere to keep it (a home that cannot exist, a full disk): say so
+        os.write(2, f"agentd statusline: sample not sent, not spooled: {e}\n".encode())
+        return None
     if refused is not None:  # kept; no daemon is started beside a planted socket
         os.write(2, f"agentd statusline: sample spooled, not sent: {refused}\n".encode())
         return None
@@ -498,18 +518,24 @@ def forward_sample(
     return None
 
 
-def main() -> None:
-    start = time.monotonic()
+def render(env: dict[str, str] | os._Environ[str], start: float) -> bytes:
+    """The line to print, newline ended, whatever happens: a failure is said on stderr and
+    draws a stub, never a traceback on Claude's screen."""
     try:
-        text = run(os.environ, start)
-    except BaseException as e:  # never break Claude's screen: say why on stderr, draw a stub
+        text = run(env, start)
+    except BaseException as e:  # noqa: BLE001
         text = "agentd"
         try:  # noqa: SIM105
-            os.write(2, f"agentd statusline: {type(e).__name__}: {e}\n".encode())
+            os.write(2, f"agentd statusline: {type(e).__name__}: {e}\n".encode(errors="replace"))
         except OSError:
             pass
+    return text.encode(errors="replace") + b"\n"  # a lone surrogate of the sample: "?"
+
+
+def main() -> None:
+    line = render(os.environ, time.monotonic())
     try:  # noqa: SIM105 (contextlib would be one more import)
-        os.write(1, text.encode() + b"\n")
+        os.write(1, line)
     except OSError:
         pass
     os._exit(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import click
@@ -26,9 +27,14 @@ def statusline() -> None:
       agentd install claude --statusline
       echo '{"model": {"display_name": "Sonnet"}, "cost": {"total_cost_usd": 0.42}}' | agentd statusline
     """
-    from agentd import statusbar as status
+    from agentd import statusbar
 
-    click.echo(status.run(os.environ, time.monotonic()))
+    line = statusbar.render(os.environ, time.monotonic())
+    try:
+        sys.stdout.buffer.write(line)
+        sys.stdout.flush()
+    except OSError:  # a closed stdout: nothing to draw on
+        pass
 
 
 @cli.command()
