@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,57 @@ def test_costs_through_the_daemon_and_the_reports(daemon, agentd_env, agentd_hom
     assert block["cost"] == pytest.approx(first + second, abs=1e-6)
     # 10 minutes from the block's start (10:00) to its last message
     assert block["cost_per_hour"] == pytest.approx((first + second) * 6, abs=1e-5)
+
+
+def _opencode_message(session: str, model: str, provider: str, cost: float, at: int) -> list[dict]:
+    info = {"id": session, "slug": "s", "version": "1.18.33", "projectID": "global",
+            "directory": "/tmp/proj-oc", "title": "t", "time": {"created": at - 1000, "updated": at}}
+    message = {"id": f"msg-{session}", "parentID": f"u-{session}", "role": "assistant",
+               "mode": "build", "agent": "build", "path": {"cwd": "/tmp/proj-oc", "root": "/"},
+               "cost": cost, "modelID": model, "providerID": provider, "sessionID": session,
+               "tokens": {"input": 1000, "output": 100, "reasoning": 0,
+                          "cache": {"read": 0, "write": 0}},
+               "time": {"created": at, "completed": at + 500}}
+    return [
+        {"kind": "event", "event": {"type": "session.updated",
+                                    "properties": {"sessionID": session, "info": info}}},
+        {"kind": "event", "event": {"type": "message.updated",
+                                    "properties": {"sessionID": session, "info": message}}},
+    ]  # fmt: skip
+
+
+def test_the_sessions_report_and_the_dashboard_show_the_same_cost(daemon, agentd_env, agentd_home):
+    """A session's cost is the agent's own figure where it gave one above 0, else the sum of
+    its messages' computed costs, else empty: never $0 for a price nobody knows."""
+    from starlette.testclient import TestClient
+
+    from agentd.ui.app import create_app
+
+    claude = "5e55i0n0-aaaa-4bbb-8ccc-000000000002"
+    for record in _transcript(claude):  # no cost-state: computed
+        daemon.ingest("claude-transcript", record)
+    computed = (1000 * 3 + 200 * 15 + 5000 * 3.75 + 10 * 3 + 50 * 15 + 6000 * 6) / 1e6
+    now = int(time.time() * 1000)
+    for event in _opencode_message("ses_agent", "claude-sonnet-4-5", "anthropic", 0.25, now):
+        daemon.ingest("opencode", event)
+    for event in _opencode_message("ses_unknown", "no-such-model-7", "fake", 0, now):
+        daemon.ingest("opencode", event)
+    out = subprocess.run(
+        [sys.executable, "-m", "agentd", "query", "sessions", "--since", "all", "--format", "json"],
+        env=agentd_env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    costs = {r["session_id"]: r["cost"] for r in json.loads(out.stdout)}
+    assert costs == {claude: pytest.approx(computed, abs=1e-6), "ses_agent": 0.25,
+                     "ses_unknown": None}  # fmt: skip
+    with TestClient(create_app(agentd_home / "agentd.db"), base_url="http://127.0.0.1") as ui:
+        listed = {r["id"]: r["cost"] for r in ui.get("/api/sessions?since=all").json()["data"]}
+        assert listed == costs
+        page = ui.get(f"/api/sessions/{claude}").json()["data"]
+        assert page["session"]["cost"] == pytest.approx(computed)
+        assert page["usage"][-1]["cost"] == pytest.approx(computed)  # the running total
+        assert ui.get("/api/sessions/ses_unknown").json()["data"]["session"]["cost"] is None
+        card = ui.get("/api/overview").json()["data"]["cards"]["30d"]
+        assert card["cost"] == pytest.approx(computed + 0.25, abs=1e-6)
 
 
 def test_a_broken_price_table_marks_costs_unknown(tmp_path: Path):

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from agentd.query.costs import SESSION_COST
+
 __all__ = [
     "Column",
     "Report",
@@ -85,9 +87,14 @@ SESSIONS = Report(
         Column("tool_calls", "int", "tool calls in the session"),
         Column("tokens_in", "int", "prompt + cache read + cache write tokens"),
         Column("tokens_out", "int", "completion + reasoning tokens"),
-        Column("cost", "cost", "cost in USD, as the agent reported it"),
+        Column(
+            "cost",
+            "cost",
+            "cost in USD: the agent's own figure, else computed from the tokens; empty when"
+            " unknown",
+        ),
     ),
-    sql="""\
+    sql=f"""\
 SELECT
     s.id AS session_id,
     s.source AS source,
@@ -102,7 +109,7 @@ SELECT
     nullif(coalesce(s.prompt_tokens, 0) + coalesce(s.cache_read_tokens, 0)
         + coalesce(s.cache_write_tokens, 0), 0) AS tokens_in,
     nullif(coalesce(s.completion_tokens, 0) + coalesce(s.reasoning_tokens, 0), 0) AS tokens_out,
-    round(s.cost, 6) AS cost
+    round({SESSION_COST}, 6) AS cost
 FROM sessions s
 WHERE 1
   AND coalesce(s.ended_at, s.updated_at, s.created_at) >= :since

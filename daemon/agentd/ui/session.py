@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from agentd.query.costs import MESSAGE_COST, SESSION_COST
 from agentd.ui.views import outcome_sql
 
 __all__ = ["session", "MAX_CALLS"]
@@ -73,17 +74,20 @@ def session(conn: sqlite3.Connection, session_id: str) -> dict[str, Any] | None:
     """Everything the session page shows; None when there is no such session."""
     now = int(time.time() * 1000)
     row = conn.execute(
-        f"SELECT s.*, {outcome_sql(conn)} AS outcome FROM sessions s WHERE s.id = :id",
+        f"SELECT s.*, {SESSION_COST} AS shown_cost, {outcome_sql(conn)} AS outcome FROM sessions s "
+        "WHERE s.id = :id",
         {"id": session_id, "now": now},
     ).fetchone()
     if row is None:
         return None
     info = dict(row)
+    info["cost"] = info.pop("shown_cost")  # the agent's figure, else the computed one
     info["agent"] = info["source"]
     calls = _calls(conn, session_id, "main")
     children = [dict(r) for r in conn.execute(
-        "SELECT id, title, source, status, cost, tool_call_count, created_at FROM sessions "
-        "WHERE parent_session_id = ? ORDER BY created_at", (session_id,))]  # fmt: skip
+        f"SELECT s.id, s.title, s.source, s.status, {SESSION_COST} AS cost, s.tool_call_count, "
+        "s.created_at FROM sessions s WHERE s.parent_session_id = ? ORDER BY s.created_at",
+        (session_id,))]  # fmt: skip
     for child in children:  # OpenCode subagents are sessions of their own: one lane each
         calls += _calls(conn, child["id"], f"subagent {child['title'] or child['id'][:12]}")
     truncated = len(calls) > MAX_CALLS
@@ -103,10 +107,11 @@ def session(conn: sqlite3.Connection, session_id: str) -> dict[str, Any] | None:
         "FROM compaction_events WHERE session_id = ? ORDER BY created_at", (session_id,))]  # fmt: skip
     usage, tokens, cost = [], 0, 0.0
     for m in conn.execute(
-        "SELECT coalesce(completed_at, created_at) AS at, model, "
-        "coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0) + coalesce(cache_read_tokens, 0) "
-        "+ coalesce(cache_write_tokens, 0) AS tokens, coalesce(cost, 0) AS cost "
-        "FROM messages WHERE session_id = ? AND role = 'assistant' ORDER BY at",
+        "SELECT coalesce(m.completed_at, m.created_at) AS at, m.model, "
+        "coalesce(m.prompt_tokens, 0) + coalesce(m.completion_tokens, 0) "
+        "+ coalesce(m.cache_read_tokens, 0) + coalesce(m.cache_write_tokens, 0) AS tokens, "
+        f"coalesce({MESSAGE_COST}, 0) AS cost "
+        "FROM messages m WHERE m.session_id = ? AND m.role = 'assistant' ORDER BY at",
         (session_id,),
     ):
         tokens += m["tokens"]

@@ -15,6 +15,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from agentd.query.costs import SESSION_COST
 from agentd.query.times import parse_time
 from agentd.ui.db import columns
 from agentd.ui.filters import Filters
@@ -93,7 +94,7 @@ def overview(conn: sqlite3.Connection, f: Filters, *, by: str = "project") -> di
     dim = {"project": "coalesce(s.project_name, '(none)')", "model": "coalesce(s.model, '(none)')",
            "agent": "s.source"}[by]  # fmt: skip
     session_rows = conn.execute(
-        f"SELECT s.created_at, {dim} AS k, coalesce(s.cost, 0) AS cost, "
+        f"SELECT s.created_at, {dim} AS k, coalesce({SESSION_COST}, 0) AS cost, "
         "coalesce(s.prompt_tokens, 0) + coalesce(s.completion_tokens, 0) AS tokens, "
         "coalesce(s.cache_read_tokens, 0) + coalesce(s.cache_write_tokens, 0) AS cache_tokens "
         "FROM sessions s WHERE s.created_at >= :since"
@@ -149,7 +150,8 @@ def overview(conn: sqlite3.Connection, f: Filters, *, by: str = "project") -> di
 
 _SESSION_COLUMNS = (
     "s.id, s.source AS agent, s.title, s.project_path, s.project_name, s.model, s.status, "
-    "s.parent_session_id, s.created_at, s.updated_at, s.ended_at, s.cost, s.tool_call_count, "
+    f"s.parent_session_id, s.created_at, s.updated_at, s.ended_at, {SESSION_COST} AS cost, "
+    "s.tool_call_count, "
     "s.prompt_tokens, s.completion_tokens, s.cache_read_tokens, s.cache_write_tokens"
 )
 
