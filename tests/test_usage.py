@@ -72,9 +72,14 @@ def test_cost_source_rule():
         # OpenCode: a provider that prices reports its figure; one that does not reports 0
         message(source="opencode", model="claude-sonnet-4-5", provider="anthropic", cost=0.25,
                 prompt_tokens=10),
-        message(source="opencode", model="claude-sonnet-4-5", provider="anthropic", cost=0,
-                prompt_tokens=1000, reasoning_tokens=100, completion_tokens=100),
+        # ... named as OpenCode names it, <provider>/<model> (normalizers/opencode.py)
+        message(source="opencode", model="anthropic/claude-sonnet-4-5", provider="anthropic",
+                cost=0, prompt_tokens=1000, reasoning_tokens=100, completion_tokens=100),
         message(role="user"),  # no tokens: left alone
+        message(source="opencode", model="openai/gpt-4o", provider="openai", cost=0,
+                prompt_tokens=1000),
+        message(source="opencode", model="fake/no-such-model-7", provider="fake", cost=0,
+                prompt_tokens=1000),
     ]  # fmt: skip
     price_rows(rows)
     got = [(r.values.get("cost_source"), r.values.get("computed_cost")) for r in rows]
@@ -84,6 +89,8 @@ def test_cost_source_rule():
     # OpenCode counts reasoning apart from output: both are priced as output
     assert got[3] == ("computed", pytest.approx((1000 * 3 + 200 * 15) / 1e6))
     assert got[4] == (None, None)
+    assert got[5] == ("computed", pytest.approx(1000 * 2.5 / 1e6))
+    assert got[6] == ("unknown", None)
 
 
 def _transcript(session: str) -> list[dict]:

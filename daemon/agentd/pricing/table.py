@@ -85,10 +85,17 @@ class PriceTable:
         when = datetime.fromtimestamp(at_ms / 1000, UTC) if at_ms else datetime.now(UTC)
         context = {"speed": speed} if speed and speed != "standard" else None
         provider_id = _PROVIDERS.get((provider or "").lower(), provider)
-        for candidate in dict.fromkeys((provider_id, None)):
-            outcome = self._calc(usage, model, candidate, when, context)
-            if outcome is not _NEXT:
-                return outcome
+        names = [(model, provider_id)]
+        # OpenCode names a model "<provider>/<model>" (anthropic/claude-sonnet-4-5): asked as
+        # given first (OpenRouter's ids look the same), then as the model of that provider.
+        prefix, slash, rest = model.partition("/")
+        if slash and prefix and rest:
+            names.append((rest, provider_id or _PROVIDERS.get(prefix.lower(), prefix.lower())))
+        for name, named_provider in names:
+            for candidate in dict.fromkeys((named_provider, None)):
+                outcome = self._calc(usage, name, candidate, when, context)
+                if outcome is not _NEXT:
+                    return outcome
         return None
 
     def _calc(
