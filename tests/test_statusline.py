@@ -454,6 +454,9 @@ def test_install_statusline_into_settings_without_one(tmp_path, agentd_env):
     assert result.returncode == 0, result.stderr
     settings = json.loads((tmp_path / ".claude" / "settings.json").read_text())
     assert settings["statusLine"]["command"].endswith("# agentd-statusline")
+    # There was no statusLine to keep: no backup of one, and none said.
+    assert "Backup" not in result.stdout
+    assert not (tmp_path / ".claude" / "settings.json.agentd-statusline-backup").exists()
     removed = agentd(
         agentd_env, "uninstall", "claude", "--scope", "project", "--project-dir", str(tmp_path)
     )

@@ -339,7 +339,7 @@ def install_extras(path: Path, flags: dict[str, bool], *, dry_run: bool = False)
     settings["statusLine"] = wanted
     plan.changes.append("update statusLine" if current is not None else "add statusLine")
     if not dry_run:
-        if raw is not None and not _statusline_is_ours(current):
+        if current is not None and not _statusline_is_ours(current):  # only a user's own
             plan.backup = path.with_name(path.name + ".agentd-statusline-backup")
             _replace(plan.backup, raw, mode_of=path)
         _replace(path, _dump(settings))
