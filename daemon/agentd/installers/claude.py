@@ -42,6 +42,8 @@ INSTALL_HELP = """Add agentd's hook to every Claude Code hook event.
     Example:
       agentd install claude --dry-run
       agentd install claude --scope project --project-dir ~/src/myapp
+      agentd install claude --statusline          # and the statusline (docs/usage.md)
+      agentd install claude --statusline --force  # replacing a statusLine of your own
     """
 UNINSTALL_HELP = """Remove agentd's hooks from Claude Code's settings.json (nothing else).
 
