@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -313,6 +315,34 @@ def test_a_damaged_kept_file_or_a_planted_fifo_never_fails_a_write(
     statusbar.keep(str(agentd_home), {"day_start": 1, "failures": {SESSION: 3}, "db": None})
     assert json.loads(kept_path.read_text())["failures"] == {SESSION: 3}
     assert not fifo.exists()
+
+
+def test_the_cheap_paths_never_load_sqlite(daemon, agentd_env, agentd_home):
+    """Loading libsqlite3 and parsing the schema is what makes a database read cost twice a
+    Python start: with the daemon up, with the figures kept, or with no database at all, the
+    statusline must not import `_sqlite3` (bench/statusline has the times)."""
+    import agentd
+
+    script = str(Path(agentd.__file__).parent / "statusline.py")
+
+    def imports(env: dict[str, str]) -> str:
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-I", "-S", script], input=json.dumps(sample()),
+            env=env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 0 and result.stdout.startswith("Sonnet 4.5")
+        return result.stderr
+
+    _figures_in_the_database(daemon)
+    assert "_sqlite3" not in imports(agentd_env)  # up: the daemon answers the figures
+    daemon.stop()
+    down = {**agentd_env, "AGENTD_AUTOSTART": "0"}
+    assert "_sqlite3" not in imports(down)  # down: as the daemon kept them at stop
+    assert "_sqlite3" not in imports({**down, "AGENTD_DB": str(agentd_home / "none.db")})
+    # The check sees it when it happens: a copy of the database is not what the figures were
+    # kept for, so it is read.
+    shutil.copy(agentd_home / "agentd.db", agentd_home / "copy.db")
+    assert "_sqlite3" in imports({**down, "AGENTD_DB": str(agentd_home / "copy.db")})
 
 
 def test_a_sample_the_daemon_refuses_still_gets_its_figures(daemon, agentd_env):

@@ -296,11 +296,11 @@ def read_and_keep(
     """read_kept from the database file, read-only; kept in FIGURES_FILE (beside the sessions it
     holds for the same database and day) when no write came during the read. None when the
     database cannot be read (missing, an older schema, locked, broken)."""
-    import _sqlite3  # the C module: `sqlite3` would import datetime and collections
-
     stamp = db_stamp(db_path)  # before the read: a write meanwhile must show as a change
     if stamp[0] is None:
-        return None
+        return None  # no database: not even libsqlite3 to load
+    import _sqlite3  # the C module: `sqlite3` would import datetime and collections
+
     # Quoted as a URI path by hand (urllib would be one more import): "?" or "#" would cut it.
     uri_path = db_path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
     try:
