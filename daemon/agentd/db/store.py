@@ -508,7 +508,9 @@ class Store:
         db = self._db
         assert db is not None
         async with self._write_lock:
-            top = await self._call(lambda: db.execute("SELECT max(rowid) FROM messages").fetchone())
+            (top,) = await self._call(
+                lambda: db.execute("SELECT max(rowid) FROM messages").fetchall()
+            )
         tally, after = Tally(), 0
         while True:
             async with self._write_lock:
