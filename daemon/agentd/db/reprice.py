@@ -25,9 +25,9 @@ from agentd.pricing.table import TOKEN_COLUMNS, message_cost
 
 __all__ = ["BATCH", "Selection", "Tally", "reprice_batch"]
 
-# Rows per transaction: ~20-40 ms of pricing and writing on this machine, the longest a live
-# ingest waits for the writer meanwhile.
-BATCH = 2000
+# Rows per transaction: ~10-15 ms of pricing (~18 us a message) and writing on this machine, about
+# what a live ingest waits for the writer meanwhile (docs/usage.md has the figures).
+BATCH = 500
 
 _COLUMNS = (
     "source",
