@@ -23,13 +23,13 @@ from typing import Any
 
 from agentd.pricing.table import TOKEN_COLUMNS, message_cost
 
-__all__ = ["BATCH", "Selection", "Tally", "reprice_batch"]
+__all__ = ["BATCH", "PRICED_COLUMNS", "Selection", "Tally", "reprice_batch"]
 
 # Rows per transaction: ~10-15 ms of pricing (~18 us a message) and writing on this machine, about
 # what a live ingest waits for the writer meanwhile (docs/usage.md has the figures).
 BATCH = 500
 
-_COLUMNS = (
+PRICED_COLUMNS = (
     "source",
     "model",
     "provider",
@@ -40,7 +40,7 @@ _COLUMNS = (
     *TOKEN_COLUMNS,
 )
 _SELECT = (
-    f"SELECT rowid, computed_cost, cost_source, {', '.join(_COLUMNS)} FROM messages"
+    f"SELECT rowid, computed_cost, cost_source, {', '.join(PRICED_COLUMNS)} FROM messages"
     " WHERE rowid > :after{where} ORDER BY rowid LIMIT :limit"
 )
 _UPDATE = "UPDATE messages SET computed_cost = ?, cost_source = ? WHERE rowid = ?"
@@ -123,7 +123,7 @@ def reprice_batch(
         rows = db.execute(selection.sql(), params).fetchall()
         changes = []
         for rowid, computed_cost, cost_source, *stored in rows:
-            values = dict(zip(_COLUMNS, stored, strict=True))
+            values = dict(zip(PRICED_COLUMNS, stored, strict=True))
             priced = message_cost(values)
             if priced is None:  # no tokens and no agent cost: the ingest leaves it alone too
                 continue
