@@ -98,13 +98,16 @@ TABLES = {"messages": "id", "usage_hourly": "hour, session_id, model, agent_id",
 NONE_IS_ZERO = {("sessions", "unpriced_messages"), ("sessions", "computed_cost")}
 
 
-def assert_same_rows(fresh: Path, repriced: Path) -> None:
+def assert_same_rows(fresh: Path, repriced: Path, ignore: tuple[str, ...] = ()) -> None:
+    """Every row of TABLES alike, but for the columns named in `ignore`."""
     for table, key in TABLES.items():
         a = query_db(fresh, f"SELECT * FROM {table} ORDER BY {key}")
         b = query_db(repriced, f"SELECT * FROM {table} ORDER BY {key}")
         assert len(a) == len(b) and a, table
         for row_a, row_b in zip(a, b, strict=True):
             for column, value in row_a.items():
+                if column in ignore:
+                    continue
                 other = row_b[column]
                 if (table, column) in NONE_IS_ZERO:
                     value, other = (0.0 if v is None else float(v) for v in (value, other))
@@ -335,3 +338,63 @@ def test_progress_is_one_redrawn_line_once_it_takes_long():
     slow(tally, 0.5)
     slow.finish()
     assert quiet.getvalue() == ""
+
+
+def test_reprice_without_a_database_says_so(agentd_env, config):
+    result = agentd(agentd_env, "reprice")
+    assert result.returncode == 1 and "no database" in result.stderr
+    assert "Traceback" not in result.stderr and not config.db_path.exists()
+
+
+def test_a_database_from_before_costs_is_upgraded_then_priced(agentd_env, config, tmp_path):
+    """A database an agentd older than migration 0011 wrote: `agentd reprice` (direct) upgrades
+    it and prices its messages as an ingest prices the same rows now (price_rows), with the
+    hourly rollup and the session sums to match."""
+    from agentd.db.migrations import MIGRATIONS, migrate
+    from agentd.pricing import price_rows
+    from agentd.rows import Row
+
+    columns = ("id", "session_id", "source", "role", "model", "provider", "prompt_tokens",
+               "completion_tokens", "cache_read_tokens", "cache_write_tokens", "cost",
+               "created_at", "completed_at")  # fmt: skip
+    models = [("claude", "claude-sonnet-4-5", None, None), ("claude", "mystery-model-9", None, None),
+              ("opencode", "claude-sonnet-4-5", "anthropic", 0.02)]  # fmt: skip
+    rows = [
+        (f"m{n}", f"s{n % 3}", source, "assistant", model, provider, 100 + n, 10 + n, 1000 * n,
+         0, cost, T + n * 600_000, T + n * 600_000 + 900)
+        for n, (source, model, provider, cost) in ((n, models[n % 3]) for n in range(30))
+    ]  # fmt: skip
+    old = sqlite3.connect(config.db_path, isolation_level=None)
+    try:
+        migrate(old, MIGRATIONS[:10])
+        old.executemany("INSERT INTO sessions (id, source) VALUES (?, ?)",
+                        [(f"s{n}", models[n][0]) for n in range(3)])  # fmt: skip
+        old.executemany(f"INSERT INTO messages ({', '.join(columns)}) VALUES"
+                        f" ({', '.join('?' for _ in columns)})", rows)  # fmt: skip
+    finally:
+        old.close()
+    result = agentd(agentd_env, "reprice", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["examined"] == report["repriced"] == 30 and report["unknown"] == 10
+    # The same rows priced as an ingest prices them now, into a database of today's schema.
+    fresh = tmp_path / "fresh.db"
+    conn = sqlite3.connect(fresh, isolation_level=None)
+    try:
+        migrate(conn)
+        conn.executemany("INSERT INTO sessions (id, source) VALUES (?, ?)",
+                         [(f"s{n}", models[n][0]) for n in range(3)])  # fmt: skip
+        for row in rows:
+            priced = Row("messages", dict(zip(columns, row, strict=True)))
+            price_rows([priced])
+            names = list(priced.values)
+            conn.execute(f"INSERT INTO messages ({', '.join(names)}) VALUES"
+                         f" ({', '.join('?' for _ in names)})", list(priced.values.values()))  # fmt: skip
+    finally:
+        conn.close()
+    # idle_ms came with 0011 and is measured when a message is first stored: not for these (no
+    # cache writes, so no idle rebuild in the rollup either way).
+    assert_same_rows(fresh, config.db_path, ignore=("idle_ms",))
+    costs = query_db(config.db_path, "SELECT cost_source, count(*) AS n FROM messages GROUP BY 1")
+    assert costs == [{"cost_source": "agent", "n": 10}, {"cost_source": "computed", "n": 10},
+                     {"cost_source": "unknown", "n": 10}]  # fmt: skip
