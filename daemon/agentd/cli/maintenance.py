@@ -119,7 +119,7 @@ def reprice(
     Each message is priced as when it was stored (docs/usage.md): the agent's own cost wins,
     else its tokens are priced at the message's own time, else it stays unknown (never $0).
     Run it after upgrading the price table (`pip install -U genai-prices`, then restart the
-    daemon), or once after upgrading from an agentd that stored messages without a cost. Only
+    daemon), or after upgrading agentd from one that priced fewer messages or none. Only
     messages whose cost changes are written, with every total and report that sums them; a
     second run changes nothing. The daemon, when it runs, does it in short batches between the
     events it stores.
