@@ -242,8 +242,8 @@ def test_help_lists_every_command_as_the_commands_themselves_would(agentd_env, c
     assert lazy.stderr.strip() == "[]"  # no command module imported
     listed = lazy.stdout.split("Commands:\n")[1].splitlines()
     assert [line.split()[0] for line in listed] == sorted(
-        ["doctor", "import", "install", "prices", "prune", "push", "query", "start", "status",
-         "statusline", "stop", "ui", "uninstall", "vacuum"]
+        ["doctor", "import", "install", "prices", "prune", "push", "query", "reprice", "start",
+         "status", "statusline", "stop", "ui", "uninstall", "vacuum"]
     )  # fmt: skip
 
 

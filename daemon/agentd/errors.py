@@ -9,7 +9,8 @@
     │   ├── InternalError         -32603  a bug: the connection carries on
     │   ├── LineTooLong           -32001  over max_line_bytes; the connection is closed after it
     │   ├── ShuttingDown          -32002  the daemon is stopping and takes no new work
-    │   └── DiskFull              -32003  nothing of the event was stored: spool it and retry
+    │   ├── DiskFull              -32003  nothing of the event was stored: spool it and retry
+    │   └── PricesUnavailable     -32004  the daemon's price table cannot be loaded (reprice)
     ├── InvalidEvent              an event the ingest pipeline cannot take (becomes InvalidParams)
     └── UserError                 a problem the user can fix: the CLI prints "Error: <message>"
         │                         and exits with EXIT_CODE (cli/__init__.py, the one place)
@@ -56,6 +57,7 @@ __all__ = [
     "LineTooLong",
     "ShuttingDown",
     "DiskFull",
+    "PricesUnavailable",
     "InvalidEvent",
     "UserError",
     "ConfigError",
@@ -168,6 +170,14 @@ class DiskFull(WireError):
 
     CODE = -32003
     MESSAGE = "Disk full"
+
+
+class PricesUnavailable(WireError):
+    """Application error: the daemon's price table cannot be loaded, so `reprice` would make every
+    computed cost unknown; nothing was changed. The message says why and what to do."""
+
+    CODE = -32004
+    MESSAGE = "Price table unavailable"
 
 
 class InvalidEvent(AgentdError, ValueError):

@@ -91,6 +91,14 @@ class PruneParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     before: EpochMs  # what was last seen before this goes
 
 
+class RepriceParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Which stored messages to price again (each left out: all)."""
+
+    since: EpochMs | None = None  # created at or after this
+    source: str | None = None
+    model: str | None = None
+
+
 class NoParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pass
 

@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Show the price table agentd computes costs with, and what MODELS cost per million tokens.",
     ),
     "prune": ("maintenance", "Delete sessions and raw events last seen before a cutoff."),
+    "reprice": ("maintenance", "Price stored messages again with the price table installed now."),
     "push": ("push", "Copy what this machine captured into a team's PostgreSQL database."),
     "query": (
         "query",

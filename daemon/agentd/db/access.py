@@ -8,8 +8,8 @@ that starts meanwhile (the hook's autostart, say) finds the lock held and exits;
 spools, and the next daemon drains the spool.
 
 `acquire()` is the one way in: it returns a Writer that says which mode it got (and, direct, holds
-the lock until released). `write()` runs one write method with it, `prune` or `vacuum`: the RPC of
-that name, or the Store method of that name, which return the same result.
+the lock until released). `write()` runs one write method with it, `prune`, `vacuum` or `reprice`:
+the RPC of that name, or the Store method of that name, which return the same result.
 """
 
 from __future__ import annotations
@@ -92,17 +92,33 @@ def acquire(config: Config, *, wait_s: float = 0.0) -> Writer:
         time.sleep(0.1)
 
 
-# The write methods both ways: the RPC method's params -> the same call on a Store.
-WRITE_METHODS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
-    "prune": lambda store, params: store.prune(params["before"]),
-    "vacuum": lambda store, params: store.vacuum(),
+# The write methods both ways: the RPC method's params -> the same call on a Store (with the
+# caller's progress callback, which only a direct write can report to).
+Progress = Callable[..., None] | None
+WriteMethod = Callable[[Any, dict[str, Any], Progress], Awaitable[dict[str, Any]]]
+WRITE_METHODS: dict[str, WriteMethod] = {
+    "prune": lambda store, params, progress: store.prune(params["before"]),
+    "vacuum": lambda store, params, progress: store.vacuum(),
+    "reprice": lambda store, params, progress: store.reprice(_selection(params), progress),
 }
 
 
+def _selection(params: dict[str, Any]) -> Any:
+    from agentd.db.reprice import Selection
+
+    return Selection(**params)
+
+
 def write(
-    config: Config, method: str, params: dict[str, Any] | None = None, *, timeout: float = 3600.0
+    config: Config,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    timeout: float = 3600.0,
+    progress: Progress = None,
 ) -> tuple[Mode, dict[str, Any]]:
-    """Run a write method (`prune`, `vacuum`) with whichever writer there is; (mode, its result).
+    """Run a write method (`prune`, `vacuum`, `reprice`) with whichever writer there is; (mode,
+    its result). `progress` is passed to the Store method of a direct write.
 
     Raises WriterBusy, NoDatabase (direct, and no database file), DaemonRefused, and
     sqlite3.Error from a direct write.
@@ -121,20 +137,18 @@ def write(
                     raise DaemonRefused(method, e) from None
             if not config.db_path.exists():
                 raise NoDatabase(config.db_path)
-            return "direct", asyncio.run(_direct(config.db_path, run, params or {}))
+            return "direct", asyncio.run(_direct(config.db_path, run, params or {}, progress))
     raise AssertionError("unreachable")
 
 
 async def _direct(
-    db_path: Path,
-    run: Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]],
-    params: dict[str, Any],
+    db_path: Path, run: WriteMethod, params: dict[str, Any], progress: Progress
 ) -> dict[str, Any]:
     from agentd.db.store import Store
 
     store = Store(db_path)
     await store.open()
     try:
-        return await run(store, params)
+        return await run(store, params, progress)
     finally:
         await store.close()

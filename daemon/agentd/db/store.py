@@ -7,7 +7,7 @@ queues it, and returns only after the transaction holding it has committed. One 
 everything queued (up to MAX_BATCH events) into a single transaction, so concurrent clients share
 commits. A whole transaction (BEGIN, rows, COMMIT) is one call into the writer thread: the event
 loop is woken once per batch, not once per statement, and runs on while SQLite works. The SQL is generated here from the row contract (agentd.rows: TYPED_TABLES, MERGE_POLICY);
-prune() and vacuum() return the results the `prune` / `vacuum` RPC methods send back.
+prune(), vacuum() and reprice() return the results their RPC methods send back.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import msgspec
 from agentd.db import preflight, session_totals
 from agentd.db.merge import fold_rows, merge_assignments
 from agentd.db.migrations import MIGRATIONS, migrate
+from agentd.db.reprice import BATCH, Selection, Tally, reprice_batch
 from agentd.db.wal import JOURNAL_SIZE_LIMIT, Checkpointer, wal_path
 from agentd.errors import DiskFull, StartupError
 from agentd.ingest import PreparedEvent, Privacy, prepare_event
@@ -489,6 +490,45 @@ class Store:
             db.execute("DROP TABLE IF EXISTS temp.prune_sessions")
             raise
         return deleted
+
+    async def reprice(
+        self,
+        selection: Selection,
+        progress: Callable[[Tally, float], None] | None = None,
+        *,
+        batch: int = BATCH,
+    ) -> dict[str, Any]:
+        """Price the selected stored messages again (db/reprice.py), one short transaction per
+        batch, so ingests are written between them: the Tally's result(). PriceTableError, before
+        any row is read, when the price table cannot be loaded (every cost would be unknown).
+        `progress(tally, fraction of the table's rowids done)` after each batch."""
+        from agentd.pricing.table import loaded_table
+
+        prices = await asyncio.to_thread(loaded_table)  # importing genai-prices takes a while
+        db = self._db
+        assert db is not None
+        async with self._write_lock:
+            (top,) = await self._call(
+                lambda: db.execute("SELECT max(rowid) FROM messages").fetchall()
+            )
+        tally, after = Tally(), 0
+        while True:
+            async with self._write_lock:
+                last = await self._call(self._reprice_sync, after, selection, tally, batch)
+            if last is None:
+                return {"price_table": f"genai-prices {prices.version}", **tally.result()}
+            after = last
+            self.checkpointer.poke()
+            if progress is not None and top[0]:
+                progress(tally, min(after / top[0], 1.0))
+
+    def _reprice_sync(
+        self, after: int, selection: Selection, tally: Tally, batch: int
+    ) -> int | None:
+        db = self._db
+        assert db is not None
+        self._set_busy_timeout(db, BUSY_TIMEOUT_MS)
+        return reprice_batch(db, after, selection, tally, batch)
 
     async def vacuum(self) -> dict[str, int]:
         """Rewrite the file without its free pages, then empty the WAL:

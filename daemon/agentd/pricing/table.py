@@ -9,13 +9,21 @@ the first message with tokens, so processes that never price (the hook, the CLI)
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from agentd.rows import Row
 
-__all__ = ["PriceTable", "PriceTableError", "price_rows", "table", "TOKEN_COLUMNS"]
+__all__ = [
+    "PriceTable",
+    "PriceTableError",
+    "loaded_table",
+    "message_cost",
+    "price_rows",
+    "table",
+    "TOKEN_COLUMNS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -252,48 +260,73 @@ def _key(
     )
 
 
-@lru_cache(maxsize=1)
 def table() -> PriceTable | None:
     """The process's price table, loaded once; None (logged once) when it cannot be."""
     try:
-        return PriceTable()
+        return loaded_table()
     except PriceTableError as e:
-        log.error("%s", e)
+        if not _loaded["logged"]:
+            _loaded["logged"] = True
+            log.error("%s", e)
         return None
 
 
-def price_rows(rows: list[Row]) -> None:
-    """Set `computed_cost` and `cost_source` on each `messages` row that carries tokens or cost.
+def loaded_table() -> PriceTable:
+    """The process's price table, loaded once (the one table() and message_cost() use), or the
+    PriceTableError that kept it out, every time: for work that must not mark every cost unknown
+    for want of a table (`agentd reprice`)."""
+    prices = _loaded["table"]
+    if prices is None:
+        if _loaded["error"] is not None:
+            raise _loaded["error"]
+        try:
+            prices = _loaded["table"] = PriceTable()
+        except PriceTableError as e:
+            _loaded["error"] = e
+            raise
+    return prices
 
-    A row without tokens (a prompt, a message still streaming) is left alone, so a later event
-    with the final usage decides. The agent's own figure wins when it gave one above 0: OpenCode
-    providers that do not price report 0, which is no figure.
-    """
+
+_loaded: dict[str, Any] = {"table": None, "error": None, "logged": False}
+
+
+def price_rows(rows: list[Row]) -> None:
+    """Set `computed_cost` and `cost_source` on each `messages` row that carries tokens or cost
+    (message_cost())."""
     for row in rows:
-        if row.table != "messages":
-            continue
-        values = row.values
-        tokens = {c: values[c] for c in TOKEN_COLUMNS if isinstance(values.get(c), int)}
-        agent_cost = values.get("cost")
-        has_agent_cost = isinstance(agent_cost, int | float) and agent_cost > 0
-        if not any(tokens.values()) and not has_agent_cost:
-            continue
-        computed = None
-        model = values.get("model")
-        prices = table() if isinstance(model, str) and model and any(tokens.values()) else None
-        if prices is not None:
-            computed = prices.cost(
-                model,
-                provider=values.get("provider") or _provider_of(values),
-                at_ms=values.get("completed_at") or values.get("created_at"),
-                tokens=tokens,
-                output_includes_reasoning=values.get("source", "claude") == "claude",
-                speed=values.get("speed"),
-            )
-        values["computed_cost"] = computed
-        values["cost_source"] = (
-            "agent" if has_agent_cost else "computed" if computed is not None else "unknown"
+        if row.table == "messages" and (priced := message_cost(row.values)) is not None:
+            row.values["computed_cost"], row.values["cost_source"] = priced
+
+
+def message_cost(values: Mapping[str, Any]) -> tuple[float | None, str] | None:
+    """(computed_cost, cost_source) of one message from its `messages` columns, or None.
+
+    The one pricing rule: for a message as an event prepares it (price_rows) and as it is stored
+    (`agentd reprice`, db/reprice.py). A message without tokens (a prompt, a message still
+    streaming) gets None and is left alone, so a later event with the final usage decides. The
+    agent's own figure wins when it gave one above 0: OpenCode providers that do not price report
+    0, which is no figure.
+    """
+    tokens = {c: values[c] for c in TOKEN_COLUMNS if isinstance(values.get(c), int)}
+    agent_cost = values.get("cost")
+    has_agent_cost = isinstance(agent_cost, int | float) and agent_cost > 0
+    if not any(tokens.values()) and not has_agent_cost:
+        return None
+    computed = None
+    model = values.get("model")
+    prices = table() if isinstance(model, str) and model and any(tokens.values()) else None
+    if prices is not None:
+        computed = prices.cost(
+            model,
+            provider=values.get("provider") or _provider_of(values),
+            at_ms=values.get("completed_at") or values.get("created_at"),
+            tokens=tokens,
+            output_includes_reasoning=values.get("source", "claude") == "claude",
+            speed=values.get("speed"),
         )
+    return computed, (
+        "agent" if has_agent_cost else "computed" if computed is not None else "unknown"
+    )
 
 
 def _provider_of(values: dict[str, Any]) -> str | None:

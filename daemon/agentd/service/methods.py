@@ -13,9 +13,18 @@ from typing import Any, Protocol
 import msgspec
 
 from agentd import __version__
-from agentd.errors import InvalidParams, MethodNotFound, ShuttingDown, detached
+from agentd.db.reprice import Selection
+from agentd.errors import InvalidParams, MethodNotFound, PricesUnavailable, ShuttingDown, detached
 from agentd.ingest import InvalidEvent
-from agentd.protocol import IngestParams, NoParams, PruneParams, StatuslineParams, decode_params
+from agentd.pricing.table import PriceTableError
+from agentd.protocol import (
+    IngestParams,
+    NoParams,
+    PruneParams,
+    RepriceParams,
+    StatuslineParams,
+    decode_params,
+)
 
 __all__ = ["METHODS", "BATCHED", "ServiceAPI", "dispatch", "dispatch_many", "ingest_decoded"]
 
@@ -46,6 +55,8 @@ class ServiceAPI(Protocol):
     async def prune(self, before: int) -> dict[str, Any]: ...
 
     async def vacuum(self) -> dict[str, Any]: ...
+
+    async def reprice(self, selection: Selection) -> dict[str, Any]: ...
 
     def request_stop(self) -> None: ...
 
@@ -172,6 +183,19 @@ async def prune(service: ServiceAPI, params: PruneParams) -> dict[str, Any]:
 @method("vacuum")
 async def vacuum(service: ServiceAPI, params: NoParams) -> dict[str, Any]:
     return await service.vacuum()
+
+
+@method("reprice", RepriceParams)
+async def reprice(service: ServiceAPI, params: RepriceParams) -> dict[str, Any]:
+    selection = Selection(since=params.since, source=params.source, model=params.model)
+    try:
+        return await service.reprice(selection)
+    except PriceTableError as e:
+        # The daemon loads the table once: a fixed install needs a restart to be seen.
+        raise PricesUnavailable(
+            f"nothing was re-priced: {e} (the daemon's table: once fixed, restart the daemon:"
+            " agentd stop && agentd start)"
+        ) from None
 
 
 @method("shutdown")

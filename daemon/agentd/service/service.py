@@ -23,6 +23,7 @@ import aiosqlite
 from agentd import __version__, paths, pidfile, spool, statusbar
 from agentd.config import Config
 from agentd.db import readonly
+from agentd.db.reprice import Selection
 from agentd.db.store import Store
 from agentd.errors import AlreadyRunning, DiskFull, InvalidEvent, StartupError, detached
 from agentd.follow import Follower
@@ -239,6 +240,10 @@ class Service:
     async def vacuum(self) -> dict[str, Any]:
         """{"bytes_before": ..., "bytes_after": ...} (Store.vacuum)."""
         return await self.store.vacuum()
+
+    async def reprice(self, selection: Selection) -> dict[str, Any]:
+        """What was priced again, in total and per model (Store.reprice)."""
+        return await self.store.reprice(selection)
 
     async def status(self) -> dict[str, Any]:
         files, size = await asyncio.to_thread(spool.backlog, self.config.spool_dir)
