@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,7 @@ def test_a_complete_install_passes_with_a_test_event_end_to_end(daemon, agentd_e
     assert code == 0
     assert {name: c["status"] for name, c in checks.items()} == {
         "database": "ok",
+        "costs": "ok",
         "daemon": "ok",
         "end to end": "ok",
         "claude hooks": "ok",
@@ -193,3 +195,30 @@ def test_claude_hooks_in_project_settings_count_too(tmp_path):
     install_claude(cwd / ".claude" / "settings.json")
     check = check_claude_hooks({"HOME": str(tmp_path / "home")}, cwd)
     assert check.status == "ok" and "(project)" in check.detail
+
+
+def test_messages_stored_before_pricing_are_a_warning_until_repriced(
+    daemon, agentd_env, agentd_home, user_home
+):
+    """A database from before migration 0011 holds messages with tokens and no cost_source: the
+    reports count them as $0, and doctor says so, with the command that prices them."""
+    session = "d0c70r00-aaaa-4bbb-8ccc-000000000001"
+    daemon.ingest("claude-transcript", {
+        "type": "assistant", "sessionId": session, "uuid": "u1",
+        "timestamp": "2026-11-18T10:00:00.000Z", "cwd": "/tmp/proj",
+        "message": {"id": "msg_d1", "role": "assistant", "model": "claude-sonnet-4-5",
+                    "content": [], "usage": {"input_tokens": 1000, "output_tokens": 100}},
+    })  # fmt: skip
+    _, checks = doctor(agentd_env, user_home)
+    assert checks["costs"]["status"] == "ok"
+    conn = sqlite3.connect(agentd_home / "agentd.db")
+    with conn:  # as migration 0011 left the messages stored before it
+        conn.execute("UPDATE messages SET computed_cost = NULL, cost_source = NULL")
+    conn.close()
+    _, checks = doctor(agentd_env, user_home)
+    assert checks["costs"]["status"] == "warn" and checks["costs"]["hint"] == "agentd reprice"
+    assert checks["costs"]["detail"].startswith("1 messages stored before")
+    repriced = run_agentd(agentd_env, user_home, "reprice")
+    assert repriced.returncode == 0, repriced.stderr
+    _, checks = doctor(agentd_env, user_home)
+    assert checks["costs"]["status"] == "ok"

@@ -130,6 +130,35 @@ def check_spool(config: Config, running: bool) -> Check:
     return Check("spool", "warn", detail, "they are stored when the daemon starts: agentd start")
 
 
+def check_costs(config: Config) -> Check:
+    """Messages with tokens that no price was put on: stored before agentd priced messages
+    (migration 0011 left them without `cost_source`). The reports count them as $0 until
+    `agentd reprice` prices them (docs/usage.md)."""
+    db = config.db_path
+    if not db.exists():
+        return Check("costs", "skip", "no database yet")
+    tokens = " OR ".join(f"{c} > 0" for c in ("prompt_tokens", "completion_tokens",
+                                               "cache_read_tokens", "cache_write_tokens"))  # fmt: skip
+    try:
+        conn = readonly.connect(db)
+        try:
+            unpriced = conn.execute(
+                f"SELECT count(*) FROM messages WHERE cost_source IS NULL AND ({tokens})"
+            ).fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as e:  # the database check says what is wrong with the file
+        return Check("costs", "skip", f"cannot read the messages: {e}")
+    if unpriced:
+        return Check(
+            "costs",
+            "warn",
+            f"{unpriced} messages stored before agentd priced them count as $0 in the reports",
+            "agentd reprice",
+        )
+    return Check("costs", "ok", "every message with tokens has a cost, or is counted unknown")
+
+
 def run_checks(
     config: Config, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> list[Check]:
@@ -137,7 +166,7 @@ def run_checks(
     env = dict(os.environ) if env is None else env
     cwd = cwd or Path.cwd()
     daemon, ping = check_daemon(config)
-    checks = [check_database(config), daemon]
+    checks = [check_database(config), check_costs(config), daemon]
     for agent in AGENTS.values():
         checks += agent.role("doctor").checks(config, env, cwd, running=ping is not None)
     checks.append(check_spool(config, running=ping is not None))
