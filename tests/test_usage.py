@@ -240,10 +240,41 @@ def test_a_broken_price_table_marks_costs_unknown(tmp_path: Path):
     assert cli.stderr.startswith("Error: the price table")
 
 
-def test_prices_command_shows_the_table_and_unknown_models():
-    out = subprocess.run(
-        [sys.executable, "-m", "agentd", "prices", "claude-sonnet-4-5", "no-such-model-7"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+def test_prices_command_shows_the_table_and_unknown_models(agentd_env):
+    def prices(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "agentd", "prices", *args],
+            env=agentd_env, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    out = prices("claude-sonnet-4-5", "no-such-model-7", "anthropic/claude-sonnet-4-5")
     assert "claude-sonnet-4-5: $3 input, $15 output per million tokens" in out
+    assert "anthropic/claude-sonnet-4-5: $3 input, $15 output per million tokens" in out
     assert "no-such-model-7: unknown" in out
+    document = json.loads(prices("--json", "claude-sonnet-4-5", "no-such-model-7"))
+    assert document["table"].startswith("genai-prices ") and document["given"] is True
+    assert document["models"] == [
+        {"model": "claude-sonnet-4-5", "known": True, "input_per_million": 3,
+         "output_per_million": 15},
+        {"model": "no-such-model-7", "known": False, "input_per_million": None,
+         "output_per_million": None},
+    ]  # fmt: skip
+    # Without a model and without a database: what to type.
+    assert "name some, e.g. agentd prices claude-sonnet-4-5" in prices()
+
+
+def test_prices_without_models_lists_the_models_used_lately(daemon, agentd_env):
+    for record in _transcript("5e55i0n0-aaaa-4bbb-8ccc-000000000003"):
+        daemon.ingest("claude-transcript", {**record, "timestamp": time.strftime(
+            "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())})  # fmt: skip
+    for event in _opencode_message("ses_p", "no-such-model-7", "fake", 0, int(time.time() * 1000)):
+        daemon.ingest("opencode", event)
+    out = subprocess.run(
+        [sys.executable, "-m", "agentd", "prices"], env=agentd_env, capture_output=True,
+        text=True, check=True,
+    ).stdout  # fmt: skip
+    assert out.splitlines()[1:] == [
+        "the models of your messages of the last 30 days:",
+        "claude-sonnet-4-5: $3 input, $15 output per million tokens",
+        "fake/no-such-model-7: unknown (its messages' cost is shown as unknown, never $0)",
+    ]
