@@ -45,8 +45,9 @@ def statusline() -> None:
 @output_options
 @click.pass_context
 def prices(ctx: click.Context, models: tuple[str, ...], fmt: str) -> None:
-    """Show the price table agentd computes costs with, and what MODELS cost per million tokens;
-    without MODELS, the models of your messages of the last 30 days.
+    """Show the price table agentd computes costs with, and what MODELS cost per million tokens.
+
+    Without MODELS: the models of your messages of the last 30 days.
 
     The table is genai-prices' bundled snapshot (works offline; prices are versioned by date and
     each message is priced at its own time). Refresh it by upgrading the package:
