@@ -323,10 +323,11 @@ EXPECTED = {
         dict(model="claude-sonnet-4-5", responses=3, hit_pct=92.6, cache_read_tokens=240000,
              write_5m_tokens=10000, write_1h_tokens=8000, write_other_tokens=0,
              # m2 is a subagent's first response: its own cache, no idle gap to measure
-             idle_rebuilds=0, idle_rebuild_tokens=0, idle_rebuild_cost=0.0, cost=0.3002),
+             idle_rebuilds=0, idle_rebuild_tokens=0, idle_rebuild_cost=0.0, cost=0.3002,
+             unpriced=0),
         dict(model="mystery-model", responses=1, hit_pct=0.0, cache_read_tokens=0,
              write_5m_tokens=0, write_1h_tokens=0, write_other_tokens=0, idle_rebuilds=0,
-             idle_rebuild_tokens=0, idle_rebuild_cost=0.0, cost=None),
+             idle_rebuild_tokens=0, idle_rebuild_cost=0.0, cost=None, unpriced=1),
     ],
     "context": [
         dict(session_id=S3, model="claude-opus-4-1", last_at=T0 + 2 * D + 1 * M, turns=1,

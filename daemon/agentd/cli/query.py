@@ -7,10 +7,12 @@ import os
 import re
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from agentd.agents import AGENTS
 from agentd.cli import _config, cli, skip_teardown
@@ -42,9 +44,9 @@ from agentd.query.window import WINDOW, window
 __all__ = ["query"]
 
 
-def _time(option: str, value: str) -> int | None:
+def _time(option: str, value: str, now: float) -> int | None:
     try:
-        return parse_time(value)
+        return parse_time(value, now=now)
     except TimeError as e:
         raise QueryError(f"bad {option}: {e}") from None
 
@@ -69,9 +71,16 @@ def _params(
         # project count too, and the rollups (whose key for "no project" is "") agree with the
         # raw rows.
         project = os.path.abspath(os.path.expanduser(project)).rstrip("/") or None
+    now = time.time()  # one now for both: `--since now --until now` is an empty window
+    start = _time("--since", since, now) if since is not None else None
+    end = _time("--until", until, now) if until is not None else None
+    if start is not None and end is not None and start > end:
+        raise click.UsageError(
+            f"--since {since} is after --until {until}: the window would end before it starts"
+        )
     return {
-        "since": _time("--since", since) if since is not None else None,
-        "until": _time("--until", until) if until is not None else None,
+        "since": start,
+        "until": end,
         "source": source,
         "project": project,
         "session": session,
@@ -174,6 +183,8 @@ def query(
         if list_reports or (report is None and sql is None):
             _list(fmt)
             return
+        if report in REPORTS:
+            _refuse_options_of_others(ctx, REPORTS[report])
         params = _params(
             since=since,
             until=until,
@@ -216,6 +227,19 @@ def query(
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly; later flushes go nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _refuse_options_of_others(ctx: click.Context, report: Report) -> None:
+    """An option only other reports take (Report.options: --period, --by) is a usage error."""
+    for param in ctx.command.params:
+        name = param.name or ""
+        takers = [r.name for r in REPORTS.values() if name in r.options]
+        given = ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+        if takers and name not in report.options and given:
+            raise click.UsageError(
+                f"{param.opts[0]} is not an option of the {report.name} report "
+                f"(only {', '.join(takers)} takes it)"
+            )
 
 
 def _list(fmt: str) -> None:
@@ -263,10 +287,28 @@ def _run(
         conn.close()
 
 
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def _show_sql(report: Report, params: dict[str, Any]) -> None:
     statements = [render(report.sql, params)]
     if report.percentiles:
         statements += [render(sql, params) for sql in (PERCENTILE_SQL, HISTOGRAM_SQL, MAX_SQL)]
+    # A report's own parameters (usage's :period, :by, :machine) are written in as values, so
+    # that the printed SQL runs back through --sql with the filters alone, as docs/queries.md
+    # says; the filters and the window's stretches stay parameters, listed above it.
+    bound = {*FILTERS, *WINDOW}
+
+    def inline(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return match.group(0) if name in bound or name not in params else _literal(params[name])
+
+    statements = [re.sub(r":([a-z_]+)\b", inline, s) for s in statements]
     for name in (*FILTERS, *WINDOW):
         if params[name] is not None and (
             name in ("since", "until", "limit")  # the window's stretches derive from the first two

@@ -61,6 +61,9 @@ class Report:
     # then sorted by `sort_by`, descending, and cut at :limit.
     percentiles: tuple[tuple[str, float], ...] = ()
     sort_by: str | None = None
+    # The options of `agentd query` that only some reports take (`period`, `by`): another
+    # report refuses them rather than ignore them.
+    options: tuple[str, ...] = ()
 
 
 _SESSION = Column("session_id", "text", "the agent's session id")

@@ -3,11 +3,13 @@ subagents (docs/usage.md). Described like reports.py's, which appends them to RE
 
 They read `usage_hourly`, the hourly rollup of `messages` that migration 0011's triggers keep,
 so a month is a few thousand rollup rows to sum however many messages it had. Times therefore
-have hour granularity: `--since` takes whole hours from the hour it falls in. A cost is the
+have hour granularity: the window takes whole hours, from the hour `--since` falls in to the end
+of the hour `--until` falls in (`blocks` chooses whole blocks that overlap it). A cost is the
 agent's figure where it gave one, else the one computed from tokens (`cost_source`); messages
 whose price is unknown are counted in `unpriced`, and a cost made only of them is NULL, not 0.
 Two extra parameters: `:period` (`day`, `week`, `month`) and `:by` (`project`, `model`, `agent`,
-`machine`, or NULL for no split), from `--period` and `--by`; `:machine` is this host's name.
+`machine`, or NULL for no split), from `--period` and `--by` (USAGE.options: the other reports
+refuse them); `:machine` is this host's name.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ _COST = Column(
     "cost", "cost", "USD: the agent's figure, else computed from tokens; NULL if unknown"
 )
 _UNPRICED = Column("unpriced", "int", "messages whose cost is unknown (model without a price)")
-# Filters on the rollup, one per line (reports.render drops those not given).
-_FILTERS = """\
-  AND u.hour > :since - 3600000
-  AND u.hour < :until
+# Filters on the rollup, one per line (reports.render drops those not given). _CHOSEN choose the
+# messages; _FILTERS add the window, in whole hours, and `:since < :until` so that an empty
+# window (`--since now --until now`, which would still take the hour it falls in) has no row.
+_CHOSEN = """\
   AND u.source = :source
   AND u.session_id IN (SELECT id FROM sessions WHERE project_path = :project OR (project_path >= :project || '/' AND project_path < :project || '0'))
   AND u.session_id = :session"""
+_FILTERS = f"""\
+  AND :since < :until
+  AND u.hour > :since - 3600000
+  AND u.hour < :until
+{_CHOSEN}"""
 _SUMMED_COST = (
     "CASE WHEN sum(u.cost) = 0 AND sum(u.unpriced) > 0 THEN NULL ELSE round(sum(u.cost), 6) END"
 )
@@ -56,6 +63,7 @@ USAGE = Report(
         _COST,
         _UNPRICED,
     ),
+    options=("period", "by"),
     sql=f"""\
 SELECT
     CASE :period
@@ -106,34 +114,62 @@ BLOCKS = Report(
         Column("tokens_per_minute", "int", "burn rate in tokens"),
         Column("projected_cost", "cost", "active block: cost + burn rate until the block's end"),
     ),
-    # A block starts at the hour of the first message after the previous block ended (ccusage's
-    # rule): a recursive walk over the hours that had messages, each step one index lookup.
+    # A block starts at the hour of the first message at or after the previous block's end
+    # (ccusage's rule), so where blocks start depends on the history, not on the window:
+    # --since/--until choose the blocks shown (those that overlap the window), whole. The chain
+    # is walked from an hour that certainly starts a block: one that comes 5 hours or more
+    # after the previous message hour (that message's block has ended by then), or the first.
+    # `back` finds the latest such hour at or before the window's start (`:raw_from`, before
+    # every message without --since), jumping back over 4-hour stretches that have messages:
+    # no hour after a message hour p and less than 5 hours from it can start a chain. `starts`
+    # walks forward from it. Each step is one lookup on the rollup's (hour, ...) key; only the
+    # blocks shown are summed, with a distinct count of their sessions, each an hour range of
+    # that key (`+u.source`: an index SQLite would build on source costs 80 ms at 1M messages).
     sql=f"""\
-WITH RECURSIVE hours AS MATERIALIZED (
-    SELECT u.hour AS hour, count(DISTINCT u.session_id) AS sessions, sum(u.responses) AS responses,
-        sum(u.prompt_tokens + u.completion_tokens + u.cache_read_tokens + u.cache_write_tokens) AS tokens,
-        sum(u.cost) AS cost, sum(u.unpriced) AS unpriced, max(u.last_at) AS last_at
-    FROM usage_hourly u
-    WHERE u.responses > 0
-{_FILTERS}
-    GROUP BY u.hour
+WITH RECURSIVE back(at) AS (
+    SELECT coalesce(
+        (SELECT max(u.hour) FROM usage_hourly u WHERE u.responses > 0 AND u.hour <= :raw_from
+{_CHOSEN}
+        ),
+        (SELECT min(u.hour) FROM usage_hourly u WHERE u.responses > 0
+{_CHOSEN}
+        ))
+    UNION ALL
+    SELECT (SELECT min(u.hour) FROM usage_hourly u WHERE u.responses > 0
+            AND u.hour >= b.at - 14400000 AND u.hour < b.at
+{_CHOSEN}
+        )
+    FROM back b WHERE b.at IS NOT NULL
 ),
 starts(start) AS (
-    SELECT min(hour) FROM hours
+    SELECT min(at) FROM back
     UNION ALL
-    SELECT (SELECT min(h.hour) FROM hours h WHERE h.hour >= s.start + 18000000)
+    SELECT (SELECT min(u.hour) FROM usage_hourly u WHERE u.responses > 0 AND u.hour >= s.start + 18000000
+{_CHOSEN}
+        )
     FROM starts s WHERE s.start IS NOT NULL
+  AND s.start < :until
+),
+shown AS MATERIALIZED (
+    SELECT start FROM starts WHERE start IS NOT NULL
+  AND :since < :until
+  AND start > :since - 18000000
+  AND start < :until
+    ORDER BY start DESC
+    LIMIT :limit
 ),
 blocks AS (
     SELECT b.start AS block_start, b.start + 18000000 AS block_end,
-        sum(h.sessions) AS sessions, sum(h.responses) AS responses, sum(h.tokens) AS total_tokens,
-        CASE WHEN sum(h.cost) = 0 AND sum(h.unpriced) > 0 THEN NULL ELSE sum(h.cost) END AS cost,
-        sum(h.unpriced) AS unpriced, max(h.last_at) AS last_at,
-        max(60000, max(h.last_at) - b.start) AS elapsed_ms,
+        count(DISTINCT u.session_id) AS sessions, sum(u.responses) AS responses,
+        sum(u.prompt_tokens + u.completion_tokens + u.cache_read_tokens + u.cache_write_tokens) AS total_tokens,
+        CASE WHEN sum(u.cost) = 0 AND sum(u.unpriced) > 0 THEN NULL ELSE sum(u.cost) END AS cost,
+        sum(u.unpriced) AS unpriced, max(u.last_at) AS last_at,
+        max(60000, max(u.last_at) - b.start) AS elapsed_ms,
         CAST(strftime('%s', 'now') AS INTEGER) * 1000 AS now_ms
-    FROM starts b
-    JOIN hours h ON h.hour >= b.start AND h.hour < b.start + 18000000
-    WHERE b.start IS NOT NULL
+    FROM shown b
+    JOIN usage_hourly u ON u.hour >= b.start AND u.hour < b.start + 18000000
+    WHERE u.responses > 0
+{_CHOSEN.replace("u.source", "+u.source")}
     GROUP BY b.start
 )
 SELECT
@@ -182,6 +218,7 @@ CACHE = Report(
         Column("idle_rebuild_tokens", "int", "the cache writes of those turns"),
         Column("idle_rebuild_cost", "cost", "what those turns cost in all"),
         _COST,
+        _UNPRICED,
     ),
     sql=f"""\
 SELECT
@@ -196,7 +233,8 @@ SELECT
     sum(u.idle_rebuilds) AS idle_rebuilds,
     sum(u.idle_rebuild_tokens) AS idle_rebuild_tokens,
     round(sum(u.idle_rebuild_cost), 6) AS idle_rebuild_cost,
-    {_SUMMED_COST} AS cost
+    {_SUMMED_COST} AS cost,
+    sum(u.unpriced) AS unpriced
 FROM usage_hourly u
 WHERE u.responses > 0
 {_FILTERS}
@@ -232,14 +270,23 @@ CONTEXT = Report(
         Column("compactions", "int", "compactions in the window"),
         Column("auto_compactions", "int", "of which automatic (the context was full)"),
     ),
-    # The sessions with messages in the window (rollup), then each one's messages by index.
+    # The sessions with messages in the window (rollup), then each one's messages by index. A
+    # session's last message in the rollup's last hour may come after --until: for those
+    # (sessions active in that hour, a few) `recent` reads its messages for the last one before.
     sql=f"""\
-WITH recent AS MATERIALIZED (
-    SELECT u.session_id, sum(u.responses) AS turns, max(u.last_at) AS last_at
+WITH rolled AS MATERIALIZED (
+    SELECT u.session_id, sum(u.responses) AS turns, min(u.hour) AS first_hour, max(u.last_at) AS last_at
     FROM usage_hourly u
     WHERE u.responses > 0
 {_FILTERS}
     GROUP BY u.session_id
+),
+recent AS MATERIALIZED (
+    SELECT r.session_id, r.turns,
+        CASE WHEN r.last_at IS NULL THEN NULL
+            WHEN r.last_at >= :until THEN (SELECT max(m.created_at) FROM messages m WHERE m.session_id = r.session_id AND m.created_at >= r.first_hour AND m.created_at < :until)
+            ELSE r.last_at END AS last_at
+    FROM rolled r
     ORDER BY last_at DESC
     LIMIT :limit
 ),
@@ -268,12 +315,15 @@ SELECT
     d.turns_over_80pct AS turns_over_80pct,
     (SELECT count(*) FROM compaction_events c WHERE c.session_id = d.session_id
         AND c.created_at >= :since
+        AND c.created_at < :until
     ) AS compactions,
     (SELECT count(*) FROM compaction_events c WHERE c.session_id = d.session_id AND c.trigger = 'auto'
         AND c.created_at >= :since
+        AND c.created_at < :until
     ) AS auto_compactions
 FROM measured d
 LEFT JOIN sessions s ON s.id = d.session_id
+WHERE d.last_at IS NOT NULL
 ORDER BY d.last_at DESC""",
 )
 
