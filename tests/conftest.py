@@ -167,6 +167,19 @@ def make_daemon(agentd_env: dict[str, str], config: Config) -> Iterator[Any]:
             d.stop()
 
 
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Any]:
+    """A real PostgreSQL server on a Unix socket in a temp directory (pgserver.py), one per test
+    module, destroyed after it."""
+    from pgserver import PgServer
+
+    server = PgServer()
+    try:
+        yield server.start()
+    finally:
+        server.destroy()
+
+
 def query_db(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """Rows as dicts, read through a read-only connection (the daemon may still be writing)."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pgserver import ALICE_PASSWORD, PgServer
+from pgserver import ALICE_PASSWORD
 from pushkit import CLAUDE, OPENCODE, Machine, assert_same, scalar, server_rows
 
 from agentd.push.local import TABLES
@@ -25,15 +25,6 @@ from conftest import wait_for
 
 _names = itertools.count()
 DAY_MS = 86_400_000
-
-
-@pytest.fixture(scope="module")
-def pg():
-    server = PgServer()
-    try:
-        yield server.start()
-    finally:
-        server.destroy()
 
 
 @pytest.fixture

@@ -9,19 +9,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from pgserver import PgServer
 from pushkit import Machine, assert_same, server_rows
 from test_reprice import T, age, events
-
-
-@pytest.fixture(scope="module")
-def pg():
-    server = PgServer()
-    try:
-        yield server.start()
-    finally:
-        server.destroy()
 
 
 def test_repriced_messages_are_pushed_again(pg):
