@@ -494,3 +494,15 @@ def test_install_statusline_into_settings_without_one(tmp_path, agentd_env):
     assert not (tmp_path / ".claude" / "settings.json").exists() or "statusLine" not in json.loads(
         (tmp_path / ".claude" / "settings.json").read_text()
     )
+
+
+def test_today_cost_reads_the_rollup_sum_as_the_reports_do():
+    """As query/costs.py's SUMMED_COST: a sum the rollup's float subtractions left at -1e-16 is
+    nothing (unknown when unpriced messages made it), and no cost is drawn below 0."""
+    from agentd.statusbar import today_cost
+
+    assert today_cost((-1e-16, 2)) is None  # only unknown prices today
+    assert today_cost((0.0, 1)) is None
+    assert today_cost((-1e-16, 0)) == 0.0 and str(today_cost((-1e-16, 0))) == "0.0"
+    assert today_cost((1.5, 1)) == 1.5  # what could be priced, beside one that could not
+    assert today_cost((None, None)) is None and today_cost(None) is None

@@ -49,6 +49,10 @@ def db(tmp_path: Path, now: int) -> Path:
     _insert(conn, "sessions", id="s-oc", source="opencode", title="add a cache",
             project_path="/src/lib", project_name="lib", model="gpt", status="busy", cost=0.5,
             tool_call_count=3, created_at=NOW - 5 * MIN, updated_at=NOW - MIN)  # fmt: skip
+    # OpenCode's session cost is its step costs' sum: the message the 0.5 comes from.
+    _insert(conn, "messages", id="m-oc", session_id="s-oc", source="opencode", role="assistant",
+            model="openai/gpt", prompt_tokens=100, completion_tokens=10, cost=0.5,
+            cost_source="agent", created_at=NOW - 4 * MIN)  # fmt: skip
     durations = [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560]
     for i, ms in enumerate(durations):
         _insert(conn, "tools", id=f"s-claude:{i}", session_id="s-claude", source="claude",

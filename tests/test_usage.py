@@ -4,6 +4,7 @@ store through the daemon, the rollup the usage reports read, and a broken price 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -190,13 +191,25 @@ def test_the_sessions_report_and_the_dashboard_show_the_same_cost(daemon, agentd
         daemon.ingest("opencode", event)
     for event in _opencode_message("ses_unknown", "no-such-model-7", "fake", 0, now):
         daemon.ingest("opencode", event)
+    # One session, two providers: a step the provider priced, one it reported as 0.
+    mixed = _opencode_message("ses_mixed", "claude-sonnet-4-5", "anthropic", 0.25, now)
+    second = _opencode_message("ses_mixed", "claude-sonnet-4-5", "github-copilot", 0, now + 1)
+    second[1]["event"]["properties"]["info"]["id"] = "msg-ses_mixed-2"
+    for event in [*mixed, second[1]]:
+        daemon.ingest("opencode", event)
+    mixed_cost = 0.25 + (1000 * 3 + 100 * 15) / 1e6
     out = subprocess.run(
         [sys.executable, "-m", "agentd", "query", "sessions", "--since", "all", "--format", "json"],
         env=agentd_env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     costs = {r["session_id"]: r["cost"] for r in json.loads(out.stdout)}
     assert costs == {claude: pytest.approx(computed, abs=1e-6), "ses_agent": 0.25,
-                     "ses_unknown": None}  # fmt: skip
+                     "ses_unknown": None, "ses_mixed": pytest.approx(mixed_cost)}  # fmt: skip
+    (usage,) = json.loads(subprocess.run(
+        [sys.executable, "-m", "agentd", "query", "usage", "--session", "ses_mixed", "--since",
+         "all", "--format", "json"], env=agentd_env, capture_output=True, text=True, check=True,
+    ).stdout)  # fmt: skip
+    assert usage["cost"] == pytest.approx(mixed_cost)  # the same sum as the usage report's
     with TestClient(create_app(agentd_home / "agentd.db"), base_url="http://127.0.0.1") as ui:
         listed = {r["id"]: r["cost"] for r in ui.get("/api/sessions?since=all").json()["data"]}
         assert listed == costs
@@ -205,7 +218,31 @@ def test_the_sessions_report_and_the_dashboard_show_the_same_cost(daemon, agentd
         assert page["usage"][-1]["cost"] == pytest.approx(computed)  # the running total
         assert ui.get("/api/sessions/ses_unknown").json()["data"]["session"]["cost"] is None
         card = ui.get("/api/overview").json()["data"]["cards"]["30d"]
-        assert card["cost"] == pytest.approx(computed + 0.25, abs=1e-6)
+        assert card["cost"] == pytest.approx(computed + 0.25 + mixed_cost, abs=1e-6)
+
+
+def test_a_cost_priced_away_is_empty_not_minus_zero(daemon, agentd_env, agentd_home):
+    """Repricing a session's messages as unknown takes their costs out of the rollups by float
+    subtraction, which can leave -1e-16: shown as empty (unknown), never -0.0 or $0."""
+    session = "5e55i0n0-aaaa-4bbb-8ccc-000000000004"
+    for record in _transcript(session):
+        daemon.ingest("claude-transcript", record)
+    conn = sqlite3.connect(agentd_home / "agentd.db")
+    with conn:  # a model the price table does not know (as if it had dropped it)
+        conn.execute("UPDATE messages SET model = 'mystery-model-9'")
+        conn.execute("UPDATE usage_hourly SET cost = cost - 1e-16")  # the residue, for sure
+    conn.close()
+
+    def agentd(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "agentd", *args], env=agentd_env, capture_output=True,
+            text=True, check=True,
+        ).stdout  # fmt: skip
+
+    assert json.loads(agentd("reprice", "--json"))["unknown"] == 2
+    for report in ("sessions", "usage", "blocks"):
+        (row,) = json.loads(agentd("query", report, "--since", "all", "--format", "json"))
+        assert row["cost"] is None, (report, row)
 
 
 def test_a_broken_price_table_marks_costs_unknown(tmp_path: Path):

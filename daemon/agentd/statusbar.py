@@ -139,10 +139,12 @@ def first_hour(day_start_ms: int) -> int:
 
 
 def today_cost(row: tuple[Any, ...] | None) -> float | None:
-    """TODAY_COST_SQL's row as a cost, or None: no message today, or none that could be priced."""
-    if row and row[0] is not None and not (row[0] == 0 and row[1]):
-        return row[0]
-    return None
+    """TODAY_COST_SQL's row as a cost, or None: no message today, or none that could be priced.
+    As query/costs.py's SUMMED_COST reads a sum: the rollup's float additions can leave -1e-16
+    where nothing is, and no cost is below 0."""
+    if not row or row[0] is None or (row[0] < 5e-7 and row[1]):
+        return None
+    return max(row[0], 0.0)
 
 
 def read_kept(conn: _sqlite3.Connection, sessions: list[str], day_start_ms: int) -> dict[str, Any]:

@@ -93,8 +93,8 @@ SESSIONS = Report(
         Column(
             "cost",
             "cost",
-            "cost in USD: the agent's own figure, else computed from the tokens; empty when"
-            " unknown",
+            "cost in USD: Claude's own total, else the sum of the messages' costs (the agent's"
+            " figure, else computed from the tokens); empty when unknown",
         ),
     ),
     sql=f"""\

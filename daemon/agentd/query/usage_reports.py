@@ -14,6 +14,7 @@ refuse them); `:machine` is this host's name.
 
 from __future__ import annotations
 
+from agentd.query.costs import SUMMED_COST
 from agentd.query.reports import Column, Report
 
 __all__ = ["USAGE_REPORTS", "PERIODS", "BY"]
@@ -37,9 +38,7 @@ _FILTERS = f"""\
   AND u.hour > :since - 3600000
   AND u.hour < :until
 {_CHOSEN}"""
-_SUMMED_COST = (
-    "CASE WHEN sum(u.cost) = 0 AND sum(u.unpriced) > 0 THEN NULL ELSE round(sum(u.cost), 6) END"
-)
+_SUMMED_COST = f"round({SUMMED_COST}, 6)"
 
 USAGE = Report(
     name="usage",
@@ -162,7 +161,7 @@ blocks AS (
     SELECT b.start AS block_start, b.start + 18000000 AS block_end,
         count(DISTINCT u.session_id) AS sessions, sum(u.responses) AS responses,
         sum(u.prompt_tokens + u.completion_tokens + u.cache_read_tokens + u.cache_write_tokens) AS total_tokens,
-        CASE WHEN sum(u.cost) = 0 AND sum(u.unpriced) > 0 THEN NULL ELSE sum(u.cost) END AS cost,
+        {SUMMED_COST} AS cost,
         sum(u.unpriced) AS unpriced, max(u.last_at) AS last_at,
         max(60000, max(u.last_at) - b.start) AS elapsed_ms,
         CAST(strftime('%s', 'now') AS INTEGER) * 1000 AS now_ms
