@@ -81,6 +81,8 @@ def test_cost_source_rule():
                 prompt_tokens=1000),
         message(source="opencode", model="fake/no-such-model-7", provider="fake", cost=0,
                 prompt_tokens=1000),
+        # a time no calendar holds (an old row): no price in force, not a crash
+        message(model="claude-sonnet-4-5", prompt_tokens=10, created_at=10**17),
     ]  # fmt: skip
     price_rows(rows)
     got = [(r.values.get("cost_source"), r.values.get("computed_cost")) for r in rows]
@@ -92,6 +94,7 @@ def test_cost_source_rule():
     assert got[4] == (None, None)
     assert got[5] == ("computed", pytest.approx(1000 * 2.5 / 1e6))
     assert got[6] == ("unknown", None)
+    assert got[7] == ("unknown", None)
 
 
 def _transcript(session: str) -> list[dict]:

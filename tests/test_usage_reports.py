@@ -232,6 +232,10 @@ def test_parse_time_range_and_short_epochs():
             parse_time(short)
     assert parse_time("100000000000") == 100000000000
     assert parse_time("9999-12-29T00:00Z") == 253402041600000
+    # Digits of other scripts are not durations ("١٢٣d" was taken as 123 days).
+    for foreign in ("١٢٣d", "１２h", "1d٢h"):
+        with pytest.raises(TimeError):
+            parse_time(foreign)
 
 
 # --- --show-sql -----------------------------------------------------------------------------

@@ -137,8 +137,9 @@ def check_costs(config: Config) -> Check:
     db = config.db_path
     if not db.exists():
         return Check("costs", "skip", "no database yet")
-    tokens = " OR ".join(f"{c} > 0" for c in ("prompt_tokens", "completion_tokens",
-                                               "cache_read_tokens", "cache_write_tokens"))  # fmt: skip
+    from agentd.pricing.table import TOKEN_COLUMNS  # what pricing reads (no genai-prices load)
+
+    tokens = " OR ".join(f"{column} > 0" for column in TOKEN_COLUMNS)
     try:
         conn = readonly.connect(db)
         try:

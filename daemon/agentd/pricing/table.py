@@ -90,7 +90,10 @@ class PriceTable:
         completion, cache read, cache write (with its 5m / 1h split when known), reasoning."""
         usage = usage_counts(tokens, output_includes_reasoning)
         # A fixed `now` for a message without a time: the period and the price agree on it.
-        when = datetime.fromtimestamp(at_ms / 1000, UTC) if at_ms else datetime.now(UTC)
+        try:
+            when = datetime.fromtimestamp(at_ms / 1000, UTC) if at_ms else datetime.now(UTC)
+        except (ValueError, OverflowError, OSError, TypeError):
+            return None  # a time no calendar holds (an old row, a bad integer): no price in force
         context = {"speed": speed} if speed and speed != "standard" else None
         provider_id = _PROVIDERS.get((provider or "").lower(), provider)
         names = [(model, provider_id)]

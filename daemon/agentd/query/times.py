@@ -16,8 +16,8 @@ __all__ = ["TIME_FORMS", "TimeError", "parse_time"]
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_DURATIONS = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])", re.ASCII)
+_DURATIONS = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+", re.ASCII)
 TIME_FORMS = (
     "a duration before now (90m, 24h, 7d, 2w, 1d12h), a date (2026-11-01), a date and time "
     "(2026-11-01T14:30, local time unless it ends in Z or +HH:MM), today, yesterday, now, "
