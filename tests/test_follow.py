@@ -240,6 +240,43 @@ async def test_big_transcripts_are_read_in_steps_with_the_same_result(config, tm
     )
 
 
+async def test_sessions_take_turns_so_a_long_backlog_does_not_hold_up_the_others(
+    config, project
+):
+    """A session with much to read (here: a transcript of ~25 steps) reads one step per round:
+    another session's turn end, seen meanwhile, is read before the backlog is done, not after."""
+    big = project / f"{MAIN}.jsonl"
+    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl", big)
+    other = "0a0a0a0a-1111-4222-8333-444444444444"
+    small = project / f"{other}.jsonl"
+    small.write_bytes(b"".join(lines("claude_transcript_trimmed.jsonl")[:8]).replace(
+        MAIN.encode(), other.encode()))  # fmt: skip
+    async with Live(config, step_bytes=4096) as live:
+        stops = [(MAIN, big), (other, small)]
+        for n, (session, path) in enumerate(stops):
+            await live.store.ingest("claude", hook("Stop", path, session), 1_800_000_000_000 + n)
+        for session, path in stops:  # both turns end before the follower runs
+            live.follower.observe("Stop", session, hook("Stop", path, session))
+        assert await live.follower.settled(timeout=30)
+        assert live.follower.files_read > 10
+    last = {r["session_id"]: r["last"] for r in query_db(config.db_path,
+        "SELECT session_id, max(rowid) AS last FROM events WHERE source = 'claude-transcript'"
+        " GROUP BY session_id")}  # fmt: skip
+    assert last.keys() == {MAIN, other}
+    assert last[other] < last[MAIN]  # the small one was read while the backlog was still read
+
+
+async def test_a_later_event_naming_another_transcript_is_followed(config, project):
+    """The first event of a session named a file that is not its transcript (or a path since
+    moved): a later event naming the right one is followed, not ignored."""
+    transcript = project / f"{MAIN}.jsonl"
+    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl", transcript)
+    async with Live(config) as live:
+        await live.event("SessionStart", project / f"wrong-{MAIN}.jsonl")
+        await live.event("Stop", transcript)
+    assert query_db(config.db_path, "SELECT count(*) AS n FROM messages")[0]["n"] > 0
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 

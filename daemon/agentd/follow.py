@@ -22,7 +22,8 @@ os.getuid(). A refused path is logged once, with the reason.
 
 Reads, record decoding and normalization run in a worker thread, at most STEP_BYTES per step (a
 2 GB transcript is many steps, its events committed in between), so the event loop never waits
-on a file. A file that shrank or was replaced (new inode) is read again from the start; the events
+on a file. Sessions take turns: each due session reads one step of each of its files per round,
+so a long backlog (a 2 GB transcript read from the start) does not hold up the others' turns. A file that shrank or was replaced (new inode) is read again from the start; the events
 it makes are the ones already stored (same ids), so nothing is duplicated.
 """
 
@@ -80,16 +81,25 @@ class Refused(Exception):
     """A transcript path the daemon will not read (the message says why)."""
 
 
-def transcript_path(payload: bytes) -> str | None:
-    """The `transcript_path` of a raw Claude hook payload, without decoding the whole payload."""
+def transcript_path(payload: bytes, known: str | None = None) -> str | None:
+    """The `transcript_path` of a raw Claude hook payload, without decoding the whole payload
+    (nor the path, when its JSON is the same as `known`'s: every event of a session names it)."""
     match = _PATH.search(payload, 0, _HEAD_BYTES)
     if match is None:
         return None
+    raw = match.group(1)
+    if known is not None and raw == _quoted(known):
+        return known
     try:
-        value = json.loads(match.group(1))
+        value = json.loads(raw)
     except ValueError:
         return None
     return value if isinstance(value, str) else None
+
+
+def _quoted(path: str) -> bytes:
+    """A path as Claude writes it in JSON (for the common case: no character to escape)."""
+    return b'"' + path.encode("utf-8", "surrogatepass") + b'"'
 
 
 def transcript_problem(path: str) -> str | None:
@@ -209,15 +219,17 @@ class Follower:
             return
         now = time.monotonic()
         session = self._sessions.get(session_id)
-        if session is None:
-            path = transcript_path(payload)
-            if path is None:
-                return
+        path = transcript_path(payload, session.transcript if session else None)
+        if path is not None and (session is None or path != session.transcript):
             problem = transcript_problem(path)
             if problem:
                 self._refuse(path, problem)
-                return
-            session = self._sessions[session_id] = _Session(path)
+            elif session is None:
+                session = self._sessions[session_id] = _Session(path)
+            else:  # a later event names another file: the session's transcript is that one
+                session.transcript = path
+        if session is None:
+            return
         session.seen = now
         if kind in TURN_END:
             session.busy = False
@@ -249,11 +261,15 @@ class Follower:
             due = [(sid, s) for sid, s in self._sessions.items() if s.due is not None]
             ready = [(sid, s) for sid, s in due if s.due is not None and s.due <= now]
             for sid, session in ready:
+                more = False
                 try:
-                    await self._read_session(sid, session)
+                    more = await self._read_session(sid, session)
                 except Exception:  # a bug here must not stop following the other sessions
                     log.exception("following the transcript of session %s failed", sid)
-                self._reschedule(session)
+                if more:  # due again at once, after the other ready sessions' turns
+                    session.due = time.monotonic()
+                else:
+                    self._reschedule(session)
             await self._save_if_due()
             self._forget_idle(now)
             waits = [s.due - time.monotonic() for s in self._sessions.values() if s.due]
@@ -282,27 +298,37 @@ class Follower:
         for sid in stale:
             del self._sessions[sid]
 
-    async def _read_session(self, session_id: str, session: _Session) -> None:
+    async def _read_session(self, session_id: str, session: _Session) -> bool:
+        """One step of each of the session's files (its transcript, its subagents'); True when
+        one of them has more to read."""
         paths = [session.transcript]
         subagents = os.path.join(session.transcript.removesuffix(".jsonl"), "subagents")
         paths += await asyncio.to_thread(_subagent_transcripts, subagents)
+        more = False
         for path in paths:
-            await self.follow_file(path)
+            step = await self._follow_step(path)
+            more = more or step.more
+        return more
 
     async def follow_file(self, path: str) -> int:
         """Read `path` from its offset to its end, in steps; store the events; return how many."""
         sent = 0
         while True:
-            step = await asyncio.to_thread(self._step, path)
-            if step.entry is None:
-                return sent
-            # Committed before the offset moves: a crash in between means a re-read, not a loss.
-            await asyncio.gather(*(self._submit(e) for e in step.events))
-            self.state.set(AGENT, path, step.entry)
+            step = await self._follow_step(path)
             sent += len(step.events)
-            self.events_sent += len(step.events)
             if not step.more:
                 return sent
+
+    async def _follow_step(self, path: str) -> _Step:
+        """Read the next step of `path` and store its events."""
+        step = await asyncio.to_thread(self._step, path)
+        if step.entry is None:
+            return step
+        # Committed before the offset moves: a crash in between means a re-read, not a loss.
+        await asyncio.gather(*(self._submit(e) for e in step.events))
+        self.state.set(AGENT, path, step.entry)
+        self.events_sent += len(step.events)
+        return step
 
     def _step(self, path: str) -> _Step:
         """In a worker thread: the next step of `path`, read, decoded and prepared."""
