@@ -115,6 +115,21 @@ def test_disable_all_hooks_fails_even_with_the_hooks_installed(agentd_env, user_
     assert f"disableAllHooks is true in {path} ({where})" in enabled["detail"]
 
 
+def test_disable_all_hooks_turned_back_on_by_a_more_specific_file_passes(agentd_env, user_home):
+    """Claude Code reads a setting from the most specific file that has it: a project's local
+    settings saying false win over the user's true."""
+    assert run_agentd(agentd_env, user_home, "install", "claude").returncode == 0
+    write_settings(user_home, {"disableAllHooks": True})
+    local = user_home / "proj" / ".claude" / "settings.local.json"
+    local.parent.mkdir(parents=True)
+    local.write_text(json.dumps({"disableAllHooks": False}))
+    _, checks = doctor(agentd_env, user_home)
+    assert checks["claude hooks enabled"]["status"] == "ok"
+    local.write_text(json.dumps({"disableAllHooks": True}))  # and the other way round
+    _, checks = doctor(agentd_env, user_home)
+    assert checks["claude hooks enabled"]["status"] == "fail"
+
+
 def test_sessions_that_write_transcripts_but_send_no_hook_event_are_a_warning(
     daemon, agentd_env, user_home
 ):

@@ -206,9 +206,11 @@ def check_hooks_enabled(env: dict[str, str], cwd: Path) -> Check:
     """Installed hooks that Claude Code does not run: `disableAllHooks` in any settings file (it
     turns every non-managed hook off), or managed settings allowing managed hooks only."""
     files = installer.settings_files(env, cwd)
-    for scope, path in files:
-        settings = read_json(path) or {}
-        if settings.get("disableAllHooks") is True:
+    for scope, path in files:  # highest precedence first: the first file that says decides
+        setting = (read_json(path) or {}).get("disableAllHooks")
+        if setting is False:
+            break  # a more specific file turns hooks back on (local over project over user)
+        if setting is True:
             return Check(
                 "claude hooks enabled",
                 "fail",
