@@ -513,33 +513,34 @@ def test_one_reprice_at_a_time_and_its_params_may_be_left_out(aged, daemon, conf
 
 def test_a_reprice_stops_when_its_client_leaves(aged, daemon, config):
     """A client that sends `reprice` and closes: the run stops after its batch, not the table's
-    end. The writer lock, held here, keeps its first batch from committing until the daemon has
-    seen the client go: a probing reprice answered -32005 came after that client's close."""
+    end. The writer lock, held here, keeps the first batch from committing until the daemon has
+    seen the client go."""
+    from agentd.client import Client
+
     grow(aged, 20)
     unpriced = query_db(aged, AGED_SQL)[0]["n"]
-    probe = line_of(request(9, "reprice", {"model": "no-such-model"}))
+    probe = request(9, "reprice", {"model": "no-such-model"})
     holder = sqlite3.connect(aged, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        from agentd.client import Client
-
         with Client(config.socket_path, timeout=10.0) as leaving:
+            # Two lines: their tasks start in order, so the probe meets the run under way.
             leaving.send_line(line_of(request(1, "reprice", {})))
-        # Each probe either meets the run (-32005) or, none running yet, would become one itself:
-        # the first sent line is read first, so the run is the leaving client's.
-        (busy,) = exchange(config, probe)
+            leaving.send_line(line_of(probe))
+            assert json.loads(leaving.read_line())["error"]["code"] == -32005
+        # Answered after that close was read: the daemon knows the client went.
+        (busy,) = exchange(config, line_of(probe))
         assert busy["error"]["code"] == -32005
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    # Probes until one runs (then the first has ended): it matches no message, so changes nothing.
-    for _ in range(600):
-        (answer,) = exchange(config, probe)
+    import time
+
+    for _ in range(1200):  # probes until one runs (the first has ended): it changes nothing
+        (answer,) = exchange(config, line_of(probe))
         if "result" in answer:
             break
         assert answer["error"]["code"] == -32005
-        import time
-
         time.sleep(0.05)
     assert answer["result"]["examined"] == 0
     left = query_db(aged, AGED_SQL)[0]["n"]
@@ -584,3 +585,40 @@ def test_the_cli_says_the_daemon_stopped_when_it_goes_mid_reprice(
     else:
         assert cli.returncode == 0, err
     assert_same_rows(fresh, aged)
+
+
+async def test_transactions_bounded_by_rowids_still_price_each_selected_message_once(
+    fresh, tmp_path
+):
+    """A transaction reads at most `span` rowids (a narrow selection does not scan the table in
+    one): with spans and batches smaller than the table and its selections, the same counts and
+    the same database as one pass."""
+    from agentd.db.reprice import Selection
+    from agentd.db.store import Store
+
+    small, whole = tmp_path / "small.db", tmp_path / "whole.db"
+    for db in (small, whole):
+        shutil.copy(fresh, db)
+        age(db)
+    results: dict[Path, list[dict[str, Any]]] = {}
+    for db, sizes in ((small, {"batch": 3, "span": 5}), (whole, {})):
+        store = Store(db)
+        await store.open()
+        try:
+            results[db] = [
+                await store.reprice(selection, **sizes)
+                for selection in (
+                    Selection(model="claude-haiku-4-5"),
+                    Selection(since=T + 20 * HOUR, source="opencode"),
+                    Selection(model="no-such-model"),
+                    Selection(),
+                )
+            ]
+        finally:
+            await store.close()
+    assert results[small] == results[whole]
+    haiku, later, none, rest = results[small]
+    assert haiku["repriced"] == haiku["examined"] == 12 and later["repriced"] > 0
+    assert none["examined"] == 0 and rest["repriced"] > 0
+    assert_same_rows(fresh, small)
+    assert_same_rows(whole, small)
