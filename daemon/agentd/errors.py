@@ -10,7 +10,8 @@
     │   ├── LineTooLong           -32001  over max_line_bytes; the connection is closed after it
     │   ├── ShuttingDown          -32002  the daemon is stopping and takes no new work
     │   ├── DiskFull              -32003  nothing of the event was stored: spool it and retry
-    │   └── PricesUnavailable     -32004  the daemon's price table cannot be loaded (reprice)
+    │   ├── PricesUnavailable     -32004  the daemon's price table cannot be loaded (reprice)
+    │   └── RepriceRunning        -32005  a reprice is already running: one at a time
     ├── InvalidEvent              an event the ingest pipeline cannot take (becomes InvalidParams)
     └── UserError                 a problem the user can fix: the CLI prints "Error: <message>"
         │                         and exits with EXIT_CODE (cli/__init__.py, the one place)
@@ -23,7 +24,8 @@
         ├── Locked                another process holds a pid-file lock
         ├── DaemonTooOld          the running daemon is older than this code
         ├── SinkLost              the daemon went away mid-import
-        ├── AccessError           no write can be made now (WriterBusy, NoDatabase, DaemonRefused)
+        ├── AccessError           no write can be made now (WriterBusy, NoDatabase, DaemonRefused,
+        │                         DaemonStopped)
         ├── InstallError          an agent's configuration cannot be changed as asked
         ├── ImportFailed          an import cannot run or finish
         ├── QueryError            a query or report cannot run (Interrupted: Ctrl-C; TimedOut)
@@ -58,6 +60,7 @@ __all__ = [
     "ShuttingDown",
     "DiskFull",
     "PricesUnavailable",
+    "RepriceRunning",
     "InvalidEvent",
     "UserError",
     "ConfigError",
@@ -73,6 +76,7 @@ __all__ = [
     "no_database",
     "detached",
     "DaemonRefused",
+    "DaemonStopped",
     "DaemonTooOld",
     "SinkLost",
     "InstallError",
@@ -180,6 +184,13 @@ class PricesUnavailable(WireError):
     MESSAGE = "Price table unavailable"
 
 
+class RepriceRunning(WireError):
+    """Application error: a `reprice` while another one runs; nothing was done by this one."""
+
+    CODE = -32005
+    MESSAGE = "A reprice is already running"
+
+
 class InvalidEvent(AgentdError, ValueError):
     """An event the ingest pipeline cannot take as it is; `path` names the part at fault
     ($.payload, ...). The RPC answers it as InvalidParams; the spool drain keeps the line aside."""
@@ -277,6 +288,17 @@ class DaemonRefused(AccessError):
         super().__init__(f"the daemon refused {method}: {error}")
         self.method = method
         self.error = error
+
+
+class DaemonStopped(AccessError):
+    """The daemon stopped (or went away) before the write it was sent was done."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(
+            f"the daemon stopped before {method} finished; what it committed stays: run"
+            f" `agentd {method}` again to finish"
+        )
+        self.method = method
 
 
 class DaemonTooOld(UserError):

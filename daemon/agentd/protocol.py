@@ -103,6 +103,10 @@ class NoParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pass
 
 
+# Params whose fields are each optional: a request may leave them out (null), as `{}`.
+_ALL_OPTIONAL = (RepriceParams,)
+
+
 # A \uD800-\uDFFF escape, with the run of backslashes before it: it is an escape only when that run
 # is odd (an even run is escaped backslashes followed by the letters "uD8..").
 _SURROGATE_ESCAPE = re.compile(
@@ -266,6 +270,8 @@ def decode_params(params: msgspec.Raw, params_type: type[Any]) -> Any:
     raw = bytes(params)
     if params_type is NoParams and raw in (b"null", b"{}", b"[]"):
         return NoParams()
+    if raw == b"null" and params_type in _ALL_OPTIONAL:  # params left out: each field's default
+        return params_type()
     try:
         return msgspec.json.decode(raw, type=params_type)
     except RecursionError:

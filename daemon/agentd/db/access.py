@@ -24,7 +24,14 @@ from typing import Any, Literal
 from agentd import pidfile
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
-from agentd.errors import AccessError, DaemonRefused, NoDatabase, WriterBusy
+from agentd.errors import (
+    AccessError,
+    DaemonRefused,
+    DaemonStopped,
+    NoDatabase,
+    ShuttingDown,
+    WriterBusy,
+)
 
 __all__ = [
     "AccessError",
@@ -120,8 +127,8 @@ def write(
     """Run a write method (`prune`, `vacuum`, `reprice`) with whichever writer there is; (mode,
     its result). `progress` is passed to the Store method of a direct write.
 
-    Raises WriterBusy, NoDatabase (direct, and no database file), DaemonRefused, and
-    sqlite3.Error from a direct write.
+    Raises WriterBusy, NoDatabase (direct, and no database file), DaemonRefused, DaemonStopped
+    (the daemon stopped before answering), and sqlite3.Error from a direct write.
     """
     run = WRITE_METHODS[method]
     for attempt in range(2):
@@ -134,7 +141,11 @@ def write(
                         raise
                     continue  # it stopped since it answered ping: take the lock instead
                 except RemoteError as e:
+                    if e.code == ShuttingDown.CODE:  # it stopped mid-way (a reprice's batches)
+                        raise DaemonStopped(method) from None
                     raise DaemonRefused(method, e) from None
+                except ConnectionError:  # it stopped, or was killed, before answering
+                    raise DaemonStopped(method) from None
             if not config.db_path.exists():
                 raise NoDatabase(config.db_path)
             return "direct", asyncio.run(_direct(config.db_path, run, params or {}, progress))

@@ -5,9 +5,12 @@ agentd priced them (migration 0011 left them without `cost_source`) and messages
 older price table keep what they got; this prices them again with the table loaded now, by the
 same rule and the same code (pricing.message_cost), from the columns as they are stored.
 
-Work goes in batches of BATCH rows in rowid order, each one short transaction (select, price,
-update the rows whose `computed_cost` or `cost_source` changes), so the daemon's writer serves live
-ingests between them. Only those two columns are written, by an UPDATE: the triggers that keep
+Work goes in batches of at most BATCH selected rows in rowid order, each one short transaction
+(select, price, update the rows whose `computed_cost` or `cost_source` changes), so the daemon's
+writer serves live ingests between them. A batch also reads at most SPAN rowids: a narrow selection
+(`--model` of few messages) would otherwise scan the whole table for its BATCH rows while holding
+the writer; so a transaction stays short whatever the selection, and the rowids are still each
+visited once, up to the largest there is. Only those two columns are written, by an UPDATE: the triggers that keep
 `usage_hourly`, `sessions.computed_cost` / `unpriced_messages` and the push's change log take the
 old values out and put the new ones in, as they do when an ingest prices a message again. (Where a
 session stored afresh has NULL, never having had an unknown message or a computed cost, those
@@ -23,11 +26,17 @@ from typing import Any
 
 from agentd.pricing.table import TOKEN_COLUMNS, message_cost
 
-__all__ = ["BATCH", "PRICED_COLUMNS", "Selection", "Tally", "reprice_batch"]
+__all__ = [
+    "BATCH", "SPAN", "PRICED_COLUMNS", "RepriceBusy", "RepriceStopped", "Selection", "Tally",
+    "reprice_batch",
+]  # fmt: skip
 
 # Rows per transaction: ~10-15 ms of pricing (~18 us a message) and writing on this machine, about
 # what a live ingest waits for the writer meanwhile (docs/usage.md has the figures).
 BATCH = 500
+# Rowids one transaction reads at most: a selection matching none of them scans these in ~1 ms
+# (bench/reprice's `narrow` figures), under a full batch's pricing.
+SPAN = 8192
 
 PRICED_COLUMNS = (
     "source",
@@ -41,9 +50,22 @@ PRICED_COLUMNS = (
 )
 _SELECT = (
     f"SELECT rowid, computed_cost, cost_source, {', '.join(PRICED_COLUMNS)} FROM messages"
-    " WHERE rowid > :after{where} ORDER BY rowid LIMIT :limit"
+    " WHERE rowid > :after AND rowid <= :end{where} ORDER BY rowid LIMIT :limit"
 )
 _UPDATE = "UPDATE messages SET computed_cost = ?, cost_source = ? WHERE rowid = ?"
+
+
+class RepriceBusy(Exception):
+    """Another reprice runs on this store: one at a time."""
+
+
+class RepriceStopped(Exception):
+    """A reprice stopped between batches (the daemon stops, its client left): the batches
+    committed stay, with every rollup over them; `tally` counts those."""
+
+    def __init__(self, tally: Tally) -> None:
+        super().__init__(f"stopped after {tally.examined} messages priced")
+        self.tally = tally
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +135,20 @@ def _used_cost(priced: tuple[Any, ...], cost: Any) -> float:
 
 
 def reprice_batch(
-    db: sqlite3.Connection, after: int, selection: Selection, tally: Tally, limit: int = BATCH
-) -> int | None:
-    """Price the next `limit` selected messages after rowid `after` in one transaction, counting
-    them in `tally`; the last rowid read, or None when there was none left."""
+    db: sqlite3.Connection,
+    after: int,
+    selection: Selection,
+    tally: Tally,
+    limit: int = BATCH,
+    span: int = SPAN,
+) -> tuple[int, bool]:
+    """Price the next `limit` selected messages after rowid `after`, among the next `span`
+    rowids, in one transaction, counting them in `tally`: (the rowid read up to, whether that is
+    the largest there is)."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        params = {"after": after, "limit": limit, **_named(selection)}
+        end = after + span
+        params = {"after": after, "end": end, "limit": limit, **_named(selection)}
         rows = db.execute(selection.sql(), params).fetchall()
         changes = []
         for rowid, computed_cost, cost_source, *stored in rows:
@@ -133,12 +162,15 @@ def reprice_batch(
                 changes.append((*priced, rowid))
         if changes:
             db.executemany(_UPDATE, changes)
+        # Read again each batch: messages stored meanwhile are priced too, as before.
+        (top,) = db.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    return rows[-1][0] if rows else None
+    reached = rows[-1][0] if len(rows) == limit else end
+    return reached, reached >= top
 
 
 def _named(selection: Selection) -> dict[str, Any]:

@@ -28,7 +28,15 @@ import msgspec
 from agentd.db import preflight, session_totals
 from agentd.db.merge import fold_rows, merge_assignments
 from agentd.db.migrations import MIGRATIONS, migrate
-from agentd.db.reprice import BATCH, Selection, Tally, reprice_batch
+from agentd.db.reprice import (
+    BATCH,
+    SPAN,
+    RepriceBusy,
+    RepriceStopped,
+    Selection,
+    Tally,
+    reprice_batch,
+)
 from agentd.db.wal import JOURNAL_SIZE_LIMIT, Checkpointer, wal_path
 from agentd.errors import DiskFull, StartupError
 from agentd.ingest import PreparedEvent, Privacy, prepare_event
@@ -197,6 +205,7 @@ class Store:
         self.privacy = privacy if privacy is not None else Privacy()
         self.events_stored = 0  # new events committed since this Store opened
         self.batches = 0
+        self._repricing = False  # one reprice at a time (reprice())
         # The writer connection, used only on the writer thread (one worker: statements of
         # different calls never interleave, and SQLite sees one thread).
         self._db: sqlite3.Connection | None = None
@@ -497,38 +506,50 @@ class Store:
         progress: Callable[[Tally, float], None] | None = None,
         *,
         batch: int = BATCH,
+        span: int = SPAN,
+        stop: Callable[[], bool] | None = None,
     ) -> dict[str, Any]:
         """Price the selected stored messages again (db/reprice.py), one short transaction per
         batch, so ingests are written between them: the Tally's result(). PriceTableError, before
         any row is read, when the price table cannot be loaded (every cost would be unknown).
-        `progress(tally, fraction of the table's rowids done)` after each batch."""
+        `progress(tally, fraction of the table's rowids done)` after each batch. RepriceBusy if
+        another reprice runs on this store; RepriceStopped once `stop()` is true between batches."""
         from agentd.pricing.table import loaded_table
 
-        prices = await asyncio.to_thread(loaded_table)  # importing genai-prices takes a while
-        db = self._db
-        assert db is not None
-        async with self._write_lock:
-            (top,) = await self._call(
-                lambda: db.execute("SELECT max(rowid) FROM messages").fetchall()
-            )
-        tally, after = Tally(), 0
-        while True:
+        if self._repricing:
+            raise RepriceBusy("a reprice is already running")
+        self._repricing = True
+        try:
+            prices = await asyncio.to_thread(loaded_table)  # importing genai-prices takes a while
+            db = self._db
+            assert db is not None
             async with self._write_lock:
-                last = await self._call(self._reprice_sync, after, selection, tally, batch)
-            if last is None:
-                return {"price_table": f"genai-prices {prices.version}", **tally.result()}
-            after = last
-            self.checkpointer.poke()
-            if progress is not None and top[0]:
-                progress(tally, min(after / top[0], 1.0))
+                (top,) = await self._call(
+                    lambda: db.execute("SELECT max(rowid) FROM messages").fetchall()
+                )
+            tally, after = Tally(), 0
+            while True:
+                async with self._write_lock:
+                    after, done = await self._call(
+                        self._reprice_sync, after, selection, tally, batch, span
+                    )
+                self.checkpointer.poke()
+                if progress is not None and top[0]:
+                    progress(tally, 1.0 if done else min(after / top[0], 1.0))
+                if done:
+                    return {"price_table": f"genai-prices {prices.version}", **tally.result()}
+                if stop is not None and stop():
+                    raise RepriceStopped(tally)
+        finally:
+            self._repricing = False
 
     def _reprice_sync(
-        self, after: int, selection: Selection, tally: Tally, batch: int
-    ) -> int | None:
+        self, after: int, selection: Selection, tally: Tally, batch: int, span: int
+    ) -> tuple[int, bool]:
         db = self._db
         assert db is not None
         self._set_busy_timeout(db, BUSY_TIMEOUT_MS)
-        return reprice_batch(db, after, selection, tally, batch)
+        return reprice_batch(db, after, selection, tally, batch, span)
 
     async def vacuum(self) -> dict[str, int]:
         """Rewrite the file without its free pages, then empty the WAL:

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import msgspec
 
 from agentd import __version__
-from agentd.db.reprice import Selection
-from agentd.errors import InvalidParams, MethodNotFound, PricesUnavailable, ShuttingDown, detached
+from agentd.db.reprice import RepriceBusy, RepriceStopped, Selection
+from agentd.errors import (
+    InvalidParams,
+    MethodNotFound,
+    PricesUnavailable,
+    RepriceRunning,
+    ShuttingDown,
+    detached,
+)
 from agentd.ingest import InvalidEvent
 from agentd.pricing.table import PriceTableError
 from agentd.protocol import (
@@ -26,7 +34,15 @@ from agentd.protocol import (
     decode_params,
 )
 
-__all__ = ["METHODS", "BATCHED", "ServiceAPI", "dispatch", "dispatch_many", "ingest_decoded"]
+__all__ = [
+    "METHODS", "BATCHED", "ServiceAPI", "client_gone", "dispatch", "dispatch_many",
+    "ingest_decoded",
+]  # fmt: skip
+
+# Whether the client that sent the request being handled has gone (closed its end): the transport
+# sets it for each connection's requests. A long method (`reprice`) stops then, having no one to
+# answer; the others finish, their work being the client's events.
+client_gone: ContextVar[Callable[[], bool]] = ContextVar("client_gone", default=lambda: False)
 
 
 class ServiceAPI(Protocol):
@@ -56,7 +72,7 @@ class ServiceAPI(Protocol):
 
     async def vacuum(self) -> dict[str, Any]: ...
 
-    async def reprice(self, selection: Selection) -> dict[str, Any]: ...
+    async def reprice(self, selection: Selection, stop: Callable[[], bool]) -> dict[str, Any]: ...
 
     def request_stop(self) -> None: ...
 
@@ -187,9 +203,23 @@ async def vacuum(service: ServiceAPI, params: NoParams) -> dict[str, Any]:
 
 @method("reprice", RepriceParams)
 async def reprice(service: ServiceAPI, params: RepriceParams) -> dict[str, Any]:
+    if service.stopping:
+        raise ShuttingDown()
     selection = Selection(since=params.since, source=params.source, model=params.model)
+    gone = client_gone.get()
     try:
-        return await service.reprice(selection)
+        return await service.reprice(selection, lambda: service.stopping or gone())
+    except RepriceBusy:
+        raise RepriceRunning(
+            "a reprice is already running: wait for it to finish (one at a time)"
+        ) from None
+    except RepriceStopped as e:  # between batches: those committed stay, rollups with them
+        why = "the daemon is stopping" if service.stopping else "its client left"
+        raise ShuttingDown(
+            f"{why}: the reprice stopped after {e.tally.examined} messages"
+            " priced; what was committed stays: run `agentd reprice` again to finish",
+            data=e.tally.result(),
+        ) from None
     except PriceTableError as e:
         # The daemon loads the table once: a fixed install needs a restart to be seen.
         raise PricesUnavailable(

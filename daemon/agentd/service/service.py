@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -241,9 +242,10 @@ class Service:
         """{"bytes_before": ..., "bytes_after": ...} (Store.vacuum)."""
         return await self.store.vacuum()
 
-    async def reprice(self, selection: Selection) -> dict[str, Any]:
-        """What was priced again, in total and per model (Store.reprice)."""
-        return await self.store.reprice(selection)
+    async def reprice(self, selection: Selection, stop: Callable[[], bool]) -> dict[str, Any]:
+        """What was priced again, in total and per model (Store.reprice: RepriceBusy while
+        another runs, RepriceStopped once `stop()` is true between its batches)."""
+        return await self.store.reprice(selection, stop=stop)
 
     async def status(self) -> dict[str, Any]:
         files, size = await asyncio.to_thread(spool.backlog, self.config.spool_dir)

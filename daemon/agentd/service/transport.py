@@ -39,7 +39,14 @@ from agentd.protocol import (
     error_response,
     response,
 )
-from agentd.service.methods import BATCHED, ServiceAPI, dispatch, dispatch_many, ingest_decoded
+from agentd.service.methods import (
+    BATCHED,
+    ServiceAPI,
+    client_gone,
+    dispatch,
+    dispatch_many,
+    ingest_decoded,
+)
 
 __all__ = ["Transport", "handle_connection"]
 
@@ -85,12 +92,14 @@ class _Connection:
         self.service = service
         self.max_line_bytes = max_line_bytes
         self.closing = False
+        self.gone = False  # the client closed its end (or the connection broke)
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT_LINES)
         self._tasks: set[asyncio.Task[None]] = set()
         self._write_lock = asyncio.Lock()
         self.read_task: asyncio.Task[None] | None = None
 
     async def serve(self) -> None:
+        client_gone.set(lambda: self.gone)  # copied into the read task and each line's task
         self.read_task = asyncio.create_task(self._read_loop())
         try:
             await self.read_task
@@ -115,6 +124,7 @@ class _Connection:
             try:
                 line = await self.reader.readuntil(b"\n")
             except asyncio.IncompleteReadError as e:
+                self.gone = True
                 if e.partial.strip():
                     log.warning(
                         "client closed mid-line; %d bytes without a newline dropped", len(e.partial)
@@ -127,6 +137,7 @@ class _Connection:
                 await self._send(encode_error(None, error))
                 return
             except (ConnectionError, OSError):
+                self.gone = True
                 return
             if not line.strip():
                 continue
@@ -258,6 +269,8 @@ class _Connection:
                 await self.writer.drain()
             except (ConnectionError, OSError):
                 pass  # the client left; its events are committed all the same
+            except RuntimeError:  # uvloop's "handler is closed": serve() closed it, at its bound
+                pass
 
 
 async def handle_connection(
