@@ -240,9 +240,7 @@ async def test_big_transcripts_are_read_in_steps_with_the_same_result(config, tm
     )
 
 
-async def test_sessions_take_turns_so_a_long_backlog_does_not_hold_up_the_others(
-    config, project
-):
+async def test_sessions_take_turns_so_a_long_backlog_does_not_hold_up_the_others(config, project):
     """A session with much to read (here: a transcript of ~25 steps) reads one step per round:
     another session's turn end, seen meanwhile, is read before the backlog is done, not after."""
     big = project / f"{MAIN}.jsonl"
@@ -330,6 +328,30 @@ async def test_refused_paths_are_logged_once_and_never_read(config, tmp_path, pr
     assert query_db(config.db_path, "SELECT count(*) AS n FROM messages")[0]["n"] == 0
     assert caplog.text.count(str(outside)) == 1
     assert "a symlink" in caplog.text and "not a regular file" in caplog.text
+
+
+async def test_paths_it_cannot_even_read_are_said_too(config, tmp_path, project, caplog):
+    """A transcript_path over 4096 characters, and a session's subagents directory that is a
+    symlink: not followed, and one log line says so (they were silent)."""
+    caplog.set_level(logging.WARNING, logger="agentd.follow")
+    transcript = project / f"{MAIN}.jsonl"
+    shutil.copy(PAYLOADS / "claude_transcript_trimmed.jsonl", transcript)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(PAYLOADS / "claude_subagent_transcript_trimmed.jsonl", elsewhere / "agent-x.jsonl")
+    (project / MAIN).mkdir()
+    (project / MAIN / "subagents").symlink_to(elsewhere)
+    async with Live(config) as live:
+        await live.event("Stop", project / ("x" * 5000 + ".jsonl"), "s-long")
+        await live.event("Stop", transcript)
+    assert "transcript_path is not a JSON string of 1 to 4096 characters" in caplog.text
+    assert "the subagents directory is a symbolic link" in caplog.text
+    assert (
+        query_db(config.db_path, "SELECT count(*) AS n FROM messages WHERE agent_id IS NOT NULL")[
+            0
+        ]["n"]
+        == 0
+    )
 
 
 async def test_busy_sessions_are_polled_without_an_end_of_turn(config, project, monkeypatch):

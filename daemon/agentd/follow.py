@@ -229,6 +229,10 @@ class Follower:
             else:  # a later event names another file: the session's transcript is that one
                 session.transcript = path
         if session is None:
+            if path is None and b'"transcript_path"' in payload[:_HEAD_BYTES]:
+                self._refuse(
+                    "(unread)", "transcript_path is not a JSON string of 1 to 4096 characters"
+                )
             return
         session.seen = now
         if kind in TURN_END:
@@ -303,7 +307,10 @@ class Follower:
         one of them has more to read."""
         paths = [session.transcript]
         subagents = os.path.join(session.transcript.removesuffix(".jsonl"), "subagents")
-        paths += await asyncio.to_thread(_subagent_transcripts, subagents)
+        found = await asyncio.to_thread(_subagent_transcripts, subagents)
+        if found is None:
+            self._refuse(subagents, "the subagents directory is a symbolic link")
+        paths += found or []
         more = False
         for path in paths:
             step = await self._follow_step(path)
@@ -402,10 +409,14 @@ class Follower:
                 log.warning("cannot save %s: %s", self.state.path, e)
 
 
-def _subagent_transcripts(directory: str) -> list[str]:
-    """The `*.jsonl` names in a session's subagents directory (not followed if a symlink)."""
+def _subagent_transcripts(directory: str) -> list[str] | None:
+    """The `*.jsonl` names in a session's subagents directory; None when it is a symlink (not
+    followed)."""
     try:
-        if not stat.S_ISDIR(os.lstat(directory).st_mode):
+        mode = os.lstat(directory).st_mode
+        if stat.S_ISLNK(mode):
+            return None
+        if not stat.S_ISDIR(mode):
             return []
         names = sorted(os.listdir(directory))
     except OSError:
