@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentd.installers.claude import statusline_command
-from agentd.statusbar import db_stamp
+from agentd.statusfigures import db_stamp
 from conftest import Daemon, load_jsonl, query_db, wait_for
 
 SESSION = "5747u5-11ne-4000-8000-000000000001"
@@ -149,7 +149,7 @@ def test_daemon_up_or_down_the_line_shows_the_same_figures(daemon, agentd_env, a
 def test_daemon_down_the_kept_figures_are_shown_while_the_database_is_unchanged(
     daemon, agentd_env, agentd_home
 ):
-    """The daemon keeps the statusline's figures at stop (statusbar.FIGURES_FILE, stamped with
+    """The daemon keeps the statusline's figures at stop (statusfigures.FIGURES_FILE, stamped with
     the database's size and mtime): read instead of the database while they hold, and only then."""
     _figures_in_the_database(daemon)
     sent = json.dumps(sample())
@@ -292,13 +292,11 @@ def test_a_database_behind_a_symlink_or_an_odd_path_is_stamped_where_sqlite_writ
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data #1?x=y", "link.db"]
 
 
-def test_a_damaged_kept_file_or_a_planted_fifo_never_fails_a_write(
-    daemon, agentd_env, agentd_home
-):
+def test_a_damaged_kept_file_or_a_planted_fifo_never_fails_a_write(daemon, agentd_env, agentd_home):
     """The refresh after a direct write is best effort: a kept file naming a session id SQLite
     cannot take leaves the prune's result and exit code alone; a FIFO at the temporary file's
     name (a killed writer of the same pid, a plant) is replaced, never opened."""
-    from agentd import statusbar
+    from agentd import statusfigures
 
     _figures_in_the_database(daemon)
     daemon.stop()
@@ -312,7 +310,7 @@ def test_a_damaged_kept_file_or_a_planted_fifo_never_fails_a_write(
     assert (pruned.returncode, pruned.stderr) == (0, "")
     fifo = agentd_home / f"statusline-figures.json.{os.getpid()}.partial"
     os.mkfifo(fifo, 0o600)
-    statusbar.keep(str(agentd_home), {"day_start": 1, "failures": {SESSION: 3}, "db": None})
+    statusfigures.keep(str(agentd_home), {"day_start": 1, "failures": {SESSION: 3}, "db": None})
     assert json.loads(kept_path.read_text())["failures"] == {SESSION: 3}
     assert not fifo.exists()
 
@@ -499,7 +497,7 @@ def test_install_statusline_into_settings_without_one(tmp_path, agentd_env):
 def test_today_cost_reads_the_rollup_sum_as_the_reports_do():
     """As query/costs.py's SUMMED_COST: a sum the rollup's float subtractions left at -1e-16 is
     nothing (unknown when unpriced messages made it), and no cost is drawn below 0."""
-    from agentd.statusbar import today_cost
+    from agentd.statusfigures import today_cost
 
     assert today_cost((-1e-16, 2)) is None  # only unknown prices today
     assert today_cost((0.0, 1)) is None

@@ -59,12 +59,12 @@ class Writer:
 
     def release(self) -> None:
         """Release the lock; first, the database having changed under them, bring the
-        statusline's kept figures up to date (statusbar.refresh_kept) while no daemon writes."""
+        statusline's kept figures up to date (statusfigures.refresh_kept) while no daemon writes."""
         if self.lock_fd is not None:
             try:
-                from agentd import statusbar
+                from agentd import statusfigures
 
-                statusbar.refresh_kept(str(self.config.state_dir), str(self.config.db_path))
+                statusfigures.refresh_kept(str(self.config.state_dir), str(self.config.db_path))
             except Exception:  # noqa: BLE001, S110 (a damaged cache must not fail the write)
                 pass  # the statusline reads the database itself
             finally:

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from agentd import __version__, paths, pidfile, spool, statusbar
+from agentd import __version__, paths, pidfile, spool, statusfigures
 from agentd.config import Config
 from agentd.db import readonly
 from agentd.db.reprice import Selection
@@ -160,7 +160,7 @@ class Service:
     async def statusline(
         self, source: str, payload: bytes, received_at: int | None, day_start: int
     ) -> dict[str, Any]:
-        """What the statusline prints beside the sample (statusbar.shown) for the event's
+        """What the statusline prints beside the sample (statusfigures.shown) for the event's
         session and the day from `day_start`, read on the reader's thread; the event is stored as an
         `ingest` notification's is, not waited for (its commit can take longer than the read, on
         a session with many messages, and the statusline runs as often as the hook)."""
@@ -173,34 +173,34 @@ class Service:
         stored.add_done_callback(self._stored_unwaited)
         self._follow(event, payload)
         self._statusline_day = day_start
-        if event.session_id:  # the newest last, at most statusbar.KEPT_SESSIONS
+        if event.session_id:  # the newest last, at most statusfigures.KEPT_SESSIONS
             self._statusline_sessions.pop(event.session_id, None)
             self._statusline_sessions[event.session_id] = None
-            if len(self._statusline_sessions) > statusbar.KEPT_SESSIONS:
+            if len(self._statusline_sessions) > statusfigures.KEPT_SESSIONS:
                 del self._statusline_sessions[next(iter(self._statusline_sessions))]
         return figures
 
     def keep_statusline_figures(self) -> None:
         """After the last commit: the statusline's figures for the day and sessions it asked about,
-        with the database's stamp, in statusbar.FIGURES_FILE."""
+        with the database's stamp, in statusfigures.FIGURES_FILE."""
         if self._statusline_day is None:
             return
         db = str(self.config.db_path)
         try:
             # Stamped before and after the read: a write by another process meanwhile (a direct
             # import) must not end up inside the stamp of figures that do not hold it.
-            stamp = statusbar.db_stamp(db)
+            stamp = statusfigures.db_stamp(db)
             conn = readonly.connect(self.config.db_path, timeout=0.1)
             try:
-                kept = statusbar.read_kept(
+                kept = statusfigures.read_kept(
                     conn, list(self._statusline_sessions), self._statusline_day
                 )
             finally:
                 conn.close()
-            if statusbar.db_stamp(db) != stamp:
+            if statusfigures.db_stamp(db) != stamp:
                 return  # the statusline reads the database itself
-            statusbar.sweep_partials(str(self.config.state_dir))
-            statusbar.keep(str(self.config.state_dir), {**kept, "db": stamp})
+            statusfigures.sweep_partials(str(self.config.state_dir))
+            statusfigures.keep(str(self.config.state_dir), {**kept, "db": stamp})
         except (OSError, ValueError, sqlite3.Error) as e:  # then the statusline reads the database
             log.info("statusline figures not kept: %s", e)
 
@@ -219,12 +219,14 @@ class Service:
                         lambda: readonly.connect(path, timeout=0.1, check_same_thread=False), 64
                     )
             cost = await self._reader.execute_fetchall(
-                statusbar.TODAY_COST_SQL, (statusbar.first_hour(day_start),)
+                statusfigures.TODAY_COST_SQL, (statusfigures.first_hour(day_start),)
             )
-            if (today := statusbar.today_cost(next(iter(cost), None))) is not None:
+            if (today := statusfigures.today_cost(next(iter(cost), None))) is not None:
                 out["today_cost"] = today
             if session_id:
-                failed = await self._reader.execute_fetchall(statusbar.FAILURES_SQL, (session_id,))
+                failed = await self._reader.execute_fetchall(
+                    statusfigures.FAILURES_SQL, (session_id,)
+                )
                 out["failures"] = failed[0][0]
         except sqlite3.Error:
             pass  # no database yet, an older schema, a busy file: the statusline shows the rest
