@@ -369,3 +369,19 @@ async def test_busy_sessions_are_polled_without_an_end_of_turn(config, project, 
                 break
             await asyncio.sleep(0.02)
         assert query_db(config.db_path, "SELECT count(*) AS n FROM messages")[0]["n"] > 0
+
+
+async def test_a_flood_of_refused_paths_stays_bounded(config, monkeypatch, caplog):
+    """Each refused path is remembered to be logged once: a peer naming new bad paths without
+    end must not grow the daemon's memory or its log without end."""
+    from agentd import follow
+
+    monkeypatch.setattr(follow, "MAX_REFUSED", 3)
+    caplog.set_level(logging.WARNING, logger="agentd.follow")
+    async with Live(config) as live:
+        for n in range(10):
+            payload = hook("Stop", f"/tmp/elsewhere/{n}.jsonl", f"s-{n}")
+            live.follower.observe("Stop", f"s-{n}", payload)
+        assert len(live.follower._refused) == 4
+    assert caplog.text.count("not following transcript") == 3
+    assert caplog.text.count("no more are logged") == 1

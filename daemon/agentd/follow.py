@@ -55,6 +55,7 @@ BUSY_POLL_S = 3.0  # a busy session's transcript is read at least this often
 SETTLE_S = (0.0, 0.4, 1.5)  # reads after an end-of-turn event, seconds after it
 STEP_BYTES = 8 << 20  # read per worker-thread step
 IDLE_FORGET_S = 3600.0  # a session not heard of for this long is dropped from memory
+MAX_REFUSED = 4096  # refused paths remembered (each logged once): a flood of them stays bounded
 SAVE_EVERY_S = 1.0
 # Hook events after which the transcript holds the turn's records (or the compaction's).
 TURN_END = frozenset(
@@ -395,9 +396,13 @@ class Follower:
         return self._imported_entries
 
     def _refuse(self, path: str, reason: str) -> None:
-        if path not in self._refused:
-            self._refused.add(path)
-            log.warning("not following transcript %r: %s", path[:300], reason)
+        if path in self._refused or len(self._refused) > MAX_REFUSED:
+            return
+        self._refused.add(path)  # logged once each, and at most MAX_REFUSED of them
+        if len(self._refused) > MAX_REFUSED:
+            log.warning("over %d transcript paths refused: no more are logged", MAX_REFUSED)
+            return
+        log.warning("not following transcript %r: %s", path[:300], reason)
 
     async def _save_if_due(self) -> None:
         now = time.monotonic()
