@@ -385,3 +385,17 @@ async def test_a_flood_of_refused_paths_stays_bounded(config, monkeypatch, caplo
         assert len(live.follower._refused) == 4
     assert caplog.text.count("not following transcript") == 3
     assert caplog.text.count("no more are logged") == 1
+
+
+async def test_a_flood_of_new_sessions_evicts_the_oldest(config, project, monkeypatch):
+    """Sessions followed at once are bounded: a new one beyond the bound makes the one heard of
+    longest ago go (its next event brings it back)."""
+    from agentd import follow
+
+    monkeypatch.setattr(follow, "MAX_SESSIONS", 3)
+    async with Live(config) as live:
+        for n in range(5):
+            payload = hook("UserPromptSubmit", project / f"s-{n}.jsonl", f"s-{n}")
+            live.follower.observe("UserPromptSubmit", f"s-{n}", payload)
+            await asyncio.sleep(0)  # a later `seen` for each
+        assert sorted(live.follower._sessions) == ["s-2", "s-3", "s-4"]

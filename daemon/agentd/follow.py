@@ -55,6 +55,7 @@ BUSY_POLL_S = 3.0  # a busy session's transcript is read at least this often
 SETTLE_S = (0.0, 0.4, 1.5)  # reads after an end-of-turn event, seconds after it
 STEP_BYTES = 8 << 20  # read per worker-thread step
 IDLE_FORGET_S = 3600.0  # a session not heard of for this long is dropped from memory
+MAX_SESSIONS = 10_000  # sessions followed at once: a flood of new ids evicts the oldest
 MAX_REFUSED = 4096  # refused paths remembered (each logged once): a flood of them stays bounded
 SAVE_EVERY_S = 1.0
 # Hook events after which the transcript holds the turn's records (or the compaction's).
@@ -226,6 +227,8 @@ class Follower:
             if problem:
                 self._refuse(path, problem)
             elif session is None:
+                if len(self._sessions) >= MAX_SESSIONS:
+                    self._forget_oldest()
                 session = self._sessions[session_id] = _Session(path)
             else:  # a later event names another file: the session's transcript is that one
                 session.transcript = path
@@ -302,6 +305,11 @@ class Follower:
         ]
         for sid in stale:
             del self._sessions[sid]
+
+    def _forget_oldest(self) -> None:
+        """Make room: the session heard of longest ago goes (a later event brings it back)."""
+        oldest = min(self._sessions, key=lambda sid: self._sessions[sid].seen)
+        del self._sessions[oldest]
 
     async def _read_session(self, session_id: str, session: _Session) -> bool:
         """One step of each of the session's files (its transcript, its subagents'); True when
