@@ -214,11 +214,11 @@ def keep(state_dir: str, kept: dict[str, Any]) -> None:
         os.close(dir_fd)
 
 
-def read_and_keep(
-    state_dir: str, db_path: str, sessions: list[str], day_start_ms: int
-) -> dict[str, Any] | None:
-    """read_kept from the database file, read-only; kept in FIGURES_FILE (beside the sessions it
-    holds for the same database and day) when no write came during the read. None when the
+def read_fresh(
+    db_path: str, sessions: list[str], day_start_ms: int
+) -> tuple[dict[str, Any], list[list[int] | None] | None] | None:
+    """read_kept from the database file, read-only, with the database's stamp it holds for: None
+    in its place when a write came during the read (then it is shown, not kept). None when the
     database cannot be read (missing, an older schema, locked, broken)."""
     stamp = db_stamp(db_path)  # before the read: a write meanwhile must show as a change
     if stamp[0] is None:
@@ -237,18 +237,36 @@ def read_and_keep(
         return None
     finally:
         conn.close()
-    if db_stamp(db_path) != stamp:
-        return kept  # written meanwhile: shown, not kept
+    return kept, (stamp if db_stamp(db_path) == stamp else None)
+
+
+def keep_merged(state_dir: str, kept: dict[str, Any], stamp: list[list[int] | None]) -> None:
+    """keep() what was read under `stamp`, beside the sessions FIGURES_FILE holds for the same
+    database and day (the newest last, at most KEPT_SESSIONS). Raises as keep() does."""
     before = load_kept(state_dir) or {}
     held = before.get("failures")
-    same = before.get("day_start") == day_start_ms and before.get("db") == stamp
-    if same and isinstance(held, dict):  # its sessions stay beside ours, the newest last
-        merged = {s: n for s, n in held.items() if type(n) is int and s not in kept["failures"]}
-        kept["failures"] = dict(list({**merged, **kept["failures"]}.items())[-KEPT_SESSIONS:])
-    try:  # noqa: SIM105 (contextlib would be one more import)
-        keep(state_dir, {**kept, "db": stamp})
-    except (OSError, ValueError):
-        pass  # read again next time
+    failures = kept["failures"]
+    same = before.get("day_start") == kept["day_start"] and before.get("db") == stamp
+    if same and isinstance(held, dict):
+        merged = {s: n for s, n in held.items() if type(n) is int and s not in failures}
+        failures = dict(list({**merged, **failures}.items())[-KEPT_SESSIONS:])
+    keep(state_dir, {**kept, "failures": failures, "db": stamp})
+
+
+def read_and_keep(
+    state_dir: str, db_path: str, sessions: list[str], day_start_ms: int
+) -> dict[str, Any] | None:
+    """read_fresh, and keep_merged when no write came during the read (a failure to keep is
+    only a read next time). None when the database cannot be read."""
+    fresh = read_fresh(db_path, sessions, day_start_ms)
+    if fresh is None:
+        return None
+    kept, stamp = fresh
+    if stamp is not None:
+        try:  # noqa: SIM105 (contextlib would be one more import)
+            keep_merged(state_dir, kept, stamp)
+        except (OSError, ValueError):
+            pass  # read again next time
     return kept
 
 

@@ -185,23 +185,18 @@ class Service:
         with the database's stamp, in statusfigures.FIGURES_FILE."""
         if self._statusline_day is None:
             return
-        db = str(self.config.db_path)
+        state, sessions = str(self.config.state_dir), list(self._statusline_sessions)
+        fresh = statusfigures.read_fresh(str(self.config.db_path), sessions, self._statusline_day)
+        if fresh is None:
+            log.info("statusline figures not kept: the database could not be read")
+            return
+        kept, stamp = fresh
+        if stamp is None:
+            return  # another process wrote meanwhile: the statusline reads the database itself
         try:
-            # Stamped before and after the read: a write by another process meanwhile (a direct
-            # import) must not end up inside the stamp of figures that do not hold it.
-            stamp = statusfigures.db_stamp(db)
-            conn = readonly.connect(self.config.db_path, timeout=0.1)
-            try:
-                kept = statusfigures.read_kept(
-                    conn, list(self._statusline_sessions), self._statusline_day
-                )
-            finally:
-                conn.close()
-            if statusfigures.db_stamp(db) != stamp:
-                return  # the statusline reads the database itself
-            statusfigures.sweep_partials(str(self.config.state_dir))
-            statusfigures.keep(str(self.config.state_dir), {**kept, "db": stamp})
-        except (OSError, ValueError, sqlite3.Error) as e:  # then the statusline reads the database
+            statusfigures.sweep_partials(state)
+            statusfigures.keep_merged(state, kept, stamp)
+        except (OSError, ValueError) as e:  # then the statusline reads the database
             log.info("statusline figures not kept: %s", e)
 
     def _stored_unwaited(self, stored: asyncio.Future[None]) -> None:
