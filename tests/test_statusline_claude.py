@@ -1,4 +1,5 @@
-"""The statusline in a real, interactive Claude Code (2.1.329) against the scripted fake model.
+"""The statusline in a real, interactive Claude Code (the pinned CLI, 2.1.332) against the
+scripted fake model.
 
 Claude Code draws the statusLine only in its TUI, so the CLI runs in a pty (seeded as
 shared/reference/real-clients.md says: onboarding done, the fake key approved, the project
