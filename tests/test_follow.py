@@ -20,14 +20,7 @@ import pytest
 
 from agentd.config import Config
 from agentd.db.store import Store
-from agentd.follow import (
-    TURN_END,
-    Follower,
-    Refused,
-    open_transcript,
-    transcript_path,
-    transcript_problem,
-)
+from agentd.follow import TURN_END, Follower, Refused, open_transcript, transcript_problem
 from agentd.importers import run_import
 from agentd.importers.state import FOLLOW_FILE, ImportState
 from conftest import PAYLOADS, query_db
@@ -82,11 +75,15 @@ class Live:
         await self.store.close()
 
     async def event(self, kind: str, path: Path | str, session: str = MAIN) -> None:
-        payload = hook(kind, path, session)
+        await self.send(kind, hook(kind, path, session))
+
+    async def send(self, kind: str, payload: bytes) -> None:
+        """Store a hook event and show it to the follower, as service.py does."""
         # As the hook does: the time it saw the event (two identical Stops are two events).
         self.received_at = max(getattr(self, "received_at", 0) + 1, int(time.time() * 1000))
-        await self.store.ingest("claude", payload, self.received_at)
-        self.follower.observe(kind, session, payload)
+        event = self.store.prepare("claude", payload, self.received_at)
+        await self.store.submit(event)
+        self.follower.observe(event.kind, event.session_id, event.transcript_path)
         if kind in TURN_END:  # a busy session is polled until its turn ends
             assert await self.follower.settled(timeout=30)
 
@@ -101,12 +98,35 @@ def project(tmp_path) -> Path:
 # -- the path a peer names ------------------------------------------------------------------------
 
 
-def test_transcript_path_is_read_from_the_payload_head():
-    assert transcript_path(hook("Stop", "/a/projects/p/s.jsonl")) == "/a/projects/p/s.jsonl"
-    escaped = json.dumps({"transcript_path": '/a/projects/p/"q".jsonl'}).encode()
-    assert transcript_path(escaped) == '/a/projects/p/"q".jsonl'
-    assert transcript_path(b'{"session_id": "s"}') is None
-    assert transcript_path(b'{"transcript_path": 3}') is None
+def test_the_transcript_path_followed_is_the_payloads_own():
+    """The top-level key as sent, escapes decoded; never one nested deeper in the payload, even
+    when it comes first (a crafted tool input, say)."""
+    store = Store(Path("/nonexistent/agentd.db"))  # prepare() opens nothing
+    prepared = store.prepare("claude", hook("Stop", "/a/projects/p/s.jsonl"), 1)
+    assert prepared.transcript_path == "/a/projects/p/s.jsonl"
+    escaped = json.dumps({"session_id": "s", "transcript_path": '/a/projects/p/"q".jsonl'})
+    assert store.prepare("claude", escaped.encode(), 1).transcript_path == '/a/projects/p/"q".jsonl'
+    nested = {"session_id": "s", "tool_input": {"transcript_path": "/x/projects/p/evil.jsonl"},
+              "transcript_path": "/a/projects/p/s.jsonl"}  # fmt: skip
+    assert store.prepare("claude", json.dumps(nested).encode(), 1).transcript_path == (
+        "/a/projects/p/s.jsonl"
+    )
+    assert store.prepare("claude", b'{"session_id": "s"}', 1).transcript_path is None
+    assert store.prepare("claude", b'{"transcript_path": 3}', 1).transcript_path == 3
+
+
+async def test_a_path_nested_in_the_payload_is_not_followed(config, project):
+    transcript = project / f"{MAIN}.jsonl"
+    transcript.write_bytes(b"".join(lines("claude_transcript_trimmed.jsonl")))
+    decoy = project / "decoy.jsonl"
+    decoy.write_bytes(b"".join(lines("claude_subagent_transcript_trimmed.jsonl")))
+    payload = {"session_id": MAIN, "tool_input": {"transcript_path": str(decoy)},
+               "transcript_path": str(transcript), "hook_event_name": "Stop"}  # fmt: skip
+    async with Live(config) as live:
+        await live.send("Stop", json.dumps(payload).encode())
+        assert await live.follower.settled(timeout=30)
+    sessions = query_db(config.db_path, "SELECT DISTINCT session_id FROM messages")
+    assert sessions == [{"session_id": MAIN}]
 
 
 @pytest.mark.parametrize(
@@ -120,6 +140,7 @@ def test_transcript_path_is_read_from_the_payload_head():
         ("/etc/passwd.jsonl", "not inside a Claude projects/<project>/ directory"),
         ("/h/.claude/projects/s.jsonl", "not inside a Claude projects/<project>/ directory"),
         ("/h/.claude/projects/p/deeper/s.jsonl", "not inside a Claude projects/<project>/ directory"),
+        ("/h/.claude/projects/p/\ud800.jsonl", "not a file name"),  # a lone surrogate
     ],
 )  # fmt: skip
 def test_transcript_problem(path, problem):
@@ -254,7 +275,7 @@ async def test_sessions_take_turns_so_a_long_backlog_does_not_hold_up_the_others
         for n, (session, path) in enumerate(stops):
             await live.store.ingest("claude", hook("Stop", path, session), 1_800_000_000_000 + n)
         for session, path in stops:  # both turns end before the follower runs
-            live.follower.observe("Stop", session, hook("Stop", path, session))
+            live.follower.observe("Stop", session, str(path))
         assert await live.follower.settled(timeout=30)
         assert live.follower.files_read > 10
     last = {r["session_id"]: r["last"] for r in query_db(config.db_path,
@@ -311,6 +332,26 @@ async def test_half_written_line_waits_and_shrink_or_replace_rereads_without_dup
     assert "reading it again from the start" in caplog.text
 
 
+async def test_a_transcript_rewritten_in_place_and_grown_is_read_again(config, project, caplog):
+    """Same inode, truncated and written again with other records, ending up larger than what
+    was read: read from the start, not on from the old offset (which would lose the new lines)."""
+    caplog.set_level(logging.INFO, logger="agentd.follow")
+    transcript = project / f"{MAIN}.jsonl"
+    transcript.write_bytes(b"".join(lines("claude_transcript_trimmed.jsonl")[:8]))
+    subagent = b"".join(lines("claude_subagent_transcript_trimmed.jsonl"))
+    async with Live(config) as live:
+        await live.event("Stop", transcript)
+        assert len(subagent) > transcript.stat().st_size
+        with transcript.open("r+b") as f:
+            f.truncate(0)
+            f.write(subagent)
+        await live.event("Stop", transcript)
+    sub_tools = query_db(config.db_path, "SELECT agent_id FROM tools WHERE session_id = ?",
+                         (SUB_SESSION,))  # fmt: skip
+    assert sub_tools == [{"agent_id": SUB_AGENT}]
+    assert "was rewritten: reading it again from the start" in caplog.text
+
+
 async def test_refused_paths_are_logged_once_and_never_read(config, tmp_path, project, caplog):
     caplog.set_level(logging.WARNING, logger="agentd.follow")
     outside = tmp_path / "elsewhere" / "secret.jsonl"
@@ -361,8 +402,7 @@ async def test_busy_sessions_are_polled_without_an_end_of_turn(config, project, 
     transcript = project / f"{MAIN}.jsonl"
     transcript.write_bytes(b"".join(lines("claude_transcript_trimmed.jsonl")))
     async with Live(config) as live:
-        payload = hook("PreToolUse", transcript)
-        live.follower.observe("PreToolUse", MAIN, payload)
+        live.follower.observe("PreToolUse", MAIN, str(transcript))
         deadline = time.monotonic() + 60  # bounds only a failing test
         while time.monotonic() < deadline:
             if query_db(config.db_path, "SELECT count(*) AS n FROM messages")[0]["n"]:
@@ -380,8 +420,7 @@ async def test_a_flood_of_refused_paths_stays_bounded(config, monkeypatch, caplo
     caplog.set_level(logging.WARNING, logger="agentd.follow")
     async with Live(config) as live:
         for n in range(10):
-            payload = hook("Stop", f"/tmp/elsewhere/{n}.jsonl", f"s-{n}")
-            live.follower.observe("Stop", f"s-{n}", payload)
+            live.follower.observe("Stop", f"s-{n}", f"/tmp/elsewhere/{n}.jsonl")
         assert len(live.follower._refused) == 4
     assert caplog.text.count("not following transcript") == 3
     assert caplog.text.count("no more are logged") == 1
@@ -395,7 +434,6 @@ async def test_a_flood_of_new_sessions_evicts_the_oldest(config, project, monkey
     monkeypatch.setattr(follow, "MAX_SESSIONS", 3)
     async with Live(config) as live:
         for n in range(5):
-            payload = hook("UserPromptSubmit", project / f"s-{n}.jsonl", f"s-{n}")
-            live.follower.observe("UserPromptSubmit", f"s-{n}", payload)
+            live.follower.observe("UserPromptSubmit", f"s-{n}", str(project / f"s-{n}.jsonl"))
             await asyncio.sleep(0)  # a later `seen` for each
         assert sorted(live.follower._sessions) == ["s-2", "s-3", "s-4"]

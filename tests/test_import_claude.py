@@ -239,6 +239,30 @@ def test_a_rewritten_or_shrunk_transcript_is_read_from_the_start(config, tree):
     ]
 
 
+def test_a_transcript_rewritten_in_place_and_grown_is_read_from_the_start(config, tree):
+    """Truncated and written again, same inode, larger than before: the bytes before the old
+    offset are not the ones read there, so reading on from it would lose the new first lines."""
+    run_import(config, "claude", [tree])
+    transcript = next(tree.glob("*/*.jsonl"))
+    data = transcript.read_bytes()
+    inode = transcript.stat().st_ino
+    with transcript.open("r+b") as f:
+        f.truncate(0)
+        f.write(_assistant("toolu_rewritten") + _result("toolu_rewritten") + data)
+    assert transcript.stat().st_ino == inode and transcript.stat().st_size > len(data)
+    summary = run_import(config, "claude", [tree])
+    assert summary.files_read == 1 and summary.errors == []
+    assert rows(config.db_path, "SELECT tool_name, success FROM tools WHERE id = ?",
+                "s-1:toolu_rewritten") == [{"tool_name": "Bash", "success": 1}]  # fmt: skip
+    # Appending is not mistaken for a rewrite: the next run reads only the new line.
+    again = run_import(config, "claude", [tree])
+    assert again.files_unchanged == 2
+    with transcript.open("ab") as f:
+        f.write(_result("toolu_late"))
+    grown = run_import(config, "claude", [tree])
+    assert grown.bytes_read == len(_result("toolu_late"))
+
+
 # -- broken input --------------------------------------------------------------------------------
 
 

@@ -23,18 +23,18 @@ os.getuid(). A refused path is logged once, with the reason.
 Reads, record decoding and normalization run in a worker thread, at most STEP_BYTES per step (a
 2 GB transcript is many steps, its events committed in between), so the event loop never waits
 on a file. Sessions take turns: each due session reads one step of each of its files per round,
-so a long backlog (a 2 GB transcript read from the start) does not hold up the others' turns. A file that shrank or was replaced (new inode) is read again from the start; the events
-it makes are the ones already stored (same ids), so nothing is duplicated.
+so a long backlog (a 2 GB transcript read from the start) does not hold up the others' turns.
+A file that shrank, was replaced (new inode) or was rewritten in place (the bytes before the
+offset differ) is read again from the start; the events it makes are the ones already stored
+(same ids), so nothing is duplicated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import re
 import stat
 import time
 from collections.abc import Awaitable, Callable
@@ -47,7 +47,7 @@ from agentd.importers.claude import AGENT, TranscriptFile, TranscriptImport
 from agentd.importers.state import FOLLOW_FILE, STATE_FILE, ImportState, best_entry
 from agentd.ingest import PreparedEvent
 
-__all__ = ["Follower", "transcript_problem", "open_transcript", "Refused", "transcript_path"]
+__all__ = ["Follower", "transcript_problem", "open_transcript", "Refused"]
 
 log = logging.getLogger(__name__)
 
@@ -74,34 +74,11 @@ BUSY = frozenset(
         "PreSkillShellCommand",
     }
 )
-# `transcript_path` is the second key of every hook payload: only the head is searched.
-_PATH = re.compile(rb'"transcript_path"\s*:\s*("(?:[^"\\]|\\.){1,4096}")')
-_HEAD_BYTES = 16384
+MAX_PATH = 4096  # characters of a transcript_path followed; a longer one is refused
 
 
 class Refused(Exception):
     """A transcript path the daemon will not read (the message says why)."""
-
-
-def transcript_path(payload: bytes, known: str | None = None) -> str | None:
-    """The `transcript_path` of a raw Claude hook payload, without decoding the whole payload
-    (nor the path, when its JSON is the same as `known`'s: every event of a session names it)."""
-    match = _PATH.search(payload, 0, _HEAD_BYTES)
-    if match is None:
-        return None
-    raw = match.group(1)
-    if known is not None and raw == _quoted(known):
-        return known
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, str) else None
-
-
-def _quoted(path: str) -> bytes:
-    """A path as Claude writes it in JSON (for the common case: no character to escape)."""
-    return b'"' + path.encode("utf-8", "surrogatepass") + b'"'
 
 
 def transcript_problem(path: str) -> str | None:
@@ -112,6 +89,10 @@ def transcript_problem(path: str) -> str | None:
     """
     if not path or "\0" in path:
         return "empty or not a path"
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:  # a lone surrogate no file name holds
+        return "not a file name"
     if not os.path.isabs(path) or os.path.normpath(path) != path:
         return "not an absolute, normalized path"
     if not path.endswith(".jsonl"):
@@ -214,15 +195,20 @@ class Follower:
             self._task = None
         await asyncio.to_thread(self.state.save)
 
-    def observe(self, kind: str, session_id: str | None, payload: bytes) -> None:
-        """A Claude hook event was stored: note its transcript and schedule the reads it calls
+    def observe(self, kind: str, session_id: str | None, path: object) -> None:
+        """A Claude hook event was stored: note its transcript (`path`: the payload's top-level
+        `transcript_path` as sent, PreparedEvent.transcript_path) and schedule the reads it calls
         for. Cheap and never raises: it runs on every hook event."""
         if not session_id:
             return
         now = time.monotonic()
         session = self._sessions.get(session_id)
-        path = transcript_path(payload, session.transcript if session else None)
-        if path is not None and (session is None or path != session.transcript):
+        if path is not None and not (isinstance(path, str) and 0 < len(path) <= MAX_PATH):
+            self._refuse(
+                "(unread)", f"transcript_path is not a JSON string of 1 to {MAX_PATH} characters"
+            )
+            path = None
+        if isinstance(path, str) and (session is None or path != session.transcript):
             problem = transcript_problem(path)
             if problem:
                 self._refuse(path, problem)
@@ -233,10 +219,6 @@ class Follower:
             else:  # a later event names another file: the session's transcript is that one
                 session.transcript = path
         if session is None:
-            if path is None and b'"transcript_path"' in payload[:_HEAD_BYTES]:
-                self._refuse(
-                    "(unread)", "transcript_path is not a JSON string of 1 to 4096 characters"
-                )
             return
         session.seen = now
         if kind in TURN_END:
@@ -363,12 +345,6 @@ class Follower:
             if entry and entry.get("inode") == st.st_ino and entry.get("size") == st.st_size:
                 return _Step([], None)  # unchanged since the last read
             file = TranscriptFile(path, st, entry)
-            if entry is not None and not file.resumed:
-                log.info(
-                    "transcript %s was replaced or shrank: reading it again from the start "
-                    "(what was stored is not stored twice)",
-                    path,
-                )
             summary = Summary(source=AGENT)
             reader = TranscriptImport(None, None, summary, _Quiet())  # type: ignore[arg-type]
             events = []
@@ -377,6 +353,12 @@ class Follower:
                     events.append(self._prepare(event.source, event.payload, event.received_at))
                 except ValueError as e:  # not JSON after all: the importer counts the same
                     log.warning("transcript %s: a record could not be stored: %s", path, e)
+        if entry is not None and not file.resumed:
+            log.info(
+                "transcript %s was replaced, shrank or was rewritten: reading it again from the "
+                "start (what was stored is not stored twice)",
+                path,
+            )
         if summary.skipped.get("line over 64 MiB"):
             log.warning("transcript %s: a line over 64 MiB was skipped", path)
         assert file.entry is not None

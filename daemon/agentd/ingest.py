@@ -59,6 +59,9 @@ class PreparedEvent:
     payload: str  # the JSON text as sent, redacted and stripped to the content level
     rows: list[Row]
     redactions: int = 0
+    # The payload's top-level `transcript_path` as sent, unchecked (a Claude hook event names its
+    # transcript: agentd/follow.py checks and follows it); None when it has none.
+    transcript_path: Any = None
 
 
 @dataclass(frozen=True)
@@ -139,4 +142,5 @@ def prepare_event(
         payload=text,
         rows=rows,
         redactions=hits,
+        transcript_path=original.get("transcript_path"),
     )

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import stat
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,9 @@ IMPORT_HELP = """Import Claude Code transcripts (sessions, tools, file operation
 
 SOURCE = "claude-transcript"
 CHUNK = 1 << 20
+# The state keeps a checksum of the TAIL bytes before a file's offset: a file truncated and
+# written again in place (same inode) that ends up larger than before is told from one that grew.
+TAIL = 64
 MAX_LINE = 64 << 20  # a longer line is skipped (and counted) without being held in memory
 _TYPE_FIRST = re.compile(rb'\{\s*"type"\s*:\s*"([^"\\]{1,64})"')
 _FIRST = re.compile(rb'\{\s*"parentUuid"\s*:\s*null\b')
@@ -267,8 +271,25 @@ class TranscriptFile:
             entry.get("at") if resume and entry else None,
         )
         self.mtime_ms = int(st.st_mtime * 1000)
-        self.resumed = resume  # False: read from the start (new, replaced or shrunk)
+        self.resumed = resume  # False: read from the start (new, replaced, shrunk or rewritten)
+        self._tail = entry.get("tail") if resume and entry else None
         self.entry: dict[str, Any] | None = None  # set once read() is exhausted
+
+    def check_tail(self, handle: Any) -> None:
+        """Read from the start if the bytes before the offset are not the ones read there (the
+        file was rewritten in place); an entry without a checksum (older state) is trusted."""
+        if not self.resumed or not isinstance(self._tail, str):
+            return
+        if _tail_sum(handle, self.start) != self._tail:
+            self.start = 0
+            self.cursor = _Cursor(0, None, None)
+            self.resumed = False
+
+
+def _tail_sum(handle: Any, offset: int) -> str:
+    """The checksum of the TAIL bytes before `offset` (fewer at a file's start)."""
+    size = min(offset, TAIL)
+    return f"{zlib.crc32(os.pread(handle.fileno(), size, offset - size)):08x}"
 
 
 class TranscriptImport:
@@ -338,6 +359,7 @@ class TranscriptImport:
         for the file: store it only after the events are acknowledged.
         """
         summary = self.summary
+        file.check_tail(handle)
         cursor = file.cursor
         pending: list[tuple[bytes, int]] = []  # boundaries waiting for a prompt id: (line, at)
         held: _Cursor | None = None  # where to resume while a boundary waits: before it
@@ -371,6 +393,8 @@ class TranscriptImport:
         # Stopped early: the size read so far, so that the file does not look done.
         size = end if stopped else max(self._eof, end)
         entry: dict[str, Any] = {"inode": file.st.st_ino, "size": size, "offset": safe.offset}
+        if safe.offset:
+            entry["tail"] = _tail_sum(handle, safe.offset)
         if safe.prompt:
             entry["prompt"] = safe.prompt
         if safe.at:

@@ -3,14 +3,15 @@
 ```json
 {"version": 1,
  "claude": {"/abs/path/session.jsonl": {"inode": 123, "size": 4096, "offset": 4096,
-                                         "prompt": "<last promptId before offset>", "at": 1795246120793}},
+                                         "tail": "<crc32>", "prompt": "<last promptId before offset>", "at": 1795246120793}},
  "opencode": {"/abs/path/opencode.db": {"signature": [[ino, size, mtime_ns], ...], "updated": 1795246120793}}}
 ```
 
 - claude: per transcript, the file's inode and size when last read, and `offset`: the end of the last
   complete line whose events the writer acknowledged (a torn last line is read again next time).
-  A file whose inode changed or that shrank is read from the start; one whose inode and size are
-  unchanged is not opened at all. `prompt` and `at` carry what later lines need from earlier ones
+  A file whose inode changed or that shrank is read from the start; so is one whose bytes before
+  `offset` are not the ones read there (`tail`: the CRC-32 of the 64 bytes before it; the file was
+  rewritten in place). One whose inode and size are unchanged is not opened at all. `prompt` and `at` carry what later lines need from earlier ones
   (the current prompt id, the last record time).
 - opencode: per database, `signature` (inode, size, mtime of the file and its WAL: unchanged means
   nothing to query) and `updated`, the newest `time_updated` seen across session, message and part.

@@ -130,7 +130,7 @@ class Service:
         """Store one event; returns once it is committed (InvalidEvent: not stored)."""
         event = self.store.prepare(source, payload, received_at)
         await self.store.submit(event)
-        self._follow(event, payload)
+        self._follow(event)
 
     async def ingest_many(
         self, items: list[tuple[str, bytes, int | None]]
@@ -154,7 +154,7 @@ class Service:
         for i, event, outcome in zip(positions, events, stored, strict=True):
             outcomes[i] = outcome
             if outcome is None:
-                self._follow(event, items[i][1])
+                self._follow(event)
         return outcomes
 
     async def statusline(
@@ -171,7 +171,7 @@ class Service:
         stored = asyncio.ensure_future(self.store.submit(event))
         self._unwaited.add(stored)
         stored.add_done_callback(self._stored_unwaited)
-        self._follow(event, payload)
+        self._follow(event)
         self._statusline_day = day_start
         if event.session_id:  # the newest last, at most statusfigures.KEPT_SESSIONS
             self._statusline_sessions.pop(event.session_id, None)
@@ -227,9 +227,9 @@ class Service:
             pass  # no database yet, an older schema, a busy file: the statusline shows the rest
         return out
 
-    def _follow(self, event: PreparedEvent, payload: bytes) -> None:
+    def _follow(self, event: PreparedEvent) -> None:
         if event.source == "claude":
-            self.follower.observe(event.kind, event.session_id, payload)
+            self.follower.observe(event.kind, event.session_id, event.transcript_path)
 
     async def prune(self, before: int) -> dict[str, Any]:
         """{"deleted": rows per table} (Store.prune, the same for the direct path)."""
@@ -298,13 +298,11 @@ class Service:
         except FileNotFoundError:
             return 0
         events: list[PreparedEvent] = []
-        payloads: list[bytes] = []
         rejected: list[bytes] = []
         for line in lines:
             try:
                 source, payload, received_at = spool.decode_line(line)
                 events.append(self.store.prepare(source, payload, received_at))
-                payloads.append(payload)
             except ValueError:  # a line that holds no event (spool), or InvalidEvent
                 rejected.append(line)
             except Exception:  # a bug; still only this line's problem
@@ -313,8 +311,8 @@ class Service:
         for outcome in await self.store.submit_many(events):
             if outcome is not None:
                 raise outcome
-        for event, payload in zip(events, payloads, strict=True):
-            self._follow(event, payload)
+        for event in events:
+            self._follow(event)
         if rejected or torn:
             self._keep_rejected(path, rejected, torn)
         path.unlink(missing_ok=True)
