@@ -108,6 +108,33 @@ def test_stop_when_not_running_is_fine(agentd_env):
     assert result.returncode == 0 and "not running" in result.stdout
 
 
+def test_stop_signals_no_process_a_stale_pid_file_names(agentd_env, config, tmp_path):
+    """After a crash the pid file may name any process (the pid reused), or a direct writer
+    (import, prune) holding it: `stop` signals only a daemon that listens on the socket."""
+    from agentd import pidfile
+
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        config.pid_path.write_text(f"{victim.pid}\n")
+        # A crashed daemon's socket file, with no one listening on it.
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(config.socket_path))
+        stopped = agentd(agentd_env, "stop")
+        assert (stopped.returncode, stopped.stdout.strip()) == (0, "agentd is not running")
+        assert victim.poll() is None  # not signalled
+        config.socket_path.unlink()
+        fd = pidfile.acquire(config.pid_path)  # this test process, writing directly
+        try:
+            stopped = agentd(agentd_env, "stop")
+            assert (stopped.returncode, stopped.stdout.strip()) == (0, "agentd is not running")
+        finally:
+            pidfile.release(config.pid_path, fd)
+    finally:
+        victim.kill()
+        victim.wait()
+
+
 def test_stale_socket_of_a_crashed_daemon_is_replaced(agentd_env, config):
     first = subprocess.Popen(
         [sys.executable, "-m", "agentd", "start", "--foreground"],

@@ -186,6 +186,31 @@ def _read_pid(config: Config) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _silent_daemon(config: Config) -> int | None:
+    """The pid of a daemon that listens on the socket but did not answer `ping` (stuck, say): the
+    pid file names it and the socket's listener is that very process of ours (SO_PEERCRED).
+    None otherwise. A pid file alone proves nothing: after a crash its pid may be any process's
+    now, and a direct writer (import, prune, vacuum, reprice) holds the same file; neither may
+    be signalled."""
+    import socket
+    import struct
+
+    pid = _read_pid(config)
+    if pid is None:
+        return None
+    ucred = struct.Struct("3i")  # pid, uid, gid
+    try:
+        trust.check_dir(str(config.socket_path.parent))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2.0)
+            sock.connect(str(config.socket_path))
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, ucred.size)
+    except OSError:  # no listener (a stale socket file), no socket, a path not to trust
+        return None
+    listener, uid, _ = ucred.unpack(creds)
+    return pid if listener == pid and uid == os.geteuid() else None
+
+
 @cli.command()
 @click.pass_context
 def stop(ctx: click.Context) -> None:
@@ -199,12 +224,12 @@ def stop(ctx: click.Context) -> None:
     """
     config = _config(ctx)
     running = _ping(config)
-    pid = running["pid"] if running else _read_pid(config)
+    pid = running["pid"] if running else _silent_daemon(config)
     if running:
         with contextlib.suppress(RemoteError, OSError, TimeoutError, NotRunning):
             call(config.socket_path, "shutdown", timeout=5.0)
-    elif pid and process_exists(pid):
-        os.kill(pid, signal.SIGTERM)  # alive but not answering: ask it the signal way
+    elif pid:
+        os.kill(pid, signal.SIGTERM)  # listening but not answering: ask it the signal way
     else:
         click.echo("agentd is not running")
         return
