@@ -246,6 +246,36 @@ def test_a_state_dir_of_another_user_is_not_written(agentd_env, config, other_us
         shut_down(agentd_env, config)
 
 
+def test_a_state_dir_others_can_write_is_refused_not_chmodded(agentd_env, config):
+    """AGENTD_HOME pointing at a shared directory of ours (a 1777 /tmp, for root): the hook must
+    not make it 0700, which would lock every other user out of it; it refuses it, as start does."""
+    home = config.state_dir
+    home.mkdir(exist_ok=True)
+    os.chmod(home, 0o1777)
+    try:
+        hook = run_hook(with_autostart(agentd_env), POST)
+        assert (hook.returncode, hook.stdout) == (0, b"")
+        assert b"other users can write in it" in hook.stderr and hook.stderr.count(b"\n") == 1
+        assert stat.S_IMODE(home.stat().st_mode) == 0o1777
+        assert not (home / "spool").exists() and not (home / "autostart.lock").exists()
+        started = agentd(agentd_env, "start")
+        assert started.returncode == 1 and "other users can write in it" in started.stderr
+        assert stat.S_IMODE(home.stat().st_mode) == 0o1777
+    finally:
+        os.chmod(home, 0o700)
+        shut_down(agentd_env, config)
+
+
+def test_our_state_dir_others_can_only_read_is_made_private(agentd_env, config):
+    """A 0755 state dir of ours (an older agentd's): tightened, and the event kept."""
+    config.state_dir.mkdir(exist_ok=True)
+    os.chmod(config.state_dir, 0o755)
+    hook = run_hook(dict(agentd_env, AGENTD_AUTOSTART="0"), dict(POST, tool_use_id="toolu_kept"))
+    assert (hook.returncode, hook.stdout, hook.stderr) == (0, b"", b"")
+    assert spooled(config.spool_dir) == ["toolu_kept"]
+    assert stat.S_IMODE(config.state_dir.stat().st_mode) == 0o700
+
+
 def test_links_planted_in_our_state_dir_are_never_followed(agentd_env, config, victims):
     home = config.state_dir
     for name, target in victims.items():

@@ -104,8 +104,8 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 def make_private_dir(path: str | os.PathLike[str], chmod: bool = True) -> None:
     """Create `path` (and its parents) 0700 and check that it is ours: a real directory owned by
-    us. With `chmod` (a directory that is agentd's own), an existing one is made 0700; without,
-    one that group or others can write is refused. trust.Untrusted (an OSError) when refused."""
+    us that group and others cannot write (else trust.Untrusted, an OSError). With `chmod` (a
+    directory that is agentd's own), an existing one they can read is made 0700."""
     from agentd import trust
 
     trust.private_dir(path, tighten=chmod)

@@ -4,7 +4,8 @@ Another local user must not be able to make agentd write through a link they pla
 its events on a socket they planted. So:
 
 - a directory agentd writes in is a real directory (not a symlink) owned by us, that group and
-  others cannot write: private_dir() makes or checks one (and tightens our own to 0700);
+  others cannot write: private_dir() makes or checks one (and makes our own 0700 when others can
+  only read it; one they can write in is refused, never chmodded);
 - a file agentd creates or appends to is opened through open_private() with O_NOFOLLOW, mode 0600;
 - a socket is only used when its directory passes check_dir() and, once connected, its peer runs
   as our uid (check_peer(): SO_PEERCRED).
@@ -47,7 +48,7 @@ class Untrusted(PermissionError):
         return f"refusing {self.filename}: {self.strerror}"
 
 
-def _problem(st: os.stat_result, *, writable_ok: bool = False) -> str | None:
+def _problem(st: os.stat_result) -> str | None:
     """Why a directory with this (l)stat is not ours to use, or None."""
     if stat.S_ISLNK(st.st_mode):
         return "it is a symbolic link"
@@ -56,7 +57,7 @@ def _problem(st: os.stat_result, *, writable_ok: bool = False) -> str | None:
     me = os.geteuid()
     if st.st_uid != me:
         return f"it is owned by uid {st.st_uid}, not by you (uid {me})"
-    if not writable_ok and st.st_mode & 0o022:
+    if st.st_mode & 0o022:
         mode = stat.S_IMODE(st.st_mode)
         return f"other users can write in it (mode {mode:04o}); it must be yours alone"
     return None
@@ -72,9 +73,12 @@ def check_dir(path: str) -> None:
 
 def open_private_dir(path: str, *, tighten: bool = True) -> int:
     """An fd (O_NOFOLLOW) of directory `path`, made 0700 if missing. Untrusted unless it is ours
-    and private; with `tighten`, an existing one of ours is made 0700 first (it is agentd's own:
-    the state or spool dir). Files are then made relative to the fd, so the directory checked is
-    the one written in even if its path is swapped meanwhile."""
+    and group and others cannot write in it; with `tighten`, an existing one of ours that they
+    can read is made 0700 (it is agentd's own: the state or spool dir, left 0755 by an older
+    agentd). One they can write in is refused, never chmodded: it is shared on purpose (a 1777
+    /tmp given as AGENTD_HOME, say), and what others put there cannot be trusted anyway.
+    Files are then made relative to the fd, so the directory checked is the one written in even
+    if its path is swapped meanwhile."""
     try:
         fd = os.open(path, _DIR_FLAGS)
     except FileNotFoundError:
@@ -84,7 +88,7 @@ def open_private_dir(path: str, *, tighten: bool = True) -> int:
         raise Untrusted(path, _problem(os.lstat(path)) or e.strerror) from None
     try:
         st = os.fstat(fd)
-        problem = _problem(st, writable_ok=tighten)
+        problem = _problem(st)
         if problem:
             raise Untrusted(path, problem)
         if tighten and stat.S_IMODE(st.st_mode) != 0o700:
