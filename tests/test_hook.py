@@ -219,6 +219,31 @@ def test_stdin_never_closed_does_not_hang(daemon, agentd_env):
     assert query_db(daemon.config.db_path, "SELECT count(*) AS n FROM tools") == [{"n": 1}]
 
 
+def test_a_pause_right_after_a_brace_in_a_string_does_not_cut_the_payload(daemon, agentd_env):
+    """A payload reaches the pipe in pieces; one piece can end on a `}` inside a string with the
+    braces balanced (a tool output ending in `}}`), so it looks whole to a brace count. A pause
+    there (a busy writer) must not make the hook take that piece for the event."""
+    response = {"stdout": "a map: }}", "stderr": "", "interrupted": False}
+    payload = dict(POST_BASH, tool_use_id="toolu_paused", tool_response=response)
+    data = json.dumps(payload).encode()
+    cut = data.index(b"a map: }}") + len(b"a map: }}")
+    assert data[:cut].count(b"{") == data[:cut].count(b"}")  # looks whole to a brace count
+    proc = subprocess.Popen(hook_argv(), stdin=subprocess.PIPE, env=agentd_env)
+    try:
+        proc.stdin.write(data[:cut])
+        proc.stdin.flush()
+        time.sleep(0.3)  # ten times the hook's wait for more: on a busy machine it may be shorter
+        proc.stdin.write(data[cut:])
+        proc.stdin.close()
+    except BrokenPipeError:  # the bug: the hook went on with the first piece and closed stdin
+        pass
+    assert proc.wait(60) == 0
+    assert settled(daemon.config)
+    rows = query_db(daemon.config.db_path, "SELECT tool_output FROM tools WHERE id LIKE ?",
+                    ("%toolu_paused",))  # fmt: skip
+    assert len(rows) == 1 and json.loads(rows[0]["tool_output"])["stdout"] == "a map: }}"
+
+
 def test_stdin_open_and_silent_gives_up_in_bounded_time(agentd_env):
     proc = subprocess.Popen(
         hook_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=no_autostart(agentd_env)

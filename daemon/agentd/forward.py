@@ -42,22 +42,32 @@ class Stdin:
         self.kept_size = self.total = 0
         self.tail = self.last = b""  # `last`: the last non-blank byte seen
         self.depth = 0  # `{` minus `}` seen: 0 when a JSON object may have ended
+        self.refuted = -1  # `total` when a payload that looked whole did not parse
 
     def read(self, until: float) -> bool:
         """Read on until EOF, or until a payload that ends like a whole JSON object (a last `}`
         that balances the braces: cheap, and not fooled by a cut after a nested object) is
-        followed by STDIN_IDLE_S of silence (a writer that leaves stdin open), or until `until`. Whether the payload is complete; False when time ran out
-        first. The wait ends with one last look (a starved process may pass `until` with the
-        whole payload already in the pipe)."""
+        followed by STDIN_IDLE_S of silence (a writer that leaves stdin open) and then parses
+        (braces inside strings count too, so a cut right after a string's `}` can look whole), or
+        until `until`. Whether the payload is complete; False when time ran out first. The wait
+        ends with one last look (a starved process may pass `until` with the whole payload
+        already in the pipe)."""
         while True:
-            whole = self.total and self.last == b"}" and not self.depth
+            whole = (
+                self.total and self.last == b"}" and not self.depth and self.total != self.refuted
+            )
             wait = max(0.0, until - time.monotonic())
             try:
                 ready, _, _ = select.select([0], [], [], min(wait, STDIN_IDLE_S) if whole else wait)
             except (OSError, ValueError):
                 return True  # no stdin at all
             if not ready:
-                return bool(whole)
+                if not whole:
+                    return False
+                if self.parses():
+                    return True
+                self.refuted = self.total  # a cut payload: wait for the rest
+                continue
             try:
                 chunk = os.read(0, 1 << 20)
             except OSError:
@@ -72,6 +82,20 @@ class Stdin:
                 self.tail = (self.tail + chunk)[-TAIL_BYTES:]
             self.last = chunk.rstrip()[-1:] or self.last
             self.depth += chunk.count(b"{") - chunk.count(b"}")
+
+    def parses(self) -> bool:
+        """Whether what came is one whole JSON value (only asked after a silence: a writer that
+        keeps stdin open; the usual writer closes it, and json is never imported then). A payload
+        over the limit is cut anyway: taken as whole."""
+        if self.total > self.limit:
+            return True
+        import json
+
+        try:
+            json.loads(b"".join(self.kept))
+        except ValueError:
+            return False
+        return True
 
     def payload(self) -> bytes:
         """What to send: the payload as it came, or what oversize_payload keeps of one too big."""
