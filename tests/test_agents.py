@@ -25,7 +25,7 @@ ROLE_API = {
         "callables": ("default_paths", "not_found", "resolve_paths", "run"),
         "texts": ("WHAT", "IMPORT_HELP", "SOURCE"),
     },
-    "doctor": {"callables": ("checks",), "texts": ()},
+    "doctor": {"callables": ("checks", "installed_capture"), "texts": ()},
 }
 
 

@@ -237,3 +237,73 @@ def test_messages_stored_before_pricing_are_a_warning_until_repriced(
     assert repriced.returncode == 0, repriced.stderr
     _, checks = doctor(agentd_env, user_home)
     assert checks["costs"]["status"] == "ok"
+
+
+# -- capture installs doctor must read without a traceback, and what it says of them -----------
+
+
+@pytest.mark.parametrize(
+    "hooks",
+    [
+        {"PreToolUse": [{"hooks": 5}]},
+        {"PreToolUse": [{"matcher": "x", "hooks": None}]},
+        {"PreToolUse": {"x": 1}},
+        [1, 2],
+    ],
+)
+def test_hooks_of_the_wrong_shape_are_a_warning_saying_where(agentd_env, user_home, hooks):
+    path = write_settings(user_home, {"hooks": hooks})
+    proc = run_agentd(agentd_env, user_home, "doctor", "--json")
+    assert "Traceback" not in proc.stderr
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["claude hooks"]["status"] == "warn"
+    assert str(path) in checks["claude hooks"]["detail"]
+    assert "hooks" in checks["claude hooks"]["detail"].split(str(path), 1)[1]
+
+
+def test_a_malformed_file_beside_a_good_install_is_a_warning(agentd_env, user_home):
+    assert run_agentd(agentd_env, user_home, "install", "claude").returncode == 0
+    project = user_home / "proj" / ".claude" / "settings.json"
+    project.parent.mkdir()
+    project.write_text(json.dumps({"hooks": {"Stop": [{"hooks": 5}]}}))
+    code, checks = doctor(agentd_env, user_home)
+    hooks = checks["claude hooks"]
+    assert hooks["status"] == "warn" and "hooks.Stop[0].hooks is not a list" in hooks["detail"]
+    assert str(project) in hooks["detail"] and hooks["hint"].startswith("fix that file")
+
+
+def test_managed_hooks_of_the_wrong_shape_do_not_break_the_hooks_enabled_check(
+    tmp_path, monkeypatch
+):
+    from agentd.doctor.claude import check_hooks_enabled
+    from agentd.installers import claude as installer
+
+    managed = tmp_path / "managed-settings.json"
+    monkeypatch.setattr(installer, "MANAGED_SETTINGS", managed)  # the real one is in /etc
+    for hooks in ([1, 2], {"Stop": [{"hooks": 5}]}, {"Stop": {"x": 1}}, None):
+        managed.write_text(json.dumps({"allowManagedHooksOnly": True, "hooks": hooks}))
+        check = check_hooks_enabled({"HOME": str(tmp_path)}, tmp_path)
+        assert check.status == "fail" and "allowManagedHooksOnly" in check.detail
+
+
+def test_opencode_only_with_the_daemon_down_fails_and_tells_the_spool_backlog(
+    agentd_env, user_home, config
+):
+    """The plugin never starts the daemon: with no Claude hook to start it, nothing it spools is
+    ever stored, though autostart is on."""
+    env = with_autostart(agentd_env)
+    assert run_agentd(env, user_home, "install", "opencode").returncode == 0
+    code, checks = doctor(env, user_home)
+    daemon = checks["daemon"]
+    assert code == 1 and daemon["status"] == "fail", daemon
+    assert "agentd start" in daemon["hint"] and "OpenCode's plugin" in daemon["hint"]
+    assert "autostart" not in daemon["hint"] and "the spool is empty" in daemon["detail"]
+    config.spool_dir.mkdir(parents=True, exist_ok=True)
+    (config.spool_dir / "1-opencode.ndjson").write_text('{"x": 1}\n')
+    code, checks = doctor(env, user_home)
+    assert code == 1 and "the spool holds 1 files" in checks["daemon"]["detail"]
+    # With Claude's hook installed too, the next hook event starts it: a warning.
+    assert run_agentd(env, user_home, "install", "claude").returncode == 0
+    code, checks = doctor(env, user_home)
+    assert code == 0 and checks["daemon"]["status"] == "warn"
+    assert checks["daemon"]["hint"].startswith("the Claude Code hook starts it at the next event")

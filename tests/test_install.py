@@ -248,3 +248,144 @@ def test_installed_command_exits_0_silently_when_agentd_is_gone(tmp_path, gone):
         timeout=10,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+
+
+# -- refusals change nothing, and say why in one line (adversarial review) ----------------------
+
+
+def _install(agentd_env, project, *args, command="install"):
+    return agentd(
+        agentd_env, command, "claude", "--scope", "project", "--project-dir", str(project), *args
+    )
+
+
+def _refused_untouched(result, project, before, *says):
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.stderr
+    for words in says:
+        assert words in errors[0], errors[0]
+    assert "Changed" not in result.stdout and "Backup" not in result.stdout
+    assert (project / ".claude" / "settings.json").read_bytes() == before
+    assert sorted(p.name for p in (project / ".claude").iterdir()) == ["settings.json"]
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "says"),
+    [
+        ('{"a": 1}', ["--force"], "--force goes with --statusline"),
+        (
+            '{"statusLine": {"type": "command", "command": "mine"}}',
+            ["--statusline"],
+            "already has a statusLine of your own",
+        ),
+    ],
+)
+def test_a_refused_flag_writes_nothing_not_even_the_hooks(project, agentd_env, text, args, says):
+    (project / ".claude" / "settings.json").write_text(text)
+    result = _install(agentd_env, project, *args)
+    _refused_untouched(result, project, text.encode(), says)
+
+
+@pytest.mark.parametrize(
+    ("hooks", "where"),
+    [
+        ({"PreToolUse": [{"hooks": 5}]}, "hooks.PreToolUse[0].hooks is not a list"),
+        ({"PreToolUse": [{"matcher": "x", "hooks": None}]}, "hooks.PreToolUse[0].hooks"),
+        ({"PreToolUse": [{"matcher": "x"}]}, "hooks.PreToolUse[0].hooks"),
+        ({"PreToolUse": {"x": 1}}, "hooks.PreToolUse is not a list"),
+        ({"Stop": [5]}, "hooks.Stop[0] is not an object"),
+        ({"Stop": [{"hooks": ["echo hi"]}]}, "hooks.Stop[0].hooks[0] is not an object"),
+        (None, '"hooks" is not an object'),
+    ],
+)
+@pytest.mark.parametrize("command", ["install", "uninstall"])
+def test_hooks_of_a_shape_agentd_cannot_read_are_refused_saying_where(
+    project, agentd_env, hooks, where, command
+):
+    text = json.dumps({"model": "opus", "hooks": hooks})
+    (project / ".claude" / "settings.json").write_text(text)
+    result = _install(agentd_env, project, command=command)
+    _refused_untouched(result, project, text.encode(), where, "settings.json")
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b'{"a": "\xff\xfe"}', "not valid UTF-8"),
+        (b'{"a": 1, "a": 2}', 'the key "a" appears twice'),
+        (b'{"a": NaN}', "NaN is not JSON"),
+        (b'{"a": -Infinity}', "-Infinity is not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_settings_agentd_could_not_write_back_as_they_are_are_refused(
+    project, agentd_env, raw, says
+):
+    (project / ".claude" / "settings.json").write_bytes(raw)
+    _refused_untouched(_install(agentd_env, project), project, raw, says)
+
+
+def test_numbers_and_escapes_are_written_back_as_the_user_wrote_them(project, agentd_env):
+    big = "1" + "0" * 5000  # more digits than Python converts by default
+    text = (
+        '{"x": 1e400, "y": 1.0000000000000001, "z": -0, "w": 1.50, "big": '
+        + big
+        + ', "s": "\\ud800", "e": "café"}'
+    )
+    (project / ".claude" / "settings.json").write_text(text, encoding="utf-8")
+    assert _install(agentd_env, project).returncode == 0
+    written = (project / ".claude" / "settings.json").read_text(encoding="utf-8")
+    for kept in ('"x": 1e400', '"y": 1.0000000000000001', '"z": -0,', '"w": 1.50', big):
+        assert kept in written
+    assert '"s": "\\ud800"' in written and '"e": "café"' in written
+
+    def no_constant(name):
+        raise AssertionError(f"{name} written")
+
+    strict = json.loads(written, parse_constant=no_constant, parse_int=str)
+    assert set(strict["hooks"]) == set(CLAUDE_EVENTS)
+    assert _install(agentd_env, project, command="uninstall").returncode == 0
+    assert (project / ".claude" / "settings.json").read_text(encoding="utf-8") == text
+
+
+def test_force_with_statusline_over_the_users_own_backs_it_up_and_uninstall_gives_it_back(
+    project, agentd_env
+):
+    settings = project / ".claude" / "settings.json"
+    text = json.dumps({**USER_SETTINGS, "statusLine": {"type": "command", "command": "mine"}})
+    settings.write_text(text)
+    result = _install(agentd_env, project, "--statusline", "--force")
+    assert result.returncode == 0, result.stderr
+    assert "update statusLine" in result.stdout
+    assert result.stdout.count("Backup of the previous file") == 2  # hooks' and statusLine's
+    assert json.loads(settings.read_text())["statusLine"]["command"].endswith("agentd-statusline")
+    result = _install(agentd_env, project, command="uninstall")
+    assert result.returncode == 0, result.stderr
+    assert "restore your statusLine" in result.stdout
+    assert settings.read_text() == text  # byte for byte: hooks and statusLine out in one write
+    assert sorted(p.name for p in settings.parent.iterdir()) == ["settings.json"]
+
+
+def test_uninstall_says_when_it_keeps_the_backup(project, agentd_env):
+    settings = project / ".claude" / "settings.json"
+    _install(agentd_env, project)
+    edited = json.loads(settings.read_text())
+    edited["theme"] = "dark"
+    settings.write_text(json.dumps(edited))
+    result = _install(agentd_env, project, command="uninstall")
+    assert result.returncode == 0, result.stderr
+    backup = project / ".claude" / "settings.json.agentd-backup"
+    assert f"Kept {backup}" in result.stdout and backup.exists()
+    assert json.loads(settings.read_text()) == {**USER_SETTINGS, "theme": "dark"}
+
+
+@pytest.mark.parametrize("agent", ["claude", "opencode"])
+def test_a_missing_project_dir_is_refused_and_nothing_is_made(tmp_path, agentd_env, agent):
+    missing = tmp_path / "does" / "not" / "exist"
+    result = agentd(
+        agentd_env, "install", agent, "--scope", "project", "--project-dir", str(missing)
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "does not exist" in result.stderr
+    assert not (tmp_path / "does").exists()

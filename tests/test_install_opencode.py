@@ -78,7 +78,8 @@ def test_install_then_again_then_uninstall(home):
     assert result.returncode == 0, result.stderr
     assert f"Added agentd's plugin: {target}" in result.stdout
     assert target.read_text() == PLUGIN_SOURCE.read_text()
-    assert [p.name for p in target.parent.iterdir()] == ["agentd.ts"]  # no temp file left
+    # No temp file left; the record of the directories agentd made (for uninstall) beside it.
+    assert sorted(p.name for p in target.parent.iterdir()) == [".agentd-created-dirs", "agentd.ts"]
 
     result = agentd(env, "install", "opencode")
     assert result.returncode == 0
@@ -91,6 +92,7 @@ def test_install_then_again_then_uninstall(home):
     assert result.returncode == 0, result.stderr
     assert f"Removed agentd's plugin: {target}" in result.stdout
     assert not target.exists()
+    assert list(home.iterdir()) == []  # .config/opencode/plugins: agentd made them, and took them
     result = agentd(env, "uninstall", "opencode")
     assert result.returncode == 0 and "Nothing to change" in result.stdout
 
@@ -111,6 +113,7 @@ def test_project_scope_defaults_to_the_current_directory(home, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (project / ".opencode" / "plugins" / "agentd.ts").exists()
     other = tmp_path / "other"
+    other.mkdir()
     result = agentd(env, "install", "opencode", "--scope", "project", "--project-dir", str(other))
     assert result.returncode == 0, result.stderr
     assert (other / ".opencode" / "plugins" / "agentd.ts").exists()
@@ -187,3 +190,50 @@ def test_the_wheel_ships_the_plugin_and_installs_it_without_the_checkout(tmp_pat
     result = agentd(env, "install", "opencode", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert user_plugin(home).read_text() == shipped
+
+
+def test_a_symlinked_plugin_is_updated_through_its_link(home, tmp_path):
+    """Dotfiles: the plugin is a link into a repository; the link stays, its target is updated."""
+    home, env = home
+    target = user_plugin(home)
+    target.parent.mkdir(parents=True)
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    real = dotfiles / "agentd.ts"
+    real.write_text(f"{OPENCODE_PLUGIN_MARKER} an older version\n")
+    real.chmod(0o640)
+    target.symlink_to(real)
+    result = agentd(env, "install", "opencode")
+    assert result.returncode == 0, result.stderr
+    assert target.is_symlink() and target.resolve() == real
+    assert real.read_text() == PLUGIN_SOURCE.read_text()
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["agentd.ts"]  # no temp file left
+    result = agentd(env, "uninstall", "opencode")
+    assert result.returncode == 0, result.stderr
+    assert not target.exists() and not target.is_symlink() and real.exists()
+
+
+def test_uninstall_removes_the_directories_install_made_and_no_others(home, tmp_path):
+    _, env = home
+    made, theirs = tmp_path / "made", tmp_path / "theirs"
+    made.mkdir()
+    (theirs / ".opencode" / "plugins").mkdir(parents=True)
+    said = {}
+    for project in (made, theirs):
+        args = ("--scope", "project", "--project-dir", str(project))
+        assert agentd(env, "install", "opencode", *args).returncode == 0
+        assert (project / ".opencode" / "plugins" / "agentd.ts").exists()
+        result = agentd(env, "uninstall", "opencode", *args)
+        assert result.returncode == 0, result.stderr
+        said[project] = result.stdout
+    assert list(made.iterdir()) == []
+    assert f"Removed {made / '.opencode'} (agentd had made it)" in said[made]
+    assert [p.name for p in (theirs / ".opencode" / "plugins").iterdir()] == []
+    assert "agentd had made it" not in said[theirs]
+    # A file of the user's put beside the plugin keeps its directory.
+    args = ("--scope", "project", "--project-dir", str(made))
+    assert agentd(env, "install", "opencode", *args).returncode == 0
+    (made / ".opencode" / "plugins" / "mine.ts").write_text("export {}\n")
+    assert agentd(env, "uninstall", "opencode", *args).returncode == 0
+    assert [p.name for p in (made / ".opencode" / "plugins").iterdir()] == ["mine.ts"]

@@ -8,7 +8,7 @@ that lists them (the idea of uvicorn's `config.py` name -> import string tables)
 | normalizers | `normalizers/` | `@register(source)` functions: an agent's raw payload -> rows |
 | installer | `installers/` | `target()`, `install()`, `uninstall()`, `summary()` and the CLI help |
 | importer | `importers/` | `default_paths()`, `check_paths()`, `run()` and the CLI help |
-| doctor | `doctor/` | `checks()`: is capture installed and working for this agent |
+| doctor | `doctor/` | `checks()`: is capture installed and working for this agent; `installed_capture()` and `STARTS_DAEMON`: what is installed, and whether it starts the daemon |
 
 The CLI generates `agentd install|uninstall|import <agent>` from this table, `agentd doctor` runs
 every agent's checks, and `agentd query --source` offers its names. A new agent (say Codex CLI) is

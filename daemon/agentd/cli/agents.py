@@ -40,8 +40,8 @@ class AgentGroup(click.Group):
 
 _PROJECT_DIR = click.option(
     "--project-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The project for --scope project (default: the current directory).",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The project for --scope project (default: the current directory); it must exist.",
 )
 _DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 
@@ -62,23 +62,15 @@ def _plan_command(name: str, installing: bool) -> click.Command:
     def command(scope: str, project_dir: Path | None, dry_run: bool, **flags: bool) -> None:
         if project_dir is not None and scope != "project":
             raise click.UsageError("--project-dir goes with --scope project")
-        action = installer.install if installing else installer.uninstall
         path = installer.target(scope, project_dir, dict(os.environ))
-        plan = action(path, dry_run=dry_run)
+        # An installer's own flags (Claude's --statusline) go to its install, which checks them
+        # with everything else before it writes anything.
+        if installing:
+            plan = installer.install(path, dry_run=dry_run, **flags)
+        else:
+            plan = installer.uninstall(path, dry_run=dry_run)
         for line in installer.summary(plan, dry_run=dry_run, installing=installing):
             click.echo(line)
-        # An installer's extra settings (Claude's statusLine): its own flags, its own plan.
-        extras = getattr(installer, "install_extras" if installing else "uninstall_extras", None)
-        if extras is not None:
-            more = (
-                extras(path, flags, dry_run=dry_run)
-                if installing
-                else extras(path, dry_run=dry_run)
-            )
-            for change in more.changes:
-                click.echo(f"  {change}")
-            if more.backup:
-                click.echo(f"Backup of the previous file: {more.backup}")
         if installing and plan.applied:
             click.echo(installer.AFTER_INSTALL)
 

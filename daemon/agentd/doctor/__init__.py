@@ -9,6 +9,7 @@ stores one raw event of kind `AgentdDoctor` (no session, no typed row) through t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -40,7 +41,7 @@ class Check:
 def read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested too deeply
         return None
     return data if isinstance(data, dict) else None
 
@@ -78,17 +79,28 @@ def check_database(config: Config) -> Check:
     return Check("database", "ok", detail)
 
 
-def check_daemon(config: Config) -> tuple[Check, dict[str, Any] | None]:
+def check_daemon(
+    config: Config, starters: list[str] | None = None, waiting: list[str] | None = None
+) -> tuple[Check, dict[str, Any] | None]:
+    """Is the daemon up? Down, it is a problem unless an installed capture starts it (`starters`:
+    Claude's hook, with autostart on); `waiting` names the installed captures that only spool
+    while it is down (OpenCode's plugin). None: assume a hook is installed."""
     try:
         ping: dict[str, Any] = call(config.socket_path, "ping", timeout=2.0)
     except (NotRunning, RemoteError, OSError, TimeoutError) as e:
-        hint = (
-            "the hook starts it at the next event (autostart); or run: agentd start"
-            if config.autostart
-            else "autostart is off: run agentd start (or a service that does)"
-        )
-        status = "warn" if config.autostart else "fail"
-        return Check("daemon", status, f"not reachable at {config.socket_path} ({e})", hint), None
+        detail = f"not reachable at {config.socket_path} ({e}); {_backlog(config)}"
+        start = "run agentd start (or a supervisor running agentd start --foreground)"
+        if not config.autostart:
+            return Check("daemon", "fail", detail, f"autostart is off: {start}"), None
+        if starters is None or starters:
+            who = " and ".join(starters or ["the hook"])
+            hint = f"{who} starts it at the next event (autostart); or run: agentd start"
+            return Check("daemon", "warn", detail, hint), None
+        if waiting:  # captured, but nothing will ever store it
+            who = " and ".join(waiting)
+            hint = f"{who} does not start the daemon and no Claude Code hook is installed: {start}"
+            return Check("daemon", "fail", detail, hint), None
+        return Check("daemon", "warn", detail, f"no installed capture starts it: {start}"), None
     detail = f"running, pid {ping.get('pid')}, agentd {ping.get('version')}, {config.socket_path}"
     if ping.get("version") != __version__:
         return (
@@ -117,11 +129,26 @@ def read_text(path: Path) -> str:
         return ""
 
 
-def check_spool(config: Config, running: bool) -> Check:
+def _spooled(config: Config) -> tuple[list[Path], int]:
     files = [p for p in spool_files(config) if p.name.endswith((".ndjson", ".open"))]
+    size = 0
+    for p in files:
+        with contextlib.suppress(OSError):  # drained meanwhile
+            size += p.stat().st_size
+    return files, size
+
+
+def _backlog(config: Config) -> str:
+    files, size = _spooled(config)
+    if not files:
+        return "the spool is empty"
+    return f"the spool holds {len(files)} files ({human_bytes(size)}) it has not stored"
+
+
+def check_spool(config: Config, running: bool) -> Check:
+    files, size = _spooled(config)
     if not files:
         return Check("spool", "ok", "empty")
-    size = sum(p.stat().st_size for p in files if p.exists())
     detail = f"{len(files)} files ({human_bytes(size)}) waiting in {config.spool_dir}"
     if running:
         return Check(
@@ -166,7 +193,14 @@ def run_checks(
     """The database and daemon checks, then every agent's own (agents.py), then the spool."""
     env = dict(os.environ) if env is None else env
     cwd = cwd or Path.cwd()
-    daemon, ping = check_daemon(config)
+    starters: list[str] = []
+    waiting: list[str] = []
+    for agent in AGENTS.values():
+        doctor = agent.role("doctor")
+        capture = doctor.installed_capture(env, cwd)
+        if capture:
+            (starters if doctor.STARTS_DAEMON else waiting).append(capture)
+    daemon, ping = check_daemon(config, starters, waiting)
     checks = [check_database(config), check_costs(config), daemon]
     for agent in AGENTS.values():
         checks += agent.role("doctor").checks(config, env, cwd, running=ping is not None)

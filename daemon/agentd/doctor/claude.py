@@ -20,6 +20,8 @@ from agentd.installers import claude as installer
 
 __all__ = [
     "checks",
+    "installed_capture",
+    "STARTS_DAEMON",
     "check_claude_hooks",
     "check_hooks_enabled",
     "check_end_to_end",
@@ -28,6 +30,7 @@ __all__ = [
     "check_imports",
 ]
 
+STARTS_DAEMON = True  # the hook starts the daemon at the next event (autostart)
 RETENTION_DEFAULT_DAYS = 30  # Claude Code's cleanupPeriodDays when unset
 E2E_TIMEOUT_S = 5.0
 SILENT_WINDOW_MS = 7 * 86_400_000  # transcripts written this recently are compared with the hooks
@@ -45,36 +48,55 @@ def checks(config: Config, env: dict[str, str], cwd: Path, *, running: bool) -> 
     ]
 
 
+def installed_capture(env: dict[str, str], cwd: Path) -> str | None:
+    """ "the Claude Code hook" when agentd's hook is in a settings file or agentd's plugin is
+    installed: either starts the daemon at the next event (autostart)."""
+    if _installed_hook_command(env, cwd) or _claude_plugin_dirs(env):
+        return "the Claude Code hook"
+    return None
+
+
 def _installed_hook_command(env: dict[str, str], cwd: Path) -> str | None:
     for _, path in installer.settings_files(env, cwd):
-        settings = read_json(path) or {}
-        hooks = settings.get("hooks")
-        for groups in hooks.values() if isinstance(hooks, dict) else ():
-            for group in groups if isinstance(groups, list) else ():
-                for handler in group.get("hooks", []) if isinstance(group, dict) else ():
-                    command = handler.get("command") if isinstance(handler, dict) else None
-                    if isinstance(command, str) and command.endswith(installer.HOOK_MARKER):
-                        return command
+        for _, handler in installer.handlers(read_json(path)):
+            command = handler.get("command")
+            if isinstance(command, str) and command.endswith(installer.HOOK_MARKER):
+                return command
     return None
 
 
 def check_claude_hooks(env: dict[str, str], cwd: Path) -> Check:
     found = []
+    malformed = ""  # the first settings file whose hooks Claude Code cannot read as hooks
     for scope, path in installer.settings_files(env, cwd):
         settings = read_json(path)
-        hooks = (settings or {}).get("hooks")
-        if not isinstance(hooks, dict):
+        if settings is None:
             continue
+        problem = installer.hooks_problem(settings)
+        if problem and not malformed:
+            malformed = f"{path} ({scope}): {problem}"
         events, commands = set(), set()
-        for event, groups in hooks.items():
-            for group in groups if isinstance(groups, list) else ():
-                for handler in group.get("hooks", []) if isinstance(group, dict) else ():
-                    command = handler.get("command") if isinstance(handler, dict) else None
-                    if isinstance(command, str) and command.endswith(installer.HOOK_MARKER):
-                        events.add(event)
-                        commands.add(command)
+        for event, handler in installer.handlers(settings):
+            command = handler.get("command")
+            if isinstance(command, str) and command.endswith(installer.HOOK_MARKER):
+                events.add(event)
+                commands.add(command)
         if events:
             found.append((scope, path, events, commands))
+    check = _hooks_check(env, found)
+    if malformed and check.status == "ok":
+        return Check(
+            "claude hooks",
+            "warn",
+            f"{check.detail}; but in {malformed}",
+            'fix that file\'s hooks (event -> list of {"matcher", "hooks": [...]})',
+        )
+    if malformed and check.status == "warn":
+        check.detail += f"; and in {malformed}"
+    return check
+
+
+def _hooks_check(env: dict[str, str], found: list[tuple[str, Path, set[str], set[str]]]) -> Check:
     plugin = _claude_plugin_dirs(env)
     if not found:
         if plugin:
@@ -223,11 +245,9 @@ def check_hooks_enabled(env: dict[str, str], cwd: Path) -> Check:
     managed = read_json(installer.MANAGED_SETTINGS) or {}
     if managed.get("allowManagedHooksOnly") is True:
         ours = any(
-            isinstance(h, dict) and str(h.get("command", "")).endswith(installer.HOOK_MARKER)
-            for groups in (managed.get("hooks") or {}).values() if isinstance(groups, list)
-            for g in groups if isinstance(g, dict)
-            for h in g.get("hooks", []) if isinstance(g.get("hooks"), list)
-        )  # fmt: skip
+            str(h.get("command", "")).endswith(installer.HOOK_MARKER)
+            for _, h in installer.handlers(managed)
+        )
         if not ours:
             return Check(
                 "claude hooks enabled",

@@ -8,11 +8,26 @@ from agentd.config import Config
 from agentd.doctor import Check
 from agentd.installers import InstallError, opencode as installer
 
-__all__ = ["checks", "check_opencode_plugin"]
+__all__ = ["checks", "check_opencode_plugin", "installed_capture", "STARTS_DAEMON"]
+
+STARTS_DAEMON = False  # the plugin spools while the daemon is down; it never starts one
 
 
 def checks(config: Config, env: dict[str, str], cwd: Path, *, running: bool) -> list[Check]:
     return [check_opencode_plugin(env, cwd)]
+
+
+def installed_capture(env: dict[str, str], cwd: Path) -> str | None:
+    """ "OpenCode's plugin" when agentd's plugin file is in the project's or the user's plugins."""
+    for scope in ("project", "user"):
+        path = installer.target(scope, cwd if scope == "project" else None, env)
+        try:
+            with path.open(encoding="utf-8", errors="replace") as f:
+                if f.read(len(installer.PLUGIN_MARKER)) == installer.PLUGIN_MARKER:
+                    return "OpenCode's plugin"
+        except OSError:
+            continue
+    return None
 
 
 def check_opencode_plugin(env: dict[str, str], cwd: Path) -> Check:

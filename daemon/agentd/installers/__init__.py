@@ -17,9 +17,11 @@ __all__ = ["InstallError", "Plan"]
 @dataclass
 class Plan:
     path: Path
-    changes: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # the capture's entries (hooks, plugin)
     backup: Path | None = None
     applied: bool = False
+    extras: list[str] = field(default_factory=list)  # other settings changed (Claude's statusLine)
+    notes: list[str] = field(default_factory=list)  # more for the user to know (backups kept)
 
     @property
     def changed(self) -> bool:

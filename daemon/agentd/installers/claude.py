@@ -7,16 +7,15 @@ whose command ends in HOOK_MARKER), backed up (the previous file is kept beside 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shlex
-import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from agentd.installers import InstallError, Plan
+from agentd.installers import InstallError, Plan, claude_statusline as statusline_, jsonfile
+from agentd.installers.claude_statusline import statusline_command
+from agentd.installers.files import replace as _replace
 
 __all__ = [
     "EVENTS",
@@ -28,6 +27,9 @@ __all__ = [
     "install",
     "uninstall",
     "summary",
+    "handlers",
+    "hooks_problem",
+    "statusline_command",
 ]
 
 SCOPE_HELP = "user: ~/.claude/settings.json (all projects); project: DIR/.claude/settings.json."
@@ -124,29 +126,61 @@ def _is_ours(handler: Any) -> bool:
     return isinstance(handler, dict) and str(handler.get("command", "")).endswith(HOOK_MARKER)
 
 
+def handlers(settings: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every (event, handler) of a settings document, skipping what has the wrong shape."""
+    hooks = settings.get("hooks") if isinstance(settings, dict) else None
+    for event, groups in hooks.items() if isinstance(hooks, dict) else ():
+        for group in groups if isinstance(groups, list) else ():
+            inner = group.get("hooks") if isinstance(group, dict) else None
+            for handler in inner if isinstance(inner, list) else ():
+                if isinstance(handler, dict):
+                    yield event, handler
+
+
+def hooks_problem(settings: dict[str, Any]) -> str | None:
+    """Where the `hooks` of a settings document do not have Claude Code's shape (event -> list of
+    groups, each an object whose `hooks` is a list of objects); None when they do."""
+    if "hooks" not in settings:
+        return None
+    hooks = settings["hooks"]
+    if not isinstance(hooks, dict):
+        return '"hooks" is not an object'
+    for event, groups in hooks.items():
+        where = f"hooks.{event}"
+        if not isinstance(groups, list):
+            return f"{where} is not a list"
+        for i, group in enumerate(groups):
+            if not isinstance(group, dict):
+                return f"{where}[{i}] is not an object"
+            if not isinstance(group.get("hooks"), list):
+                return f"{where}[{i}].hooks is not a list"
+            for j, handler in enumerate(group["hooks"]):
+                if not isinstance(handler, dict):
+                    return f"{where}[{i}].hooks[{j}] is not an object"
+    return None
+
+
 def _has_ours(settings: dict[str, Any]) -> bool:
-    hooks = settings.get("hooks")
-    return any(
-        _is_ours(handler)
-        for groups in (hooks.values() if isinstance(hooks, dict) else ())
-        if isinstance(groups, list)
-        for group in groups
-        if isinstance(group, dict) and isinstance(group.get("hooks"), list)
-        for handler in group["hooks"]
-    )
+    return any(_is_ours(handler) for _, handler in handlers(settings))
 
 
-def _parse(path: Path, text: str) -> dict[str, Any]:
-    if not text.strip():
+def _parse(path: Path, raw: bytes) -> dict[str, Any]:
+    """The settings in `raw`, refused (InstallError, one line) when agentd could not write them
+    back as they are, or could not tell its hooks from the user's."""
+    if not raw.strip():
         return {}
     try:
-        settings = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InstallError(f"{path} is not valid JSON ({e}); fix it, then run again") from None
+        settings = jsonfile.loads(raw)
+    except ValueError as e:
+        raise InstallError(f"cannot edit {path}: {e}; fix it, then run again") from None
     if not isinstance(settings, dict):
         raise InstallError(f"{path} does not hold a JSON object; fix it, then run again")
-    if not isinstance(settings.get("hooks", {}), dict):
-        raise InstallError(f'{path}: "hooks" is not an object; fix it, then run again')
+    problem = hooks_problem(settings)
+    if problem:
+        raise InstallError(
+            f"cannot edit {path}: {problem} (Claude Code's hooks are event -> list of "
+            '{"matcher", "hooks": [...]}); fix it, then run again'
+        )
     return settings
 
 
@@ -156,57 +190,45 @@ def _read_settings(path: Path) -> tuple[bytes | None, dict[str, Any]]:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None, {}
+    except IsADirectoryError:
+        raise InstallError(f"{path} is a directory; move it away, then run again") from None
     except OSError as e:
         raise InstallError(f"cannot read {path}: {e.strerror}") from None
-    return raw, _parse(path, raw.decode("utf-8", "replace"))
+    return raw, _parse(path, raw)
 
 
 def _backup_path(path: Path) -> Path:
     return path.with_name(path.name + BACKUP_SUFFIX)
 
 
-def _dump(settings: dict[str, Any]) -> bytes:
-    # ensure_ascii=False: the user's own non-ASCII text stays as they wrote it, not \uXXXX.
-    return (json.dumps(settings, indent=2, ensure_ascii=False) + "\n").encode()
-
-
-def _replace(path: Path, data: bytes, mode_of: Path | None = None) -> None:
-    """Write `data` as `path` atomically (Claude Code's settings watcher never sees half a file),
-    through a symlink (dotfiles setups keep their link), keeping the file's mode (or that of
-    `mode_of`); a new file is 0600."""
-    real = Path(os.path.realpath(path))
-    try:
-        mode = stat.S_IMODE(os.stat(mode_of or real).st_mode)
-    except FileNotFoundError:
-        mode = 0o600
-    tmp = real.with_name(f".{real.name}.agentd-{os.getpid()}")
-    try:
-        real.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)  # the umask may have narrowed it
-        os.replace(tmp, real)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise InstallError(f"cannot write {real}: {e.strerror}") from None
-
-
-def install(path: Path, *, dry_run: bool = False, command: str | None = None) -> Plan:
-    """Merge agentd's hook into every event of the settings file at `path`.
+def install(
+    path: Path,
+    *,
+    dry_run: bool = False,
+    command: str | None = None,
+    statusline: bool = False,
+    force: bool = False,
+) -> Plan:
+    """Merge agentd's hook into every event of the settings file at `path` (and with
+    `statusline`, its statusLine; `force`: over a user's own). Everything is checked before
+    anything is written, and the file is written once.
 
     The file as it was before the first install is kept as `<file>.agentd-backup` (a later
     install, which finds agentd's hooks in the file, leaves that backup alone)."""
+    if force and not statusline:
+        raise InstallError("--force goes with --statusline")
     command = command or hook_command()
     raw, settings = _read_settings(path)
     users_own = raw is not None and not _has_ours(settings)
-    hooks = settings.setdefault("hooks", {})
     plan = Plan(path)
+    replaces_own_statusline = False
+    if statusline:  # first: it may refuse, and then nothing is written
+        change, replaces_own_statusline = statusline_.plan_set(path, settings, force=force)
+        plan.extras += [change] if change else []
+    hooks = settings.setdefault("hooks", {})
     for event in EVENTS:
-        groups = hooks.get(event)
-        if not isinstance(groups, list):
-            groups = hooks[event] = []
-        ours = [h for g in groups if isinstance(g, dict) for h in g.get("hooks", []) if _is_ours(h)]
+        groups = hooks.setdefault(event, [])
+        ours = [h for _, h in handlers({"hooks": {event: groups}}) if _is_ours(h)]
         if ours and all(h.get("command") == command for h in ours):
             continue
         # Drop stale copies (another interpreter or checkout), then add the current one.
@@ -217,12 +239,17 @@ def install(path: Path, *, dry_run: bool = False, command: str | None = None) ->
             group = {"matcher": "*", **group}
         groups.append(group)
         plan.changes.append(f"{'update' if ours else 'add'} {event} hook")
-    if plan.changed and not dry_run:
-        if users_own:
+    if (plan.changed or plan.extras) and not dry_run:
+        data = jsonfile.dumps(settings)
+        if users_own and plan.changed:
             assert raw is not None
             plan.backup = _backup_path(path)
             _replace(plan.backup, raw, mode_of=path)
-        _replace(path, _dump(settings))
+        if replaces_own_statusline:
+            assert raw is not None
+            plan.notes.append(f"Backup of the previous file: {statusline_.backup_path(path)}")
+            _replace(statusline_.backup_path(path), raw, mode_of=path)
+        _replace(path, data)
         plan.applied = True
     return plan
 
@@ -249,22 +276,29 @@ def _without_empty_hooks(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def uninstall(path: Path, *, dry_run: bool = False) -> Plan:
-    """Remove exactly the hook entries agentd added; everything else stays as it was.
+    """Remove exactly the hook entries agentd added, and its statusLine (giving back a user's own
+    from its backup); everything else stays as it was.
 
     When the rest of the file is what the backup holds (nobody changed it since the install),
-    the backup's bytes come back as they were (formatting, non-ASCII, an empty `"hooks": {}`)."""
-    _, settings = _read_settings(path)
+    the backup's bytes come back as they were (formatting, non-ASCII, an empty `"hooks": {}`);
+    otherwise the backup stays, and the plan says so."""
+    raw, settings = _read_settings(path)
     plan = Plan(path)
     hooks = settings.get("hooks", {})
     for event in list(hooks):
         groups = hooks[event]
-        if not isinstance(groups, list):
-            continue
         if _remove_ours(groups):
             plan.changes.append(f"remove {event} hook")
             if not groups:
                 del hooks[event]
-    if not plan.changed or dry_run:
+    sl_backup = statusline_.backup_path(path)
+    previous = None
+    if raw is not None and statusline_.is_ours(settings.get("statusLine")):
+        with contextlib.suppress(InstallError):  # unreadable: agentd's statusLine just goes
+            previous = _read_settings(sl_backup)[1] if sl_backup.exists() else None
+    change = statusline_.plan_unset(settings, previous)
+    plan.extras += [change] if change else []
+    if not (plan.changed or plan.extras) or dry_run:
         return plan
     backup = _backup_path(path)
     original_raw, original = None, None
@@ -278,95 +312,36 @@ def uninstall(path: Path, *, dry_run: bool = False) -> Plan:
     else:
         if "hooks" in settings and not settings["hooks"] and "hooks" not in (original or {}):
             del settings["hooks"]
-        _replace(path, _dump(settings))
+        _replace(path, jsonfile.dumps(settings))
+        if original_raw is not None and plan.changed:
+            plan.notes.append(
+                f"Kept {backup} (the file before the install): yours changed since, so agentd "
+                "took out only its own entries; delete the backup when you no longer need it"
+            )
+    if change:
+        sl_backup.unlink(missing_ok=True)
     plan.applied = True
     return plan
 
 
 def summary(plan: Plan, *, dry_run: bool, installing: bool) -> list[str]:
-    """What the CLI prints about a plan: the file, then one line per hook entry changed."""
-    if not plan.changed:
+    """What the CLI prints about a plan: the file, then one line per entry changed."""
+    if not plan.changed and not plan.extras:
         done = "agentd's hooks are installed" if installing else "no agentd hooks are present"
         return [f"Nothing to change in {plan.path}: {done} already."]
     verb = "Would change" if dry_run else "Changed"
-    lines = [f"{verb} {plan.path}: {len(plan.changes)} hook entries"]
-    lines += [f"  {change}" for change in plan.changes]
+    what = f"{len(plan.changes)} hook entries" if plan.changed else "the statusLine"
+    lines = [f"{verb} {plan.path}: {what}"]
+    lines += [f"  {change}" for change in plan.changes + plan.extras]
     if plan.backup:
         lines.append(f"Backup of the previous file: {plan.backup}")
-    return lines
+    return lines + plan.notes
 
 
-# -- statusLine (`agentd install claude --statusline`, docs/usage.md) ---------------------------
-
-STATUSLINE_MARKER = "# agentd-statusline"
-# Extra flags of `agentd install claude` (cli/agents.py adds them): name -> help.
+# Extra flags of `agentd install claude` (cli/agents.py adds them, and passes them to install):
+# name -> help.
 INSTALL_FLAGS = {
     "statusline": "Also set Claude Code's statusLine to `agentd statusline` (model, context, "
     "cost, 5-hour quota, failed tools).",
     "force": "With --statusline: replace a statusLine of your own (it is kept in the backup).",
 }
-
-
-def statusline_command(python: str | None = None, script: str | None = None) -> str:
-    """As hook_command(): absolute interpreter and file, `-I -S`, silent if agentd is gone."""
-    python = shlex.quote(python or sys.executable)
-    script = shlex.quote(script or str(Path(__file__).resolve().parents[1] / "statusline.py"))
-    return (
-        f"test -x {python} && test -f {script} && exec {python} -I -S {script};"
-        f" exit 0 {STATUSLINE_MARKER}"
-    )
-
-
-def _statusline_is_ours(value: Any) -> bool:
-    return isinstance(value, dict) and str(value.get("command", "")).endswith(STATUSLINE_MARKER)
-
-
-def install_extras(path: Path, flags: dict[str, bool], *, dry_run: bool = False) -> Plan:
-    """`--statusline`: set `statusLine` in the settings file; a user's own one only with --force."""
-    plan = Plan(path)
-    if not flags.get("statusline"):
-        if flags.get("force"):
-            raise InstallError("--force goes with --statusline")
-        return plan
-    raw, settings = _read_settings(path)
-    current = settings.get("statusLine")
-    wanted = {"type": "command", "command": statusline_command(), "padding": 0}
-    if current == wanted:
-        return plan
-    if current is not None and not _statusline_is_ours(current) and not flags.get("force"):
-        raise InstallError(
-            f"{path} already has a statusLine of your own ({json.dumps(current)}); "
-            "agentd leaves it alone. Add --force to replace it (the file is backed up first)."
-        )
-    settings["statusLine"] = wanted
-    plan.changes.append("update statusLine" if current is not None else "add statusLine")
-    if not dry_run:
-        if current is not None and not _statusline_is_ours(current):  # only a user's own
-            plan.backup = path.with_name(path.name + ".agentd-statusline-backup")
-            _replace(plan.backup, raw, mode_of=path)
-        _replace(path, _dump(settings))
-        plan.applied = True
-    return plan
-
-
-def uninstall_extras(path: Path, *, dry_run: bool = False) -> Plan:
-    """Remove agentd's statusLine (only agentd's), restoring the user's from its backup."""
-    plan = Plan(path)
-    raw, settings = _read_settings(path)
-    if raw is None or not _statusline_is_ours(settings.get("statusLine")):
-        return plan
-    backup = path.with_name(path.name + ".agentd-statusline-backup")
-    previous = None
-    with contextlib.suppress(InstallError):
-        previous = _read_settings(backup)[1].get("statusLine") if backup.exists() else None
-    if previous is not None and not _statusline_is_ours(previous):
-        settings["statusLine"] = previous
-        plan.changes.append("restore your statusLine")
-    else:
-        del settings["statusLine"]
-        plan.changes.append("remove statusLine")
-    if not dry_run:
-        _replace(path, _dump(settings))
-        backup.unlink(missing_ok=True)
-        plan.applied = True
-    return plan

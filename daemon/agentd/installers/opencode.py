@@ -6,11 +6,10 @@ directories by itself. A file of that name that is not agentd's is never touched
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from agentd.installers import InstallError, Plan
+from agentd.installers import InstallError, Plan, files
 
 __all__ = [
     "PLUGIN_MARKER",
@@ -113,13 +112,8 @@ def install(path: Path, *, dry_run: bool = False, source: str | None = None) -> 
         )
     plan.changes.append(f"{'update' if current is not None else 'add'} agentd's plugin")
     if not dry_run:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.agentd-{os.getpid()}")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)  # atomic: a starting OpenCode never loads half a file
-        except OSError as e:
-            raise InstallError(f"cannot write {path}: {e.strerror}") from None
+        files.make_parents(path)  # recorded: uninstall removes them again if left empty
+        files.replace(path, text.encode("utf-8"), new_mode=0o644)  # code, no secret in it
         plan.applied = True
     return plan
 
@@ -138,11 +132,14 @@ def uninstall(path: Path, *, dry_run: bool = False) -> Plan:
     plan.changes.append("remove agentd's plugin")
     if not dry_run:
         try:
-            path.unlink()
+            path.unlink()  # a symlink (dotfiles): the link goes, its target stays
         except FileNotFoundError:
             pass
         except OSError as e:
             raise InstallError(f"cannot remove {path}: {e.strerror}") from None
+        plan.notes += [
+            f"Removed {d} (agentd had made it)" for d in files.remove_created_parents(path)
+        ]
         plan.applied = True
     return plan
 
@@ -161,4 +158,4 @@ def summary(plan: Plan, *, dry_run: bool, installing: bool) -> list[str]:
     for change in plan.changes:
         verb, what = change.split(" ", 1)
         lines.append(f"{'Would ' + verb if dry_run else past.get(verb, verb)} {what}: {plan.path}")
-    return lines
+    return lines + plan.notes
