@@ -129,8 +129,10 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def create_app(db_path: Path, *, host: str = "127.0.0.1", token: str | None = None) -> Guard:
-    """The dashboard over the database at db_path, behind the Host/token guard."""
+def create_app(db_path: Path, *, token: str, host: str = "127.0.0.1",
+               token_file: Path | None = None) -> Guard:  # fmt: skip
+    """The dashboard over the database at db_path, behind the token/Host guard (token_file: where
+    the refusal page says the token is)."""
     env = _env()
     watcher = Watcher(db_path)
     changed = asyncio.Event()  # replaced after each change; stream clients wait on it
@@ -219,7 +221,8 @@ def create_app(db_path: Path, *, host: str = "127.0.0.1", token: str | None = No
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.changed = changed
-    return Guard(app, bound_host=host, token=token)
+    return Guard(app, bound_host=host, token=token,
+                 token_file=str(token_file) if token_file else None)  # fmt: skip
 
 
 def _api_url(request: Request) -> str:
