@@ -7,6 +7,9 @@ real `agentd ui` process."""
 # ruff: noqa: F811 (test_ui's fixtures `db` and `now`, imported, are parameters here)
 from __future__ import annotations
 
+import csv
+import io
+import logging
 import os
 import re
 import signal
@@ -24,6 +27,7 @@ from starlette.testclient import TestClient
 from test_ui import BASE, MIN, _insert, db, now  # noqa: F401 (fixtures)
 
 from agentd.db.store import connect_sync
+from agentd.ui import format as fmt
 from agentd.ui.app import create_app
 from conftest import wait_for
 
@@ -205,7 +209,56 @@ def test_off_loopback_any_host_is_served_with_the_token(db: Path) -> None:
         assert c.get("/api/overview", headers={**AUTH, "Host": "192.0.2.2"}).status_code == 403
 
 
-# 5, 6. A non-ASCII token, the redirect's path ----------------------------------------------
+# 3. Extreme timestamps ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("at", [253402343999000, -62135640000000])
+def test_an_extreme_timestamp_renders_every_page(db: Path, at: int) -> None:
+    _add(db, id="s-far", source="claude", title="far away", created_at=at, updated_at=at)
+    conn = connect_sync(db)
+    _insert(conn, "tools", id="s-far:0", session_id="s-far", source="claude", tool_name="Bash",
+            success=1, duration_ms=5, started_at=at, ended_at=at + 5, created_at=at)  # fmt: skip
+    _insert(conn, "messages", id="m-far", session_id="s-far", source="claude", role="assistant",
+            prompt_tokens=10, completion_tokens=1, created_at=at)  # fmt: skip
+    conn.commit()
+    conn.close()
+    with TestClient(create_app(db, token=TOKEN), base_url=BASE, headers=AUTH) as c:
+        for path in ("/", "/sessions", "/sessions/s-far", "/tools?since=all", "/files",
+                     "/api/overview", "/api/sessions"):  # fmt: skip
+            assert c.get(path).status_code == 200, path
+        assert str(at) in c.get("/sessions").text  # shown as the raw value
+    assert fmt.when(at) == f"{at} (epoch ms)"
+
+
+# 4. A corrupt database ---------------------------------------------------------------------
+
+
+def test_a_corrupt_database_is_a_clear_503(db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with TestClient(create_app(db, token=TOKEN), base_url=BASE, headers=AUTH) as c:
+        assert c.get("/api/sessions").status_code == 200
+        with open(db, "r+b") as f:  # what the adversary did while the dashboard ran
+            f.write(b"garbage!" * 512)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            r = c.get("/api/sessions")
+            assert r.status_code == 503
+            assert r.headers["content-type"] == "application/json"
+            assert "database" in r.json()["error"] and "\n" not in r.json()["error"]
+            page = c.get("/sessions")
+            assert page.status_code == 503 and "text/html" in page.headers["content-type"]
+    ours = [rec for rec in caplog.records if rec.name.startswith("agentd.ui")]
+    assert len(ours) == 2 and all(rec.exc_info is None for rec in ours)
+    assert all("\n" not in rec.getMessage() for rec in ours)
+
+
+# 5. Unicode in limit, token and path -------------------------------------------------------
+
+
+def test_a_unicode_digit_limit_is_a_400(client: TestClient) -> None:
+    for value in ("%C2%B2", "%D9%A3", "1%C2%B2"):  # ² and ٣: str.isdigit() says yes
+        r = client.get(f"/api/sessions?limit={value}")
+        assert r.status_code == 400 and "limit" in r.json()["error"], value
+    assert client.get("/api/files?limit=%C2%B2").status_code == 400
 
 
 def test_a_non_ascii_token_is_a_401(db: Path) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -40,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 POLL_SECONDS = 0.25  # how often the server looks for new data (PRAGMA data_version)
 HEARTBEAT_SECONDS = 15.0
 _encoder = msgspec.json.Encoder()
+_log = logging.getLogger("agentd.ui")
 
 
 def _env() -> Environment:
@@ -149,6 +151,12 @@ def create_app(db_path: Path, *, token: str, host: str = "127.0.0.1",
             return _error(env, request, kind, 400, str(e))
         except LookupError as e:
             return _error(env, request, kind, 404, str(e.args[0]))
+        except sqlite3.DatabaseError as e:  # damaged, replaced, or locked past the timeout
+            # One line, no traceback: the dashboard is fine, the file is not (or not now).
+            _log.warning("agentd ui: %s %s: cannot read %s: %s", request.method, request.url.path,
+                         db_path, e)  # fmt: skip
+            return _error(env, request, kind, 503, f"The database cannot be read now ({e}). "
+                          "`agentd doctor` checks it.")  # fmt: skip
         finally:
             conn.close()
         if kind == "json" and request.query_params.get("format") == "csv":

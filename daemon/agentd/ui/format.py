@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-__all__ = ["number", "duration", "when", "money", "percent", "FILTERS"]
+__all__ = ["number", "duration", "when", "local", "money", "percent", "FILTERS"]
 
 
 def number(value: float | None) -> str:
@@ -34,10 +34,21 @@ def duration(ms: float | None) -> str:
     return f"{h}h {m:02d}m"
 
 
+def local(ms: float) -> datetime | None:
+    """The local time of epoch `ms`; None outside what datetime holds (years 1 to 9999, an
+    imported `9999-12-31T23:59:59-12:00` is in year 10000): such a time is shown raw."""
+    try:
+        return datetime.fromtimestamp(ms / 1000)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def when(ms: int | None) -> str:
     if not ms:
         return "–"
-    moment = datetime.fromtimestamp(ms / 1000)
+    moment = local(ms)
+    if moment is None:
+        return f"{ms} (epoch ms)"
     if moment.date() == datetime.now().date():
         return moment.strftime("%H:%M:%S")
     return moment.strftime("%Y-%m-%d %H:%M")
