@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -297,6 +298,18 @@ def test_overview_and_files_match_the_database(world: World, page: Any) -> None:
                         "FROM file_operations GROUP BY file_path"):  # fmt: skip
         assert _cell(page, f'tr[data-file="{f["file_path"]}"]', "writes") == str(f["writes"])
     _shoot(world, page, "files")
+
+
+def test_the_files_filter_keeps_its_file(world: World, page: Any) -> None:
+    (f,) = world.rows("SELECT file_path FROM file_operations WHERE operation_type != 'read' "
+                      "ORDER BY file_path LIMIT 1")  # fmt: skip
+    page.goto(world.url + "/files?" + urllib.parse.urlencode({"path": f["file_path"]}))
+    page.select_option("select[name=since]", "30d")
+    page.click("form.filters button[type=submit]")  # what a user does: Apply
+    page.wait_for_url("**since=30d**")
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)
+    assert query["path"] == [f["file_path"]] and query["since"] == ["30d"]
+    assert page.locator("tr[data-file]").count() == 1
 
 
 def test_a_hook_event_appears_on_the_open_page(world: World, page: Any) -> None:

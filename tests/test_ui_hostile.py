@@ -280,3 +280,53 @@ def test_the_token_redirect_stays_on_this_site_and_encodes_the_path(db: Path) ->
         assert where("/%0d%0aSet-Cookie:%20x=1") == "/%0D%0ASet-Cookie:%20x=1"  # one header
         r = c.get(f"{BASE}/tools?since=30d&token={TOKEN}")
         assert r.status_code == 303 and r.headers["location"] == "/tools?since=30d"
+
+
+# 7. The files filter keeps its path --------------------------------------------------------
+
+
+def test_the_files_filter_keeps_its_path(client: TestClient) -> None:
+    text = client.get("/files?path=/src/app/login.py").text
+    assert '<input type="hidden" name="path" value="/src/app/login.py">' in text
+    assert "&lt;input" not in text
+    hostile = client.get('/files?path="><b>x').text
+    assert '<input type="hidden" name="path" value="&#34;&gt;&lt;b&gt;x">' in hostile
+
+
+# 8. CSV formulas ---------------------------------------------------------------------------
+
+
+def test_csv_cells_cannot_start_a_formula(db: Path, client: TestClient, now: int) -> None:
+    titles = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB",
+              "\rCR", "plain"]  # fmt: skip
+    for i, title in enumerate(titles):
+        # ended before it started: a negative duration, a number that must stay one
+        _add(db, id=f"s-f{i}", source="claude", title=title, created_at=now - MIN,
+             updated_at=now - 2 * MIN, ended_at=now - 2 * MIN)  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/sessions?format=csv").text)))
+    got = {r["id"]: r for r in rows}
+    for i, title in enumerate(titles):
+        expected = title if title == "plain" else "'" + title
+        assert got[f"s-f{i}"]["title"] == expected
+        assert got[f"s-f{i}"]["duration_ms"] == str(-MIN)  # a number: left alone
+    # JSON keeps the raw value.
+    data = {r["id"]: r for r in client.get("/api/sessions").json()["data"]}
+    assert data["s-f0"]["title"] == titles[0]
+    assert "formula" in (Path(__file__).resolve().parents[1] / "docs" / "ui.md").read_text()
+
+
+# 9. Bidi controls --------------------------------------------------------------------------
+
+
+def test_bidi_controls_are_shown_not_obeyed(db: Path, client: TestClient, now: int) -> None:
+    _add(db, id="s-rtl", source="claude", title="\u202eRTL gnp.exe\u202c",
+         project_path="/p/\u2067x", project_name="pro\u2066ject", model="m\u200fodel",
+         created_at=now - MIN, updated_at=now - MIN)  # fmt: skip
+    controls = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f]")
+    for path in ("/sessions", "/sessions/s-rtl", "/", "/tools", "/files"):
+        text = client.get(path).text
+        assert not controls.search(text), path
+    text = client.get("/sessions").text
+    assert "<bdi>[U+202E]RTL gnp.exe[U+202C]</bdi>" in text
+    assert "<bdi>pro[U+2066]ject</bdi>" in text and "m[U+200F]odel" in text
+    assert client.get("/api/sessions/s-rtl").json()["data"]["session"]["title"].startswith("\u202e")
