@@ -382,7 +382,9 @@ def test_project_filter_uses_the_rollup_only_when_the_project_holds_every_call(t
 def test_tools_endpoint_matches_the_database_on_a_large_window(tmp_path):
     path = tmp_path / "a.db"
     _fill(path, 2 * toolstats.EXACT_LIMIT, seed=5)  # 3/4 of them in the last 30 days
-    with TestClient(create_app(path), base_url="http://127.0.0.1") as client:
+    token = "rollup-test-token-0123"  # every dashboard request needs one (docs/ui.md)
+    with TestClient(create_app(path, token=token), base_url="http://127.0.0.1",
+                    headers={"Authorization": f"Bearer {token}"}) as client:  # fmt: skip
         since = NOW - 30 * DAY  # an epoch, not "30d": the window must not move during the test
         data = client.get(f"/api/tools?since={since}").json()["data"]
         page = client.get(f"/tools?since={since}").text

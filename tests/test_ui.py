@@ -19,10 +19,12 @@ from agentd.db.store import connect_sync
 from agentd.query.reports import nearest_rank
 from agentd.ui.app import create_app
 from agentd.ui.db import UIError, Watcher, connect
-from agentd.ui.server import check_bind, url_for
+from agentd.ui.server import token_for, urls_for
 
 MIN = 60_000
 BASE = "http://127.0.0.1"
+TOKEN = "test-ui-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}  # every request needs the token
 
 
 def _insert(conn: sqlite3.Connection, table: str, **row: object) -> None:
@@ -88,7 +90,7 @@ def db(tmp_path: Path, now: int) -> Path:
 
 @pytest.fixture
 def client(db: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(db), base_url=BASE) as c:
+    with TestClient(create_app(db, token=TOKEN), base_url=BASE, headers=AUTH) as c:
         yield c
 
 
@@ -190,7 +192,7 @@ def test_bad_input_is_a_clear_400_and_a_missing_session_a_404(client: TestClient
 
 
 def test_security_headers_and_host_check(db: Path) -> None:
-    with TestClient(create_app(db), base_url=BASE) as c:
+    with TestClient(create_app(db, token=TOKEN), base_url=BASE, headers=AUTH) as c:
         r = c.get("/")
         csp = r.headers["content-security-policy"]
         assert "default-src 'self'" in csp and "script-src 'self'" in csp
@@ -218,13 +220,19 @@ def test_token_link_sets_a_cookie(db: Path) -> None:
         assert c.get("/tools?token=wrong").status_code == 401
 
 
-def test_bind_rule() -> None:
-    check_bind("127.0.0.1", None)
-    check_bind("::1", None)
-    with pytest.raises(UIError, match="--token"):
-        check_bind("0.0.0.0", None)
-    check_bind("0.0.0.0", "secret")
-    assert url_for("0.0.0.0", 8765, "x") == "http://127.0.0.1:8765/?token=x"
+def test_token_rule_and_printed_links(tmp_path: Path) -> None:
+    assert token_for("given-token", tmp_path) == ("given-token", None)
+    assert not (tmp_path / "ui-token").exists()  # a given token is not stored
+    token, where = token_for(None, tmp_path)
+    assert where == tmp_path / "ui-token" and where.read_text().strip() == token
+    for bad in ("two words", "semi;colon", "é"):
+        with pytest.raises(UIError, match="visible ASCII"):
+            token_for(bad, tmp_path)
+    assert urls_for("127.0.0.1", 8765, "x") == ["http://127.0.0.1:8765/?token=x"]
+    assert urls_for("::1", 1, "a+b&c") == ["http://[::1]:1/?token=a%2Bb%26c"]
+    local, other = urls_for("0.0.0.0", 8765, "x")
+    assert local == "http://127.0.0.1:8765/?token=x"
+    assert other == f"http://{__import__('socket').gethostname()}:8765/?token=x"
 
 
 def test_watcher_sees_another_connections_commit(db: Path) -> None:
@@ -252,14 +260,14 @@ def test_the_connection_cannot_write(db: Path) -> None:
 
 
 def test_the_outcome_column_counts_as_an_error_report(db: Path) -> None:
-    with TestClient(create_app(db), base_url=BASE) as c:
+    with TestClient(create_app(db, token=TOKEN), base_url=BASE, headers=AUTH) as c:
         before = {r["id"]: r for r in c.get("/api/sessions").json()["data"]}
     fine = next(sid for sid, r in before.items() if r["outcome"] != "error")
     writer = sqlite3.connect(db)
     writer.execute("UPDATE sessions SET outcome = 'error' WHERE id = ?", (fine,))
     writer.commit()
     writer.close()
-    with TestClient(create_app(db), base_url=BASE) as c:
+    with TestClient(create_app(db, token=TOKEN), base_url=BASE, headers=AUTH) as c:
         rows = {r["id"]: r for r in c.get("/api/sessions").json()["data"]}
     assert rows[fine]["outcome"] == "error"
 
@@ -271,17 +279,18 @@ def test_the_time_index_replaces_its_prefix(db: Path) -> None:
     assert "tools_ui_time" in names and "tools_created_at" not in names
 
 
-def test_cli_refuses_a_missing_database_and_an_open_bind(tmp_path: Path) -> None:
+def test_cli_refuses_a_missing_database_and_a_bad_token(db: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    env = {"AGENTD_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    env = {"AGENTD_HOME": str(tmp_path / "empty"), "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-m", "agentd", "ui", "--port", "0"], env=env,
                        capture_output=True, text=True, timeout=30)  # fmt: skip
     assert r.returncode == 1 and "no database" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "agentd", "ui", "--host", "0.0.0.0"], env=env,
+    env = {"AGENTD_HOME": str(db.parent), "PATH": "/usr/bin:/bin", "AGENTD_UI_TOKEN": "a;b"}
+    r = subprocess.run([sys.executable, "-m", "agentd", "ui", "--port", "0"], env=env,
                        capture_output=True, text=True, timeout=30)  # fmt: skip
-    assert r.returncode == 1 and "--token" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "visible ASCII" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_every_endpoint_and_filter_is_documented() -> None:

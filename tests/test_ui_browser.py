@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -43,7 +45,8 @@ class World:
     home: Path
     db: Path
     env: dict[str, str]
-    url: str
+    url: str  # the server's address; pages get the token from the link below, once
+    link: str  # the `?token=` link `agentd ui` printed
     claude_session: str
     opencode_session: str
     shots: Path
@@ -104,7 +107,8 @@ def _opencode_session(root: Path, env: dict[str, str]) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def _serve(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`agentd ui` on a free port: the process, its address, and the link it printed."""
     # The free port may be taken between _free_port and the server's bind (another engineer's
     # process): then the server exits saying so, and another port is tried.
     for _ in range(5):
@@ -128,7 +132,10 @@ def _serve(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[bytes], st
         if proc.poll() is None or "in use" not in log.read_text():
             break
     assert proc.poll() is None, log.read_text()
-    return proc, url
+    # The link is printed before uvicorn binds: it is in the log once the port answers.
+    printed = re.search(r"at (http://\S+)", log.read_text())
+    assert printed and printed[1].startswith(url + "/?token="), log.read_text()
+    return proc, url, printed[1]
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -163,9 +170,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         assert wait_for(lambda: spool_empty(daemon.config), 60)
         (oc,) = query_db(db, "SELECT id FROM sessions WHERE source = 'opencode' "
                              "AND parent_session_id IS NULL")  # fmt: skip
-        ui, url = _serve(env)
+        ui, url, link = _serve(env)
         shots = tmp_path_factory.mktemp("ui-shots")
-        yield World(home, db, env, url, claude, oc["id"], shots)
+        yield World(home, db, env, url, link, claude, oc["id"], shots)
     finally:
         if ui is not None:
             _stop(ui)
@@ -186,9 +193,11 @@ def browser(world: World) -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(world: World, browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     pg = context.new_page()
+    pg.goto(world.link)  # what a user does first: the printed link, its token into a cookie
+    assert pg.url == world.url + "/"
     outside: list[str] = []
     pg.on(
         "request",
@@ -291,6 +300,18 @@ def test_overview_and_files_match_the_database(world: World, page: Any) -> None:
     _shoot(world, page, "files")
 
 
+def test_the_files_filter_keeps_its_file(world: World, page: Any) -> None:
+    (f,) = world.rows("SELECT file_path FROM file_operations WHERE operation_type != 'read' "
+                      "ORDER BY file_path LIMIT 1")  # fmt: skip
+    page.goto(world.url + "/files?" + urllib.parse.urlencode({"path": f["file_path"]}))
+    page.select_option("select[name=since]", "30d")
+    page.click("form.filters button[type=submit]")  # what a user does: Apply
+    page.wait_for_url("**since=30d**")
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)
+    assert query["path"] == [f["file_path"]] and query["since"] == ["30d"]
+    assert page.locator("tr[data-file]").count() == 1
+
+
 def test_a_hook_event_appears_on_the_open_page(world: World, page: Any) -> None:
     page.goto(world.url + "/sessions")
     page.wait_for_selector("#conn.on")  # the live stream is connected
@@ -331,23 +352,33 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_a_wrong_host_header_is_refused(world: World) -> None:
     status, headers, body = _get(world.url + "/api/sessions", {"Host": "evil.example:80"})
     assert status == 403 and b"not allowed" in body
-    status, headers, _ = _get(world.url + "/api/sessions", {"Host": "localhost"})
+    status, headers, _ = _get(world.url + "/api/sessions", {"Host": "localhost", **_bearer(world)})
     assert status == 200
     assert headers["content-security-policy"].startswith("default-src 'self'")
 
 
-def test_a_token_is_required_when_set_and_off_loopback(world: World, page: Any) -> None:
-    refused = subprocess.run([sys.executable, "-m", "agentd", "ui", "--host", "0.0.0.0"],
-                             env=world.env, capture_output=True, text=True, timeout=30)  # fmt: skip
-    assert refused.returncode == 1
-    assert "needs" not in refused.stdout and "--token" in refused.stderr
-    assert "Traceback" not in refused.stderr
-    proc, url = _serve(world.env, "--token", "s3cret-token")
+def _bearer(world: World) -> dict[str, str]:
+    return {"Authorization": f"Bearer {world.link.split('?token=')[1]}"}
+
+
+def test_the_token_is_required_on_loopback_and_kept_in_the_state_dir(world: World) -> None:
+    token = (world.home / "ui-token").read_text().strip()
+    assert world.link == f"{world.url}/?token={token}"
+    status, _, body = _get(world.url + "/api/sessions")  # another local user, no token
+    assert status == 401 and str(world.home / "ui-token").encode() in body
+    assert _get(world.url + "/api/sessions", {"Authorization": "Bearer wrong"})[0] == 401
+    assert _get(world.url + "/api/sessions", _bearer(world))[0] == 200
+
+
+def test_a_token_from_the_environment(world: World, page: Any) -> None:
+    # AGENTD_UI_TOKEN, not --token: a command line is visible to every user in `ps`.
+    proc, url, link = _serve(dict(world.env, AGENTD_UI_TOKEN="s3cret-token"))
     try:
+        assert link == url + "/?token=s3cret-token"
         assert _get(url + "/api/sessions")[0] == 401
         assert _get(url + "/api/sessions", {"Authorization": "Bearer wrong"})[0] == 401
         assert _get(url + "/api/sessions", {"Authorization": "Bearer s3cret-token"})[0] == 200
-        page.goto(url + "/sessions?token=s3cret-token")  # the link `agentd ui` prints
+        page.goto(url + "/sessions?token=s3cret-token")
         assert page.url == url + "/sessions"  # the token went into a cookie, out of the URL
         assert page.locator(f'tr[data-session="{world.claude_session}"]').count() == 1
         page.goto("about:blank")  # close its event stream before the server stops

@@ -213,7 +213,9 @@ def test_the_sessions_report_and_the_dashboard_show_the_same_cost(daemon, agentd
          "all", "--format", "json"], env=agentd_env, capture_output=True, text=True, check=True,
     ).stdout)  # fmt: skip
     assert usage["cost"] == pytest.approx(mixed_cost)  # the same sum as the usage report's
-    with TestClient(create_app(agentd_home / "agentd.db"), base_url="http://127.0.0.1") as ui:
+    token = "usage-test-token-0123"  # every dashboard request needs one (docs/ui.md)
+    with TestClient(create_app(agentd_home / "agentd.db", token=token), base_url="http://127.0.0.1",
+                    headers={"Authorization": f"Bearer {token}"}) as ui:  # fmt: skip
         listed = {r["id"]: r["cost"] for r in ui.get("/api/sessions?since=all").json()["data"]}
         assert listed == costs
         page = ui.get(f"/api/sessions/{claude}").json()["data"]

@@ -1,8 +1,9 @@
 """`agentd ui`: a live local dashboard over the agentd database, read-only.
 
-server.py    run(): bind and token checks, uvicorn, --open
+server.py    run(): the token, bind checks, the printed links, uvicorn, --open
 app.py       the ASGI app: routes (page / JSON / CSV per view), the live event stream
-security.py  Host header check, token, CSP and other response headers
+security.py  token, Host header check (loopback binds), CSP and other response headers
+tokenfile.py the token kept in the state dir (ui-token) when none is given
 db.py        the read-only connection and the change watcher (PRAGMA data_version)
 filters.py   the query-string filters every view shares
 views.py     overview, sessions, tools, files: data as dicts

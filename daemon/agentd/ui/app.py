@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -40,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 POLL_SECONDS = 0.25  # how often the server looks for new data (PRAGMA data_version)
 HEARTBEAT_SECONDS = 15.0
 _encoder = msgspec.json.Encoder()
+_log = logging.getLogger("agentd.ui")
 
 
 def _env() -> Environment:
@@ -48,6 +50,7 @@ def _env() -> Environment:
         autoescape=select_autoescape(default=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=fmt.visible,
     )
     env.filters.update(FILTERS)
     env.globals.update(charts=charts, fmt=fmt, version=__version__, AGENTS=AGENTS, OUTCOMES=OUTCOMES,
@@ -120,17 +123,30 @@ VIEWS = {
 }  # fmt: skip
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (`=HYPERLINK(...)` in a session title),
+    made text by a leading `'` (OWASP's CSV injection rule). Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     if rows:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     return out.getvalue()
 
 
-def create_app(db_path: Path, *, host: str = "127.0.0.1", token: str | None = None) -> Guard:
-    """The dashboard over the database at db_path, behind the Host/token guard."""
+def create_app(db_path: Path, *, token: str, host: str = "127.0.0.1",
+               token_file: Path | None = None) -> Guard:  # fmt: skip
+    """The dashboard over the database at db_path, behind the token/Host guard (token_file: where
+    the refusal page says the token is)."""
     env = _env()
     watcher = Watcher(db_path)
     changed = asyncio.Event()  # replaced after each change; stream clients wait on it
@@ -147,6 +163,12 @@ def create_app(db_path: Path, *, host: str = "127.0.0.1", token: str | None = No
             return _error(env, request, kind, 400, str(e))
         except LookupError as e:
             return _error(env, request, kind, 404, str(e.args[0]))
+        except sqlite3.DatabaseError as e:  # damaged, replaced, or locked past the timeout
+            # One line, no traceback: the dashboard is fine, the file is not (or not now).
+            _log.warning("agentd ui: %s %s: cannot read %s: %s", request.method, request.url.path,
+                         db_path, e)  # fmt: skip
+            return _error(env, request, kind, 503, f"The database cannot be read now ({e}). "
+                          "`agentd doctor` checks it.")  # fmt: skip
         finally:
             conn.close()
         if kind == "json" and request.query_params.get("format") == "csv":
@@ -219,7 +241,8 @@ def create_app(db_path: Path, *, host: str = "127.0.0.1", token: str | None = No
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.changed = changed
-    return Guard(app, bound_host=host, token=token)
+    return Guard(app, bound_host=host, token=token,
+                 token_file=str(token_file) if token_file else None)  # fmt: skip
 
 
 def _api_url(request: Request) -> str:

@@ -7,12 +7,11 @@ and the tables share one palette. Hover text is SVG `<title>`, which every brows
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from markupsafe import Markup, escape
 
-from agentd.ui.format import duration, number
+from agentd.ui.format import duration, local, number
 
 __all__ = ["stacked_days", "outcome_days", "week_heatmap", "waterfall", "usage_line"]
 
@@ -180,7 +179,8 @@ def usage_line(usage: Sequence[dict[str, Any]], start: int, label: str) -> Marku
         x = PAD_L + (W - PAD_L - 8) * ((u["at"] or start) - start) / (t1 - start)
         y = PAD_T + plot * (1 - u["tokens"] / top)
         points.append(f"{x:.1f},{y:.1f}")
-        at = datetime.fromtimestamp((u["at"] or start) / 1000).strftime("%H:%M:%S")
+        moment = local(u["at"] or start)
+        at = moment.strftime("%H:%M:%S") if moment else str(u["at"] or start)
         dots.append(f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{at}: '
                     f"{number(u['tokens'])} tokens, ${u['cost']:.4f}</title></circle>")  # fmt: skip
     body.append(f'<polyline class="line" points="{" ".join(points)}"/>')

@@ -50,7 +50,11 @@ class Filters:
             raise FilterError(f"since: {e}") from None
         raw_limit = text("limit")
         if raw_limit is not None:
-            if not raw_limit.isdigit() or not 0 < int(raw_limit) <= MAX_LIMIT:
+            # isascii: "²" and "٣" are digits to isdigit(), and int() refuses the first.
+            if (
+                not (raw_limit.isascii() and raw_limit.isdigit())
+                or not 0 < int(raw_limit) <= MAX_LIMIT
+            ):
                 raise FilterError(f"limit must be a whole number from 1 to {MAX_LIMIT}")
             limit = int(raw_limit)
         return cls(agent, text("project"), outcome, chosen, text("q"), text("path"), limit)

@@ -4,8 +4,11 @@ raw values)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-__all__ = ["number", "duration", "when", "money", "percent", "FILTERS"]
+from markupsafe import Markup
+
+__all__ = ["number", "duration", "when", "local", "money", "percent", "visible", "FILTERS"]
 
 
 def number(value: float | None) -> str:
@@ -34,10 +37,21 @@ def duration(ms: float | None) -> str:
     return f"{h}h {m:02d}m"
 
 
+def local(ms: float) -> datetime | None:
+    """The local time of epoch `ms`; None outside what datetime holds (years 1 to 9999, an
+    imported `9999-12-31T23:59:59-12:00` is in year 10000): such a time is shown raw."""
+    try:
+        return datetime.fromtimestamp(ms / 1000)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def when(ms: int | None) -> str:
     if not ms:
         return "–"
-    moment = datetime.fromtimestamp(ms / 1000)
+    moment = local(ms)
+    if moment is None:
+        return f"{ms} (epoch ms)"
     if moment.date() == datetime.now().date():
         return moment.strftime("%H:%M:%S")
     return moment.strftime("%Y-%m-%d %H:%M")
@@ -51,6 +65,23 @@ def money(value: float | None) -> str:
 
 def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
+
+
+# Bidi controls (embeddings, overrides, isolates, marks): in a title they would reorder what
+# follows (`\u202eRTL gnp.exe` reads "exe.png LTR"), so the pages show them as [U+XXXX].
+_BIDI = {
+    c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F)
+}
+
+
+def visible(value: Any) -> Any:
+    """What every `{{ }}` of the templates shows (the Jinja environment's finalize): text with
+    its bidi controls made visible. Markup (macros, charts) too: their text is user data."""
+    if isinstance(value, Markup):
+        return Markup(str.translate(value, _BIDI))
+    if isinstance(value, str):
+        return value.translate(_BIDI)
+    return value
 
 
 FILTERS = {"number": number, "duration": duration, "when": when, "money": money,

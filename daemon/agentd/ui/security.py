@@ -1,16 +1,18 @@
-"""What keeps the dashboard private to its user: a Host header check (DNS rebinding), a token
-when one is set (always, off loopback), and response headers that forbid any request to
-another origin. Pure ASGI middleware, in front of every route, static files included."""
+"""What keeps the dashboard private to its user: a token on every request (another local user
+can reach a loopback port too), a Host header check on loopback binds (DNS rebinding), and
+response headers that forbid any request to another origin. Pure ASGI middleware, in front of
+every route, static files included."""
 
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
-__all__ = ["Guard", "LOOPBACK", "COOKIE", "CSP", "is_loopback"]
+__all__ = ["Guard", "LOOPBACK", "COOKIE", "CSP", "is_loopback", "same_origin_path", "usable_token"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -35,6 +37,15 @@ HEADERS = [
 ]
 
 
+# What a cookie value carries as is (RFC 6265's cookie-octet): visible ASCII but for `"`, `,`,
+# `;` and `\`. A token outside it could not be kept in the cookie the `?token=` link sets.
+_COOKIE_SAFE = re.compile(r"[!#-+\--:<-\[\]-~]{1,512}")
+
+
+def usable_token(token: str) -> bool:
+    return _COOKIE_SAFE.fullmatch(token) is not None
+
+
 def is_loopback(host: str) -> bool:
     return host.strip("[]") in LOOPBACK or host.startswith("127.")
 
@@ -46,14 +57,40 @@ def _host_name(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-class Guard:
-    """Refuses a request whose Host is not this server (403) or that lacks the token (401);
-    adds the security headers to every response."""
+def same_origin_path(path: str) -> str:
+    """`path` as a Location that stays on this server: one leading slash (`//host/x` would be
+    another site), and percent-encoded (a `\\`, a CR LF or a non-ASCII character would make
+    another site, a split header, or no header at all)."""
+    return "/" + quote(path.lstrip("/"), safe="/:@!$&'()*+,;=-._~")
 
-    def __init__(self, app: ASGIApp, *, bound_host: str, token: str | None) -> None:
+
+def _same(given: str, token: bytes) -> bool:
+    # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, then a 500).
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token)
+
+
+class Guard:
+    """Refuses a request that lacks the token (401) or, on a loopback bind, whose Host is not
+    this server (403); adds the security headers to every response.
+
+    Off loopback any Host is served: other machines name this one as they know it (an address,
+    a hostname), and the token is the defence there. A DNS-rebinding page cannot present it: it
+    does not know it, and the cookie (SameSite=Strict) belongs to the dashboard's own address.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, bound_host: str, token: str, token_file: str | None = None
+    ) -> None:
+        if not usable_token(token):
+            raise ValueError("the dashboard needs a token of visible ASCII characters")
         self.app = app
-        self.token = token
-        self.allowed = set(LOOPBACK) | {bound_host.strip("[]").lower()}
+        self.token = token.encode()
+        self.allowed: set[str] | None = (
+            set(LOOPBACK) | {bound_host.strip("[]").lower()} if is_loopback(bound_host) else None
+        )
+        where = f"; the token is in {token_file}" if token_file else ""
+        self.refusal = ("This dashboard needs its token: open the link `agentd ui` printed (it "
+                        f"ends in ?token=...){where}.")  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,26 +98,24 @@ class Guard:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         host = _host_name(headers.get("host", "")).lower()
-        if host not in self.allowed:
+        if self.allowed is not None and host not in self.allowed:
             await _plain(send, 403, f"Host {host or '(none)'!r} is not allowed: open the "
                          "dashboard at the address `agentd ui` printed.")  # fmt: skip
             return
-        if self.token is not None:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-            given = query.get("token")
-            if given is not None and hmac.compare_digest(given, self.token):
-                # A `?token=` link: keep it as a cookie, then drop it from the address bar.
-                query.pop("token")
-                location = scope["path"] + (f"?{urlencode(query)}" if query else "")
-                await _redirect(send, location, self.token)
-                return
-            cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
-            bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
-            presented = (cookie.value if cookie else "") or bearer
-            if not presented or not hmac.compare_digest(presented, self.token):
-                await _plain(send, 401, "This dashboard needs its token: open the link "
-                             "`agentd ui` printed (it ends in ?token=...).")  # fmt: skip
-                return
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        given = query.get("token")
+        if given is not None and _same(given, self.token):
+            # A `?token=` link: keep it as a cookie, then drop it from the address bar.
+            query.pop("token")
+            location = same_origin_path(scope["path"]) + (f"?{urlencode(query)}" if query else "")
+            await _redirect(send, location, self.token)
+            return
+        cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
+        bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        presented = (cookie.value if cookie else "") or bearer
+        if not presented or not _same(presented, self.token):
+            await _plain(send, 401, self.refusal)
+            return
 
         async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -98,10 +133,10 @@ async def _plain(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _redirect(send: Send, location: str, token: str) -> None:
-    cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+async def _redirect(send: Send, location: str, token: bytes) -> None:
+    cookie = f"{COOKIE}={token.decode()}; Path=/; HttpOnly; SameSite=Strict"
     await send({"type": "http.response.start", "status": 303,
-                "headers": [(b"location", location.encode("latin-1")),
+                "headers": [(b"location", location.encode("ascii")),
                             (b"set-cookie", cookie.encode("latin-1")),
                             (b"content-length", b"0"), *HEADERS]})  # fmt: skip
     await send({"type": "http.response.body", "body": b""})

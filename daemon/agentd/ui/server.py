@@ -1,40 +1,57 @@
-"""Serving the dashboard: bind checks, the token rule, uvicorn, the browser.
+"""Serving the dashboard: the token, bind checks, uvicorn, the browser.
 
-The CLI (cli/ui.py) calls `run(**options)`; tests call `check_bind` and `create_app` directly.
+The CLI (cli/ui.py) calls `run(**options)`; tests call `token_for`, `urls_for` and `create_app`
+directly.
 """
 
 from __future__ import annotations
 
 import contextlib
-import secrets
 import socket
 import threading
 import webbrowser
 from pathlib import Path
+from urllib.parse import quote
 
 import uvicorn
 
 from agentd.ui.app import create_app
 from agentd.ui.db import UIError, connect
-from agentd.ui.security import is_loopback
+from agentd.ui.security import usable_token
+from agentd.ui.tokenfile import TOKEN_FILE, load_or_create
 
-__all__ = ["run", "check_bind", "url_for"]
+__all__ = ["run", "token_for", "urls_for"]
 
-
-def check_bind(host: str, token: str | None) -> None:
-    """A dashboard reachable from other machines needs a token; refuse to start without one."""
-    if not is_loopback(host) and not token:
-        raise UIError(
-            f"refusing to serve on {host}: that address is reachable from other machines.\n"
-            "Give a token (--token, or AGENTD_UI_TOKEN), e.g. "
-            f"--token {secrets.token_urlsafe(16)}, or serve on 127.0.0.1 (the default)."
-        )
+_WILDCARD = ("0.0.0.0", "::", "")
 
 
-def url_for(host: str, port: int, token: str | None) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    shown = f"[{shown}]" if ":" in shown else shown
-    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+def token_for(given: str | None, state_dir: Path) -> tuple[str, Path | None]:
+    """The token every request must carry, loopback included (another user of this machine can
+    reach a loopback port too), and the file it is kept in (None for a given one). Without one
+    given, the state dir's own (tokenfile.py), so links and cookies survive a restart."""
+    if given:
+        if not usable_token(given):
+            raise UIError("the token must be 1 to 512 visible ASCII characters, without "
+                          'spaces, `"`, `,`, `;` or `\\` (it is kept in a cookie)')  # fmt: skip
+        return given, None
+    try:
+        return load_or_create(state_dir), state_dir / TOKEN_FILE
+    except OSError as e:
+        raise UIError(f"cannot keep the dashboard's token in {state_dir / TOKEN_FILE}: {e}. "
+                      "Give one in AGENTD_UI_TOKEN instead.") from None  # fmt: skip
+
+
+def urls_for(host: str, port: int, token: str) -> list[str]:
+    """The links to print: this machine's own first (what --open opens), then, on a wildcard
+    bind, one naming the machine (its hostname) for the others."""
+
+    def url(name: str) -> str:
+        name = f"[{name}]" if ":" in name else name
+        return f"http://{name}:{port}/?token={quote(token, safe='')}"
+
+    if host in _WILDCARD:
+        return [url("127.0.0.1"), url(socket.gethostname())]
+    return [url(host)]
 
 
 def _bindable(host: str, port: int) -> int:
@@ -53,15 +70,15 @@ def _bindable(host: str, port: int) -> int:
         return int(s.getsockname()[1])
 
 
-def run(*, db_path: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-        open_browser: bool = False, log_level: str = "warning") -> None:  # fmt: skip
+def run(*, db_path: Path, state_dir: Path, host: str = "127.0.0.1", port: int = 8765,
+        token: str | None = None, open_browser: bool = False, log_level: str = "warning") -> None:  # fmt: skip
     """Serve until interrupted. Port 0 picks a free port."""
-    check_bind(host, token)
     connect(db_path).close()  # a clear error now rather than on the first page
+    token, token_file = token_for(token, state_dir)
     port = _bindable(host, port)
-    url = url_for(host, port, token)
+    urls = urls_for(host, port, token)
     config = uvicorn.Config(
-        create_app(db_path, host=host, token=token),
+        create_app(db_path, host=host, token=token, token_file=token_file),
         host=host,
         port=port,
         log_level=log_level,
@@ -70,7 +87,11 @@ def run(*, db_path: Path, host: str = "127.0.0.1", port: int = 8765, token: str 
         timeout_graceful_shutdown=2,  # open event streams would hold shutdown otherwise
     )
     server = uvicorn.Server(config)
-    print(f"agentd ui: serving {db_path} (read-only) at {url}", flush=True)
+    print(f"agentd ui: serving {db_path} (read-only) at {urls[0]}", flush=True)
+    for other in urls[1:]:
+        print(f"  from other machines: {other}", flush=True)
+    if token_file is not None:
+        print(f"The token is kept in {token_file} (delete it for a new one).", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
     if open_browser:
         # After the server is up: a browser opened first would show a connection error.
@@ -78,7 +99,7 @@ def run(*, db_path: Path, host: str = "127.0.0.1", port: int = 8765, token: str 
             while not server.started and not server.should_exit:
                 threading.Event().wait(0.05)
             if server.started:
-                webbrowser.open(url)
+                webbrowser.open(urls[0])
 
         threading.Thread(target=opener, daemon=True).start()
     server.run()

@@ -19,6 +19,7 @@ from agentd.query.costs import SESSION_COST
 from agentd.query.times import parse_time
 from agentd.ui.db import columns
 from agentd.ui.filters import Filters
+from agentd.ui.format import local
 from agentd.ui.toolstats import per_tool, scope as _scope
 
 __all__ = ["overview", "sessions", "tools", "files", "outcome_sql", "choices", "LIVE_MS"]
@@ -43,7 +44,9 @@ def outcome_sql(conn: sqlite3.Connection) -> str:
 
 
 def _local_day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d")
+    """`YYYY-MM-DD`, or "" for a time no calendar day holds (format.local): in no day's bucket."""
+    moment = local(ms)
+    return moment.strftime("%Y-%m-%d") if moment else ""
 
 
 def overview(conn: sqlite3.Connection, f: Filters, *, by: str = "project") -> dict[str, Any]:
