@@ -212,8 +212,9 @@ class Pusher:
             seen = touched.setdefault(table, {})
             seen[row_id] = seen.get(row_id, False) or bool(deleted)
         for table, ids in touched.items():
-            rows = self.local.rows_by_id(table, self._select[table], list(ids))
-            present = {r[0] for r in rows}
+            found = self.local.rows_by_id(table, self._select[table], list(ids))
+            present = {r[0] for r in found}
+            rows = [r[1:] for r in found]
             # Gone now, or deleted and made again: the server's copy goes first, so a row made
             # again does not inherit the merged columns of the one pruned.
             gone = [i for i, was_deleted in ids.items() if was_deleted or i not in present]
@@ -221,7 +222,7 @@ class Pusher:
                 cur = conn.execute(
                     f"DELETE FROM agentd.{table}"  # type: ignore[arg-type]
                     " WHERE machine_id = %s AND id = ANY(%s)",
-                    (self.machine_id, gone),
+                    (self.machine_id, self.local.wire_ids(table, self.content_level, gone)),
                 )
                 result.deleted += max(cur.rowcount, 0)
             self._upsert(table, rows)

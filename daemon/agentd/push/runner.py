@@ -59,7 +59,7 @@ def init_server(conninfo: str) -> tuple[list[str], int]:
 
 def _pusher(config: Config, options: PushOptions) -> Pusher:
     try:
-        local = Local(config.db_path)
+        local = Local(config.db_path, identity.id_key(config.state_dir))
     except FileNotFoundError:
         raise PushError(no_database(config.db_path)) from None
     return Pusher(

@@ -142,6 +142,17 @@ ALTER TABLE agentd.messages ADD COLUMN cache_write_5m_tokens bigint,
     ADD COLUMN computed_cost double precision, ADD COLUMN cost_source text,
     ADD COLUMN idle_ms bigint;""",
     ),
+    # A btree row holds at most 2704 bytes, and a path may be 4096 (or more, as an agent sends
+    # it): one long path failed its machine's every push. The ids are bounded by the push
+    # (push/ids.py); the path index becomes a hash index, which keys on a 4-byte hash of any
+    # length and still finds a path by `file_path = ...`, the lookup it is there for.
+    ServerMigration(
+        5,
+        "0005_push_hardening",
+        """
+DROP INDEX agentd.file_operations_path;
+CREATE INDEX file_operations_path ON agentd.file_operations USING hash (file_path);""",
+    ),
 )
 LATEST = SERVER_MIGRATIONS[-1].version
 
