@@ -76,6 +76,7 @@ def _pusher(config: Config, options: PushOptions) -> Pusher:
 
 def push_once(config: Config, options: PushOptions) -> PushReport:
     """Push every change committed locally so far. Raises PushError (one line for the user)."""
+    server.parse(options.conninfo)
     pusher = _pusher(config, options)
     report = PushReport(server.describe(options.conninfo), pusher.machine_id, pusher.user_name)
     started = time.monotonic()
@@ -108,6 +109,7 @@ def watch(config: Config, options: PushOptions, stop: threading.Event) -> None:
     `agentd status` through push-state.json. Capture never waits on any of this: the daemon
     commits locally and this process catches up from the change log.
     """
+    server.parse(options.conninfo)  # a string libpq cannot read stays unreadable: stop now
     pusher = _pusher(config, options)
     target = server.describe(options.conninfo)
     backoff = BACKOFF_MIN_S

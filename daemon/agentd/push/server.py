@@ -17,7 +17,15 @@ from psycopg import conninfo as pg_conninfo
 from agentd.errors import ConnectFailed, SchemaMissing
 from agentd.push.reports_sql import REPORTS_SQL
 
-__all__ = ["SERVER_MIGRATIONS", "connect", "init", "check_schema", "describe", "server_columns"]
+__all__ = [
+    "SERVER_MIGRATIONS",
+    "connect",
+    "init",
+    "check_schema",
+    "describe",
+    "parse",
+    "server_columns",
+]
 
 CONNECT_TIMEOUT_S = 5
 
@@ -165,6 +173,20 @@ CREATE TABLE IF NOT EXISTS agentd.schema_migrations (
 )"""
 
 
+def parse(conninfo: str) -> dict[str, str]:
+    """The connection string's parameters, or ConnectFailed saying what is wrong with it.
+
+    libpq's parse errors quote the string (a password in it too): only their wording is kept.
+    """
+    try:
+        return pg_conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as e:
+        raise ConnectFailed(
+            f"not a valid PostgreSQL connection string ({_unquoted(e)}; the string is not"
+            " shown, as it may hold a password)"
+        ) from None
+
+
 def describe(conninfo: str) -> str:
     """The server as the user may see it: the connection string without its password."""
     try:
@@ -178,16 +200,16 @@ def describe(conninfo: str) -> str:
 
 def connect(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     """Open a connection, or raise ConnectFailed with one line saying why."""
-    try:
-        params = pg_conninfo.conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError as e:
-        raise ConnectFailed(f"not a PostgreSQL connection string: {_first_line(e)}") from None
+    params = parse(conninfo)
+    secret = params.get("password")
     params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
     params.setdefault("application_name", "agentd push")
     try:
         return psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
     except psycopg.OperationalError as e:
         text = _reason(e)
+        if secret:  # libpq names hosts and users; a mistyped URL can put a password there
+            text = text.replace(secret, "***")
         auth = any(
             hint in text
             for hint in (
@@ -201,6 +223,23 @@ def connect(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection[An
         raise ConnectFailed(
             f"cannot connect to PostgreSQL ({describe(conninfo)}): {text}", auth=auth
         ) from None
+
+
+# libpq's own quoted tokens in its parse errors (missing "=" after ...); any other quoted text
+# is the user's.
+_LIBPQ_TOKENS = ("=", "[", "]", "@", "/", ":")
+
+
+def _unquoted(error: Exception) -> str:
+    """libpq's first line with every quoted piece of the input replaced by "…"."""
+    parts = _first_line(error).split('"')
+    for i in range(1, len(parts), 2):
+        if i < len(parts) - 1 and parts[i] not in _LIBPQ_TOKENS:
+            parts[i] = "…"
+    text = '"'.join(parts)
+    if len(parts) % 2 == 0:  # an unbalanced quote: drop what follows it
+        text = text.rsplit('"', 1)[0].rstrip(": ")
+    return text or "libpq cannot parse it"
 
 
 def _first_line(error: Exception) -> str:
