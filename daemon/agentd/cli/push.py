@@ -107,8 +107,8 @@ def push(
     # A PushError (one line: unreachable, wrong password, no schema, busy) rises to the CLI's
     # one error mapping.
     if init_schema:
-        applied, version = init_server(conninfo)
-        emit({"applied": applied, "version": version}, fmt, _init_text)
+        applied, version, repaired = init_server(conninfo)
+        emit({"applied": applied, "version": version, "repaired": repaired}, fmt, _init_text)
         return
     options = PushOptions(
         conninfo=conninfo,
@@ -124,8 +124,10 @@ def push(
 
 
 def _init_text(result: dict[str, Any]) -> str:
-    done = ", ".join(result["applied"]) if result["applied"] else "nothing to do"
-    return f"Server schema at version {result['version']} ({done})"
+    done = list(result["applied"])
+    if result["repaired"]:
+        done.append("added back the missing columns " + ", ".join(result["repaired"]))
+    return f"Server schema at version {result['version']} ({', '.join(done) or 'nothing to do'})"
 
 
 def _pushed_text(r: dict[str, Any]) -> str:

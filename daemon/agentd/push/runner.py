@@ -53,7 +53,7 @@ class PushReport:
     seconds: float = 0.0
 
 
-def init_server(conninfo: str) -> tuple[list[str], int]:
+def init_server(conninfo: str) -> tuple[list[str], int, list[str]]:
     return server.init(conninfo)
 
 

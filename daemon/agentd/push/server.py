@@ -8,6 +8,7 @@ Migration 2 adds the team reports as SQL functions (push/reports_sql.py).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, NamedTuple
 
@@ -36,7 +37,12 @@ class ServerMigration(NamedTuple):
     sql: str
 
 
+# Each data table's columns as its CREATE TABLE declares them (expected_columns reads them).
+_DECLARED: dict[str, str] = {}
+
+
 def _table(name: str, columns: str, extra: str = "") -> str:
+    _DECLARED[name] = columns
     return f"""
 CREATE TABLE agentd.{name} (
     machine_id text NOT NULL,
@@ -262,11 +268,12 @@ def applied(conn: psycopg.Connection[Any]) -> dict[int, str]:
     return dict(conn.execute("SELECT version, name FROM agentd.schema_migrations").fetchall())
 
 
-def init(conninfo: str) -> tuple[list[str], int]:
-    """Apply the server migrations not yet recorded, each with its record in one transaction.
+def init(conninfo: str) -> tuple[list[str], int, list[str]]:
+    """Apply the server migrations not yet recorded, each with its record in one transaction,
+    then add back any column of the data tables that is missing (dropped by hand, say).
 
-    Returns (names applied, version now). Safe to run again and from several machines at
-    once: an advisory lock makes them take turns.
+    Returns (names applied, version now, columns added back). Safe to run again and from
+    several machines at once: an advisory lock makes them take turns.
     """
     conn = connect(conninfo)
     names: list[str] = []
@@ -285,11 +292,50 @@ def init(conninfo: str) -> tuple[list[str], int]:
                     (migration.version, migration.name, int(time.time() * 1000)),
                 )
                 names.append(migration.name)
-        return names, max([*done, *(m.version for m in SERVER_MIGRATIONS)])
+            repaired = _repair_columns(conn, conninfo)
+        return names, max([*done, *(m.version for m in SERVER_MIGRATIONS)]), repaired
     except psycopg.Error as e:
         raise ConnectFailed(f"--init failed on {describe(conninfo)}: {_first_line(e)}") from None
     finally:
         conn.close()
+
+
+def expected_columns() -> dict[str, list[tuple[str, str]]]:
+    """Each data table's columns and types as the migrations make them (NOT NULL aside)."""
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for table, declared in _DECLARED.items():
+        cols = [("machine_id", "text"), ("user_name", "text")]
+        cols += [_column(c) for c in declared.split(",")]
+        tables[table] = cols
+    for migration in SERVER_MIGRATIONS:
+        for table, body in re.findall(r"ALTER TABLE agentd\.(\w+)\s+(.*?);", migration.sql, re.S):
+            tables[table] += [_column(c) for c in body.split("ADD COLUMN")[1:]]
+    return tables
+
+
+def _column(text: str) -> tuple[str, str]:
+    name, kind = text.strip().rstrip(",").split(None, 1)
+    return name, kind.removesuffix(" NOT NULL").strip()
+
+
+def _repair_columns(conn: psycopg.Connection[Any], conninfo: str) -> list[str]:
+    """Add back the columns a data table lacks; a missing key column cannot be, and says so."""
+    added = []
+    for table, columns in expected_columns().items():
+        have = set(server_columns(conn, table))
+        for name, kind in columns:
+            if name in have:
+                continue
+            if name in ("machine_id", "id"):
+                raise SchemaMissing(
+                    f"agentd.{table} on {describe(conninfo)} lacks its key column {name}: drop"
+                    " the table (and its agentd.schema_migrations rows) and run --init again"
+                )
+            conn.execute(
+                f"ALTER TABLE agentd.{table} ADD COLUMN IF NOT EXISTS {name} {kind}"  # type: ignore[arg-type]
+            )
+            added.append(f"{table}.{name}")
+    return added
 
 
 def check_schema(conn: psycopg.Connection[Any], conninfo: str) -> None:
