@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -119,8 +120,28 @@ def push(
     if watch:
         _watch(config, options, watch_loop)
         return
-    report = push_once(config, options)
+    show = _Progress() if sys.stderr.isatty() else None
+    try:
+        report = push_once(config, options, show)
+    finally:
+        if show:
+            show.done()
     emit(vars(report), fmt, _pushed_text)
+
+
+class _Progress:
+    """Rows sent so far on one stderr line, rewritten in place (a terminal only)."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, sent: int, total: int) -> None:
+        click.echo(f"\ragentd push: {sent} of {total} rows sent", nl=False, err=True)
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("\r\033[K", nl=False, err=True)
 
 
 def _init_text(result: dict[str, Any]) -> str:

@@ -268,6 +268,27 @@ class Pusher:
                 (now, self.machine_id),
             )
 
+    def backlog(self) -> int:
+        """Rows left to send, for a progress display: the rows of tables not yet copied whole,
+        plus the log entries past the server's watermarks (a row changed twice counts twice)."""
+        state = self._read_state()
+        total = 0
+        for table in self.tables:
+            st = state.get(table)
+            if st is None or st.copy_after is not None:
+                row = self.local.conn.execute(
+                    f"SELECT count(*) FROM {table} WHERE rowid > ?",
+                    (0 if st is None else st.copy_after,),
+                ).fetchone()
+                total += int(row[0])
+        seqs = [s.seq for t, s in state.items() if t in self.tables]
+        if seqs:
+            row = self.local.conn.execute(
+                "SELECT count(*) FROM push_log WHERE seq > ?", (min(seqs),)
+            ).fetchone()
+            total += int(row[0])
+        return total
+
     def pending(self) -> int:
         """Log entries past what the server acknowledged (an upper bound: a row changed twice
         counts twice). Local only, so it can be shown while the server is unreachable."""

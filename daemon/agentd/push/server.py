@@ -16,7 +16,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from agentd.errors import ConnectFailed, SchemaMissing
-from agentd.push.reports_sql import REPORTS_SQL
+from agentd.push.reports_sql import REPORTS_SQL, TEAM_SUMMARY_SQL
 
 __all__ = [
     "SERVER_MIGRATIONS",
@@ -159,13 +159,15 @@ ALTER TABLE agentd.messages ADD COLUMN cache_write_5m_tokens bigint,
     # A btree row holds at most 2704 bytes, and a path may be 4096 (or more, as an agent sends
     # it): one long path failed its machine's every push. The ids are bounded by the push
     # (push/ids.py); the path index becomes a hash index, which keys on a 4-byte hash of any
-    # length and still finds a path by `file_path = ...`, the lookup it is there for.
+    # length and still finds a path by `file_path = ...`, the lookup it is there for. And
+    # team_summary lists only the machines that pushed (reports_sql.TEAM_SUMMARY_SQL).
     ServerMigration(
         5,
         "0005_push_hardening",
         """
 DROP INDEX agentd.file_operations_path;
-CREATE INDEX file_operations_path ON agentd.file_operations USING hash (file_path);""",
+CREATE INDEX file_operations_path ON agentd.file_operations USING hash (file_path);"""
+        + TEAM_SUMMARY_SQL,
     ),
 )
 LATEST = SERVER_MIGRATIONS[-1].version
