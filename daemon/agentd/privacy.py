@@ -17,7 +17,7 @@ from typing import Any
 
 from agentd.rows import Row
 
-__all__ = ["LEVELS", "apply_to_rows", "strip_payload"]
+__all__ = ["LEVELS", "apply_to_rows", "strip_payload", "path_ids"]
 
 LEVELS = ("full", "metadata", "none")
 
@@ -33,6 +33,9 @@ _PATH_COLUMNS = {
     "file_operations": ("file_path",),
     "sessions": ("project_path", "project_name"),
 }
+# Ids made from a path (`{tools.id}:{file_path}`): at `none` they may not leave the machine as
+# they are; the push sends them as keyed digests (push/ids.py).
+_PATH_IDS = {"file_operations": ("id",)}
 
 # Raw payload string values kept at `metadata` and `none`, by their key.
 _KEEP_ALWAYS = {
@@ -65,6 +68,11 @@ def strip_payload(value: Any, level: str, key: str = "") -> Any:
     if isinstance(value, str) and not _keeps(key, level):
         return f"[omitted: {len(value)} chars]"
     return value
+
+
+def path_ids(table: str, level: str) -> tuple[str, ...]:
+    """The id columns of `table` that embed a path `level` keeps home."""
+    return _PATH_IDS.get(table, ()) if level == "none" else ()
 
 
 def apply_to_rows(rows: list[Row], level: str) -> None:

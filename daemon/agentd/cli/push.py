@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -107,8 +108,8 @@ def push(
     # A PushError (one line: unreachable, wrong password, no schema, busy) rises to the CLI's
     # one error mapping.
     if init_schema:
-        applied, version = init_server(conninfo)
-        emit({"applied": applied, "version": version}, fmt, _init_text)
+        applied, version, repaired = init_server(conninfo)
+        emit({"applied": applied, "version": version, "repaired": repaired}, fmt, _init_text)
         return
     options = PushOptions(
         conninfo=conninfo,
@@ -119,13 +120,35 @@ def push(
     if watch:
         _watch(config, options, watch_loop)
         return
-    report = push_once(config, options)
+    show = _Progress() if sys.stderr.isatty() else None
+    try:
+        report = push_once(config, options, show)
+    finally:
+        if show:
+            show.done()
     emit(vars(report), fmt, _pushed_text)
 
 
+class _Progress:
+    """Rows sent so far on one stderr line, rewritten in place (a terminal only)."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, sent: int, total: int) -> None:
+        click.echo(f"\ragentd push: {sent} of {total} rows sent", nl=False, err=True)
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("\r\033[K", nl=False, err=True)
+
+
 def _init_text(result: dict[str, Any]) -> str:
-    done = ", ".join(result["applied"]) if result["applied"] else "nothing to do"
-    return f"Server schema at version {result['version']} ({done})"
+    done = list(result["applied"])
+    if result["repaired"]:
+        done.append("added back the missing columns " + ", ".join(result["repaired"]))
+    return f"Server schema at version {result['version']} ({', '.join(done) or 'nothing to do'})"
 
 
 def _pushed_text(r: dict[str, Any]) -> str:

@@ -212,8 +212,9 @@ class Pusher:
             seen = touched.setdefault(table, {})
             seen[row_id] = seen.get(row_id, False) or bool(deleted)
         for table, ids in touched.items():
-            rows = self.local.rows_by_id(table, self._select[table], list(ids))
-            present = {r[0] for r in rows}
+            found = self.local.rows_by_id(table, self._select[table], list(ids))
+            present = {r[0] for r in found}
+            rows = [r[1:] for r in found]
             # Gone now, or deleted and made again: the server's copy goes first, so a row made
             # again does not inherit the merged columns of the one pruned.
             gone = [i for i, was_deleted in ids.items() if was_deleted or i not in present]
@@ -221,7 +222,7 @@ class Pusher:
                 cur = conn.execute(
                     f"DELETE FROM agentd.{table}"  # type: ignore[arg-type]
                     " WHERE machine_id = %s AND id = ANY(%s)",
-                    (self.machine_id, gone),
+                    (self.machine_id, self.local.wire_ids(table, self.content_level, gone)),
                 )
                 result.deleted += max(cur.rowcount, 0)
             self._upsert(table, rows)
@@ -266,6 +267,27 @@ class Pusher:
                 "UPDATE agentd.machines SET last_push_at = %s WHERE machine_id = %s",
                 (now, self.machine_id),
             )
+
+    def backlog(self) -> int:
+        """Rows left to send, for a progress display: the rows of tables not yet copied whole,
+        plus the log entries past the server's watermarks (a row changed twice counts twice)."""
+        state = self._read_state()
+        total = 0
+        for table in self.tables:
+            st = state.get(table)
+            if st is None or st.copy_after is not None:
+                row = self.local.conn.execute(
+                    f"SELECT count(*) FROM {table} WHERE rowid > ?",
+                    (0 if st is None else st.copy_after,),
+                ).fetchone()
+                total += int(row[0])
+        seqs = [s.seq for t, s in state.items() if t in self.tables]
+        if seqs:
+            row = self.local.conn.execute(
+                "SELECT count(*) FROM push_log WHERE seq > ?", (min(seqs),)
+            ).fetchone()
+            total += int(row[0])
+        return total
 
     def pending(self) -> int:
         """Log entries past what the server acknowledged (an upper bound: a row changed twice

@@ -1,17 +1,23 @@
-"""Who is pushing: a machine id made once per machine, and the user name from the OS."""
+"""Who is pushing: a machine id made once per machine, the user name from the OS, and the
+machine's private key for the ids the push sends as digests (push/ids.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import getpass
 import os
+import secrets
 import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["machine_id", "user_name", "hostname"]
+from agentd.errors import PushError
+
+__all__ = ["machine_id", "id_key", "user_name", "hostname"]
 
 _FILE = "machine-id"
+_KEY_FILE = "push-id-key"
 
 
 def machine_id(state_dir: Path) -> str:
@@ -20,19 +26,36 @@ def machine_id(state_dir: Path) -> str:
     Random rather than derived from /etc/machine-id or the host name: it must not change when the
     host is renamed, nor collide between containers cloned from one image that share both.
     """
-    path = state_dir / _FILE
+    return _made_once(state_dir / _FILE, lambda: uuid.uuid4().hex)
+
+
+def id_key(state_dir: Path) -> bytes:
+    """The key of the push's id digests: 32 random bytes written once to `state_dir/push-id-key`
+    (mode 0600, hex). It never leaves the machine: without it a digest of a path cannot be
+    checked against guesses (an unkeyed hash of a path can)."""
+    path = state_dir / _KEY_FILE
+    try:
+        key = bytes.fromhex(_made_once(path, lambda: secrets.token_hex(32)))
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise PushError(f"{path} is not a push id key (64 hex digits); see docs/team.md")
+    return key
+
+
+def _made_once(path: Path, make: Callable[[], str]) -> str:
     with contextlib.suppress(FileNotFoundError):
         text = path.read_text().strip()
         if text:
             return text
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    new = uuid.uuid4().hex
-    tmp = path.with_name(f"{_FILE}.{os.getpid()}.tmp")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    new = make()
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(new + "\n")
     try:
-        # link() fails if another process made the id first: then theirs is the one.
+        # link() fails if another process made the file first: then theirs is the one.
         os.link(tmp, path)
     except FileExistsError:
         return path.read_text().strip()

@@ -9,6 +9,8 @@ Both are short transactions; the daemon's writer waits at most for one of them.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from agentd.db.store import connect_sync
-from agentd.privacy import apply_to_rows
+from agentd.privacy import apply_to_rows, path_ids
+from agentd.push import ids
 from agentd.rows import Row
 
 __all__ = ["TABLES", "RAW_TABLE", "Local", "Change"]
@@ -39,13 +42,15 @@ def dropped_columns(table: str, columns: list[str], level: str) -> set[str]:
 class Local:
     """One read connection to the local database, plus the push's own small writes."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, id_key: bytes | None = None) -> None:
         if not db_path.exists():
             raise FileNotFoundError(db_path)
         # Applies any pending migration (0008 adds the log), as the daemon would at start.
         connect_sync(db_path).close()
         self.conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout = 2000")
+        # Without the machine's key (a benchmark's baseline), digests are of a throwaway one.
+        ids.register(self.conn, id_key if id_key is not None else os.urandom(32))
         self._types = {
             table: [(r[1], (r[2] or "").upper()) for r in self.conn.execute(
                 f"PRAGMA table_info({table})"
@@ -64,14 +69,18 @@ class Local:
 
         SQLite stores any value in any column; the server's columns are typed. A value of
         another type than its column's becomes NULL here (in C, per row, cheaper than checking
-        in Python), NUL characters, which PostgreSQL text cannot hold, are dropped, and the
-        columns the push's content level withholds are sent as NULL.
+        in Python), NUL characters, which PostgreSQL text cannot hold, are dropped, the
+        columns the push's content level withholds are sent as NULL, and ids go in the form
+        push/ids.py gives them.
         """
         dropped = dropped_columns(table, self.columns(table), level)
+        hidden = path_ids(table, level)
         parts = []
         for name, kind in self._types[table]:
             if name in dropped:
                 parts.append(f"NULL AS {name}")
+            elif ids.is_id_column(name):
+                parts.append(ids.expression(name, always=name in hidden))
             elif kind == "INTEGER":
                 parts.append(
                     f"CASE typeof({name}) WHEN 'integer' THEN {name}"
@@ -112,13 +121,18 @@ class Local:
             (rowid, limit),
         ).fetchall()
 
-    def rows_by_id(self, table: str, select: str, ids: list[str]) -> list[tuple[Any, ...]]:
-        import json
-
+    def rows_by_id(self, table: str, select: str, row_ids: list[str]) -> list[tuple[Any, ...]]:
+        """The rows of these (local) ids, each as (local id, *columns)."""
         return self.conn.execute(
-            f"SELECT {select} FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
+            f"SELECT id, {select} FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(row_ids),),
         ).fetchall()
+
+    def wire_ids(self, table: str, level: str, row_ids: list[str]) -> list[str]:
+        """These local ids of `table` as the server knows them (select_list's form)."""
+        expr = ids.expression("value", always="id" in path_ids(table, level))
+        rows = self.conn.execute(f"SELECT {expr} FROM json_each(?)", (json.dumps(row_ids),))
+        return [r[0] for r in rows]
 
     # The push's writes -------------------------------------------------------------------
 

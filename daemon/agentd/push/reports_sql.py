@@ -8,7 +8,7 @@ They are functions rather than views so that a window narrows the rows before th
 
 from __future__ import annotations
 
-__all__ = ["REPORTS_SQL", "REPORT_FUNCTIONS"]
+__all__ = ["REPORTS_SQL", "REPORT_FUNCTIONS", "TEAM_SUMMARY_SQL"]
 
 REPORT_FUNCTIONS = (
     "report_sessions",
@@ -169,4 +169,19 @@ SELECT m.machine_id, m.user_name, m.hostname, m.content_level, m.last_push_at,
         AS failed_tool_calls,
     (SELECT sum(cost) FROM agentd.sessions s WHERE s.machine_id = m.machine_id) AS cost
 FROM agentd.machines m;
+"""
+
+# Server migration 5: a machine is listed once a push of it committed (last_push_at is written
+# in the transaction of its first rows), not from the attempt, which writes agentd.machines
+# first: a machine whose first push failed showed with 0 sessions.
+TEAM_SUMMARY_SQL = """
+CREATE OR REPLACE VIEW agentd.team_summary AS
+SELECT m.machine_id, m.user_name, m.hostname, m.content_level, m.last_push_at,
+    (SELECT count(*) FROM agentd.sessions s WHERE s.machine_id = m.machine_id) AS sessions,
+    (SELECT count(*) FROM agentd.tools t WHERE t.machine_id = m.machine_id) AS tool_calls,
+    (SELECT count(*) FROM agentd.tools t WHERE t.machine_id = m.machine_id AND t.success = 0)
+        AS failed_tool_calls,
+    (SELECT sum(cost) FROM agentd.sessions s WHERE s.machine_id = m.machine_id) AS cost
+FROM agentd.machines m
+WHERE m.last_push_at IS NOT NULL;
 """

@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,13 +54,13 @@ class PushReport:
     seconds: float = 0.0
 
 
-def init_server(conninfo: str) -> tuple[list[str], int]:
+def init_server(conninfo: str) -> tuple[list[str], int, list[str]]:
     return server.init(conninfo)
 
 
 def _pusher(config: Config, options: PushOptions) -> Pusher:
     try:
-        local = Local(config.db_path)
+        local = Local(config.db_path, identity.id_key(config.state_dir))
     except FileNotFoundError:
         raise PushError(no_database(config.db_path)) from None
     return Pusher(
@@ -74,18 +75,30 @@ def _pusher(config: Config, options: PushOptions) -> Pusher:
     )
 
 
-def push_once(config: Config, options: PushOptions) -> PushReport:
-    """Push every change committed locally so far. Raises PushError (one line for the user)."""
+def push_once(
+    config: Config,
+    options: PushOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> PushReport:
+    """Push every change committed locally so far. Raises PushError (one line for the user).
+
+    `progress(sent, total)` is called after each server transaction (total: an estimate).
+    """
+    server.parse(options.conninfo)
     pusher = _pusher(config, options)
     report = PushReport(server.describe(options.conninfo), pusher.machine_id, pusher.user_name)
     started = time.monotonic()
     try:
         pusher.connect()
+        total = pusher.backlog() if progress else 0
         while True:
             result = pusher.cycle()
             report.upserted += result.upserted
             report.deleted += result.deleted
             report.cycles += 1
+            if progress:
+                sent = report.upserted + report.deleted
+                progress(sent, max(total, sent))
             if result.caught_up:
                 break
     except psycopg.Error as e:
@@ -108,6 +121,7 @@ def watch(config: Config, options: PushOptions, stop: threading.Event) -> None:
     `agentd status` through push-state.json. Capture never waits on any of this: the daemon
     commits locally and this process catches up from the change log.
     """
+    server.parse(options.conninfo)  # a string libpq cannot read stays unreadable: stop now
     pusher = _pusher(config, options)
     target = server.describe(options.conninfo)
     backoff = BACKOFF_MIN_S

@@ -8,6 +8,7 @@ Migration 2 adds the team reports as SQL functions (push/reports_sql.py).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, NamedTuple
 
@@ -15,9 +16,17 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from agentd.errors import ConnectFailed, SchemaMissing
-from agentd.push.reports_sql import REPORTS_SQL
+from agentd.push.reports_sql import REPORTS_SQL, TEAM_SUMMARY_SQL
 
-__all__ = ["SERVER_MIGRATIONS", "connect", "init", "check_schema", "describe", "server_columns"]
+__all__ = [
+    "SERVER_MIGRATIONS",
+    "connect",
+    "init",
+    "check_schema",
+    "describe",
+    "parse",
+    "server_columns",
+]
 
 CONNECT_TIMEOUT_S = 5
 
@@ -28,7 +37,12 @@ class ServerMigration(NamedTuple):
     sql: str
 
 
+# Each data table's columns as its CREATE TABLE declares them (expected_columns reads them).
+_DECLARED: dict[str, str] = {}
+
+
 def _table(name: str, columns: str, extra: str = "") -> str:
+    _DECLARED[name] = columns
     return f"""
 CREATE TABLE agentd.{name} (
     machine_id text NOT NULL,
@@ -142,6 +156,19 @@ ALTER TABLE agentd.messages ADD COLUMN cache_write_5m_tokens bigint,
     ADD COLUMN computed_cost double precision, ADD COLUMN cost_source text,
     ADD COLUMN idle_ms bigint;""",
     ),
+    # A btree row holds at most 2704 bytes, and a path may be 4096 (or more, as an agent sends
+    # it): one long path failed its machine's every push. The ids are bounded by the push
+    # (push/ids.py); the path index becomes a hash index, which keys on a 4-byte hash of any
+    # length and still finds a path by `file_path = ...`, the lookup it is there for. And
+    # team_summary lists only the machines that pushed (reports_sql.TEAM_SUMMARY_SQL).
+    ServerMigration(
+        5,
+        "0005_push_hardening",
+        """
+DROP INDEX agentd.file_operations_path;
+CREATE INDEX file_operations_path ON agentd.file_operations USING hash (file_path);"""
+        + TEAM_SUMMARY_SQL,
+    ),
 )
 LATEST = SERVER_MIGRATIONS[-1].version
 
@@ -152,6 +179,20 @@ CREATE TABLE IF NOT EXISTS agentd.schema_migrations (
     name text NOT NULL,
     applied_at bigint NOT NULL
 )"""
+
+
+def parse(conninfo: str) -> dict[str, str]:
+    """The connection string's parameters, or ConnectFailed saying what is wrong with it.
+
+    libpq's parse errors quote the string (a password in it too): only their wording is kept.
+    """
+    try:
+        return pg_conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as e:
+        raise ConnectFailed(
+            f"not a valid PostgreSQL connection string ({_unquoted(e)}; the string is not"
+            " shown, as it may hold a password)"
+        ) from None
 
 
 def describe(conninfo: str) -> str:
@@ -167,16 +208,16 @@ def describe(conninfo: str) -> str:
 
 def connect(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     """Open a connection, or raise ConnectFailed with one line saying why."""
-    try:
-        params = pg_conninfo.conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError as e:
-        raise ConnectFailed(f"not a PostgreSQL connection string: {_first_line(e)}") from None
+    params = parse(conninfo)
+    secret = params.get("password")
     params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
     params.setdefault("application_name", "agentd push")
     try:
         return psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
     except psycopg.OperationalError as e:
         text = _reason(e)
+        if secret:  # libpq names hosts and users; a mistyped URL can put a password there
+            text = text.replace(secret, "***")
         auth = any(
             hint in text
             for hint in (
@@ -190,6 +231,23 @@ def connect(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection[An
         raise ConnectFailed(
             f"cannot connect to PostgreSQL ({describe(conninfo)}): {text}", auth=auth
         ) from None
+
+
+# libpq's own quoted tokens in its parse errors (missing "=" after ...); any other quoted text
+# is the user's.
+_LIBPQ_TOKENS = ("=", "[", "]", "@", "/", ":")
+
+
+def _unquoted(error: Exception) -> str:
+    """libpq's first line with every quoted piece of the input replaced by "…"."""
+    parts = _first_line(error).split('"')
+    for i in range(1, len(parts), 2):
+        if i < len(parts) - 1 and parts[i] not in _LIBPQ_TOKENS:
+            parts[i] = "…"
+    text = '"'.join(parts)
+    if len(parts) % 2 == 0:  # an unbalanced quote: drop what follows it
+        text = text.rsplit('"', 1)[0].rstrip(": ")
+    return text or "libpq cannot parse it"
 
 
 def _first_line(error: Exception) -> str:
@@ -212,11 +270,12 @@ def applied(conn: psycopg.Connection[Any]) -> dict[int, str]:
     return dict(conn.execute("SELECT version, name FROM agentd.schema_migrations").fetchall())
 
 
-def init(conninfo: str) -> tuple[list[str], int]:
-    """Apply the server migrations not yet recorded, each with its record in one transaction.
+def init(conninfo: str) -> tuple[list[str], int, list[str]]:
+    """Apply the server migrations not yet recorded, each with its record in one transaction,
+    then add back any column of the data tables that is missing (dropped by hand, say).
 
-    Returns (names applied, version now). Safe to run again and from several machines at
-    once: an advisory lock makes them take turns.
+    Returns (names applied, version now, columns added back). Safe to run again and from
+    several machines at once: an advisory lock makes them take turns.
     """
     conn = connect(conninfo)
     names: list[str] = []
@@ -235,11 +294,50 @@ def init(conninfo: str) -> tuple[list[str], int]:
                     (migration.version, migration.name, int(time.time() * 1000)),
                 )
                 names.append(migration.name)
-        return names, max([*done, *(m.version for m in SERVER_MIGRATIONS)])
+            repaired = _repair_columns(conn, conninfo)
+        return names, max([*done, *(m.version for m in SERVER_MIGRATIONS)]), repaired
     except psycopg.Error as e:
         raise ConnectFailed(f"--init failed on {describe(conninfo)}: {_first_line(e)}") from None
     finally:
         conn.close()
+
+
+def expected_columns() -> dict[str, list[tuple[str, str]]]:
+    """Each data table's columns and types as the migrations make them (NOT NULL aside)."""
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for table, declared in _DECLARED.items():
+        cols = [("machine_id", "text"), ("user_name", "text")]
+        cols += [_column(c) for c in declared.split(",")]
+        tables[table] = cols
+    for migration in SERVER_MIGRATIONS:
+        for table, body in re.findall(r"ALTER TABLE agentd\.(\w+)\s+(.*?);", migration.sql, re.S):
+            tables[table] += [_column(c) for c in body.split("ADD COLUMN")[1:]]
+    return tables
+
+
+def _column(text: str) -> tuple[str, str]:
+    name, kind = text.strip().rstrip(",").split(None, 1)
+    return name, kind.removesuffix(" NOT NULL").strip()
+
+
+def _repair_columns(conn: psycopg.Connection[Any], conninfo: str) -> list[str]:
+    """Add back the columns a data table lacks; a missing key column cannot be, and says so."""
+    added = []
+    for table, columns in expected_columns().items():
+        have = set(server_columns(conn, table))
+        for name, kind in columns:
+            if name in have:
+                continue
+            if name in ("machine_id", "id"):
+                raise SchemaMissing(
+                    f"agentd.{table} on {describe(conninfo)} lacks its key column {name}: drop"
+                    " the table (and its agentd.schema_migrations rows) and run --init again"
+                )
+            conn.execute(
+                f"ALTER TABLE agentd.{table} ADD COLUMN IF NOT EXISTS {name} {kind}"  # type: ignore[arg-type]
+            )
+            added.append(f"{table}.{name}")
+    return added
 
 
 def check_schema(conn: psycopg.Connection[Any], conninfo: str) -> None:
