@@ -320,12 +320,34 @@ class Spool {
     private readonly stats: Stats,
   ) {}
 
-  /** Append complete lines (each ending in "\n") in one write. Throws when it cannot. */
+  /** Append complete lines (each ending in "\n"), all or none: a write the disk cuts short (full
+   * disk, quota) is cut back to the last whole line, since the lines stay queued and are written
+   * again later, and a torn prefix before them would make that event's line unreadable. Throws
+   * when it cannot. */
   write(lines: string): void {
     if (this.fd === null) this.open();
+    const fd = this.fd as number;
     const data = Buffer.from(lines, "utf8");
     let done = 0;
-    while (done < data.length) done += fs.writeSync(this.fd as number, data, done);
+    try {
+      while (done < data.length) {
+        // At an explicit position: after a cut-back the file offset would be past the end.
+        const n = fs.writeSync(fd, data, done, data.length - done, this.size + done);
+        if (n <= 0) throw new Error(`spool write of ${data.length} bytes wrote ${done}`);
+        done += n;
+      }
+    } catch (e) {
+      if (done > 0) {
+        try {
+          fs.ftruncateSync(fd, this.size);
+        } catch {
+          // Cannot cut it back: end this file (the daemon sets a torn last line aside), and write
+          // the lines again into a new one.
+          this.finish();
+        }
+      }
+      throw e;
+    }
     this.size += data.length;
     if (this.size >= SPOOL_FILE_MAX_BYTES) this.finish();
   }
@@ -389,6 +411,8 @@ class Transport {
   private nextId = 1;
   private backoff = BACKOFF_MIN_MS;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private holdTimer: ReturnType<typeof setTimeout> | null = null; // no sends until it fires
+  private holdDelay = BACKOFF_MIN_MS;
   private ackTimer: ReturnType<typeof setInterval> | null = null;
   private pumpScheduled = false;
   private buffer = "";
@@ -523,7 +547,7 @@ class Transport {
 
   private send(): void {
     const sock = this.sock;
-    if (!sock || !this.writable) return;
+    if (!sock || !this.writable || this.holdTimer) return;
     let batch = "";
     const now = Date.now();
     while (this.head < this.queue.length && this.inflight.size < MAX_IN_FLIGHT) {
@@ -591,6 +615,7 @@ class Transport {
     if (result !== undefined) {
       this.bytes -= item.size;
       this.stats.acked++;
+      this.holdDelay = BACKOFF_MIN_MS;
       return;
     }
     const code = (error as { code?: unknown } | null)?.code;
@@ -600,11 +625,29 @@ class Transport {
       // The daemon is stopping: keep the event, and reconnect (or spool) like for a lost link.
       this.unshift([item]);
       this.sock?.destroy();
-    } else if (code === -32602 || item.attempts >= MAX_ATTEMPTS) {
-      this.spoolItems([item], true); // it keeps failing: the spool keeps it (spool/rejected/)
-    } else {
-      this.unshift([item]);
+      return;
     }
+    // It keeps failing (a full disk answers -32003 until space is freed), or the daemon will
+    // never take it (-32602): the spool keeps it (spool/rejected/ for the latter). Else, or when
+    // the spool cannot take it either (it may share the full disk), it waits in memory and is
+    // sent again after a pause.
+    const spool = code === -32602 || item.attempts >= MAX_ATTEMPTS;
+    if (spool && this.spoolItems([item], true)) return;
+    this.unshift([item]);
+    this.hold();
+  }
+
+  /** Pause sending (backoff from 50 ms to 5 s, reset by an ack): an error answered at once must
+   * not become a busy loop of resends. */
+  private hold(): void {
+    if (this.holdTimer) return;
+    const timer = setTimeout(() => {
+      this.holdTimer = null;
+      this.pump();
+    }, this.holdDelay);
+    timer.unref?.();
+    this.holdTimer = timer;
+    this.holdDelay = Math.min(this.holdDelay * 2, BACKOFF_MAX_MS);
   }
 
   private checkAcks(): void {
@@ -619,7 +662,8 @@ class Transport {
   }
 
   /** In-flight events back to the front of the queue, in the order they were sent. Events sent
-   * MAX_ATTEMPTS times go to the spool (the daemon may have committed them: replays are stored once). */
+   * MAX_ATTEMPTS times go to the spool (the daemon may have committed them: replays are stored
+   * once), or, when the spool fails, back to the queue with the others. */
   private requeueInflight(countAttempt: boolean): void {
     if (!this.inflight.size) return;
     const items = [...this.inflight.values()].sort((a, b) => a.id - b.id);
@@ -629,7 +673,10 @@ class Transport {
       this.ackTimer = null;
     }
     const again = countAttempt ? items.filter((i) => i.attempts < MAX_ATTEMPTS) : items;
-    if (again.length < items.length) this.spoolItems(items.filter((i) => !again.includes(i)), false);
+    if (again.length < items.length && !this.spoolItems(items.filter((i) => !again.includes(i)), false)) {
+      this.unshift(items);
+      return;
+    }
     this.unshift(again);
   }
 
@@ -688,13 +735,20 @@ class Transport {
     return true;
   }
 
-  /** Everything unacked to the spool, synchronously, and the file finished: for exit and signals.
-   * Events in flight may already be committed; replaying them is harmless. */
-  spoolAll(): void {
+  /** Everything unacked to the spool, synchronously, and the file finished: for dispose, exit and
+   * signals. Events in flight may already be committed; replaying them is harmless. When the
+   * spool fails they stay in memory, unless `final` (the process ends): then they are dropped,
+   * and counted. */
+  spoolAll(final = false): void {
     try {
       const items = [...this.inflight.values()].sort((a, b) => a.id - b.id);
       items.push(...this.queue.slice(this.head));
-      if (this.spoolItems(items, false)) {
+      const spooled = this.spoolItems(items, false);
+      if (spooled || final) {
+        if (!spooled) {
+          this.stats.dropped += items.length;
+          this.bytes -= items.reduce((n, i) => n + i.size, 0);
+        }
         this.inflight.clear();
         this.queue = [];
         this.head = 0;
@@ -748,6 +802,8 @@ class Transport {
   close(): void {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
     const sock = this.sock;
     if (sock) {
       this.sock = null;
@@ -781,11 +837,15 @@ function shared(): Shared {
 }
 
 function installExitHandlers(transport: Transport): void {
-  process.on("exit", () => transport.spoolAll());
+  process.on("exit", () => transport.spoolAll(true));
   let flushing = false;
+  let flushedAt = -1;
   process.on("beforeExit", () => {
-    // The event loop ran dry (nothing of OpenCode's left): deliver what is unacked, briefly.
-    if (flushing || !transport.pending) return;
+    // The event loop ran dry (nothing of OpenCode's left): deliver what is unacked, briefly. Once
+    // per batch of events: what neither the daemon nor the spool took in that time is not worth
+    // keeping the process alive for ("exit" counts it as dropped).
+    if (flushing || !transport.pending || transport.stats.enqueued === flushedAt) return;
+    flushedAt = transport.stats.enqueued;
     flushing = true;
     void transport.flush(BEFORE_EXIT_FLUSH_MS).then(() => {
       flushing = false;
@@ -796,7 +856,7 @@ function installExitHandlers(transport: Transport): void {
       // Someone else handles the signal (OpenCode): they exit or not, and "exit" spools then.
       if (process.listenerCount(signal) > 1) return;
       // Only ours: the default action (termination) was the behaviour; keep it, after the spool.
-      transport.spoolAll();
+      transport.spoolAll(true);
       process.removeListener(signal, onSignal);
       process.kill(process.pid, signal);
     };

@@ -596,6 +596,80 @@ describe("exit", () => {
   });
 });
 
+describe("a full disk: nothing lost that can be kept, every loss counted", () => {
+  /** The driver in a child process; its last line of counters (at exit, for --end natural). */
+  async function drive(args: string[], env: Record<string, string>, wrap: string[] = []) {
+    const proc = Bun.spawn([...wrap, process.execPath, DRIVER, ...args], {
+      env: { ...process.env, ...env },
+      cwd: import.meta.dir,
+      stdout: "pipe",
+    });
+    const code = await proc.exited;
+    const lines = (await new Response(proc.stdout).text()).trim().split("\n");
+    return { code, stats: JSON.parse(lines[lines.length - 1]) as Record<string, number> };
+  }
+
+  test("the daemon's disk full (-32003) and the spool unusable: events wait in memory, then are delivered", async () => {
+    const home = tmpdir();
+    fs.writeFileSync(path.join(home, "spool"), "a file where the spool directory goes\n");
+    let full = true;
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock"), (req) =>
+      full ? fail(req, -32003) : ack(req),
+    ).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 5, "x".repeat(1_000));
+    // Each is sent 3 times, fails to spool, and is sent again: then it was kept.
+    await until(() => daemon.received.length >= 5 * 4 || counters().pending === 0);
+    expect(counters()).toMatchObject({ acked: 0, spooled: 0, dropped: 0, pending: 5 });
+    full = false; // space freed
+    await until(() => counters().acked === 5);
+    expect(counters()).toMatchObject({ spooled: 0, dropped: 0, pending: 0, bytes: 0 });
+    const acked = daemon.received.slice(-5).map((r) => (r.params.payload as { input: { callID: string } }).input.callID);
+    expect(acked.sort()).toEqual(["call_0", "call_1", "call_2", "call_3", "call_4"]);
+    await hooks.dispose?.();
+  });
+
+  test("the daemon's disk full (-32003), the spool fine: events go to the spool, the memory budget is freed", async () => {
+    const home = tmpdir();
+    await new FakeDaemon(path.join(home, "agentd.sock"), (req) => fail(req, -32003)).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 3, "y".repeat(10_000));
+    await until(() => counters().spooled === 3);
+    expect(counters()).toMatchObject({ acked: 0, dropped: 0, pending: 0, bytes: 0 });
+    expect(spoolLines(home).length).toBe(3);
+    await hooks.dispose?.();
+  });
+
+  test("a spool write the disk cuts short leaves no torn line; what could not be written is counted", async () => {
+    const home = tmpdir(); // no daemon: every event wants the spool
+    // A file size limit stands in for a full disk: the write that crosses it is cut short, the
+    // next ones fail (EFBIG; SIGXFSZ ignored, as the shell passes it on through exec).
+    const wrap = ["sh", "-c", `trap '' XFSZ; exec prlimit --fsize=${10_000} "$@"`, "sh"];
+    const { code, stats } = await drive(["tools", "100", "--output-bytes", "300", "--end", "natural"], { AGENTD_HOME: home }, wrap);
+    expect(code).toBe(0);
+    const dir = path.join(home, "spool");
+    const text = spoolFiles(home).map((f) => fs.readFileSync(path.join(dir, f), "utf8")).join("");
+    expect(text.length === 0 || text.endsWith("\n")).toBe(true);
+    const lines = text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.length).toBeLessThan(100);
+    expect(stats).toMatchObject({ spooled: lines.length, dropped: 100 - lines.length, pending: 0, bytes: 0 });
+    const calls = lines.map((l) => (l.payload as { input: { callID: string } }).input.callID);
+    expect(calls).toEqual(calls.map((_, i) => `call_${i}`)); // the first ones, whole and in order
+  }, 60_000);
+
+  test("a daemon that never answers and no spool: the process ends after one bounded try, losses counted", async () => {
+    const home = tmpdir();
+    fs.writeFileSync(path.join(home, "spool"), "a file where the spool directory goes\n");
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock"), () => null).listen();
+    const { code, stats } = await drive(["tools", "20", "--end", "natural"], { AGENTD_HOME: home });
+    expect(code).toBe(0);
+    expect(daemon.received.length).toBe(20);
+    // Not held for the 10 s ack timeout (which would resend), let alone for three of them.
+    expect(stats).toMatchObject({ final: true, acked: 0, spooled: 0, resent: 0, dropped: 20, pending: 0, bytes: 0 });
+  }, 60_000);
+});
+
 // With a real daemon (tests/test_opencode_plugin.py runs `bun test` with this set).
 const DAEMON_HOME = process.env.AGENTD_TEST_DAEMON_HOME;
 describe.skipIf(!DAEMON_HOME)("a real agentd daemon", () => {
