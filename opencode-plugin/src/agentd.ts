@@ -46,7 +46,8 @@ const BACKOFF_MAX_MS = 5_000;
 const SPOOL_FILE_MAX_BYTES = 64 * 1024 * 1024; // then the spool file is finished, a new one begun
 const DISPOSE_FLUSH_MS = 1_000; // dispose waits this long at most for acks, then spools the rest
 const BEFORE_EXIT_FLUSH_MS = 500;
-const TRUNCATED_STRING_CHARS = [1 << 20, 1 << 16, 1 << 12, 1 << 8]; // oversize events, see shrink()
+const SHRINK_MAX_VALUES = 100_000; // values read, at most, to cut an oversize event down (cutToFit)
+const SHORT_STRING_CHARS = 256; // strings this short (ids, kinds, names) are never cut
 // Bus events not forwarded: streaming text chunks, whose full text the part's final
 // message.part.updated snapshot carries. AGENTD_OPENCODE_SKIP_EVENTS (comma-separated, "" for
 // none) overrides the list.
@@ -239,28 +240,134 @@ function utf8Length(s: string): number {
 }
 
 /** A payload whose JSON would make a line over the daemon's limit (which would close the
- * connection): the same structure with its long strings cut, shorter each round, so the ids and
- * kinds survive; a stub naming the event as the last resort. */
+ * connection), cut down to fit: see cutToFit. A pass that still comes out too long (multi-byte
+ * text) is redone once with the budget scaled by what it measured; a stub naming the event is the
+ * last resort. */
 function shrink(payload: Record<string, unknown>, original: number, limit: number): string {
-  for (const max of TRUNCATED_STRING_CHARS) {
-    const json = repairSurrogates(
-      safeStringifyWith(payload, (_key, value) =>
-        typeof value === "string" && value.length > max
-          ? `${value.slice(0, max)}…[truncated by agentd: ${value.length} chars]`
-          : value,
-      ),
-    );
-    if (utf8Length(json) <= limit) return json;
+  let budget = limit;
+  for (let pass = 0; pass < 3; pass++) {
+    const json = repairSurrogates(cutToFit(payload, budget));
+    const bytes = utf8Length(json);
+    if (bytes <= limit) return json;
+    budget = Math.floor((budget * limit * 0.9) / bytes);
   }
   return serialize({ kind: payload.kind, agentd_oversize: { bytes: original } });
 }
 
-function safeStringifyWith(value: unknown, replacer: (key: string, value: unknown) => unknown): string {
-  try {
-    return JSON.stringify(value, replacer) ?? "null";
-  } catch {
-    return JSON.stringify(JSON.parse(safeStringify(value)), replacer) ?? "null";
-  }
+/** The JSON of `root` in about `budget` characters, in one pass that reads at most
+ * SHRINK_MAX_VALUES values, whatever it holds (an oversize event may be made of millions of
+ * small values, or of a tree of shared references far larger than its memory): at each level
+ * of an object its short values (ids, kind, type, names) come first, whole, then its long
+ * strings and nested values in order; a long string keeps at most 1/16 of the budget; once the
+ * budget or the value count runs out, the rest of each array and object is replaced by a count.
+ * Handles what safeStringify handles (cycles, BigInts, throwing getters and toJSON, revoked
+ * proxies). */
+function cutToFit(root: unknown, budget: number): string {
+  const out: string[] = [];
+  let size = 0;
+  let values = 0;
+  const reserve = Math.min(16_384, budget / 4); // the closing brackets and counts still to come
+  const stringCap = Math.max(SHORT_STRING_CHARS, Math.floor(budget / 16));
+  const ancestors = new Set<object>();
+  const full = () => size >= budget - reserve || values >= SHRINK_MAX_VALUES;
+  const emit = (s: string) => {
+    out.push(s);
+    size += s.length;
+  };
+  const small = (v: unknown) =>
+    v === null || (typeof v === "string" ? v.length <= SHORT_STRING_CHARS : typeof v !== "object");
+  const read = (get: () => unknown): unknown => {
+    try {
+      return get();
+    } catch (e) {
+      return `[unreadable: ${describe(e)}]`;
+    }
+  };
+  /** The JSON of a leaf; undefined for what JSON leaves out; null for an object to walk. */
+  const leaf = (v: unknown): string | undefined | null => {
+    switch (typeof v) {
+      case "string": {
+        const room = Math.max(0, Math.min(stringCap, budget - reserve - size));
+        if (v.length <= SHORT_STRING_CHARS || v.length <= room) return JSON.stringify(v);
+        return JSON.stringify(`${v.slice(0, room)}…[truncated by agentd: ${v.length} chars]`);
+      }
+      case "number":
+        return Number.isFinite(v) ? String(v) : "null";
+      case "boolean":
+        return v ? "true" : "false";
+      case "bigint":
+        return JSON.stringify(v.toString());
+      case "object":
+        return v === null ? "null" : null;
+      default:
+        return undefined; // functions, symbols, undefined
+    }
+  };
+  const node = (v: unknown, depth: number): void => {
+    const json = leaf(v);
+    if (json === null) walk(v as object, depth);
+    else emit(json ?? "null");
+  };
+  const walk = (v: object, depth: number): void => {
+    if (ancestors.has(v)) return emit('"[circular]"');
+    if (depth > 200) return emit('"[too deep]"');
+    const mark = out.length;
+    const markSize = size;
+    ancestors.add(v);
+    try {
+      const toJSON = (v as { toJSON?: unknown }).toJSON;
+      if (typeof toJSON === "function") return node(toJSON.call(v), depth + 1);
+      if (Array.isArray(v)) {
+        const n = v.length;
+        emit("[");
+        let i = 0;
+        for (; i < n && !full(); i++) {
+          if (i) emit(",");
+          values++;
+          node(read(() => v[i]), depth + 1);
+        }
+        if (i < n) emit(`${i ? "," : ""}"…[truncated by agentd: ${n - i} more items]"`);
+        emit("]");
+        return;
+      }
+      const keys = Object.keys(v);
+      const first: Array<[string, unknown]> = [];
+      const rest: Array<[string, unknown]> = [];
+      let omitted = keys.length;
+      for (const key of keys) {
+        if (values >= SHRINK_MAX_VALUES) break;
+        values++;
+        omitted--;
+        const item = read(() => (v as Record<string, unknown>)[key]);
+        (small(item) ? first : rest).push([key, item]);
+      }
+      emit("{");
+      let written = 0;
+      for (const entries of [first, rest]) {
+        for (const [key, item] of entries) {
+          if (full()) {
+            omitted++;
+            continue;
+          }
+          const json = leaf(item);
+          if (json === undefined) continue;
+          emit(`${written++ ? "," : ""}${JSON.stringify(key)}:`);
+          if (json === null) walk(item as object, depth + 1);
+          else emit(json);
+        }
+      }
+      if (omitted) emit(`${written ? "," : ""}"…[truncated by agentd]":"${omitted} more keys"`);
+      emit("}");
+    } catch (e) {
+      out.length = mark; // what this value wrote before it failed
+      size = markSize;
+      emit(JSON.stringify(`[unreadable: ${describe(e)}]`));
+    } finally {
+      ancestors.delete(v);
+    }
+  };
+  node(root, 0);
+  return out.join("");
 }
 
 // --- trust: what a shared machine's other users could plant -----------------------------------

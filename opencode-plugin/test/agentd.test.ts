@@ -466,6 +466,36 @@ describe("payloads", () => {
     expect(String(payload.output.output)).toContain("…[truncated by agentd: 200000 chars]");
   });
 
+  test("an oversize event made of structure, not long strings, keeps its ids and kind", async () => {
+    const home = tmpdir();
+    fs.writeFileSync(path.join(home, "config.toml"), "max_line_bytes = 1_048_576\n");
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    let tree: Record<string, unknown> = { leaf: "x" }; // 2^17 leaves by shared references: ~3 MB of JSON
+    for (let i = 0; i < 17; i++) tree = { a: tree, b: tree };
+    const files = Array.from({ length: 200_000 }, (_, i) => `src/file-${i}.ts`); // ~4 MB
+    const input = { tool: "glob", sessionID: "ses_big", callID: "call_big" };
+    await call(hooks, "tool.execute.after", input, { title: "t", output: "o", metadata: { tree } });
+    await call(hooks, "tool.execute.after", input, { title: "t", output: "o", metadata: { files } });
+    // An event whose ids come after the bulk, in key order.
+    const event = { id: "evt_big", type: "message.part.updated", properties: { part: { tree }, sessionID: "ses_big" } };
+    await call(hooks, "event", { event });
+    await until(() => daemon.received.length === 3);
+    for (const req of daemon.received) expect(Buffer.byteLength(JSON.stringify(req))).toBeLessThanOrEqual(1_048_576);
+    const [first, second, third] = daemon.received.map((r) => r.params.payload as Record<string, Record<string, unknown>>);
+    for (const payload of [first, second]) {
+      expect(payload.kind as unknown).toBe("tool.execute.after");
+      expect(payload.input).toEqual(input);
+      expect(payload.output.title).toBe("t");
+    }
+    expect(JSON.stringify(first.output.metadata)).toContain("…[truncated by agentd]");
+    const kept = (second.output.metadata as { files: string[] }).files;
+    expect(kept.slice(0, 1000)).toEqual(files.slice(0, 1000)); // the first ones, in order
+    expect(kept[kept.length - 1]).toBe(`…[truncated by agentd: ${files.length - kept.length + 1} more items]`);
+    expect(third.kind as unknown).toBe("event");
+    expect(third.event).toMatchObject({ id: "evt_big", type: "message.part.updated", properties: { sessionID: "ses_big" } });
+  });
+
   test("no callback throws or rejects, whatever it is given", async () => {
     const home = tmpdir();
     const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
