@@ -38,6 +38,7 @@ const MAX_QUEUE_ITEMS = 10_000; // unacked events held in memory (queued + in fl
 const MAX_QUEUE_BYTES = 64 * 1024 * 1024; // ... and their size (UTF-16 units); beyond: spooled
 const MAX_IN_FLIGHT = 256; // sent, not yet acked (the daemon reads 256 lines ahead per connection)
 const WRITE_CHUNK = 1024 * 1024; // one socket write carries at most about this much
+const CONFIG_MAX_BYTES = 1024 * 1024; // of config.toml, only this much is read
 const CONNECT_TIMEOUT_MS = 2_000; // a socket that neither accepts nor refuses
 const ACK_TIMEOUT_MS = 10_000; // an ack this late: the connection is dropped and the events resent
 const MAX_ATTEMPTS = 3; // sends of one event before it goes to the spool instead
@@ -115,14 +116,36 @@ function resolveSettings(env: Env): Settings {
 
 /** The two top-level keys of config.toml the plugin needs (`socket`, `max_line_bytes`), read with
  * a small parser for `key = "basic" | 'literal' | 123` lines before the first [table]. Anything
- * else in the file is the daemon's business; an unreadable file counts as absent. */
+ * else in the file is the daemon's business; an unreadable file counts as absent, and so does
+ * anything but a regular file: it is read while OpenCode starts, which a FIFO (opened without
+ * O_NONBLOCK) or a device would block forever. */
 function readConfigFile(file: string): { socket?: string; max_line_bytes?: number } {
   const found: { socket?: string; max_line_bytes?: number } = {};
   let text: string;
+  let fd: number | null = null;
   try {
-    text = fs.readFileSync(file, "utf8");
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return found;
+    const data = Buffer.alloc(Math.min(st.size, CONFIG_MAX_BYTES));
+    let size = 0;
+    while (size < data.length) {
+      const n = fs.readSync(fd, data, size, data.length - size, size);
+      if (n <= 0) break;
+      size += n;
+    }
+    text = data.toString("utf8", 0, size);
+    if (st.size > size) text = text.slice(0, text.lastIndexOf("\n") + 1); // no cut last line
   } catch {
     return found;
+  } finally {
+    if (fd !== null) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* nothing to do */
+      }
+    }
   }
   for (const raw of text.split("\n")) {
     const line = raw.trim();
@@ -618,7 +641,7 @@ class Transport {
       this.writable = true;
       this.pump();
     });
-    sock.on("error", (e: Error) => this.error(e));
+    sock.on("error", (e: Error) => this.error(connected ? e : this.connectError(e)));
     sock.on("close", () => {
       clearTimeout(connectTimer);
       if (this.sock !== sock) return;
@@ -632,6 +655,21 @@ class Transport {
         this.connectFailed();
       }
     });
+  }
+
+  /** Bun (1.3) reports a connect refused with EAGAIN, a listener whose backlog is full, as
+   * ENOENT: when the socket is there, say what it means. */
+  private connectError(e: Error): Error {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") return e;
+    try {
+      if (!fs.lstatSync(this.settings.socketPath).isSocket()) return e;
+    } catch {
+      return e; // really not there
+    }
+    return new Error(
+      `connect ${this.settings.socketPath}: the socket is there but takes no connection now ` +
+        "(its listen backlog is full: the daemon is busy or stuck)",
+    );
   }
 
   private connectFailed(): void {

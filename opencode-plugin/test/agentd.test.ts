@@ -384,6 +384,65 @@ describe("paths", () => {
   });
 });
 
+describe("config file and socket oddities", () => {
+  test("a config.toml that is a FIFO is ignored; loading the plugin does not wait for a writer", async () => {
+    const home = tmpdir();
+    expect(Bun.spawnSync(["mkfifo", path.join(home, "config.toml")]).exitCode).toBe(0);
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    // A child process: a read that blocks would block this test runner too. The kill only ends
+    // a failing run.
+    const proc = Bun.spawn([process.execPath, DRIVER, "tools", "3", "--end", "dispose"], {
+      env: { ...process.env, AGENTD_HOME: home },
+      cwd: import.meta.dir,
+      stdout: "pipe",
+    });
+    const killer = setTimeout(() => proc.kill(), 30_000);
+    const code = await proc.exited;
+    clearTimeout(killer);
+    expect(code).toBe(0);
+    expect(daemon.received.length).toBe(3);
+  }, 60_000);
+
+  test("of a config.toml over 1 MiB the first MiB is read, never a line cut short", async () => {
+    const home = tmpdir();
+    const head = "max_line_bytes = 6553";
+    const filler = `# ${"x".repeat(1_000)}\n`.repeat(1_040);
+    const pad = `# ${"y".repeat(1024 * 1024 - filler.length - head.length - 3)}\n`;
+    // The first MiB ends inside this line, after "6553": read cut, it would set a 6.5 KB limit.
+    fs.writeFileSync(path.join(home, "config.toml"), `${filler}${pad}${head}6000\n`);
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    const output = "z".repeat(10_000);
+    await sendTools(hooks, 1, output);
+    await until(() => daemon.received.length === 1);
+    expect((daemon.received[0].params.payload as { output: { output: string } }).output.output).toBe(output);
+  });
+
+  test("a socket whose listen backlog is full is reported as such, not as missing", async () => {
+    const home = tmpdir();
+    const socketPath = path.join(home, "agentd.sock");
+    // A listener that never accepts, its backlog filled (node:net servers always accept).
+    const script = [
+      "import socket, sys, time",
+      "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(0); held = []",
+      "while True:",
+      "    c = socket.socket(socket.AF_UNIX); c.setblocking(False)",
+      "    try: c.connect(sys.argv[1]); held.append(c)",
+      "    except BlockingIOError: break",
+      "print('full', flush=True); time.sleep(120)",
+    ].join("\n");
+    const server = Bun.spawn(["python3", "-c", script, socketPath], { stdout: "pipe" });
+    cleanups.push(() => server.kill());
+    const reader = server.stdout.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("full");
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 1);
+    await until(() => counters().spooled === 1);
+    expect(String(counters().lastError)).toContain("its listen backlog is full");
+    await hooks.dispose?.();
+  });
+});
+
 describe("trust: nothing goes to a socket or spool another user could have planted", () => {
   test("a socket in a directory others can write gets nothing; the events are spooled", async () => {
     const home = tmpdir();
