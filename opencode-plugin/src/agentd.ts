@@ -19,6 +19,9 @@
 //   (the hook's checks, docs/protocol.md "Guarantees"; see `refusal` below);
 // - no dependency: node: builtins only, and types from @opencode-ai/plugin (erased at load).
 //
+// One file, longer than the project's ~400 lines per module: `agentd install opencode` copies
+// this file alone into OpenCode's plugins/ directory, where every file is loaded as a plugin.
+//
 // Export only the plugin: OpenCode calls every exported function as a plugin and rejects a module
 // with any other export ("Plugin export is not a function").
 
