@@ -553,7 +553,7 @@ describe("payloads", () => {
     expect(kept[kept.length - 1]).toBe(`…[truncated by agentd: ${files.length - kept.length + 1} more items]`);
     expect(third.kind as unknown).toBe("event");
     expect(third.event).toMatchObject({ id: "evt_big", type: "message.part.updated", properties: { sessionID: "ses_big" } });
-  });
+  }, 60_000); // a few MB serialized: not a test of speed
 
   test("no callback throws or rejects, whatever it is given", async () => {
     const home = tmpdir();
