@@ -19,6 +19,9 @@
 //   (the hook's checks, docs/protocol.md "Guarantees"; see `refusal` below);
 // - no dependency: node: builtins only, and types from @opencode-ai/plugin (erased at load).
 //
+// One file, longer than the project's ~400 lines per module: `agentd install opencode` copies
+// this file alone into OpenCode's plugins/ directory, where every file is loaded as a plugin.
+//
 // Export only the plugin: OpenCode calls every exported function as a plugin and rejects a module
 // with any other export ("Plugin export is not a function").
 
@@ -38,6 +41,7 @@ const MAX_QUEUE_ITEMS = 10_000; // unacked events held in memory (queued + in fl
 const MAX_QUEUE_BYTES = 64 * 1024 * 1024; // ... and their size (UTF-16 units); beyond: spooled
 const MAX_IN_FLIGHT = 256; // sent, not yet acked (the daemon reads 256 lines ahead per connection)
 const WRITE_CHUNK = 1024 * 1024; // one socket write carries at most about this much
+const CONFIG_MAX_BYTES = 1024 * 1024; // of config.toml, only this much is read
 const CONNECT_TIMEOUT_MS = 2_000; // a socket that neither accepts nor refuses
 const ACK_TIMEOUT_MS = 10_000; // an ack this late: the connection is dropped and the events resent
 const MAX_ATTEMPTS = 3; // sends of one event before it goes to the spool instead
@@ -46,7 +50,8 @@ const BACKOFF_MAX_MS = 5_000;
 const SPOOL_FILE_MAX_BYTES = 64 * 1024 * 1024; // then the spool file is finished, a new one begun
 const DISPOSE_FLUSH_MS = 1_000; // dispose waits this long at most for acks, then spools the rest
 const BEFORE_EXIT_FLUSH_MS = 500;
-const TRUNCATED_STRING_CHARS = [1 << 20, 1 << 16, 1 << 12, 1 << 8]; // oversize events, see shrink()
+const SHRINK_MAX_VALUES = 100_000; // values read, at most, to cut an oversize event down (cutToFit)
+const SHORT_STRING_CHARS = 256; // strings this short (ids, kinds, names) are never cut
 // Bus events not forwarded: streaming text chunks, whose full text the part's final
 // message.part.updated snapshot carries. AGENTD_OPENCODE_SKIP_EVENTS (comma-separated, "" for
 // none) overrides the list.
@@ -114,14 +119,36 @@ function resolveSettings(env: Env): Settings {
 
 /** The two top-level keys of config.toml the plugin needs (`socket`, `max_line_bytes`), read with
  * a small parser for `key = "basic" | 'literal' | 123` lines before the first [table]. Anything
- * else in the file is the daemon's business; an unreadable file counts as absent. */
+ * else in the file is the daemon's business; an unreadable file counts as absent, and so does
+ * anything but a regular file: it is read while OpenCode starts, which a FIFO (opened without
+ * O_NONBLOCK) or a device would block forever. */
 function readConfigFile(file: string): { socket?: string; max_line_bytes?: number } {
   const found: { socket?: string; max_line_bytes?: number } = {};
   let text: string;
+  let fd: number | null = null;
   try {
-    text = fs.readFileSync(file, "utf8");
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return found;
+    const data = Buffer.alloc(Math.min(st.size, CONFIG_MAX_BYTES));
+    let size = 0;
+    while (size < data.length) {
+      const n = fs.readSync(fd, data, size, data.length - size, size);
+      if (n <= 0) break;
+      size += n;
+    }
+    text = data.toString("utf8", 0, size);
+    if (st.size > size) text = text.slice(0, text.lastIndexOf("\n") + 1); // no cut last line
   } catch {
     return found;
+  } finally {
+    if (fd !== null) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* nothing to do */
+      }
+    }
   }
   for (const raw of text.split("\n")) {
     const line = raw.trim();
@@ -239,28 +266,134 @@ function utf8Length(s: string): number {
 }
 
 /** A payload whose JSON would make a line over the daemon's limit (which would close the
- * connection): the same structure with its long strings cut, shorter each round, so the ids and
- * kinds survive; a stub naming the event as the last resort. */
+ * connection), cut down to fit: see cutToFit. A pass that still comes out too long (multi-byte
+ * text) is redone once with the budget scaled by what it measured; a stub naming the event is the
+ * last resort. */
 function shrink(payload: Record<string, unknown>, original: number, limit: number): string {
-  for (const max of TRUNCATED_STRING_CHARS) {
-    const json = repairSurrogates(
-      safeStringifyWith(payload, (_key, value) =>
-        typeof value === "string" && value.length > max
-          ? `${value.slice(0, max)}…[truncated by agentd: ${value.length} chars]`
-          : value,
-      ),
-    );
-    if (utf8Length(json) <= limit) return json;
+  let budget = limit;
+  for (let pass = 0; pass < 3; pass++) {
+    const json = repairSurrogates(cutToFit(payload, budget));
+    const bytes = utf8Length(json);
+    if (bytes <= limit) return json;
+    budget = Math.floor((budget * limit * 0.9) / bytes);
   }
   return serialize({ kind: payload.kind, agentd_oversize: { bytes: original } });
 }
 
-function safeStringifyWith(value: unknown, replacer: (key: string, value: unknown) => unknown): string {
-  try {
-    return JSON.stringify(value, replacer) ?? "null";
-  } catch {
-    return JSON.stringify(JSON.parse(safeStringify(value)), replacer) ?? "null";
-  }
+/** The JSON of `root` in about `budget` characters, in one pass that reads at most
+ * SHRINK_MAX_VALUES values, whatever it holds (an oversize event may be made of millions of
+ * small values, or of a tree of shared references far larger than its memory): at each level
+ * of an object its short values (ids, kind, type, names) come first, whole, then its long
+ * strings and nested values in order; a long string keeps at most 1/16 of the budget; once the
+ * budget or the value count runs out, the rest of each array and object is replaced by a count.
+ * Handles what safeStringify handles (cycles, BigInts, throwing getters and toJSON, revoked
+ * proxies). */
+function cutToFit(root: unknown, budget: number): string {
+  const out: string[] = [];
+  let size = 0;
+  let values = 0;
+  const reserve = Math.min(16_384, budget / 4); // the closing brackets and counts still to come
+  const stringCap = Math.max(SHORT_STRING_CHARS, Math.floor(budget / 16));
+  const ancestors = new Set<object>();
+  const full = () => size >= budget - reserve || values >= SHRINK_MAX_VALUES;
+  const emit = (s: string) => {
+    out.push(s);
+    size += s.length;
+  };
+  const small = (v: unknown) =>
+    v === null || (typeof v === "string" ? v.length <= SHORT_STRING_CHARS : typeof v !== "object");
+  const read = (get: () => unknown): unknown => {
+    try {
+      return get();
+    } catch (e) {
+      return `[unreadable: ${describe(e)}]`;
+    }
+  };
+  /** The JSON of a leaf; undefined for what JSON leaves out; null for an object to walk. */
+  const leaf = (v: unknown): string | undefined | null => {
+    switch (typeof v) {
+      case "string": {
+        const room = Math.max(0, Math.min(stringCap, budget - reserve - size));
+        if (v.length <= SHORT_STRING_CHARS || v.length <= room) return JSON.stringify(v);
+        return JSON.stringify(`${v.slice(0, room)}…[truncated by agentd: ${v.length} chars]`);
+      }
+      case "number":
+        return Number.isFinite(v) ? String(v) : "null";
+      case "boolean":
+        return v ? "true" : "false";
+      case "bigint":
+        return JSON.stringify(v.toString());
+      case "object":
+        return v === null ? "null" : null;
+      default:
+        return undefined; // functions, symbols, undefined
+    }
+  };
+  const node = (v: unknown, depth: number): void => {
+    const json = leaf(v);
+    if (json === null) walk(v as object, depth);
+    else emit(json ?? "null");
+  };
+  const walk = (v: object, depth: number): void => {
+    if (ancestors.has(v)) return emit('"[circular]"');
+    if (depth > 200) return emit('"[too deep]"');
+    const mark = out.length;
+    const markSize = size;
+    ancestors.add(v);
+    try {
+      const toJSON = (v as { toJSON?: unknown }).toJSON;
+      if (typeof toJSON === "function") return node(toJSON.call(v), depth + 1);
+      if (Array.isArray(v)) {
+        const n = v.length;
+        emit("[");
+        let i = 0;
+        for (; i < n && !full(); i++) {
+          if (i) emit(",");
+          values++;
+          node(read(() => v[i]), depth + 1);
+        }
+        if (i < n) emit(`${i ? "," : ""}"…[truncated by agentd: ${n - i} more items]"`);
+        emit("]");
+        return;
+      }
+      const keys = Object.keys(v);
+      const first: Array<[string, unknown]> = [];
+      const rest: Array<[string, unknown]> = [];
+      let omitted = keys.length;
+      for (const key of keys) {
+        if (values >= SHRINK_MAX_VALUES) break;
+        values++;
+        omitted--;
+        const item = read(() => (v as Record<string, unknown>)[key]);
+        (small(item) ? first : rest).push([key, item]);
+      }
+      emit("{");
+      let written = 0;
+      for (const entries of [first, rest]) {
+        for (const [key, item] of entries) {
+          if (full()) {
+            omitted++;
+            continue;
+          }
+          const json = leaf(item);
+          if (json === undefined) continue;
+          emit(`${written++ ? "," : ""}${JSON.stringify(key)}:`);
+          if (json === null) walk(item as object, depth + 1);
+          else emit(json);
+        }
+      }
+      if (omitted) emit(`${written ? "," : ""}"…[truncated by agentd]":"${omitted} more keys"`);
+      emit("}");
+    } catch (e) {
+      out.length = mark; // what this value wrote before it failed
+      size = markSize;
+      emit(JSON.stringify(`[unreadable: ${describe(e)}]`));
+    } finally {
+      ancestors.delete(v);
+    }
+  };
+  node(root, 0);
+  return out.join("");
 }
 
 // --- trust: what a shared machine's other users could plant -----------------------------------
@@ -320,12 +453,34 @@ class Spool {
     private readonly stats: Stats,
   ) {}
 
-  /** Append complete lines (each ending in "\n") in one write. Throws when it cannot. */
+  /** Append complete lines (each ending in "\n"), all or none: a write the disk cuts short (full
+   * disk, quota) is cut back to the last whole line, since the lines stay queued and are written
+   * again later, and a torn prefix before them would make that event's line unreadable. Throws
+   * when it cannot. */
   write(lines: string): void {
     if (this.fd === null) this.open();
+    const fd = this.fd as number;
     const data = Buffer.from(lines, "utf8");
     let done = 0;
-    while (done < data.length) done += fs.writeSync(this.fd as number, data, done);
+    try {
+      while (done < data.length) {
+        // At an explicit position: after a cut-back the file offset would be past the end.
+        const n = fs.writeSync(fd, data, done, data.length - done, this.size + done);
+        if (n <= 0) throw new Error(`spool write of ${data.length} bytes wrote ${done}`);
+        done += n;
+      }
+    } catch (e) {
+      if (done > 0) {
+        try {
+          fs.ftruncateSync(fd, this.size);
+        } catch {
+          // Cannot cut it back: end this file (the daemon sets a torn last line aside), and write
+          // the lines again into a new one.
+          this.finish();
+        }
+      }
+      throw e;
+    }
     this.size += data.length;
     if (this.size >= SPOOL_FILE_MAX_BYTES) this.finish();
   }
@@ -389,6 +544,8 @@ class Transport {
   private nextId = 1;
   private backoff = BACKOFF_MIN_MS;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private holdTimer: ReturnType<typeof setTimeout> | null = null; // no sends until it fires
+  private holdDelay = BACKOFF_MIN_MS;
   private ackTimer: ReturnType<typeof setInterval> | null = null;
   private pumpScheduled = false;
   private buffer = "";
@@ -487,7 +644,7 @@ class Transport {
       this.writable = true;
       this.pump();
     });
-    sock.on("error", (e: Error) => this.error(e));
+    sock.on("error", (e: Error) => this.error(connected ? e : this.connectError(e)));
     sock.on("close", () => {
       clearTimeout(connectTimer);
       if (this.sock !== sock) return;
@@ -501,6 +658,21 @@ class Transport {
         this.connectFailed();
       }
     });
+  }
+
+  /** Bun (1.3) reports a connect refused with EAGAIN, a listener whose backlog is full, as
+   * ENOENT: when the socket is there, say what it means. */
+  private connectError(e: Error): Error {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") return e;
+    try {
+      if (!fs.lstatSync(this.settings.socketPath).isSocket()) return e;
+    } catch {
+      return e; // really not there
+    }
+    return new Error(
+      `connect ${this.settings.socketPath}: the socket is there but takes no connection now ` +
+        "(its listen backlog is full: the daemon is busy or stuck)",
+    );
   }
 
   private connectFailed(): void {
@@ -523,7 +695,7 @@ class Transport {
 
   private send(): void {
     const sock = this.sock;
-    if (!sock || !this.writable) return;
+    if (!sock || !this.writable || this.holdTimer) return;
     let batch = "";
     const now = Date.now();
     while (this.head < this.queue.length && this.inflight.size < MAX_IN_FLIGHT) {
@@ -591,6 +763,7 @@ class Transport {
     if (result !== undefined) {
       this.bytes -= item.size;
       this.stats.acked++;
+      this.holdDelay = BACKOFF_MIN_MS;
       return;
     }
     const code = (error as { code?: unknown } | null)?.code;
@@ -600,11 +773,29 @@ class Transport {
       // The daemon is stopping: keep the event, and reconnect (or spool) like for a lost link.
       this.unshift([item]);
       this.sock?.destroy();
-    } else if (code === -32602 || item.attempts >= MAX_ATTEMPTS) {
-      this.spoolItems([item], true); // it keeps failing: the spool keeps it (spool/rejected/)
-    } else {
-      this.unshift([item]);
+      return;
     }
+    // It keeps failing (a full disk answers -32003 until space is freed), or the daemon will
+    // never take it (-32602): the spool keeps it (spool/rejected/ for the latter). Else, or when
+    // the spool cannot take it either (it may share the full disk), it waits in memory and is
+    // sent again after a pause.
+    const spool = code === -32602 || item.attempts >= MAX_ATTEMPTS;
+    if (spool && this.spoolItems([item], true)) return;
+    this.unshift([item]);
+    this.hold();
+  }
+
+  /** Pause sending (backoff from 50 ms to 5 s, reset by an ack): an error answered at once must
+   * not become a busy loop of resends. */
+  private hold(): void {
+    if (this.holdTimer) return;
+    const timer = setTimeout(() => {
+      this.holdTimer = null;
+      this.pump();
+    }, this.holdDelay);
+    timer.unref?.();
+    this.holdTimer = timer;
+    this.holdDelay = Math.min(this.holdDelay * 2, BACKOFF_MAX_MS);
   }
 
   private checkAcks(): void {
@@ -619,7 +810,8 @@ class Transport {
   }
 
   /** In-flight events back to the front of the queue, in the order they were sent. Events sent
-   * MAX_ATTEMPTS times go to the spool (the daemon may have committed them: replays are stored once). */
+   * MAX_ATTEMPTS times go to the spool (the daemon may have committed them: replays are stored
+   * once), or, when the spool fails, back to the queue with the others. */
   private requeueInflight(countAttempt: boolean): void {
     if (!this.inflight.size) return;
     const items = [...this.inflight.values()].sort((a, b) => a.id - b.id);
@@ -629,7 +821,10 @@ class Transport {
       this.ackTimer = null;
     }
     const again = countAttempt ? items.filter((i) => i.attempts < MAX_ATTEMPTS) : items;
-    if (again.length < items.length) this.spoolItems(items.filter((i) => !again.includes(i)), false);
+    if (again.length < items.length && !this.spoolItems(items.filter((i) => !again.includes(i)), false)) {
+      this.unshift(items);
+      return;
+    }
     this.unshift(again);
   }
 
@@ -688,13 +883,20 @@ class Transport {
     return true;
   }
 
-  /** Everything unacked to the spool, synchronously, and the file finished: for exit and signals.
-   * Events in flight may already be committed; replaying them is harmless. */
-  spoolAll(): void {
+  /** Everything unacked to the spool, synchronously, and the file finished: for dispose, exit and
+   * signals. Events in flight may already be committed; replaying them is harmless. When the
+   * spool fails they stay in memory, unless `final` (the process ends): then they are dropped,
+   * and counted. */
+  spoolAll(final = false): void {
     try {
       const items = [...this.inflight.values()].sort((a, b) => a.id - b.id);
       items.push(...this.queue.slice(this.head));
-      if (this.spoolItems(items, false)) {
+      const spooled = this.spoolItems(items, false);
+      if (spooled || final) {
+        if (!spooled) {
+          this.stats.dropped += items.length;
+          this.bytes -= items.reduce((n, i) => n + i.size, 0);
+        }
         this.inflight.clear();
         this.queue = [];
         this.head = 0;
@@ -748,6 +950,8 @@ class Transport {
   close(): void {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
     const sock = this.sock;
     if (sock) {
       this.sock = null;
@@ -781,11 +985,15 @@ function shared(): Shared {
 }
 
 function installExitHandlers(transport: Transport): void {
-  process.on("exit", () => transport.spoolAll());
+  process.on("exit", () => transport.spoolAll(true));
   let flushing = false;
+  let flushedAt = -1;
   process.on("beforeExit", () => {
-    // The event loop ran dry (nothing of OpenCode's left): deliver what is unacked, briefly.
-    if (flushing || !transport.pending) return;
+    // The event loop ran dry (nothing of OpenCode's left): deliver what is unacked, briefly. Once
+    // per batch of events: what neither the daemon nor the spool took in that time is not worth
+    // keeping the process alive for ("exit" counts it as dropped).
+    if (flushing || !transport.pending || transport.stats.enqueued === flushedAt) return;
+    flushedAt = transport.stats.enqueued;
     flushing = true;
     void transport.flush(BEFORE_EXIT_FLUSH_MS).then(() => {
       flushing = false;
@@ -796,7 +1004,7 @@ function installExitHandlers(transport: Transport): void {
       // Someone else handles the signal (OpenCode): they exit or not, and "exit" spools then.
       if (process.listenerCount(signal) > 1) return;
       // Only ours: the default action (termination) was the behaviour; keep it, after the spool.
-      transport.spoolAll();
+      transport.spoolAll(true);
       process.removeListener(signal, onSignal);
       process.kill(process.pid, signal);
     };

@@ -384,6 +384,65 @@ describe("paths", () => {
   });
 });
 
+describe("config file and socket oddities", () => {
+  test("a config.toml that is a FIFO is ignored; loading the plugin does not wait for a writer", async () => {
+    const home = tmpdir();
+    expect(Bun.spawnSync(["mkfifo", path.join(home, "config.toml")]).exitCode).toBe(0);
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    // A child process: a read that blocks would block this test runner too. The kill only ends
+    // a failing run.
+    const proc = Bun.spawn([process.execPath, DRIVER, "tools", "3", "--end", "dispose"], {
+      env: { ...process.env, AGENTD_HOME: home },
+      cwd: import.meta.dir,
+      stdout: "pipe",
+    });
+    const killer = setTimeout(() => proc.kill(), 30_000);
+    const code = await proc.exited;
+    clearTimeout(killer);
+    expect(code).toBe(0);
+    expect(daemon.received.length).toBe(3);
+  }, 60_000);
+
+  test("of a config.toml over 1 MiB the first MiB is read, never a line cut short", async () => {
+    const home = tmpdir();
+    const head = "max_line_bytes = 6553";
+    const filler = `# ${"x".repeat(1_000)}\n`.repeat(1_040);
+    const pad = `# ${"y".repeat(1024 * 1024 - filler.length - head.length - 3)}\n`;
+    // The first MiB ends inside this line, after "6553": read cut, it would set a 6.5 KB limit.
+    fs.writeFileSync(path.join(home, "config.toml"), `${filler}${pad}${head}6000\n`);
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    const output = "z".repeat(10_000);
+    await sendTools(hooks, 1, output);
+    await until(() => daemon.received.length === 1);
+    expect((daemon.received[0].params.payload as { output: { output: string } }).output.output).toBe(output);
+  });
+
+  test("a socket whose listen backlog is full is reported as such, not as missing", async () => {
+    const home = tmpdir();
+    const socketPath = path.join(home, "agentd.sock");
+    // A listener that never accepts, its backlog filled (node:net servers always accept).
+    const script = [
+      "import socket, sys, time",
+      "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(0); held = []",
+      "while True:",
+      "    c = socket.socket(socket.AF_UNIX); c.setblocking(False)",
+      "    try: c.connect(sys.argv[1]); held.append(c)",
+      "    except BlockingIOError: break",
+      "print('full', flush=True); time.sleep(120)",
+    ].join("\n");
+    const server = Bun.spawn(["python3", "-c", script, socketPath], { stdout: "pipe" });
+    cleanups.push(() => server.kill());
+    const reader = server.stdout.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("full");
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 1);
+    await until(() => counters().spooled === 1);
+    expect(String(counters().lastError)).toContain("its listen backlog is full");
+    await hooks.dispose?.();
+  });
+});
+
 describe("trust: nothing goes to a socket or spool another user could have planted", () => {
   test("a socket in a directory others can write gets nothing; the events are spooled", async () => {
     const home = tmpdir();
@@ -465,6 +524,36 @@ describe("payloads", () => {
     expect(payload.input).toEqual(input);
     expect(String(payload.output.output)).toContain("…[truncated by agentd: 200000 chars]");
   });
+
+  test("an oversize event made of structure, not long strings, keeps its ids and kind", async () => {
+    const home = tmpdir();
+    fs.writeFileSync(path.join(home, "config.toml"), "max_line_bytes = 1_048_576\n");
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock")).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    let tree: Record<string, unknown> = { leaf: "x" }; // 2^17 leaves by shared references: ~3 MB of JSON
+    for (let i = 0; i < 17; i++) tree = { a: tree, b: tree };
+    const files = Array.from({ length: 200_000 }, (_, i) => `src/file-${i}.ts`); // ~4 MB
+    const input = { tool: "glob", sessionID: "ses_big", callID: "call_big" };
+    await call(hooks, "tool.execute.after", input, { title: "t", output: "o", metadata: { tree } });
+    await call(hooks, "tool.execute.after", input, { title: "t", output: "o", metadata: { files } });
+    // An event whose ids come after the bulk, in key order.
+    const event = { id: "evt_big", type: "message.part.updated", properties: { part: { tree }, sessionID: "ses_big" } };
+    await call(hooks, "event", { event });
+    await until(() => daemon.received.length === 3);
+    for (const req of daemon.received) expect(Buffer.byteLength(JSON.stringify(req))).toBeLessThanOrEqual(1_048_576);
+    const [first, second, third] = daemon.received.map((r) => r.params.payload as Record<string, Record<string, unknown>>);
+    for (const payload of [first, second]) {
+      expect(payload.kind as unknown).toBe("tool.execute.after");
+      expect(payload.input).toEqual(input);
+      expect(payload.output.title).toBe("t");
+    }
+    expect(JSON.stringify(first.output.metadata)).toContain("…[truncated by agentd]");
+    const kept = (second.output.metadata as { files: string[] }).files;
+    expect(kept.slice(0, 1000)).toEqual(files.slice(0, 1000)); // the first ones, in order
+    expect(kept[kept.length - 1]).toBe(`…[truncated by agentd: ${files.length - kept.length + 1} more items]`);
+    expect(third.kind as unknown).toBe("event");
+    expect(third.event).toMatchObject({ id: "evt_big", type: "message.part.updated", properties: { sessionID: "ses_big" } });
+  }, 60_000); // a few MB serialized: not a test of speed
 
   test("no callback throws or rejects, whatever it is given", async () => {
     const home = tmpdir();
@@ -594,6 +683,80 @@ describe("exit", () => {
     expect(daemon.received.length).toBeGreaterThan(0);
     expect(daemon.received.length + spoolLines(home).length).toBeGreaterThanOrEqual(stats.enqueued);
   });
+});
+
+describe("a full disk: nothing lost that can be kept, every loss counted", () => {
+  /** The driver in a child process; its last line of counters (at exit, for --end natural). */
+  async function drive(args: string[], env: Record<string, string>, wrap: string[] = []) {
+    const proc = Bun.spawn([...wrap, process.execPath, DRIVER, ...args], {
+      env: { ...process.env, ...env },
+      cwd: import.meta.dir,
+      stdout: "pipe",
+    });
+    const code = await proc.exited;
+    const lines = (await new Response(proc.stdout).text()).trim().split("\n");
+    return { code, stats: JSON.parse(lines[lines.length - 1]) as Record<string, number> };
+  }
+
+  test("the daemon's disk full (-32003) and the spool unusable: events wait in memory, then are delivered", async () => {
+    const home = tmpdir();
+    fs.writeFileSync(path.join(home, "spool"), "a file where the spool directory goes\n");
+    let full = true;
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock"), (req) =>
+      full ? fail(req, -32003) : ack(req),
+    ).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 5, "x".repeat(1_000));
+    // Each is sent 3 times, fails to spool, and is sent again: then it was kept.
+    await until(() => daemon.received.length >= 5 * 4 || counters().pending === 0);
+    expect(counters()).toMatchObject({ acked: 0, spooled: 0, dropped: 0, pending: 5 });
+    full = false; // space freed
+    await until(() => counters().acked === 5);
+    expect(counters()).toMatchObject({ spooled: 0, dropped: 0, pending: 0, bytes: 0 });
+    const acked = daemon.received.slice(-5).map((r) => (r.params.payload as { input: { callID: string } }).input.callID);
+    expect(acked.sort()).toEqual(["call_0", "call_1", "call_2", "call_3", "call_4"]);
+    await hooks.dispose?.();
+  });
+
+  test("the daemon's disk full (-32003), the spool fine: events go to the spool, the memory budget is freed", async () => {
+    const home = tmpdir();
+    await new FakeDaemon(path.join(home, "agentd.sock"), (req) => fail(req, -32003)).listen();
+    const hooks = await fresh({ AGENTD_HOME: home });
+    await sendTools(hooks, 3, "y".repeat(10_000));
+    await until(() => counters().spooled === 3);
+    expect(counters()).toMatchObject({ acked: 0, dropped: 0, pending: 0, bytes: 0 });
+    expect(spoolLines(home).length).toBe(3);
+    await hooks.dispose?.();
+  });
+
+  test("a spool write the disk cuts short leaves no torn line; what could not be written is counted", async () => {
+    const home = tmpdir(); // no daemon: every event wants the spool
+    // A file size limit stands in for a full disk: the write that crosses it is cut short, the
+    // next ones fail (EFBIG; SIGXFSZ ignored, as the shell passes it on through exec).
+    const wrap = ["sh", "-c", `trap '' XFSZ; exec prlimit --fsize=${10_000} "$@"`, "sh"];
+    const { code, stats } = await drive(["tools", "100", "--output-bytes", "300", "--end", "natural"], { AGENTD_HOME: home }, wrap);
+    expect(code).toBe(0);
+    const dir = path.join(home, "spool");
+    const text = spoolFiles(home).map((f) => fs.readFileSync(path.join(dir, f), "utf8")).join("");
+    expect(text.length === 0 || text.endsWith("\n")).toBe(true);
+    const lines = text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.length).toBeLessThan(100);
+    expect(stats).toMatchObject({ spooled: lines.length, dropped: 100 - lines.length, pending: 0, bytes: 0 });
+    const calls = lines.map((l) => (l.payload as { input: { callID: string } }).input.callID);
+    expect(calls).toEqual(calls.map((_, i) => `call_${i}`)); // the first ones, whole and in order
+  }, 60_000);
+
+  test("a daemon that never answers and no spool: the process ends after one bounded try, losses counted", async () => {
+    const home = tmpdir();
+    fs.writeFileSync(path.join(home, "spool"), "a file where the spool directory goes\n");
+    const daemon = await new FakeDaemon(path.join(home, "agentd.sock"), () => null).listen();
+    const { code, stats } = await drive(["tools", "20", "--end", "natural"], { AGENTD_HOME: home });
+    expect(code).toBe(0);
+    expect(daemon.received.length).toBe(20);
+    // Not held for the 10 s ack timeout (which would resend), let alone for three of them.
+    expect(stats).toMatchObject({ final: true, acked: 0, spooled: 0, resent: 0, dropped: 20, pending: 0, bytes: 0 });
+  }, 60_000);
 });
 
 // With a real daemon (tests/test_opencode_plugin.py runs `bun test` with this set).

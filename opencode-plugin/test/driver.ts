@@ -10,6 +10,9 @@
 //       return (the event loop runs dry), printing a second line of counters at exit; signal:
 //       SIGTERM to itself. Prints one JSON line of the transport's counters (before ending, for
 //       exit, signal and natural).
+//   bun test/driver.ts tools N [--output-bytes B] [--end ...]
+//       N tool.execute.after calls (call_0 ...) with B bytes of output each, one per turn of the
+//       event loop (so that each is sent or spooled on its own), then ends as replay does.
 //   bun test/driver.ts hostile
 //       Calls every hook with hostile arguments; prints {"threw": N, "rejected": N}.
 //   bun test/driver.ts bench [--calls N]
@@ -29,8 +32,8 @@ export function shared(): Shared {
 }
 
 export function counters(): Record<string, unknown> {
-  const t = shared().transport;
-  return { ...t.stats, pending: t.pending, state: t.state };
+  const t = shared().transport as Shared["transport"] & { bytes?: number };
+  return { ...t.stats, pending: t.pending, state: t.state, bytes: t.bytes };
 }
 
 export async function load(directory = process.cwd()): Promise<Hooks> {
@@ -65,12 +68,27 @@ async function replay(file: string): Promise<void> {
     .filter((r) => !scenario || r.scenario === scenario);
   const hooks = await load();
   for (const record of records) await replayRecord(hooks, record);
+  await finish(hooks, end, records.length);
+}
+
+async function tools(n: number): Promise<void> {
+  const hooks = await load();
+  const output = "x".repeat(Number(arg("--output-bytes", "100")));
+  for (let i = 0; i < n; i++) {
+    const input = { tool: "bash", sessionID: "ses_tools", callID: `call_${i}` };
+    await call(hooks, "tool.execute.after", input, { title: "t", output, metadata: { exit: 0 } });
+    await new Promise((r) => setImmediate(r));
+  }
+  await finish(hooks, arg("--end", "dispose"), n);
+}
+
+async function finish(hooks: Hooks, end: string, records: number): Promise<void> {
   if (end === "exit") {
-    console.log(JSON.stringify({ ...counters(), records: records.length }));
+    console.log(JSON.stringify({ ...counters(), records }));
     process.exit(0);
   }
   if (end === "signal") {
-    console.log(JSON.stringify({ ...counters(), records: records.length }));
+    console.log(JSON.stringify({ ...counters(), records }));
     process.kill(process.pid, "SIGTERM");
     await new Promise((r) => setTimeout(r, 5_000)); // the signal ends the process before this
     return;
@@ -83,7 +101,7 @@ async function replay(file: string): Promise<void> {
     // After the plugin's own exit handler (registered when it loaded), which spools what is left.
     process.on("exit", () => console.log(JSON.stringify({ ...counters(), final: true })));
   }
-  console.log(JSON.stringify({ ...counters(), records: records.length }));
+  console.log(JSON.stringify({ ...counters(), records }));
 }
 
 function hostileArguments(): unknown[] {
@@ -232,6 +250,7 @@ export async function bench(
 if (import.meta.main) {
   const [mode, file] = process.argv.slice(2);
   if (mode === "replay") await replay(file);
+  else if (mode === "tools") await tools(Number(file));
   else if (mode === "hostile") await hostile();
   else if (mode === "bench") {
     const calls = Number(arg("--calls", "2000"));
