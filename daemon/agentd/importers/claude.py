@@ -44,7 +44,7 @@ from agentd.importers.state import FOLLOW_FILE, ImportState, best_entry
 from agentd.importers.writer import Event, Pipeline
 from agentd.installers.claude import config_dir
 from agentd.normalizers.claude_transcript import has_tool_results, is_prompt, timestamp_ms
-from agentd.protocol import replace_lone_surrogates
+from agentd.protocol import MAX_DEPTH, TooDeep, check_depth, replace_lone_surrogates
 
 __all__ = [
     "SOURCE",
@@ -456,6 +456,12 @@ class TranscriptImport:
             return []
         if rtype is None and _is_attachment(line):
             summary.skip("attachment")
+            return []
+        try:
+            # Before the decoder recurses: the daemon refuses such a payload anyway (MAX_DEPTH).
+            check_depth(line)
+        except TooDeep:
+            summary.skip(f"nested deeper than {MAX_DEPTH} levels")
             return []
         try:
             head = _head_decoder.decode(line)
