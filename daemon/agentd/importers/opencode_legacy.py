@@ -32,7 +32,6 @@ from typing import Any
 
 from agentd.importers._opencode_turns import (
     EventSender,
-    chat_message,
     is_typed,
     snapshot_lines,
     wanted_part,
@@ -196,7 +195,7 @@ class StorageImport(EventSender):
             at = _time(message, "completed") or _time(message, "created") or updated
             await self._emit("message.updated", {"sessionID": sid, "info": message}, at)
             if message.get("role") == "user" and is_typed(parts[mid]):
-                await self._send(chat_message(sid, message), at)
+                await self._chat(sid, message, at)
             for part in parts[mid]:
                 if not wanted_part(part):
                     summary.records += 1
