@@ -11,6 +11,7 @@ import pytest
 
 from agentd.importers import Summary, run_import
 from agentd.importers.claude import AGENT, TranscriptFile, TranscriptImport
+from agentd.importers.state import FOLLOW_FILE, STATE_FILE, ImportState
 from agentd.protocol import MAX_DEPTH
 from conftest import query_db
 
@@ -99,3 +100,31 @@ def test_a_line_nested_too_deep_is_skipped_and_counted_and_the_rest_imported(con
     followed, events, entry = _follow_read(projects / "-w" / "s-1.jsonl")
     assert followed.skipped[f"nested deeper than {MAX_DEPTH} levels"] == 1
     assert entry["offset"] == len(body) and events == 8
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"size": "abc", "offset": 1},
+        5,
+        {"size": [1], "offset": 1},
+        {"size": 1, "offset": 1, "tail": "x", "prompt": 5, "at": "zz"},
+        {"offset": "1"},
+    ],
+)
+@pytest.mark.parametrize("state_file", [STATE_FILE, FOLLOW_FILE])
+def test_a_damaged_state_entry_is_treated_as_absent(config, tmp_path, entry, state_file):
+    projects = _transcript(tmp_path, _prompt() + _assistant("t1", "m1") + _result("t1"))
+    path = projects / "-w" / "s-1.jsonl"
+    if isinstance(entry, dict):
+        entry = {"inode": path.stat().st_ino, **entry}
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    (config.state_dir / state_file).write_text(
+        json.dumps({"version": 1, AGENT: {str(path): entry}})
+    )
+    summary = run_import(config, "claude", [projects])  # read from the start: safe, deduplicated
+    assert summary.errors == [] and summary.files_read == 1
+    assert _tools(config.db_path) == ["s-1:t1"]
+    # Read to its end, and the import's entry now holds where (the follower's uses the same code).
+    own = ImportState.load(config.state_dir, STATE_FILE).entries(AGENT)[str(path)]
+    assert own["offset"] == path.stat().st_size

@@ -40,7 +40,7 @@ from typing import Any
 import msgspec
 
 from agentd.errors import ImportFailed
-from agentd.importers.state import FOLLOW_FILE, ImportState, best_entry
+from agentd.importers.state import FOLLOW_FILE, ImportState, best_entry, fits
 from agentd.importers.writer import Event, Pipeline
 from agentd.installers.claude import config_dir
 from agentd.normalizers.claude_transcript import has_tool_results, is_prompt, timestamp_ms
@@ -257,13 +257,7 @@ class TranscriptFile:
     def __init__(self, path: str, st: os.stat_result, entry: dict[str, Any] | None) -> None:
         self.path = path
         self.st = st
-        resume = (
-            entry is not None
-            and entry.get("inode") == st.st_ino
-            and isinstance(entry.get("offset"), int)
-            and 0 <= entry["offset"] <= st.st_size
-            and st.st_size >= int(entry.get("size") or 0)
-        )
+        resume = entry is not None and fits(entry, st)
         self.start = int(entry["offset"]) if resume and entry else 0
         self.cursor = _Cursor(
             self.start,
