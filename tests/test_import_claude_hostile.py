@@ -4,6 +4,9 @@ state files: each bad line is skipped or repaired and counted, and the rest of t
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +131,18 @@ def test_a_damaged_state_entry_is_treated_as_absent(config, tmp_path, entry, sta
     # Read to its end, and the import's entry now holds where (the follower's uses the same code).
     own = ImportState.load(config.state_dir, STATE_FILE).entries(AGENT)[str(path)]
     assert own["offset"] == path.stat().st_size
+
+
+@pytest.mark.parametrize("agent,flag", [("claude", "--path"), ("opencode", "--db")])
+def test_a_path_that_is_neither_a_file_nor_a_directory_is_refused(
+    agentd_env, tmp_path, agent, flag
+):
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "agentd", "import", agent, flag, path],
+            env=agentd_env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert f"{path} is neither a " in proc.stderr

@@ -161,6 +161,8 @@ def resolve_paths(given: list[Path]) -> list[Path]:
     for root in roots:
         if not root.exists():
             raise ImportFailed(f"{root} does not exist")
+        if not root.is_dir() and not root.is_file():  # a device, a FIFO: nothing to import
+            raise ImportFailed(f"{root} is neither a directory nor a regular file")
     return [root.absolute() for root in roots]
 
 

@@ -127,8 +127,10 @@ def resolve_paths(given: list[Path]) -> list[Path]:
                 raise ImportFailed(
                     f"{path} is a directory but not OpenCode's storage (it has no session/ folder)"
                 )
-        elif not path.is_file():
+        elif not path.exists():
             raise ImportFailed(f"{path} does not exist")
+        elif not path.is_file():
+            raise ImportFailed(f"{path} is neither a storage directory nor a regular file")
     return [p.absolute() for p in paths]
 
 
