@@ -266,8 +266,8 @@ def test_damaged_files_are_skipped_and_counted_and_a_wrong_directory_is_refused(
     assert summary["files"] == {
         "found": 3, "unchanged": 0, "read": 2, "vanished": 0, "unreadable": 1,
     }  # fmt: skip
-    assert summary["errors"] == [f"{session_file}: unreadable session file"]
-    assert summary["skipped"]["message: unreadable file"] == 1
+    assert summary["errors"] == [f"{session_file}: unreadable session file (not JSON)"]
+    assert summary["skipped"]["message: unreadable file (not JSON)"] == 1
     ids = {s["id"] for s in query_db(home / "agentd.db", "SELECT id FROM sessions")}
     assert ids == {tools_session, legacy.sessions["compaction"]}
     # The tools session lost only its last message (the final text); its tools are all there.

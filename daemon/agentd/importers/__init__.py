@@ -60,6 +60,7 @@ class Summary:
     records: int = 0  # lines (rows) looked at
     ingested: Counter[str] = field(default_factory=Counter)  # events sent, by record kind
     skipped: Counter[str] = field(default_factory=Counter)  # records not sent, by reason
+    repaired: Counter[str] = field(default_factory=Counter)  # values repaired and sent, by reason
     events_sent: int = 0
     events_stored: int = 0  # acknowledged
     events_new: int | None = None  # stored for the first time (direct writes only)
@@ -72,6 +73,9 @@ class Summary:
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
+
+    def repair(self, reason: str) -> None:
+        self.repaired[reason] += 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +93,7 @@ class Summary:
             "records": self.records,
             "ingested": dict(sorted(self.ingested.items())),
             "skipped": dict(sorted(self.skipped.items())),
+            "repaired": dict(sorted(self.repaired.items())),
             "events": {
                 "sent": self.events_sent,
                 "stored": self.events_stored,
@@ -128,6 +133,9 @@ class Summary:
         if self.skipped:
             top = ", ".join(f"{k} {v}" for k, v in self.skipped.most_common())
             lines.append(f"  skipped: {top}")
+        if self.repaired:
+            fixed = ", ".join(f"{k} {v}" for k, v in self.repaired.most_common())
+            lines.append(f"  repaired: {fixed}")
         for reason, count in self.refused_reasons.items():
             lines.append(f"  refused: {count} x {reason}")
         lines += [f"  error:   {e}" for e in self.errors[:20]]

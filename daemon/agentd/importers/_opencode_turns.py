@@ -21,6 +21,7 @@ from typing import Any
 
 from agentd.importers.writer import Event
 from agentd.normalizers._opencode import is_machine_prompt_part
+from agentd.protocol import MAX_DEPTH, json_depth
 
 __all__ = [
     "SOURCE",
@@ -29,6 +30,7 @@ __all__ = [
     "chat_message",
     "event",
     "is_typed",
+    "loads",
     "parts_of",
     "snapshot_lines",
     "wanted_part",
@@ -42,7 +44,8 @@ _CHANGES_FILES = frozenset({"write", "edit", "multiedit", "apply_patch", "patch"
 def _dumps(value: Any) -> bytes:
     # ASCII escapes: a lone surrogate (JavaScript wrote half an emoji) stays a valid JSON escape,
     # which the store turns into U+FFFD.
-    return json.dumps(value, separators=(",", ":")).encode()
+    # No NaN or Infinity (ValueError): JSON has no such numbers and the writer refuses them.
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
 
 def event(etype: str, properties: dict[str, Any]) -> bytes:
@@ -102,7 +105,8 @@ def snapshot_lines(
     """part id -> {additions, deletions} for each write over an existing file in the turn whose
     lines the turn's snapshot diff gives unambiguously."""
     summary = user_info.get("summary") if isinstance(user_info.get("summary"), dict) else {}
-    diffs = [d for d in summary.get("diffs") or [] if isinstance(d, dict)]
+    listed = summary.get("diffs")
+    diffs = [d for d in listed if isinstance(d, dict)] if isinstance(listed, list) else []
     if not diffs:
         return {}
     touched: dict[str, int] = {}
@@ -114,8 +118,12 @@ def snapshot_lines(
         paths = _changed_paths(part)
         if part.get("tool") != "write" or len(paths) != 1 or touched[paths[0]] != 1:
             continue
-        metadata = part["state"].get("metadata") or {}
-        if metadata.get("exists") is not True or metadata.get("filediff"):
+        metadata = part["state"].get("metadata")
+        if (
+            not isinstance(metadata, dict)
+            or metadata.get("exists") is not True
+            or metadata.get("filediff")
+        ):
             continue
         matches = [
             d for d in diffs if isinstance(d.get("file"), str) and _same_file(paths[0], d["file"])
@@ -128,18 +136,22 @@ def snapshot_lines(
     return out
 
 
-def _loads(text: Any) -> Any:
+def loads(text: Any) -> Any:
+    """The JSON value of a column, None when it is none (not text, not JSON, nested deeper than
+    the daemon's MAX_DEPTH: checked before json.loads recurses)."""
     if not isinstance(text, str):
+        return None
+    if text.count("[") + text.count("{") > MAX_DEPTH and json_depth(text.encode()) > MAX_DEPTH:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
 def parts_of(conn: sqlite3.Connection, message: str) -> list[dict[str, Any]]:
     parts = (
-        _loads(r[0]) for r in conn.execute("SELECT data FROM part WHERE message_id = ?", (message,))
+        loads(r[0]) for r in conn.execute("SELECT data FROM part WHERE message_id = ?", (message,))
     )
     return [p for p in parts if isinstance(p, dict)]
 
@@ -158,7 +170,7 @@ class DatabaseTurns:
         row = self.conn.execute(
             "SELECT session_id, data FROM message WHERE id = ?", (part["messageID"],)
         ).fetchone()
-        message = _loads(row[1]) if row else None
+        message = loads(row[1]) if row else None
         user = message.get("parentID") if isinstance(message, dict) else None
         if not isinstance(user, str):
             return None
@@ -168,7 +180,7 @@ class DatabaseTurns:
 
     def _turn(self, session: str, user: str) -> dict[str, dict[str, int]]:
         found = self.conn.execute("SELECT data FROM message WHERE id = ?", (user,)).fetchone()
-        info = _loads(found[0]) if found else None
+        info = loads(found[0]) if found else None
         if not isinstance(info, dict):
             return {}
         parts = []
@@ -178,7 +190,7 @@ class DatabaseTurns:
             " AND json_extract(m.data, '$.parentID') = ?",
             (session, user),
         ):
-            part = _loads(data)
+            part = loads(data)
             if isinstance(part, dict):
                 parts.append({"id": part_id, **part})
         return snapshot_lines(info, parts)
@@ -195,8 +207,27 @@ class EventSender:
 
     async def _emit(self, etype: str, properties: dict[str, Any], at: Any) -> None:
         self.summary.records += 1
-        self.summary.ingested[etype] += 1
-        await self._send(event(etype, properties), at)
+        payload = self._encode(etype, event, etype, properties)
+        if payload is not None:
+            self.summary.ingested[etype] += 1
+            await self._send(payload, at)
+
+    def _encode(self, what: str, make: Any, *args: Any) -> bytes | None:
+        """make(*args), or None (skipped and counted) for a value JSON cannot carry: NaN,
+        Infinity or a number beyond a double (OpenCode's JSON parser takes them, the writer does
+        not), or bytes (a BLOB where OpenCode keeps text)."""
+        try:
+            return make(*args)
+        except ValueError:
+            self.summary.skip(f"{what}: NaN or an infinite number")
+        except TypeError:
+            self.summary.skip(f"{what}: a BLOB value")
+        return None
+
+    async def _chat(self, session: Any, info: dict[str, Any], at: Any) -> None:
+        payload = self._encode("chat.message", chat_message, session, info)
+        if payload is not None:
+            await self._send(payload, at)
 
     async def _send(self, payload: bytes, at: Any) -> None:
         self.summary.bytes_read += len(payload)

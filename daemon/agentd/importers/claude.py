@@ -40,11 +40,11 @@ from typing import Any
 import msgspec
 
 from agentd.errors import ImportFailed
-from agentd.importers.state import FOLLOW_FILE, ImportState, best_entry
+from agentd.importers.state import FOLLOW_FILE, ImportState, best_entry, fits
 from agentd.importers.writer import Event, Pipeline
 from agentd.installers.claude import config_dir
 from agentd.normalizers.claude_transcript import has_tool_results, is_prompt, timestamp_ms
-from agentd.protocol import replace_lone_surrogates
+from agentd.protocol import MAX_DEPTH, TooDeep, check_depth, replace_lone_surrogates
 
 __all__ = [
     "SOURCE",
@@ -161,6 +161,8 @@ def resolve_paths(given: list[Path]) -> list[Path]:
     for root in roots:
         if not root.exists():
             raise ImportFailed(f"{root} does not exist")
+        if not root.is_dir() and not root.is_file():  # a device, a FIFO: nothing to import
+            raise ImportFailed(f"{root} is neither a directory nor a regular file")
     return [root.absolute() for root in roots]
 
 
@@ -257,13 +259,7 @@ class TranscriptFile:
     def __init__(self, path: str, st: os.stat_result, entry: dict[str, Any] | None) -> None:
         self.path = path
         self.st = st
-        resume = (
-            entry is not None
-            and entry.get("inode") == st.st_ino
-            and isinstance(entry.get("offset"), int)
-            and 0 <= entry["offset"] <= st.st_size
-            and st.st_size >= int(entry.get("size") or 0)
-        )
+        resume = entry is not None and fits(entry, st)
         self.start = int(entry["offset"]) if resume and entry else 0
         self.cursor = _Cursor(
             self.start,
@@ -456,6 +452,12 @@ class TranscriptImport:
             return []
         if rtype is None and _is_attachment(line):
             summary.skip("attachment")
+            return []
+        try:
+            # Before the decoder recurses: the daemon refuses such a payload anyway (MAX_DEPTH).
+            check_depth(line)
+        except TooDeep:
+            summary.skip(f"nested deeper than {MAX_DEPTH} levels")
             return []
         try:
             head = _head_decoder.decode(line)

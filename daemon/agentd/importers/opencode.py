@@ -21,9 +21,9 @@ database and its WAL are unchanged.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,8 @@ from agentd.importers._opencode_turns import (
     SOURCE,
     DatabaseTurns,
     EventSender,
-    chat_message,
     is_typed,
+    loads,
     parts_of,
     wanted_part,
 )
@@ -127,8 +127,10 @@ def resolve_paths(given: list[Path]) -> list[Path]:
                 raise ImportFailed(
                     f"{path} is a directory but not OpenCode's storage (it has no session/ folder)"
                 )
-        elif not path.is_file():
+        elif not path.exists():
             raise ImportFailed(f"{path} does not exist")
+        elif not path.is_file():
+            raise ImportFailed(f"{path} is neither a storage directory nor a regular file")
     return [p.absolute() for p in paths]
 
 
@@ -150,15 +152,6 @@ def _connect(db: Path) -> sqlite3.Connection:
     return readonly.connect(db, immutable_fallback=True)
 
 
-def _loads(text: Any) -> Any:
-    if not isinstance(text, str):
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
 def session_info(row: sqlite3.Row) -> dict[str, Any]:
     """A session row back into the Session object the bus events carry (as OpenCode 1.18 stores it: tests/test_import_opencode.py)."""
     info: dict[str, Any] = {
@@ -172,10 +165,10 @@ def session_info(row: sqlite3.Row) -> dict[str, Any]:
         "title": row["title"],
         "version": row["version"],
         "agent": row["agent"],
-        "model": _loads(row["model"]),
-        "metadata": _loads(row["metadata"]),
-        "permission": _loads(row["permission"]),
-        "revert": _loads(row["revert"]),
+        "model": loads(row["model"]),
+        "metadata": loads(row["metadata"]),
+        "permission": loads(row["permission"]),
+        "revert": loads(row["revert"]),
         "share": {"url": row["share_url"]} if row["share_url"] else None,
         "cost": row["cost"],
         "tokens": {
@@ -188,7 +181,7 @@ def session_info(row: sqlite3.Row) -> dict[str, Any]:
             "additions": row["summary_additions"],
             "deletions": row["summary_deletions"],
             "files": row["summary_files"],
-            "diffs": _loads(row["summary_diffs"]),
+            "diffs": loads(row["summary_diffs"]),
         }
         if row["summary_files"] is not None
         else None,
@@ -204,6 +197,39 @@ def session_info(row: sqlite3.Row) -> dict[str, Any]:
         },
     }
     return {k: v for k, v in info.items() if v is not None}
+
+
+class _Text:
+    """The connection's text factory: text that is not valid UTF-8 is repaired (U+FFFD for each
+    bad byte, as the store does for lone surrogates) and counted once per distinct value, instead
+    of sqlite3's OperationalError, which fails the whole fetch (every later row with it) and
+    quotes the value."""
+
+    REASON = "invalid UTF-8 (replaced by U+FFFD)"
+
+    def __init__(self, summary: Any) -> None:
+        self.summary = summary
+        self.seen: set[int] = set()
+
+    def __call__(self, raw: bytes) -> str:
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            key = hash(raw)
+            if key not in self.seen:  # the turn of a write reads its rows again
+                self.seen.add(key)
+                self.summary.repair(self.REASON)
+            return raw.decode("utf-8", "replace")
+
+
+def _brief(error: sqlite3.Error) -> str:
+    """SQLite's message, one line of at most 200 characters (never a row's contents at length)."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _rows(conn: sqlite3.Connection, sql: str, since: int) -> Iterator[sqlite3.Row]:
@@ -252,12 +278,16 @@ class DatabaseImport(EventSender):
             conn = _connect(db)
         except sqlite3.Error as e:
             summary.files_unreadable += 1
-            summary.errors.append(f"{db}: {e}")
+            summary.errors.append(f"{db}: {_brief(e)}")
             return
         conn.row_factory = sqlite3.Row
-        seen = int(entry.get("updated") or 0)
+        conn.text_factory = _Text(summary)
+        seen = entry.get("updated") if _is_time(entry.get("updated")) else 0
         since = max(0, seen - SLACK_MS) if seen else 0
         newest = seen
+        # A time_updated in the future (a wrong clock, a damaged row) moves the mark no further
+        # than now: the next run would otherwise skip every row changed before that time.
+        now = int(time.time() * 1000)
         try:
             conn.execute("BEGIN")  # one snapshot for all three tables
             tables = {t: _columns(conn, t) for t in ("session", "message", "part")}
@@ -273,7 +303,9 @@ class DatabaseImport(EventSender):
                 " WHERE time_updated >= ? ORDER BY time_updated",
                 since,
             ):
-                newest = max(newest, row["time_updated"] or 0)
+                if not self._timed(row, "session"):
+                    continue
+                newest = max(newest, min(row["time_updated"], now))
                 await self._emit(
                     "session.updated",
                     {"sessionID": row["id"], "info": session_info(row)},
@@ -285,8 +317,10 @@ class DatabaseImport(EventSender):
                 " WHERE time_updated >= ? ORDER BY time_updated",
                 since,
             ):
-                newest = max(newest, row["time_updated"] or 0)
-                data = _loads(row["data"])
+                if not self._timed(row, "message"):
+                    continue
+                newest = max(newest, min(row["time_updated"], now))
+                data = loads(row["data"])
                 if not isinstance(data, dict):
                     summary.skip("message: unreadable data")
                     continue
@@ -297,7 +331,7 @@ class DatabaseImport(EventSender):
                     row["time_updated"],
                 )
                 if info.get("role") == "user" and is_typed(parts_of(conn, row["id"])):
-                    await self._send(chat_message(row["session_id"], info), row["time_updated"])
+                    await self._chat(row["session_id"], info, row["time_updated"])
             for row in _rows(
                 conn,
                 "SELECT id, message_id, session_id, time_created, time_updated, data,"
@@ -307,8 +341,10 @@ class DatabaseImport(EventSender):
                 " ELSE 1 END AS wanted FROM part WHERE time_updated >= ? ORDER BY time_updated",
                 since,
             ):
-                newest = max(newest, row["time_updated"] or 0)
-                data = _loads(row["data"]) if row["wanted"] else {}
+                if not self._timed(row, "part"):
+                    continue
+                newest = max(newest, min(row["time_updated"], now))
+                data = loads(row["data"]) if row["wanted"] else {}
                 if row["wanted"] and not isinstance(data, dict):
                     summary.skip("part: unreadable data")
                     continue
@@ -330,12 +366,21 @@ class DatabaseImport(EventSender):
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             summary.files_unreadable += 1
-            summary.errors.append(f"{db}: {e}")
+            summary.errors.append(f"{db}: {_brief(e)}")
             return
         finally:
             conn.close()
         done = {"signature": signature, "updated": newest}
         self.pipeline.mark(lambda: self.state.set(AGENT, key, done))
+
+    def _timed(self, row: sqlite3.Row, table: str) -> bool:
+        """Whether the row has a time_updated (an integer: OpenCode's epoch ms); one without is
+        skipped and counted (it would be sent again with a new time on every run)."""
+        if _is_time(row["time_updated"]):
+            return True
+        self.summary.records += 1
+        self.summary.skip(f"{table}: time_updated not an integer")
+        return False
 
     @staticmethod
     def _session_columns(present: set[str]) -> str:

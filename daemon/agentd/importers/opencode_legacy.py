@@ -22,25 +22,28 @@ unchanged is not read again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from agentd.importers._opencode_turns import (
     EventSender,
-    chat_message,
     is_typed,
     snapshot_lines,
     wanted_part,
 )
 from agentd.importers.state import ImportState
 from agentd.importers.writer import Pipeline
+from agentd.protocol import MAX_DEPTH, TooDeep, check_depth
 
 __all__ = ["StorageImport", "is_storage", "storage_dir"]
 
 AGENT = "opencode"
+MAX_FILE = 64 << 20  # a bigger file is skipped (and counted), as a transcript line over 64 MiB
 
 
 def storage_dir(data_dir: Path) -> Path:
@@ -60,13 +63,41 @@ def _listing(directory: Path) -> list[os.DirEntry[str]]:
         return []
 
 
-def _load(path: str) -> dict[str, Any] | None:
+def _load(path: str) -> dict[str, Any] | str:
+    """The JSON object in a file, else why not (a short reason, counted by the caller).
+
+    Only a regular file is read, at most MAX_FILE bytes: the tree is someone's home directory, and
+    a FIFO named `*.json` would block a plain open() forever, a link to /dev/zero fill memory.
+    """
     try:
-        with open(path, "rb") as f:
-            value = json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        return "a symlink" if e.errno == errno.ELOOP else "unreadable"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if st.st_size > MAX_FILE:
+            return f"over {MAX_FILE >> 20} MiB"
+        chunks, size = [], 0
+        while chunk := os.read(fd, MAX_FILE + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_FILE:  # grew since the fstat
+                return f"over {MAX_FILE >> 20} MiB"
+    except OSError:
+        return "unreadable"
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    try:
+        check_depth(data)  # before json.loads recurses
+        value = json.loads(data)
+    except TooDeep:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    except ValueError:  # not JSON, not UTF-8
+        return "not JSON"
+    return value if isinstance(value, dict) else "not a JSON object"
 
 
 class _Session:
@@ -129,9 +160,10 @@ class StorageImport(EventSender):
     async def _import(self, session: _Session, signature: str) -> None:
         summary = self.summary
         info = _load(session.path)
-        if info is None or not isinstance(info.get("id"), str):
+        if isinstance(info, str) or not isinstance(info.get("id"), str):
+            why = info if isinstance(info, str) else "no session id"
             summary.files_unreadable += 1
-            summary.errors.append(f"{session.path}: unreadable session file")
+            summary.errors.append(f"{session.path}: unreadable session file ({why})")
             return
         summary.files_read += 1
         sid = info["id"]
@@ -141,15 +173,16 @@ class StorageImport(EventSender):
         parts: dict[str, list[dict[str, Any]]] = {}
         for entry in session.messages:
             message = _load(entry.path)
-            if message is None or not isinstance(message.get("id"), str):
-                summary.skip("message: unreadable file")
+            if isinstance(message, str) or not isinstance(message.get("id"), str):
+                why = message if isinstance(message, str) else "no message id"
+                summary.skip(f"message: unreadable file ({why})")
                 continue
             messages.append(message)
             parts[message["id"]] = []
             for part_entry in session.parts.get(entry.name[: -len(".json")], []):
                 part = _load(part_entry.path)
-                if part is None:
-                    summary.skip("part: unreadable file")
+                if isinstance(part, str):
+                    summary.skip(f"part: unreadable file ({part})")
                 else:
                     parts[message["id"]].append(part)
         users = {m["id"]: m for m in messages if m.get("role") == "user"}
@@ -162,7 +195,7 @@ class StorageImport(EventSender):
             at = _time(message, "completed") or _time(message, "created") or updated
             await self._emit("message.updated", {"sessionID": sid, "info": message}, at)
             if message.get("role") == "user" and is_typed(parts[mid]):
-                await self._send(chat_message(sid, message), at)
+                await self._chat(sid, message, at)
             for part in parts[mid]:
                 if not wanted_part(part):
                     summary.records += 1

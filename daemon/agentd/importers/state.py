@@ -34,7 +34,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ImportState", "STATE_FILE", "FOLLOW_FILE", "STATE_VERSION", "best_entry"]
+__all__ = [
+    "ImportState",
+    "STATE_FILE",
+    "FOLLOW_FILE",
+    "STATE_VERSION",
+    "best_entry",
+    "fits",
+    "well_formed",
+]
 
 STATE_FILE = "import-state.json"
 FOLLOW_FILE = "follow-state.json"  # the daemon's follower (agentd/follow.py)
@@ -46,8 +54,11 @@ class ImportState:
         self.path = path
         data = data or {}
         # One section per agent (agents.py), each keyed by the file or database it read.
+        # An entry that is not an object (a damaged file) is absent: that file is read again.
         self._sections: dict[str, dict[str, dict[str, Any]]] = {
-            name: dict(section) for name, section in data.items() if isinstance(section, dict)
+            name: {k: e for k, e in section.items() if isinstance(e, dict)}
+            for name, section in data.items()
+            if isinstance(section, dict)
         }
         self.dirty = False
 
@@ -98,19 +109,40 @@ class ImportState:
         self.dirty = False
 
 
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def well_formed(entry: Any) -> bool:
+    """A transcript entry whose fields have their types (a damaged one is treated as absent)."""
+    return (
+        isinstance(entry, dict)
+        and _int(entry.get("inode"))
+        and _int(entry.get("offset"))
+        and _int(entry.get("size", 0))
+        and isinstance(entry.get("tail", ""), str)
+        and isinstance(entry.get("prompt", ""), str)
+        and _int(entry.get("at", 0))
+    )
+
+
+def fits(entry: Any, st: os.stat_result) -> bool:
+    """The entry still applies to the file as it is now: same inode, offset within its size,
+    not shrunk since."""
+    return (
+        well_formed(entry)
+        and entry["inode"] == st.st_ino
+        and 0 <= entry["offset"] <= st.st_size
+        and st.st_size >= (entry.get("size") or 0)
+    )
+
+
 def best_entry(st: os.stat_result, *entries: dict[str, Any] | None) -> dict[str, Any] | None:
     """Of a transcript's entries (import's, follower's), the one that reached furthest into the
-    file as it is now (same inode, offset within its size); else any entry, so that the reader
-    sees the file was replaced or shrank and reads it from the start; None when there is none."""
-    fitting = [
-        e
-        for e in entries
-        if e
-        and e.get("inode") == st.st_ino
-        and isinstance(e.get("offset"), int)
-        and 0 <= e["offset"] <= st.st_size
-        and st.st_size >= int(e.get("size") or 0)
-    ]
+    file as it is now (same inode, offset within its size); else any well-formed entry, so that
+    the reader sees the file was replaced or shrank and reads it from the start; None when there
+    is none (an entry of the wrong shape counts as none)."""
+    fitting = [e for e in entries if e and fits(e, st)]
     if fitting:
-        return max(fitting, key=lambda e: (e["offset"], int(e.get("size") or 0)))
-    return next((e for e in entries if e), None)
+        return max(fitting, key=lambda e: (e["offset"], e.get("size") or 0))
+    return next((e for e in entries if e and well_formed(e)), None)
