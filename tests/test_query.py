@@ -512,6 +512,17 @@ def test_limit(report_env):
     ]
     assert len(rows(report_env, "tool-errors", *SINCE, "--limit", "1")) == 1
     assert len(rows(report_env, "tool-errors", *SINCE, "--limit", "0")) == 7  # 0 = no limit
+    # SQLite's largest integer is the largest N; one more is click's usage error, no traceback.
+    assert len(rows(report_env, "tool-errors", *SINCE, "--limit", str(2**63 - 1))) == 7
+    assert len(rows(report_env, "--sql", "SELECT 1", "--limit", str(2**63 - 1))) == 1
+    for too_many in (str(2**63), "99999999999999999999"):
+        for args in (["sessions"], ["slow-tools"], ["--sql", "SELECT 1"]):
+            result = q(report_env, *args, "--limit", too_many)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            assert (
+                f"Invalid value for '--limit': {too_many} is not in the range "
+                "0<=x<=9223372036854775807." in result.stderr
+            )
 
 
 def test_show_sql_runs_as_is_through_sql(report_env):
@@ -617,8 +628,39 @@ def test_a_file_that_is_not_an_agentd_database(tmp_path):
     sqlite3.connect(plain).execute("CREATE TABLE t (x)").connection.close()
     assert "is not an agentd database" in fails(_env(tmp_path), "sessions")
     (tmp_path / "agentd.db").write_text("not sqlite at all " * 100)
-    err = fails(_env(tmp_path), "--sql", "SELECT * FROM sqlite_master")
-    assert "file is not a database" in err
+    for args in (["--sql", "SELECT * FROM sqlite_master"], ["sessions"], ["usage"]):
+        err = fails(_env(tmp_path), *args)
+        # The one line prune, vacuum and reprice print (db/preflight.py), not SQLite's words.
+        assert err == (
+            f"Error: the database {plain} is not an SQLite database (damaged, or another kind "
+            "of file): move it away (or restore a backup) and start again, or point AGENTD_DB "
+            "at another file; agentd leaves it as it is\n"
+        )
+
+
+@pytest.mark.parametrize("args", [["sessions"], ["blocks"], ["--sql", "SELECT * FROM tools"]])
+def test_a_truncated_or_damaged_database_is_one_line(tmp_path, args):
+    db = tmp_path / "agentd.db"
+    build_report_db(db)
+    whole = db.read_bytes()
+    db.write_bytes(whole[:4096])  # a copy cut short: the header says how long it was
+    err = fails(_env(tmp_path), *args)
+    assert err.startswith(f"Error: the database {db} is truncated (4096 of {len(whole)} bytes)")
+    assert err.count("\n") == 1
+    # A whole file whose schema page is damaged: SQLite finds it at the first read.
+    db.write_bytes(whole[:100] + b"\xff" * 3000 + whole[3100:])
+    err = fails(_env(tmp_path), *args)
+    assert err == (
+        f"Error: the database {db} cannot be read (database disk image is malformed): move it "
+        "away (or restore a backup) and start again, or point AGENTD_DB at another file; agentd "
+        "leaves it as it is\n"
+    )
+
+
+def test_a_directory_in_place_of_the_database(tmp_path):
+    (tmp_path / "agentd.db").mkdir()
+    err = fails(_env(tmp_path), "sessions")
+    assert err.startswith(f"Error: the database {tmp_path / 'agentd.db'} is a directory: ")
 
 
 # --- read-only by construction --------------------------------------------------------------
