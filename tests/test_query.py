@@ -663,6 +663,33 @@ def test_a_directory_in_place_of_the_database(tmp_path):
     assert err.startswith(f"Error: the database {tmp_path / 'agentd.db'} is a directory: ")
 
 
+ESCAPES = "\x1b]0;PWNED\x07\x1b[2J"
+
+
+def test_captured_escape_sequences_never_reach_the_terminal(writable_copy):
+    """A cwd, model, tool name or error holding escape sequences (window title, clear screen)
+    or bidi controls is shown with them written out in a table; json carries them exactly."""
+    db = writable_copy / "agentd.db"
+    conn = connect_sync(db)
+    _insert(conn, "sessions", [dict(
+        id="e5c00000-0000-4000-8000-000000000001", source="claude", project_path=f"/p{ESCAPES}",
+        model=f"m\u202e{ESCAPES}", status="ended", created_at=T0, updated_at=T0 + M)])  # fmt: skip
+    _insert(conn, "tools", [dict(
+        id="e1", session_id="e5c00000-0000-4000-8000-000000000001", source="claude",
+        tool_name=f"T{ESCAPES}", success=0, error_message=f"boom{ESCAPES}\x9b", duration_ms=5,
+        started_at=T0, created_at=T0)])  # fmt: skip
+    conn.close()
+    env = _env(writable_copy)
+    for report in ("tool-errors", "sessions", "slow-tools"):
+        table = ok(env, report, *SINCE, "--limit", "0")
+        assert "\\x1b]0;PWNED\\x07\\x1b[2J" in table, table
+        assert all(c.isprintable() for c in table if c != "\n"), repr(table)
+    assert "m\\u202e\\x1b]0;PWNED" in ok(env, "sessions", *SINCE, "--limit", "0")
+    assert "boom\\x1b]0;PWNED\\x07\\x1b[2J\\x9b" in ok(env, "--sql", "SELECT * FROM tools")
+    (tool,) = [r for r in rows(env, "tool-errors", *SINCE) if r["tool_name"].startswith("T")]
+    assert tool["tool_name"] == f"T{ESCAPES}"  # json: exactly as stored
+
+
 # --- read-only by construction --------------------------------------------------------------
 
 REFUSED = [
