@@ -11,7 +11,9 @@ from agentd.installers import InstallError, opencode as installer
 __all__ = ["checks", "check_opencode_plugin"]
 
 
-def checks(config: Config, env: dict[str, str], cwd: Path, *, running: bool) -> list[Check]:
+def checks(
+    config: Config, env: dict[str, str], cwd: Path, *, running: bool, unreadable: str | None = None
+) -> list[Check]:
     return [check_opencode_plugin(env, cwd)]
 
 
