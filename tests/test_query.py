@@ -690,6 +690,28 @@ def test_captured_escape_sequences_never_reach_the_terminal(writable_copy):
     assert tool["tool_name"] == f"T{ESCAPES}"  # json: exactly as stored
 
 
+def test_a_block_that_starts_in_the_future_is_not_active(tmp_path):
+    """A transcript stamped 9999-12-30 (a wrong clock, a bogus line) makes a block that would
+    otherwise be "active" with a projected cost for ever: it is shown, not active, unprojected.
+    The block running now still is active."""
+    conn = connect_sync(tmp_path / "agentd.db")
+    now = int(time.time() * 1000)
+    future = 253402164000000  # 9999-12-30 10:00 UTC
+    conn.execute("INSERT INTO sessions (id, source, created_at) VALUES ('s', 'claude', ?)", (now,))
+    conn.executemany(
+        "INSERT INTO messages (id, session_id, source, role, model, prompt_tokens,"
+        " completion_tokens, computed_cost, cost_source, created_at)"
+        " VALUES (?, 's', 'claude', 'assistant', 'claude-sonnet-4-5', 100, 10, 0.5, 'computed', ?)",
+        [("now", now - 60_000), ("future", future)],
+    )
+    conn.close()
+    later, current = rows(_env(tmp_path), "blocks", "--since", "all")
+    assert later["block_start"] == future and later["active"] == 0
+    assert later["projected_cost"] is None
+    assert current["block_start"] <= now and current["active"] == 1
+    assert current["projected_cost"] is not None
+
+
 # --- read-only by construction --------------------------------------------------------------
 
 REFUSED = [
