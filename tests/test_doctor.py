@@ -307,3 +307,59 @@ def test_opencode_only_with_the_daemon_down_fails_and_tells_the_spool_backlog(
     code, checks = doctor(env, user_home)
     assert code == 0 and checks["daemon"]["status"] == "warn"
     assert checks["daemon"]["hint"].startswith("the Claude Code hook starts it at the next event")
+
+
+def _newer_schema(db: Path) -> None:
+    from agentd.db.store import connect_sync
+
+    conn = connect_sync(db)
+    conn.execute("INSERT INTO schema_migrations VALUES (99, '0099_future', 1)")
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        _newer_schema,
+        lambda db: db.write_text("not a database at all " * 100),
+        lambda db: sqlite3.connect(db).execute("CREATE TABLE x (a)").connection.close(),
+    ],
+    ids=["newer schema", "not sqlite", "another program's"],
+)
+def test_a_database_this_agentd_would_refuse_fails_in_the_words_of_the_commands_that_refuse_it(
+    agentd_env, agentd_home, user_home, spoil
+):
+    """As the daemon, prune, vacuum and import refuse it (db/preflight.py), never `ok ... schema
+    99`; the checks that read the tables say why they did not run."""
+    db = agentd_home / "agentd.db"
+    spoil(db)
+    (user_home / ".claude" / "projects" / "-home-proj").mkdir(parents=True)
+    (user_home / ".claude" / "projects" / "-home-proj" / "s.jsonl").write_text("{}\n")
+    before = db.read_bytes()
+    vacuum = run_agentd(agentd_env, user_home, "vacuum")
+    assert vacuum.returncode == 1 and vacuum.stderr.startswith("Error: the database ")
+    code, checks = doctor(agentd_env, user_home)
+    assert code == 1
+    assert checks["database"]["status"] == "fail"
+    assert checks["database"]["detail"] == vacuum.stderr.removeprefix("Error: ").strip()
+    for name in ("costs", "claude sessions heard"):
+        assert checks[name]["status"] == "skip", checks[name]
+        assert checks[name]["detail"] == (
+            "not checked: this agentd cannot use the database (see the database check)"
+        )
+    assert db.read_bytes() == before  # looking changed nothing
+
+
+def test_an_empty_database_file_is_a_warning_not_a_failure(agentd_env, agentd_home, user_home):
+    """A file of 0 bytes is a new database to the daemon (it creates the tables at start)."""
+    (agentd_home / "agentd.db").touch()
+    _, checks = doctor(with_autostart(agentd_env), user_home)
+    assert checks["database"]["status"] == "warn"
+    assert checks["database"]["detail"] == f"{agentd_home / 'agentd.db'} is empty"
+    assert checks["costs"] == {
+        "name": "costs",
+        "status": "skip",
+        "detail": "not checked: the database has no tables yet",
+        "hint": "",
+    }
+    assert (agentd_home / "agentd.db").stat().st_size == 0

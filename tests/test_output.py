@@ -8,7 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from agentd.output import FORMATS, Rows, emit, human_bytes, output_options, write
+from agentd.output import FORMATS, Rows, emit, human_bytes, output_options, visible, write
 
 
 def test_human_bytes_binary_units():
@@ -93,3 +93,46 @@ def test_output_options_refuse_json_with_another_format():
 def test_every_format_is_offered():
     result = CliRunner().invoke(command, ["--help"])
     assert f"[{'|'.join(FORMATS)}]" in result.output
+
+
+HOSTILE = "x\x1b]0;PWNED\x07\x1b[2J\x9b1m\x00\u202egnp.exe\u2066y\u200f\r\nz\tw"
+
+
+def test_a_table_shows_control_characters_as_escapes():
+    """Captured text in a table cannot drive the terminal (ESC, BEL, CSI, NUL) nor reorder what
+    is shown (the bidi controls): each is written as an escape; line breaks become spaces."""
+    out = io.StringIO()
+    write(out, "table", ["tool", "n"], [[(HOSTILE, 1)]], ["text", "int"])
+    cell = "x\\x1b]0;PWNED\\x07\\x1b[2J\\x9b1m\\x00\\u202egnp.exe\\u2066y\\u200f  z w"
+    assert out.getvalue().splitlines()[2] == f"{cell[:59]}…  1"  # cut at 60, as any long cell
+    assert visible(HOSTILE) == cell
+    assert all(c.isprintable() for c in out.getvalue() if c != "\n")
+    # Text that needs nothing is left as it is: accents, emoji with joiners, CJK.
+    out = io.StringIO()
+    write(out, "table", ["t"], [[("café 👩\u200d💻 日本",)]], ["text"])
+    assert out.getvalue().splitlines()[2] == "café 👩\u200d💻 日本"
+
+
+def test_a_documents_text_keeps_its_lines_and_escapes_the_rest():
+    out = io.StringIO()
+    emit({"model": HOSTILE}, "table", lambda d: f"model:\n  {d['model']}", out=out)
+    assert out.getvalue() == (
+        "model:\n  x\\x1b]0;PWNED\\x07\\x1b[2J\\x9b1m\\x00\\u202egnp.exe\\u2066y\\u200f\\x0d\nz\tw\n"
+    )
+
+
+def test_the_machine_formats_carry_control_characters_exactly():
+    """json and ndjson escape them by JSON's rules, csv writes them as they are: data for
+    programs, which get back exactly what was stored."""
+    for fmt in ("json", "ndjson"):
+        out = io.StringIO()
+        write(out, fmt, ["tool"], [[(HOSTILE,)]])
+        assert "\x1b" not in out.getvalue() and "\\u001b" in out.getvalue()
+        text = out.getvalue()
+        assert (json.loads(text)[0] if fmt == "json" else json.loads(text))["tool"] == HOSTILE
+    out = io.StringIO()
+    write(out, "csv", ["tool"], [[(HOSTILE,)]])
+    assert list(csv.reader(io.StringIO(out.getvalue(), newline=""))) == [["tool"], [HOSTILE]]
+    out = io.StringIO()
+    emit({"model": HOSTILE}, "csv", out=out)
+    assert list(csv.reader(io.StringIO(out.getvalue(), newline=""))) == [["model"], [HOSTILE]]

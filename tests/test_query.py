@@ -512,6 +512,17 @@ def test_limit(report_env):
     ]
     assert len(rows(report_env, "tool-errors", *SINCE, "--limit", "1")) == 1
     assert len(rows(report_env, "tool-errors", *SINCE, "--limit", "0")) == 7  # 0 = no limit
+    # SQLite's largest integer is the largest N; one more is click's usage error, no traceback.
+    assert len(rows(report_env, "tool-errors", *SINCE, "--limit", str(2**63 - 1))) == 7
+    assert len(rows(report_env, "--sql", "SELECT 1", "--limit", str(2**63 - 1))) == 1
+    for too_many in (str(2**63), "99999999999999999999"):
+        for args in (["sessions"], ["slow-tools"], ["--sql", "SELECT 1"]):
+            result = q(report_env, *args, "--limit", too_many)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            assert (
+                f"Invalid value for '--limit': {too_many} is not in the range "
+                "0<=x<=9223372036854775807." in result.stderr
+            )
 
 
 def test_show_sql_runs_as_is_through_sql(report_env):
@@ -617,8 +628,88 @@ def test_a_file_that_is_not_an_agentd_database(tmp_path):
     sqlite3.connect(plain).execute("CREATE TABLE t (x)").connection.close()
     assert "is not an agentd database" in fails(_env(tmp_path), "sessions")
     (tmp_path / "agentd.db").write_text("not sqlite at all " * 100)
-    err = fails(_env(tmp_path), "--sql", "SELECT * FROM sqlite_master")
-    assert "file is not a database" in err
+    for args in (["--sql", "SELECT * FROM sqlite_master"], ["sessions"], ["usage"]):
+        err = fails(_env(tmp_path), *args)
+        # The one line prune, vacuum and reprice print (db/preflight.py), not SQLite's words.
+        assert err == (
+            f"Error: the database {plain} is not an SQLite database (damaged, or another kind "
+            "of file): move it away (or restore a backup) and start again, or point AGENTD_DB "
+            "at another file; agentd leaves it as it is\n"
+        )
+
+
+@pytest.mark.parametrize("args", [["sessions"], ["blocks"], ["--sql", "SELECT * FROM tools"]])
+def test_a_truncated_or_damaged_database_is_one_line(tmp_path, args):
+    db = tmp_path / "agentd.db"
+    build_report_db(db)
+    whole = db.read_bytes()
+    db.write_bytes(whole[:4096])  # a copy cut short: the header says how long it was
+    err = fails(_env(tmp_path), *args)
+    assert err.startswith(f"Error: the database {db} is truncated (4096 of {len(whole)} bytes)")
+    assert err.count("\n") == 1
+    # A whole file whose schema page is damaged: SQLite finds it at the first read.
+    db.write_bytes(whole[:100] + b"\xff" * 3000 + whole[3100:])
+    err = fails(_env(tmp_path), *args)
+    assert err == (
+        f"Error: the database {db} cannot be read (database disk image is malformed): move it "
+        "away (or restore a backup) and start again, or point AGENTD_DB at another file; agentd "
+        "leaves it as it is\n"
+    )
+
+
+def test_a_directory_in_place_of_the_database(tmp_path):
+    (tmp_path / "agentd.db").mkdir()
+    err = fails(_env(tmp_path), "sessions")
+    assert err.startswith(f"Error: the database {tmp_path / 'agentd.db'} is a directory: ")
+
+
+ESCAPES = "\x1b]0;PWNED\x07\x1b[2J"
+
+
+def test_captured_escape_sequences_never_reach_the_terminal(writable_copy):
+    """A cwd, model, tool name or error holding escape sequences (window title, clear screen)
+    or bidi controls is shown with them written out in a table; json carries them exactly."""
+    db = writable_copy / "agentd.db"
+    conn = connect_sync(db)
+    _insert(conn, "sessions", [dict(
+        id="e5c00000-0000-4000-8000-000000000001", source="claude", project_path=f"/p{ESCAPES}",
+        model=f"m\u202e{ESCAPES}", status="ended", created_at=T0, updated_at=T0 + M)])  # fmt: skip
+    _insert(conn, "tools", [dict(
+        id="e1", session_id="e5c00000-0000-4000-8000-000000000001", source="claude",
+        tool_name=f"T{ESCAPES}", success=0, error_message=f"boom{ESCAPES}\x9b", duration_ms=5,
+        started_at=T0, created_at=T0)])  # fmt: skip
+    conn.close()
+    env = _env(writable_copy)
+    for report in ("tool-errors", "sessions", "slow-tools"):
+        table = ok(env, report, *SINCE, "--limit", "0")
+        assert "\\x1b]0;PWNED\\x07\\x1b[2J" in table, table
+        assert all(c.isprintable() for c in table if c != "\n"), repr(table)
+    assert "m\\u202e\\x1b]0;PWNED" in ok(env, "sessions", *SINCE, "--limit", "0")
+    assert "boom\\x1b]0;PWNED\\x07\\x1b[2J\\x9b" in ok(env, "--sql", "SELECT * FROM tools")
+    (tool,) = [r for r in rows(env, "tool-errors", *SINCE) if r["tool_name"].startswith("T")]
+    assert tool["tool_name"] == f"T{ESCAPES}"  # json: exactly as stored
+
+
+def test_a_block_that_starts_in_the_future_is_not_active(tmp_path):
+    """A transcript stamped 9999-12-30 (a wrong clock, a bogus line) makes a block that would
+    otherwise be "active" with a projected cost for ever: it is shown, not active, unprojected.
+    The block running now still is active."""
+    conn = connect_sync(tmp_path / "agentd.db")
+    now = int(time.time() * 1000)
+    future = 253402164000000  # 9999-12-30 10:00 UTC
+    conn.execute("INSERT INTO sessions (id, source, created_at) VALUES ('s', 'claude', ?)", (now,))
+    conn.executemany(
+        "INSERT INTO messages (id, session_id, source, role, model, prompt_tokens,"
+        " completion_tokens, computed_cost, cost_source, created_at)"
+        " VALUES (?, 's', 'claude', 'assistant', 'claude-sonnet-4-5', 100, 10, 0.5, 'computed', ?)",
+        [("now", now - 60_000), ("future", future)],
+    )
+    conn.close()
+    later, current = rows(_env(tmp_path), "blocks", "--since", "all")
+    assert later["block_start"] == future and later["active"] == 0
+    assert later["projected_cost"] is None
+    assert current["block_start"] <= now and current["active"] == 1
+    assert current["projected_cost"] is not None
 
 
 # --- read-only by construction --------------------------------------------------------------

@@ -17,6 +17,7 @@ writer imports its own, so `agentd query` prints a table without loading the JSO
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "human_bytes",
     "output_options",
     "stream",
+    "visible",
     "write",
     "write_document",
 ]
@@ -86,7 +88,7 @@ def emit(
     out = stream(fmt) if out is None else out
     if isinstance(data, Rows):
         if fmt == "table" and text is not None:
-            out.write(_line(text(data)))
+            out.write(_line(visible(text(data), lines=True)))
             return 1
         return write(out, fmt, data.columns, data.batches, data.displays)
     write_document(out, fmt, data, text, sort_keys=sort_keys)
@@ -104,7 +106,7 @@ def write_document(
     if fmt == "table":
         if text is None:
             raise ValueError("a document needs a text renderer for the table format")
-        out.write(_line(text(document)))
+        out.write(_line(visible(text(document), lines=True)))
     elif fmt == "json":
         import json
 
@@ -263,11 +265,42 @@ def _cell(value: Any, display: str | None) -> str:
         if display == "pct":
             return f"{value:.1f}%"
         return str(value)
-    text = str(_plain(value))
-    return text.translate(_FLAT) if any(c in text for c in "\n\r\t") else text
+    return visible(str(_plain(value)))
 
 
-_FLAT = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
+# What a table must not hand the terminal as it is: the C0 and C1 controls (ESC and CSI start the
+# sequences that retitle the window, clear the screen, move the cursor) and the bidirectional
+# controls, which reorder what is shown (a name that reads as another). A cell or a document for
+# people holds captured text (a cwd, a model, a tool name, an error).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _cell_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in "\n\r\t":  # a cell is one line: its line breaks become spaces
+        return " "
+    return _escaped(char)
+
+
+def _text_char(match: re.Match[str]) -> str:
+    char = match.group()
+    return char if char in "\n\t" else _escaped(char)  # a document's text keeps its lines
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str, *, lines: bool = False) -> str:
+    """`text` as a table shows it: each control character written as an escape (ESC as `\\x1b`,
+    U+202E as `\\u202e`), so that it can neither drive the terminal nor disguise the text; line
+    breaks and tabs become spaces, or stay when `lines` (a document's text)."""
+    # Every character matched is one str.isprintable() rejects (categories Cc and Cf): the
+    # common text costs one scan in C and no regular expression.
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(_text_char if lines else _cell_char, text)
 
 
 def _fit(text: str, width: int, display: str | None) -> str:

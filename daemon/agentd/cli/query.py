@@ -16,6 +16,7 @@ from click.core import ParameterSource
 
 from agentd.agents import AGENTS
 from agentd.cli import _config, cli, skip_teardown
+from agentd.db import preflight
 from agentd.output import Rows, emit, output_options, stream, write
 from agentd.query.engine import (
     Interrupted,
@@ -42,6 +43,8 @@ from agentd.query.usage_reports import BY, PERIODS
 from agentd.query.window import WINDOW, window
 
 __all__ = ["query"]
+
+MAX_LIMIT = 2**63 - 1  # SQLite's largest integer
 
 
 def _time(option: str, value: str, now: float) -> int | None:
@@ -88,8 +91,11 @@ def _params(
     }
 
 
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'tools'").fetchone()
+def _has_tables(conn: sqlite3.Connection, db_path: Path) -> bool:
+    try:
+        row = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'tools'").fetchone()
+    except sqlite3.DatabaseError as e:  # a header that passed preflight, a damaged schema page
+        raise preflight.unusable(db_path, f"cannot be read ({e})") from None
     return bool(row and row[0])
 
 
@@ -110,7 +116,8 @@ def _has_tables(conn: sqlite3.Connection) -> bool:
 @click.option("--session", metavar="ID", help="Only this session.")
 @click.option(
     "--limit",
-    type=click.IntRange(min=0),
+    # SQLite binds 64-bit integers: a larger N is click's usage error, not an OverflowError.
+    type=click.IntRange(min=0, max=MAX_LIMIT),
     metavar="N",
     help=f"At most N rows; 0 for all (reports: default {DEFAULT_LIMIT}).",
 )
@@ -261,6 +268,8 @@ def _run(
     timeout_s: float,
 ) -> int:
     """Run a report, or the user's statement; write its rows; return how many."""
+    # A file that is not SQLite, truncated or a directory: the one line prune and vacuum print.
+    preflight.check_file(db_path)
     conn = connect_readonly(db_path, timeout_s)
     try:
         if report is None:
@@ -269,7 +278,7 @@ def _run(
                 batches = limited(batches, limit)
             written = write(stream(fmt), fmt, columns, batches)
         else:
-            if not _has_tables(conn):
+            if not _has_tables(conn, db_path):
                 raise QueryError(f"{db_path} is not an agentd database (it has no tools table)")
             try:
                 columns, batches = run_report(conn, report, params)

@@ -538,7 +538,13 @@ def applied_versions(conn: sqlite3.Connection) -> set[int]:
 
 
 def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
-    """Apply every migration not yet recorded, in order; return the names applied."""
+    """Apply every migration not yet recorded, in order; return the names applied.
+
+    Safe beside another migrator of the same file (a daemon and an import, two imports, starting
+    on a new database together): each migration begins with its own record, inside BEGIN
+    IMMEDIATE. The first to take the write lock applies it; the other, once it has the lock, finds
+    the record there (the primary key refuses a second), applies nothing of it and goes on.
+    """
     done = applied_versions(conn)
     applied = []
     for migration in migrations:
@@ -548,13 +554,18 @@ def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRAT
             "INSERT INTO schema_migrations (version, name, applied_at) "
             f"VALUES ({migration.version}, '{migration.name}', {int(time.time() * 1000)});"
         )
-        # executescript commits any open transaction first; BEGIN..COMMIT makes the migration and
-        # its record one atomic unit: if a statement fails, nothing of it stays.
+        # executescript commits any open transaction first; BEGIN IMMEDIATE..COMMIT makes the
+        # record and the migration one atomic unit under the write lock: if a statement fails,
+        # nothing of it stays.
         try:
-            conn.executescript(f"BEGIN;\n{migration.sql}\n{record}\nCOMMIT;")
-        except sqlite3.Error:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{record}\n{migration.sql}\nCOMMIT;")
+        except sqlite3.Error as e:
             if conn.in_transaction:
                 conn.rollback()
+            if isinstance(e, sqlite3.IntegrityError) and migration.version in applied_versions(
+                conn
+            ):
+                continue  # recorded meanwhile by another migrator, which applied all of it
             raise
         applied.append(migration.name)
     return applied

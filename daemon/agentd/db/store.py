@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -134,17 +135,39 @@ def connect_sync(db_path: Path) -> sqlite3.Connection:
     try:
         # Checked first: a database refused must be left exactly as it was (not even made WAL).
         preflight.check_schema(conn, db_path, {m.version for m in MIGRATIONS})
-        conn.execute("PRAGMA journal_mode=WAL")
+        _wal_mode(conn)
         migrate(conn)
     except sqlite3.DatabaseError as e:
         conn.close()
         if is_disk_full(e):
             raise StartupError(f"cannot open {db_path}: the disk is full; free space first") from e
+        if getattr(e, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            # A healthy file another process is writing (upgrading it, a long vacuum): not one
+            # to move away.
+            raise StartupError(
+                f"cannot open {db_path}: another process held its write lock too long ({e}); "
+                "try again when it is done"
+            ) from None
         raise preflight.unusable(db_path, f"cannot be used ({e})") from None
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _wal_mode(conn: sqlite3.Connection, wait_s: float = 5.0) -> None:
+    """PRAGMA journal_mode=WAL, waiting as long as a busy timeout would: while another process
+    turns a new file to WAL, SQLite answers SQLITE_BUSY at once, without its busy handler."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            busy = getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
 
 
 def is_disk_full(error: BaseException) -> bool:

@@ -22,6 +22,7 @@ from agentd.agents import AGENTS
 from agentd.client import NotRunning, RemoteError, call
 from agentd.config import Config
 from agentd.db import readonly
+from agentd.errors import DatabaseUnusable
 from agentd.output import human_bytes
 
 __all__ = ["Check", "run_checks", "read_json", "spool_files", "read_text"]
@@ -50,33 +51,59 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def check_database(config: Config) -> Check:
+    return _database(config)[0]
+
+
+def _database(config: Config) -> tuple[Check, str | None]:
+    """The database check, and why the checks that read agentd's tables cannot (None: they can).
+
+    The file is judged as the daemon judges it at start (db/preflight.py): a file it would refuse
+    (damaged, another program's, a newer schema) fails here in the same words."""
+    from agentd.db import preflight
     from agentd.db.migrations import MIGRATIONS
 
     db = config.db_path
     if not db.exists():
-        return Check(
+        check = Check(
             "database", "warn", f"{db} does not exist yet", "it is created when the daemon starts"
         )
+        return check, "no database yet"
+    known = {m.version for m in MIGRATIONS}
     try:
+        preflight.check_file(db)
         conn = readonly.connect(db)
         try:
+            preflight.check_schema(conn, db, known)
+            if not _has_table(conn, "schema_migrations"):  # what check_schema lets through
+                check = Check(
+                    "database",
+                    "warn",
+                    f"{db} is empty",
+                    "its tables are created when the daemon starts",
+                )
+                return check, "the database has no tables yet"
             versions = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
             events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
         finally:
             conn.close()
+    except DatabaseUnusable as e:  # the daemon, prune, vacuum and import refuse it so
+        check = Check("database", "fail", str(e))
+        return check, "this agentd cannot use the database (see the database check)"
     except sqlite3.Error as e:
-        return Check("database", "fail", f"{db}: {e}", "check the file, or move it away")
-    latest = max(m.version for m in MIGRATIONS)
+        check = Check("database", "fail", f"{db}: {e}", "check the file, or move it away")
+        return check, "the database cannot be read (see the database check)"
+    latest = max(known)
     size = sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal")) if p.exists())
     detail = f"{db} ({human_bytes(size)}, {events} events, schema {max(versions, default=0)})"
     if max(versions, default=0) < latest:
-        return Check(
-            "database",
-            "warn",
-            detail,
-            f"schema {latest} is current: restarting the daemon upgrades it",
-        )
-    return Check("database", "ok", detail)
+        hint = f"schema {latest} is current: restarting the daemon upgrades it"
+        return Check("database", "warn", detail, hint), None
+    return Check("database", "ok", detail), None
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return row.fetchone() is not None
 
 
 def check_daemon(
@@ -157,13 +184,15 @@ def check_spool(config: Config, running: bool) -> Check:
     return Check("spool", "warn", detail, "they are stored when the daemon starts: agentd start")
 
 
-def check_costs(config: Config) -> Check:
+def check_costs(config: Config, unreadable: str | None = None) -> Check:
     """Messages with tokens that no price was put on: stored before agentd priced messages
     (migration 0011 left them without `cost_source`). The reports count them as $0 until
-    `agentd reprice` prices them (docs/usage.md)."""
+    `agentd reprice` prices them (docs/usage.md). `unreadable`: why the tables cannot be read."""
     db = config.db_path
     if not db.exists():
         return Check("costs", "skip", "no database yet")
+    if unreadable:
+        return Check("costs", "skip", f"not checked: {unreadable}")
     from agentd.pricing.table import TOKEN_COLUMNS  # what pricing reads (no genai-prices load)
 
     tokens = " OR ".join(f"{column} > 0" for column in TOKEN_COLUMNS)
@@ -201,8 +230,11 @@ def run_checks(
         if capture:
             (starters if doctor.STARTS_DAEMON else waiting).append(capture)
     daemon, ping = check_daemon(config, starters, waiting)
-    checks = [check_database(config), check_costs(config), daemon]
+    database, unreadable = _database(config)
+    checks = [database, check_costs(config, unreadable), daemon]
     for agent in AGENTS.values():
-        checks += agent.role("doctor").checks(config, env, cwd, running=ping is not None)
+        checks += agent.role("doctor").checks(
+            config, env, cwd, running=ping is not None, unreadable=unreadable
+        )
     checks.append(check_spool(config, running=ping is not None))
     return checks

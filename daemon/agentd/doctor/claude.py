@@ -37,12 +37,15 @@ SILENT_WINDOW_MS = 7 * 86_400_000  # transcripts written this recently are compa
 SILENT_GRACE_MS = 120_000  # a transcript may run ahead of the last hook event by this much
 
 
-def checks(config: Config, env: dict[str, str], cwd: Path, *, running: bool) -> list[Check]:
+def checks(
+    config: Config, env: dict[str, str], cwd: Path, *, running: bool, unreadable: str | None = None
+) -> list[Check]:
+    """`unreadable`: why agentd's tables cannot be read (doctor's database check), or None."""
     return [
         check_end_to_end(config, env, cwd, running=running),
         check_claude_hooks(env, cwd),
         check_hooks_enabled(env, cwd),
-        check_silent_sessions(config, env),
+        check_silent_sessions(config, env, unreadable),
         check_retention(env, cwd),
         check_imports(config, env),
     ]
@@ -276,7 +279,9 @@ def _last_hook_events(db: Path) -> dict[str, int] | None:
         return None
 
 
-def check_silent_sessions(config: Config, env: dict[str, str]) -> Check:
+def check_silent_sessions(
+    config: Config, env: dict[str, str], unreadable: str | None = None
+) -> Check:
     """Sessions whose transcripts grew while no hook event arrived: Claude ran without our hooks
     (another settings scope, --bare, a managed policy...), whatever the settings files say."""
     from agentd.importers.claude import default_root
@@ -284,6 +289,8 @@ def check_silent_sessions(config: Config, env: dict[str, str]) -> Check:
     root = default_root(env)
     if not root.is_dir() or not config.db_path.exists():
         return Check("claude sessions heard", "skip", "no transcripts or no database yet")
+    if unreadable:
+        return Check("claude sessions heard", "skip", f"not checked: {unreadable}")
     heard = _last_hook_events(config.db_path)
     if heard is None:
         return Check("claude sessions heard", "skip", f"cannot read {config.db_path}")

@@ -13,7 +13,9 @@ __all__ = ["checks", "check_opencode_plugin", "installed_capture", "STARTS_DAEMO
 STARTS_DAEMON = False  # the plugin spools while the daemon is down; it never starts one
 
 
-def checks(config: Config, env: dict[str, str], cwd: Path, *, running: bool) -> list[Check]:
+def checks(
+    config: Config, env: dict[str, str], cwd: Path, *, running: bool, unreadable: str | None = None
+) -> list[Check]:
     return [check_opencode_plugin(env, cwd)]
 
 

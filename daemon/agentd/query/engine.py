@@ -5,7 +5,8 @@ write) with `PRAGMA query_only` (both from db/readonly.py), no room for attached
 ATTACH and state-changing PRAGMAs with a clear message. Nothing here filters SQL text. Rows are
 streamed (`fetchmany`) in batches to the writers of output.py, so a result of any size runs in
 bounded memory. The daemon need not run, and may be writing meanwhile: WAL readers see a
-consistent snapshot. No click here: errors are QueryError and Interrupted, which the CLI maps.
+consistent snapshot. No click here: errors are QueryError, Interrupted and (a damaged file)
+DatabaseUnusable, which the CLI maps.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from agentd.db import readonly
+from agentd.db import preflight, readonly
 from agentd.errors import Interrupted, QueryError, TimedOut
 from agentd.query.reports import Report, render
 from agentd.query.window import window
@@ -50,6 +51,7 @@ _READING_PRAGMAS = {
 _SIDE_EFFECT_PRAGMAS = {"wal_checkpoint", "optimize", "incremental_vacuum", "shrink_memory"}
 
 Batches = Iterable[list[tuple[Any, ...]]]
+_DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
 
 class _Guard:
@@ -87,6 +89,7 @@ class _Deadline:
 
 
 class ReadOnlyConnection(sqlite3.Connection):
+    db_path: Path
     guard: _Guard
     deadline: _Deadline
 
@@ -99,6 +102,7 @@ def connect_readonly(db_path: Path, timeout_s: float = 0) -> ReadOnlyConnection:
     """
     conn = readonly.connect_existing(db_path, QueryError, timeout=10.0, factory=ReadOnlyConnection)
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    conn.db_path = db_path
     conn.guard = _Guard()
     conn.set_authorizer(conn.guard)
     conn.deadline = _Deadline(timeout_s)
@@ -119,6 +123,10 @@ def _error(conn: sqlite3.Connection, e: sqlite3.Error) -> Exception:
         return Interrupted()
     if refused:
         return QueryError(f"refused: {refused}: agentd query only reads")
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(conn, ReadOnlyConnection) and code is not None and code & 0xFF in _DAMAGED:
+        # The file, not the statement: said as every command says it of a damaged file.
+        return preflight.unusable(conn.db_path, f"cannot be read ({message})")
     if "too many attached databases" in message:
         return QueryError(
             "refused: ATTACH and VACUUM INTO are not allowed: agentd query only reads"

@@ -98,7 +98,12 @@ BLOCKS = Report(
     columns=(
         Column("block_start", "time", "the hour of the block's first message"),
         Column("block_end", "time", "five hours later"),
-        Column("active", "int", "1 while the block runs (now is before its end)"),
+        Column(
+            "active",
+            "int",
+            "1 while the block runs (now is from its start to before its end; a block that "
+            "starts after now, from messages stamped in the future, is not active)",
+        ),
         Column("sessions", "int", "sessions with messages in the block"),
         Column("responses", "int", "model responses"),
         Column("total_tokens", "int", "input, output, cache read and write tokens"),
@@ -174,7 +179,7 @@ blocks AS (
 SELECT
     block_start,
     block_end,
-    now_ms < block_end AS active,
+    block_start <= now_ms AND now_ms < block_end AS active,
     sessions,
     responses,
     total_tokens,
@@ -183,7 +188,7 @@ SELECT
     last_at,
     round(cost * 3600000.0 / elapsed_ms, 6) AS cost_per_hour,
     CAST(total_tokens * 60000.0 / elapsed_ms AS INTEGER) AS tokens_per_minute,
-    CASE WHEN now_ms < block_end
+    CASE WHEN block_start <= now_ms AND now_ms < block_end
         THEN round(cost + cost * (block_end - max(now_ms, last_at)) / elapsed_ms, 6) END AS projected_cost
 FROM blocks
 ORDER BY block_start DESC
