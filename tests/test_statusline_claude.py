@@ -3,22 +3,29 @@ scripted fake model.
 
 Claude Code draws the statusLine only in its TUI, so the CLI runs in a pty (seeded as
 shared/reference/real-clients.md says: onboarding done, the fake key approved, the project
-trusted; the driver answers the terminal's cursor-position query). The statusLine is installed
-the way a user installs it (`agentd install claude --statusline`), and the daemon is real.
+trusted; the driver answers the terminal's cursor-position query). What it draws is read off a
+terminal emulator (pyte) of the pty's size: the TUI redraws only the cells that changed, so the
+raw stream holds a line in pieces, with cursor moves for the cells kept. The statusLine is
+installed the way a user installs it (`agentd install claude --statusline`), and the daemon is
+real.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import re
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
+import pyte
 import pytest
 from realclients.agents import FAKE_ANTHROPIC_KEY, Scratch, claude_bin, claude_env
 from realclients.fake_model import FakeModelServer, text, tool
@@ -45,12 +52,19 @@ def _seed(scratch: Scratch) -> None:
 class Terminal:
     """`claude` on a pty: what it drew so far (ANSI stripped), and keys to type."""
 
+    COLUMNS, LINES = 160, 40
+
     def __init__(self, argv: list[str], env: dict[str, str], cwd: str) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: become claude
             os.chdir(cwd)
             os.execve(argv[0], argv, env)
+        # The size Claude draws for and the emulator's: the same.
+        size = struct.pack("HHHH", self.LINES, self.COLUMNS, 0, 0)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, size)
         self.screen = b""
+        self.emulator = pyte.Screen(self.COLUMNS, self.LINES)
+        self.stream = pyte.ByteStream(self.emulator)
 
     def pump(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -67,9 +81,15 @@ class Terminal:
             if b"\x1b[6n" in chunk:  # where is the cursor? (Claude waits for the answer)
                 os.write(self.fd, b"\x1b[1;1R")
             self.screen += chunk
+            self.stream.feed(chunk)
 
     def text(self) -> str:
+        """Everything drawn so far, escapes stripped (for waiting on a word, and for errors)."""
         return _ANSI.sub(b"", self.screen).decode("utf-8", "replace")
+
+    def shown(self) -> str:
+        """The screen as it looks now, one line per row."""
+        return "\n".join(line.rstrip() for line in self.emulator.display)
 
     def type(self, keys: str) -> None:
         for ch in keys:
@@ -134,24 +154,25 @@ def test_the_statusline_is_drawn_and_its_samples_kept(daemon, agentd_env, agentd
                 term.type("run the failing command\r")
                 db = agentd_home / "agentd.db"
 
+                # The whole line: model, Claude's session cost, today's cost (the response,
+                # priced from the transcript the daemon follows) and the failed call.
+                line = re.compile(
+                    r"Opus [\d.]+ \| (ctx \d+% \| )?\$0\.\d\d session \| \$0\.\d\d today"
+                    r" \| 1 failed tool call"
+                )
+
                 def drawn_after_the_turn() -> bool:
                     # Today's cost comes once the daemon's follower priced the transcript.
                     return bool(
-                        re.search(r"\$0\.\d\d today \| 1 failed tool call", term.text())
+                        line.search(term.shown())
                         and query_db(db, "SELECT 1 FROM statusline_samples LIMIT 1")
                     )
 
-                assert term.wait_for(drawn_after_the_turn, 60), term.text()[-3000:]
+                assert term.wait_for(drawn_after_the_turn, 60), term.shown()
                 term.type("/exit\r")
                 term.pump(2)
             finally:
                 term.close()
-    # The TUI redraws only what changed, so the stream holds the line in pieces: its first
-    # drawing (model, Claude's session cost) and, after the turn, today's cost (the response,
-    # priced from the transcript the daemon follows) and the failed call.
-    screen = term.text()
-    assert re.search(r"Opus [\d.]+ \| \$0\.\d\d session", screen), screen[-3000:]
-    assert re.search(r"\$0\.\d\d today \| 1 failed tool call", screen), screen[-3000:]
     samples = query_db(db, "SELECT * FROM statusline_samples ORDER BY received_at")
     (session,) = query_db(db, "SELECT id FROM sessions")
     assert {s["session_id"] for s in samples} == {session["id"]}
