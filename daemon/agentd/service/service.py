@@ -39,6 +39,10 @@ SPOOL_POLL_S = 1.0
 MAX_SPOOL_NOTED = 4096  # spool entries whose problem was logged (once each), remembered
 
 
+class Orphaned(Exception):
+    """The daemon's database or pid file is no longer at its path (check_still_ours)."""
+
+
 def _inode(path: str) -> int:
     try:
         return os.lstat(path).st_ino
@@ -63,6 +67,8 @@ class Service:
         self.spool_lines_rejected = 0
         self._stop = asyncio.Event()
         self._pid_fd: int | None = None
+        self._db_identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the database opened
+        self.orphaned = False  # its database or pid file was removed or replaced: it stopped
         self._spool_task: asyncio.Task[None] | None = None
         self._spool_lock = asyncio.Lock()
         self._spool_noted: dict[tuple[str, int], None] = {}  # logged once (_note_once)
@@ -96,6 +102,8 @@ class Service:
     async def open(self) -> None:
         """Open the store (migrating it) and start draining the spool."""
         await self.store.open()
+        st = os.stat(self.config.db_path)
+        self._db_identity = (st.st_dev, st.st_ino)
         await self.follower.start()
         self.started_at = time.time()
         self._spool_task = asyncio.create_task(self._drain_spool_forever(), name="agentd-spool")
@@ -128,6 +136,11 @@ class Service:
             await self._reader.close()
             self._reader = None
         await self.store.close()
+        if self.orphaned:  # the paths may be another daemon's now: nothing is written or removed
+            if self._pid_fd is not None:
+                os.close(self._pid_fd)
+                self._pid_fd = None
+            return
         self.keep_statusline_figures()
         if self._pid_fd is not None:
             pidfile.release(self.config.pid_path, self._pid_fd)
@@ -274,12 +287,44 @@ class Service:
 
     # -- spool -----------------------------------------------------------------------------------
 
+    def check_still_ours(self) -> bool:
+        """Whether the database and pid-file paths still name the files this daemon holds. If not
+        (its state dir was deleted or replaced while it ran), it stops, with one log line: its
+        events would go to a deleted file, and another daemon may start there."""
+        if self.orphaned:
+            return False
+        if self._db_identity is None or self._pid_fd is None:
+            return True  # not started yet
+        gone = None
+        try:
+            db = os.stat(self.config.db_path)
+            if (db.st_dev, db.st_ino) != self._db_identity:
+                gone = f"database {self.config.db_path} is not the file it opened"
+            else:
+                pid, held = os.stat(self.config.pid_path), os.fstat(self._pid_fd)
+                if (pid.st_dev, pid.st_ino) != (held.st_dev, held.st_ino):
+                    gone = f"pid file {self.config.pid_path} is not the one it holds"
+        except FileNotFoundError as e:
+            gone = f"{e.filename} was removed"
+        except OSError as e:
+            gone = f"{e.filename} cannot be checked: {e.strerror}"
+        if gone is None:
+            return True
+        log.error("stopping: the %s (its state dir was deleted or replaced while it ran)", gone)
+        self.orphaned = True
+        self.request_stop()
+        return False
+
     async def _drain_spool_forever(self) -> None:
         while True:
+            if not self.check_still_ours():
+                return
             try:
                 await self.drain_spool()
             except DiskFull:
                 log.warning("the disk is full: the spool stays until space is freed")
+            except Orphaned:
+                return
             except Exception:
                 log.exception("draining the spool failed; will retry")
             await asyncio.sleep(SPOOL_POLL_S)
@@ -300,7 +345,7 @@ class Service:
             for path in files:
                 try:
                     drained += await self._drain_file(Path(path))
-                except DiskFull:
+                except (DiskFull, Orphaned):
                     raise
                 except Exception as e:
                     self._note_once(path, _inode(path), f"could not be drained ({e!r}); will retry")
@@ -347,6 +392,8 @@ class Service:
                 first = False
         finally:
             os.close(fd)
+        if not self.check_still_ours():  # committed to a deleted database: the file stays
+            raise Orphaned(str(self.config.db_path))
         path.unlink(missing_ok=True)
         return count
 
