@@ -1,3 +1,4 @@
+# Over 400 lines: the spool drain shares the store, counters and stop of the service (a split is due).
 """The service: what the daemon does and keeps, whoever reaches it and however.
 
 It owns the store (the one writer), drains the spool into it, keeps the counters `status` reports,
