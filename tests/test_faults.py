@@ -352,3 +352,32 @@ def test_a_peer_of_another_uid_is_refused(daemon, config):
     finally:
         os.chmod(config.socket_path.parent, 0o700)
         subprocess.run(["userdel", name], capture_output=True)
+
+
+def test_a_daemon_whose_state_dir_is_deleted_stops_and_drains_nothing_into_it(
+    make_daemon, agentd_env, config
+):
+    """`rm -rf $AGENTD_HOME` under a running daemon: it kept running, drained new spool files into
+    its deleted database (those events were lost) and a second daemon started beside it. Now it
+    notices within seconds, says so in one line and stops; the spool waits for the next daemon."""
+    old = make_daemon().start()
+    stderr = open(old.stderr_path, "rb")  # noqa: SIM115 - read after the file is deleted
+    try:
+        shutil.rmtree(config.state_dir)
+        code, _, _ = run_hook(agentd_env, {**POST, "session_id": "orph"})  # the daemon is gone
+        assert code == 0 and list(config.spool_dir.glob("*.ndjson"))
+        assert wait_for(lambda: not old.alive, timeout=60)
+        assert old.process is not None and old.process.returncode == 0
+        log = stderr.read().decode()
+    finally:
+        stderr.close()
+    assert log.count("stopping: the ") == 1, log
+    assert list(config.spool_dir.glob("*.ndjson"))  # not drained into the deleted database
+    new = make_daemon().start()
+    assert wait_for(
+        lambda: (
+            query_db(config.db_path, "SELECT count(*) AS n FROM events WHERE session_id = 'orph'")
+            == [{"n": 1}]
+        )
+    )
+    assert new.alive and new.stop() == 0

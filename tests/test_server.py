@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import query_db
+from conftest import query_db, wait_for
 
 
 class RawConnection:
@@ -27,7 +27,11 @@ class RawConnection:
     def __init__(self, path: Path, timeout: float = 10.0) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(str(path))
+        try:
+            self.sock.connect(str(path))
+        except OSError:
+            self.sock.close()
+            raise
         self.buffer = b""
 
     def send(self, data: bytes) -> None:
@@ -431,15 +435,17 @@ class CollectingWriter:
 
 
 async def serve_bytes(data: bytes, limit: int = 1 << 16) -> tuple[list[Any], FakeService]:
-    from agentd.service.transport import handle_connection
+    from agentd.service.transport import budget_for, handle_connection
 
     reader = asyncio.StreamReader(limit=limit)
     reader.feed_data(data)
     reader.feed_eof()
     writer = CollectingWriter()
     service = FakeService()
-    await handle_connection(reader, writer, service, max_line_bytes=limit)  # type: ignore[arg-type]
+    budget = budget_for(limit)
+    await handle_connection(reader, writer, service, max_line_bytes=limit, budget=budget)  # type: ignore[arg-type]
     assert writer.closed
+    assert budget.used == 0  # every byte taken was given back
     return [json.loads(line) for line in writer.data.splitlines()], service
 
 
@@ -465,6 +471,17 @@ async def test_framing_answers_each_line_and_batch_with_no_socket():
     assert by_id["null"]["error"]["code"] == -32700
     assert service.ingested == [("claude", b'{"a": 1}', 5)]
     assert service.stopping  # the notification ran
+
+
+async def test_framing_splits_lines_across_reads_and_gives_back_every_byte():
+    # Lines longer than a read, lines split across reads, blank lines, many lines in one read.
+    lines = [
+        json.dumps({"jsonrpc": "2.0", "id": i, "method": "ping", "params": "x" * (i * 9000)})
+        for i in range(40)
+    ]
+    data = b"\n\n".join(line.encode() for line in lines) + b"\n"
+    answers, _ = await serve_bytes(data, limit=1 << 20)
+    assert sorted(a["id"] for a in answers) == list(range(40))
 
 
 async def test_framing_answers_a_line_over_the_limit_and_stops_reading():
@@ -571,3 +588,93 @@ async def test_answering_an_error_leaves_no_reference_cycle(config):
                 gc.enable()
     finally:
         await service.close()
+
+
+def _send_until_stalled(sock: socket.socket, data: bytes, cap: int, stall_s: float = 2.0) -> int:
+    """Send `data` over and over until `cap` bytes, or until nothing is taken for `stall_s`;
+    the bytes the daemon (its socket) took."""
+    sock.settimeout(stall_s)
+    sent = 0
+    view = memoryview(data)
+    offset = 0
+    try:
+        while sent < cap:
+            n = sock.send(view[offset:])
+            sent += n
+            offset = (offset + n) % len(data)
+    except TimeoutError:
+        pass
+    return sent
+
+
+def test_a_client_that_never_reads_its_answers_stops_being_read(daemon):
+    """A client pipelining batches and reading nothing used to have up to 256 lines and their
+    answers held (370 MB each connection with 440 KB batches): now reading it pauses once 4 MiB of
+    its lines are unanswered. Other clients are served meanwhile, and every line it sent is
+    answered once it reads."""
+    line = (
+        "[" + ",".join(json.dumps({"jsonrpc": "2.0", "id": i, "method": "ping"}) for i in range(10_000)) + "]\n"
+    ).encode()  # fmt: skip
+    hog = RawConnection(daemon.config.socket_path)
+    sent = _send_until_stalled(hog.sock, line, cap=256 * 1024 * 1024)
+    assert sent < 32 * 1024 * 1024, sent  # 4 MiB unanswered + a line + socket buffers
+    other = RawConnection(daemon.config.socket_path)
+    assert_still_serving(other)
+    other.close()
+    hog.sock.settimeout(60)
+    for _ in range(sent // len(line)):  # each whole line it sent: answered, all 10 000 requests
+        answers = hog.recv_json()
+        assert len(answers) == 10_000 and all("result" in a for a in answers)
+    hog.close()
+    assert daemon.alive
+
+
+def test_partial_lines_of_many_clients_share_one_memory_budget(daemon):
+    """12 clients each sending 15 MiB of one line without its newline were all read (180 MB
+    held): now the bytes read and unanswered of all connections share one budget (64 MiB), and a
+    client beyond it is not read until bytes are freed. A small request still passes."""
+    start = (
+        b'{"jsonrpc":"2.0","id":1,"method":"ingest","params":{"source":"claude","payload":{"x":"'
+    )
+    holders = [RawConnection(daemon.config.socket_path) for _ in range(12)]
+    total = 0
+    for holder in holders:
+        holder.send(start)
+        total += _send_until_stalled(holder.sock, b"a" * (1 << 20), cap=15 * (1 << 20))
+    assert total < 100 * 1024 * 1024, total
+    other = RawConnection(daemon.config.socket_path)
+    assert_still_serving(other)  # a connection holding little always may read
+    for holder in holders:
+        holder.close()
+    assert_still_serving(other)
+    other.close()
+    assert daemon.alive
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(daemon):
+    from agentd.service.transport import MAX_CONNECTIONS
+
+    conns = []
+    answered = closed = 0
+    for _ in range(MAX_CONNECTIONS + 5):  # one by one: each accepted before the next connects
+        c = RawConnection(daemon.config.socket_path)
+        conns.append(c)
+        try:
+            c.request(PING)
+            answered += 1
+        except (ConnectionError, OSError):
+            closed += 1
+    assert (answered, closed) == (MAX_CONNECTIONS, 5)
+    for c in conns:
+        c.close()
+    assert wait_for(lambda: _pings(daemon.config.socket_path))  # the slots are freed
+
+
+def _pings(path: Path) -> bool:
+    c = RawConnection(path)
+    try:
+        return c.request(PING)["id"] == 99
+    except (ConnectionError, OSError):
+        return False
+    finally:
+        c.close()

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from agentd import spool
@@ -155,3 +156,99 @@ def test_process_exists():
     )
     assert not spool.process_exists(int(gone.stdout))
     assert spool.process_exists(1)  # another user's process (init) exists all the same
+
+
+def test_junk_in_the_spool_is_logged_once_and_never_holds_up_the_rest(make_daemon, config):
+    """A directory, a FIFO and symlinks named like spool files, all older than the real files:
+    none is read (the FIFO used to block a worker thread for ever, so the daemon could not stop;
+    the directory raised at every pass and stalled every file after it; a link was read through),
+    each is logged once, the real files drain, and the daemon stops at once."""
+    d = config.spool_dir
+    d.mkdir(parents=True, mode=0o700)
+    secret = config.state_dir / "secret.txt"
+    secret.write_text('{"source":"claude","payload":{"session_id":"via-link"}}\n')
+    (d / "claude-1-dir.ndjson").mkdir()
+    os.mkfifo(d / "claude-1-fifo.ndjson")
+    (d / "claude-1-link.ndjson").symlink_to(secret)
+    (d / "claude-1-zero.ndjson").symlink_to("/dev/zero")
+    junk = [
+        "claude-1-dir.ndjson",
+        "claude-1-fifo.ndjson",
+        "claude-1-link.ndjson",
+        "claude-1-zero.ndjson",
+    ]
+    for name in junk:
+        os.utime(d / name, (946684800, 946684800), follow_symlinks=False)  # oldest: first in line
+    for i in range(3):
+        spool.write_file(d, "claude", [line("claude", {"session_id": f"ok{i}"}, 10 + i)])
+    daemon = make_daemon().start()
+    assert wait_for(
+        lambda: query_db(config.db_path, "SELECT count(*) AS n FROM events") == [{"n": 3}]
+    )
+    assert wait_for(lambda: sorted(p.name for p in d.glob("*.ndjson")) == sorted(junk))
+    time.sleep(2.5)  # more passes: still one line each
+    assert daemon.call("status")["spool_files"] == 0  # what will never drain is no backlog
+    started = time.monotonic()
+    assert daemon.stop(timeout=30) == 0
+    assert time.monotonic() - started < 15
+    log = (config.state_dir / "agentd.log").read_text()
+    for name in junk:
+        assert log.count(f"spool entry {d / name} ") == 1, (name, log)
+    assert "Traceback" not in log
+    assert not (d / "rejected").exists()  # nothing was read through a link
+    names = query_db(config.db_path, "SELECT session_id FROM events ORDER BY session_id")
+    assert names == [{"session_id": "ok0"}, {"session_id": "ok1"}, {"session_id": "ok2"}]
+    assert (d / "claude-1-dir.ndjson").is_dir() and (d / "claude-1-link.ndjson").is_symlink()
+
+
+def test_read_pieces_reads_a_file_in_pieces_and_only_hashes_a_line_too_long(tmp_path):
+    import hashlib
+
+    p = tmp_path / "x.ndjson"
+    long_line = b"y" * 50
+    p.write_bytes(b"a\nbb\n" + long_line + b"\nccc\n\ntorn")
+    fd = spool.open_regular(p)
+    try:
+        pieces = list(spool.read_pieces(fd, piece_bytes=16))
+    finally:
+        os.close(fd)
+    lines = [line for piece in pieces for line in piece[0]]
+    too_long = [t for piece in pieces for t in piece[1]]
+    assert lines == [b"a", b"bb", b"ccc"]
+    assert too_long == [(50, hashlib.blake2b(long_line, digest_size=16).hexdigest())]
+    assert pieces[-1][2] == b"torn" and all(piece[2] == b"" for piece in pieces[:-1])
+    assert max(len(b"".join(piece[0])) for piece in pieces) <= 16
+
+
+def test_open_regular_refuses_what_is_not_a_regular_file(tmp_path):
+    (tmp_path / "f").write_bytes(b"x\n")
+    (tmp_path / "link").symlink_to(tmp_path / "f")
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    for name in ("link", "dir", "fifo"):
+        try:
+            os.close(spool.open_regular(tmp_path / name))
+        except spool.NotRegular:
+            continue
+        raise AssertionError(f"opened {name}")
+    os.close(spool.open_regular(tmp_path / "f"))
+
+
+def test_encode_line_keeps_a_payload_with_a_raw_newline_in_a_string_exactly():
+    # A raw CR LF inside a string makes the payload invalid JSON; made spaces, it became a valid
+    # event saying "a  b". It is kept as the exact text instead.
+    payload = b'{"session_id":"so","hook_event_name":"Stop","x":"a\r\nb"}'
+    encoded = spool.encode_line("claude", 7, payload)
+    assert b"\n" not in encoded and b"\r" not in encoded
+    source, kept, received_at = spool.decode_line(encoded)
+    assert (source, received_at) == ("claude", 7)
+    assert json.loads(kept) == {"agentd_unparsed_stdin": payload.decode()}
+    # Raw newlines as whitespace of valid JSON: the same event, on one line.
+    pretty = b'{\n  "session_id": "s",\r\n  "x": "a b"\n}'
+    assert json.loads(spool.decode_line(spool.encode_line("claude", 7, pretty))[1]) == {
+        "session_id": "s",
+        "x": "a b",
+    }
+    # Old spool lines (newlines made spaces by an older hook) read as before.
+    old = b'{"source":"claude","received_at":7,"payload":{"session_id": "s",   "n": 1}}'
+    assert spool.decode_line(old) == ("claude", b'{"session_id": "s",   "n": 1}', 7)

@@ -25,10 +25,12 @@ import time
 
 TYPE_CHECKING = False  # the idiom that spares importing `typing` at run time
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from os import PathLike
     from typing import Any
 
     StrPath = str | PathLike[str]
+    Piece = tuple[list[bytes], list[tuple[int, str]], bytes]
 
 __all__ = [
     "encode_line",
@@ -36,6 +38,9 @@ __all__ = [
     "write_file",
     "ready_files",
     "read_lines",
+    "open_regular",
+    "read_pieces",
+    "NotRegular",
     "backlog",
     "process_exists",
     "READY",
@@ -51,10 +56,29 @@ def encode_line(source: str, received_at: int, payload: bytes) -> bytes:
 
     The payload is embedded unchecked (the hook cannot afford a JSON parser); decode_line keeps
     one that is not JSON as text. `source` must be letters, digits and `_`.
+
+    A raw CR or LF cannot stay (the line would end there). In a JSON text it can only be
+    whitespace, so a payload that is JSON has them made spaces (the same event); one that is not
+    (a raw newline inside a string makes it invalid JSON) is kept as text, exactly: flattening
+    it could turn it into a valid event that says something else. Only this rare case parses.
     """
-    # A JSON text holds no raw newline except as whitespace, so flattening keeps it valid.
-    flat = payload.replace(b"\r", b" ").replace(b"\n", b" ")
-    return b'{"source":"%s","received_at":%d,"payload":%s}' % (source.encode(), received_at, flat)
+    if b"\n" in payload or b"\r" in payload:
+        payload = _without_raw_newlines(payload)
+    return b'{"source":"%s","received_at":%d,"payload":%s}' % (
+        source.encode(),
+        received_at,
+        payload,
+    )
+
+
+def _without_raw_newlines(payload: bytes) -> bytes:
+    import json
+
+    try:
+        json.loads(payload)  # strict: a raw control character inside a string is refused
+    except ValueError:  # not JSON (or not UTF-8): the text itself, as a JSON string
+        return json.dumps({"agentd_unparsed_stdin": payload.decode("utf-8", "replace")}).encode()
+    return payload.replace(b"\r", b" ").replace(b"\n", b" ")
 
 
 _decoders: tuple[Any, Any, Any] | None = None  # built on first use: msgspec is the daemon's
@@ -150,8 +174,12 @@ def _writer_alive(name: str) -> bool:
     return process_exists(int(parts[1]))
 
 
-def ready_files(spool_dir: StrPath) -> list[str]:
-    """Files the daemon may drain now, oldest first: finished ones, and open ones whose writer died."""
+def ready_files(spool_dir: StrPath, odd: list[tuple[str, int]] | None = None) -> list[str]:
+    """Files the daemon may drain now, oldest first: finished ones, and open ones whose writer died.
+
+    Only regular files (a symlink is not followed): an entry with a spool file's name that is
+    anything else (a directory, a FIFO, a link) is left out, and added to `odd` as (path, inode).
+    """
     found = []
     try:
         entries = list(os.scandir(spool_dir))
@@ -165,7 +193,11 @@ def ready_files(spool_dir: StrPath) -> list[str]:
         elif not name.endswith(READY):
             continue
         try:
-            found.append((entry.stat().st_mtime_ns, entry.path))
+            if not entry.is_file(follow_symlinks=False):
+                if odd is not None:
+                    odd.append((entry.path, entry.inode()))
+                continue
+            found.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
         except FileNotFoundError:
             continue
     return [path for _, path in sorted(found)]
@@ -178,7 +210,9 @@ def backlog(spool_dir: StrPath) -> tuple[int, int]:
         for entry in os.scandir(spool_dir):
             if entry.name.endswith((READY, OPEN)):
                 try:
-                    size += entry.stat().st_size
+                    if not entry.is_file(follow_symlinks=False):
+                        continue  # never drained (ready_files): not a backlog
+                    size += entry.stat(follow_symlinks=False).st_size
                 except FileNotFoundError:
                     continue
                 files += 1
@@ -187,10 +221,89 @@ def backlog(spool_dir: StrPath) -> tuple[int, int]:
     return files, size
 
 
+class NotRegular(OSError):
+    """A spool entry that is not a regular file (a directory, a FIFO, a device, a symlink)."""
+
+
+def open_regular(path: StrPath) -> int:
+    """A read-only descriptor of the regular file at `path`; NotRegular for anything else.
+
+    O_NOFOLLOW: a symlink is refused, never read through; O_NONBLOCK: opening a FIFO does not
+    wait for a writer (and fstat then refuses it); FileNotFoundError if it is gone.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == 40:  # ELOOP: a symlink, refused by O_NOFOLLOW
+            raise NotRegular(e.errno, "a symbolic link", os.fspath(path)) from None
+        if e.errno in (6, 19):  # ENXIO, ENODEV: a socket or a device without a reader
+            raise NotRegular(e.errno, "not a regular file", os.fspath(path)) from None
+        raise
+    import stat
+
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegular(21, "not a regular file", os.fspath(path))
+    return fd
+
+
+# A spool file is read this many bytes at a time (whole lines): a big file costs no more memory.
+PIECE_BYTES = 64 * 1024 * 1024
+
+
+def read_pieces(fd: int, piece_bytes: int = PIECE_BYTES) -> Iterator[Piece]:
+    """The lines of the open file `fd`, a piece of at most ~`piece_bytes` at a time.
+
+    Each piece is (lines, too_long, torn): its complete lines (blank ones left out); the size and
+    blake2b hex digest of each line longer than `piece_bytes` (no writer of ours makes one: read
+    through, never held whole); and, in the last piece, the torn last line (no `\n`) or b"".
+    """
+    import hashlib
+
+    offset = 0
+    while True:
+        data = os.pread(fd, piece_bytes, offset)
+        if len(data) < piece_bytes:  # the end of the file
+            end = data.rfind(b"\n") + 1
+            yield _split(data[:end]), [], data[end:]
+            return
+        end = data.rfind(b"\n") + 1
+        if end:
+            yield _split(data[:end]), [], b""
+            offset += end
+            continue
+        digest, size = hashlib.blake2b(data, digest_size=16), len(data)
+        while True:  # a line longer than a piece: its size and digest only
+            offset += len(data)
+            data = os.pread(fd, piece_bytes, offset)
+            newline = data.find(b"\n")
+            if newline < 0 and len(data) == piece_bytes:
+                digest.update(data)
+                size += len(data)
+                continue
+            if newline < 0:  # the file ends inside it: a torn last line, too long to keep
+                digest.update(data)
+                yield [], [(size + len(data), digest.hexdigest())], b""
+                return
+            digest.update(data[:newline])
+            yield [], [(size + newline, digest.hexdigest())], b""
+            offset += newline + 1
+            break
+
+
+def _split(data: bytes) -> list[bytes]:
+    return [line for line in data.split(b"\n") if line.strip()]
+
+
 def read_lines(path: StrPath) -> tuple[list[bytes], int]:
-    """The complete lines of a spool file, and the byte count of a torn last line (dropped)."""
-    with open(path, "rb") as f:
-        data = f.read()
+    """The complete lines of a regular spool file, and the byte count of a torn last line
+    (dropped). NotRegular for anything else."""
+    fd = open_regular(path)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read()
+    finally:
+        os.close(fd)
     end = data.rfind(b"\n") + 1
-    lines = [line for line in data[:end].split(b"\n") if line.strip()]
-    return lines, len(data) - end
+    return _split(data[:end]), len(data) - end

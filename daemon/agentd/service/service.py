@@ -1,3 +1,4 @@
+# Over 400 lines: the spool drain shares the store, counters and stop of the service (a split is due).
 """The service: what the daemon does and keeps, whoever reaches it and however.
 
 It owns the store (the one writer), drains the spool into it, keeps the counters `status` reports,
@@ -36,6 +37,18 @@ __all__ = ["Service"]
 log = logging.getLogger(__name__)
 
 SPOOL_POLL_S = 1.0
+MAX_SPOOL_NOTED = 4096  # spool entries whose problem was logged (once each), remembered
+
+
+class Orphaned(Exception):
+    """The daemon's database or pid file is no longer at its path (check_still_ours)."""
+
+
+def _inode(path: str) -> int:
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return 0
 
 
 class Service:
@@ -55,8 +68,11 @@ class Service:
         self.spool_lines_rejected = 0
         self._stop = asyncio.Event()
         self._pid_fd: int | None = None
+        self._db_identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the database opened
+        self.orphaned = False  # its database or pid file was removed or replaced: it stopped
         self._spool_task: asyncio.Task[None] | None = None
         self._spool_lock = asyncio.Lock()
+        self._spool_noted: dict[tuple[str, int], None] = {}  # logged once (_note_once)
         # Reads live Claude transcripts into the store (tokens, cost, what no hook reports).
         self.follower = Follower(config.state_dir, self.store.prepare, self.store.submit)
         # The statusline's figures: read on one read-only aiosqlite connection, opened on first
@@ -87,6 +103,8 @@ class Service:
     async def open(self) -> None:
         """Open the store (migrating it) and start draining the spool."""
         await self.store.open()
+        st = os.stat(self.config.db_path)
+        self._db_identity = (st.st_dev, st.st_ino)
         await self.follower.start()
         self.started_at = time.time()
         self._spool_task = asyncio.create_task(self._drain_spool_forever(), name="agentd-spool")
@@ -119,6 +137,11 @@ class Service:
             await self._reader.close()
             self._reader = None
         await self.store.close()
+        if self.orphaned:  # the paths may be another daemon's now: nothing is written or removed
+            if self._pid_fd is not None:
+                os.close(self._pid_fd)
+                self._pid_fd = None
+            return
         self.keep_statusline_figures()
         if self._pid_fd is not None:
             pidfile.release(self.config.pid_path, self._pid_fd)
@@ -265,38 +288,121 @@ class Service:
 
     # -- spool -----------------------------------------------------------------------------------
 
+    def check_still_ours(self) -> bool:
+        """Whether the database and pid-file paths still name the files this daemon holds. If not
+        (its state dir was deleted or replaced while it ran), it stops, with one log line: its
+        events would go to a deleted file, and another daemon may start there."""
+        if self.orphaned:
+            return False
+        if self._db_identity is None or self._pid_fd is None:
+            return True  # not started yet
+        gone = None
+        try:
+            db = os.stat(self.config.db_path)
+            if (db.st_dev, db.st_ino) != self._db_identity:
+                gone = f"database {self.config.db_path} is not the file it opened"
+            else:
+                pid, held = os.stat(self.config.pid_path), os.fstat(self._pid_fd)
+                if (pid.st_dev, pid.st_ino) != (held.st_dev, held.st_ino):
+                    gone = f"pid file {self.config.pid_path} is not the one it holds"
+        except FileNotFoundError as e:
+            gone = f"{e.filename} was removed"
+        except OSError as e:
+            gone = f"{e.filename} cannot be checked: {e.strerror}"
+        if gone is None:
+            return True
+        log.error("stopping: the %s (its state dir was deleted or replaced while it ran)", gone)
+        self.orphaned = True
+        self.request_stop()
+        return False
+
     async def _drain_spool_forever(self) -> None:
         while True:
+            if not self.check_still_ours():
+                return
             try:
                 await self.drain_spool()
             except DiskFull:
                 log.warning("the disk is full: the spool stays until space is freed")
+            except Orphaned:
+                return
             except Exception:
                 log.exception("draining the spool failed; will retry")
             await asyncio.sleep(SPOOL_POLL_S)
 
     async def drain_spool(self) -> int:
-        """Ingest every drainable spool file; delete each only after its events committed."""
+        """Ingest every drainable spool file; delete each only after its events committed.
+
+        One file never holds up the others: a file that fails for any reason but a full disk (which
+        stops the pass: no other file could be stored either) is logged, once, and left for the
+        next pass; an entry that is not a regular file is never read, and logged once.
+        """
         async with self._spool_lock:
             drained = 0
-            files = await asyncio.to_thread(spool.ready_files, self.config.spool_dir)
+            odd: list[tuple[str, int]] = []
+            files = await asyncio.to_thread(spool.ready_files, self.config.spool_dir, odd)
+            for path, inode in odd:
+                self._note_once(path, inode, "is not a regular file; left alone, never read")
             for path in files:
-                drained += await self._drain_file(Path(path))
+                try:
+                    drained += await self._drain_file(Path(path))
+                except (DiskFull, Orphaned):
+                    raise
+                except Exception as e:
+                    self._note_once(path, _inode(path), f"could not be drained ({e!r}); will retry")
             if drained:
                 log.info("drained %d events from %d spool files", drained, len(files))
             return drained
+
+    def _note_once(self, path: str, inode: int, what: str) -> None:
+        """Log a spool entry's problem once (per name and inode), not at every pass."""
+        key = (path, inode)
+        if key in self._spool_noted:
+            return
+        if len(self._spool_noted) >= MAX_SPOOL_NOTED:  # forget the oldest: bounded memory
+            del self._spool_noted[next(iter(self._spool_noted))]
+        self._spool_noted[key] = None
+        log.warning("spool entry %s %s", path, what)
 
     async def _drain_file(self, path: Path) -> int:
         """Ingest one file's events; keep its bad lines aside; delete it once all committed.
 
         One bad line never holds up the spool: whatever preparing a line raises, the line goes to
         rejected/ and the rest are drained. A write that fails (a full disk) keeps the whole file
-        for the next pass: its events that did commit are deduplicated then.
+        for the next pass: its events that did commit are deduplicated then. Only a regular file
+        is read (spool.open_regular: a symlink, a FIFO, a directory are refused), a piece at a
+        time: a big file costs no more memory than a piece.
         """
         try:
-            lines, torn = await asyncio.to_thread(spool.read_lines, path)
+            fd = await asyncio.to_thread(spool.open_regular, path)
         except FileNotFoundError:
             return 0
+        except spool.NotRegular as e:
+            self._note_once(
+                str(path), _inode(str(path)), f"is {e.strerror}; left alone, never read"
+            )
+            return 0
+        piece_bytes = max(spool.PIECE_BYTES, 2 * self.config.max_line_bytes)
+        count = 0
+        first = True
+        try:
+            pieces = spool.read_pieces(fd, piece_bytes)
+            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                lines, too_long, torn = piece
+                count += await self._drain_lines(path, lines, too_long, torn, first)
+                first = False
+        finally:
+            os.close(fd)
+        if not self.check_still_ours():  # committed to a deleted database: the file stays
+            raise Orphaned(str(self.config.db_path))
+        path.unlink(missing_ok=True)
+        return count
+
+    async def _drain_lines(
+        self, path: Path, lines: list[bytes], too_long: list[tuple[int, str]], torn: bytes,
+        first: bool,
+    ) -> int:  # fmt: skip
+        """Ingest one piece of a spool file (read_pieces); its events, once committed."""
         events: list[PreparedEvent] = []
         rejected: list[bytes] = []
         for line in lines:
@@ -313,28 +419,40 @@ class Service:
                 raise outcome
         for event in events:
             self._follow(event)
-        if rejected or torn:
-            self._keep_rejected(path, rejected, torn)
-        path.unlink(missing_ok=True)
+        if rejected or too_long or torn:
+            self._keep_rejected(path, rejected, too_long, torn, append=not first)
         self.spool_events_drained += len(events)
         return len(events)
 
-    def _keep_rejected(self, path: Path, lines: list[bytes], torn: int) -> None:
+    def _keep_rejected(
+        self, path: Path, lines: list[bytes], too_long: list[tuple[int, str]], torn: bytes,
+        append: bool,
+    ) -> None:  # fmt: skip
         """Lines the daemon cannot read are kept for inspection, never silently deleted; but
         redacted as events are (they may hold secrets too), or, below content level `full`, only
-        their size and hash (docs/privacy.md)."""
-        self.spool_lines_rejected += len(lines) + (1 if torn else 0)
+        their size and hash (docs/privacy.md). A line too long to hold: only its size and hash."""
+        self.spool_lines_rejected += len(lines) + len(too_long) + (1 if torn else 0)
         rejected_dir = self.config.spool_dir / "rejected"
         rejected_dir.mkdir(mode=0o700, exist_ok=True)
-        kept = list(lines)
-        if torn:
-            kept.append(path.read_bytes()[-torn:])
+        kept = list(lines) + ([torn] if torn else [])
         data = b"".join(self._scrub(line) + b"\n" for line in kept)
-        (rejected_dir / path.name.removesuffix(".open")).write_bytes(data)
+        data += b"".join(
+            b'{"rejected_bytes":%d,"blake2b":"%s"}\n' % (size, digest.encode())
+            for size, digest in too_long
+        )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags |= os.O_APPEND if append else os.O_TRUNC
+        fd = os.open(rejected_dir / path.name.removesuffix(".open"), flags, 0o600)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as f:
+                f.write(data)
+        finally:
+            os.close(fd)
         log.warning(
-            "spool file %s: %d unreadable lines%s kept in %s",
+            "spool file %s: %d unreadable lines%s%s kept in %s",
             path.name,
             len(lines),
+            f" and {len(too_long)} too long to read" if too_long else "",
             " and a torn last line" if torn else "",
             rejected_dir,
         )

@@ -1,8 +1,13 @@
+# Over 400 lines: the connection loop, its memory bounds and the listener share one lifecycle.
 """The transport: the Unix socket, its connections, and NDJSON framing (docs/protocol.md).
 
-It binds the socket privately, refuses peers of another uid, reads lines (with a size limit and a
-bound on lines in flight per connection), and answers each request with what methods.dispatch
-returns for it. What a request means is the methods' business, reached through a
+It binds the socket privately, refuses peers of another uid, reads lines (with a size limit), and
+answers each request with what methods.dispatch returns for it. Memory is bounded whatever clients
+do (docs/protocol.md, "Limits"): at most MAX_CONNECTIONS connections (beyond, each is closed at
+once: a client then spools), one budget for every byte read and not yet answered, across all
+connections (a connection waits for its share, unread bytes stay in the kernel), and per
+connection at most MAX_UNANSWERED_BYTES unanswered before it is read further (a client that sends
+and never reads stops being read). What a request means is the methods' business, reached through a
 methods.ServiceAPI; this module never looks further. Nothing a client sends can take the daemon or
 another connection down: every line is answered or the connection is closed.
 """
@@ -11,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +55,17 @@ from agentd.service.methods import (
     ingest_decoded,
 )
 
-__all__ = ["Transport", "handle_connection"]
+__all__ = ["Transport", "handle_connection", "Budget"]
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 10.0  # bound on finishing in-flight requests after a stop is asked
 MAX_IN_FLIGHT_LINES = 256  # per connection; reading pauses beyond it (backpressure)
+MAX_UNANSWERED_BYTES = 4 * 1024 * 1024  # per connection; reading pauses beyond it (one line passes)
+MAX_CONNECTIONS = 128  # beyond it a new connection is closed at once (its client spools)
+MIN_BUDGET_BYTES = 64 * 1024 * 1024  # read and unanswered, all connections (2 lines if more)
+FLOOR_BYTES = 256 * 1024  # a connection may always hold this much, whatever the budget
+READ_CHUNK = 64 * 1024  # read at a time; also the reader's limit: it buffers at most twice this
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the terminating NUL
 
 
@@ -77,8 +89,36 @@ def _socket_is_live(path: Path) -> bool:
     return True
 
 
+class Budget:
+    """Bytes read from clients and not yet answered, all connections together: a connection takes
+    its bytes before it keeps them, and waits while they would pass the limit; but a connection
+    holding less than FLOOR_BYTES always may (a ping, a usual hook event pass while others hold
+    the budget), and so may any when nothing is held (a line as long as the limit passes)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    async def take(self, n: int, held: int) -> None:
+        """Take `n` bytes for a connection that holds `held` already."""
+        while self.used and self.used + n > self.limit and held + n > FLOOR_BYTES:
+            self._freed.clear()
+            await self._freed.wait()
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n
+        self._freed.set()
+
+
+def budget_for(max_line_bytes: int) -> Budget:
+    return Budget(max(MIN_BUDGET_BYTES, 2 * max_line_bytes))
+
+
 class _Connection:
-    """One client: lines in, answers out, at most MAX_IN_FLIGHT_LINES being handled at once."""
+    """One client: lines in, answers out, at most MAX_IN_FLIGHT_LINES being handled at once, and
+    at most MAX_UNANSWERED_BYTES of them (one line of any size passes)."""
 
     def __init__(
         self,
@@ -86,14 +126,18 @@ class _Connection:
         writer: asyncio.StreamWriter,
         service: ServiceAPI,
         max_line_bytes: int,
+        budget: Budget,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.service = service
         self.max_line_bytes = max_line_bytes
+        self.budget = budget
         self.closing = False
         self.gone = False  # the client closed its end (or the connection broke)
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT_LINES)
+        self._unanswered = 0  # bytes of lines read and not yet answered
+        self._answered = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._write_lock = asyncio.Lock()
         self.read_task: asyncio.Task[None] | None = None
@@ -120,35 +164,59 @@ class _Connection:
             self.read_task.cancel()
 
     async def _read_loop(self) -> None:
-        while True:
-            try:
-                line = await self.reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as e:
-                self.gone = True
-                if e.partial.strip():
-                    log.warning(
-                        "client closed mid-line; %d bytes without a newline dropped", len(e.partial)
-                    )
-                return
-            except asyncio.LimitOverrunError:
-                limit = self.max_line_bytes
-                log.warning("line over %d bytes; answering an error and closing", limit)
-                error = LineTooLong(f"Line too long: over {limit} bytes", data={"limit": limit})
-                await self._send(encode_error(None, error))
-                return
-            except (ConnectionError, OSError):
-                self.gone = True
-                return
-            if not line.strip():
-                continue
-            await self._slots.acquire()
-            task = asyncio.create_task(self._handle_line(line))
-            self._tasks.add(task)
-            task.add_done_callback(self._line_done)
+        # Bytes read and not yet a line's own: buf[start:]. Taken from the budget when read; a
+        # line's bytes are given back when it is answered (_line_done), a blank line's at once.
+        buf = bytearray()
+        start = 0
+        limit = self.max_line_bytes
+        try:
+            while True:
+                while self._unanswered > MAX_UNANSWERED_BYTES:  # backpressure: answer first
+                    self._answered.clear()
+                    await self._answered.wait()
+                try:
+                    chunk = await self.reader.read(READ_CHUNK)
+                except (ConnectionError, OSError):
+                    self.gone = True
+                    return
+                if not chunk:
+                    self.gone = True
+                    if buf.strip():
+                        log.warning(
+                            "client closed mid-line; %d bytes without a newline dropped", len(buf)
+                        )
+                    return
+                await self.budget.take(len(chunk), len(buf) + self._unanswered)
+                scanned = len(buf)  # only the new bytes can hold a newline
+                buf += chunk
+                while (end := buf.find(b"\n", max(start, scanned))) >= 0 and end - start <= limit:
+                    line = bytes(memoryview(buf)[start : end + 1])
+                    start = end + 1
+                    if not line.strip():
+                        self.budget.give(len(line))
+                        continue
+                    self._unanswered += len(line)
+                    task = asyncio.create_task(self._handle_line(line))
+                    self._tasks.add(task)
+                    task.add_done_callback(functools.partial(self._line_done, len(line)))
+                    await self._slots.acquire()  # after: the line is the task's (and its bytes)
+                del buf[:start]
+                start = 0
+                end = buf.find(b"\n")
+                if (end if end >= 0 else len(buf)) > limit:
+                    log.warning("line over %d bytes; answering an error and closing", limit)
+                    error = LineTooLong(f"Line too long: over {limit} bytes", data={"limit": limit})
+                    await self._send(encode_error(None, error))
+                    return
+        finally:
+            self.budget.give(len(buf) - start)
 
-    def _line_done(self, task: asyncio.Task[None]) -> None:
+    def _line_done(self, size: int, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slots.release()
+        self._unanswered -= size
+        self.budget.give(size)
+        self._answered.set()
 
     async def _handle_line(self, line: bytes) -> None:
         try:
@@ -278,13 +346,15 @@ async def handle_connection(
     writer: asyncio.StreamWriter,
     service: ServiceAPI,
     max_line_bytes: int,
+    budget: Budget | None = None,
 ) -> None:
     """Serve one client until it closes: framing here, meaning in methods.dispatch.
 
-    `reader` must have been made with `limit=max_line_bytes`. Needs no socket: tests feed a
-    StreamReader and collect what is written.
+    `budget` is shared by every connection (a new one of its own when None). Needs no socket:
+    tests feed a StreamReader and collect what is written.
     """
-    await _Connection(reader, writer, service, max_line_bytes).serve()
+    budget = budget or budget_for(max_line_bytes)
+    await _Connection(reader, writer, service, max_line_bytes, budget).serve()
 
 
 class Transport:
@@ -299,6 +369,9 @@ class Transport:
         self.closing = False
         self._listener: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
+        self.budget = budget_for(self.max_line_bytes)
+        self._socket_identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket made
+        self._refused_logged = -60.0  # monotonic time the connection cap was last logged
         size = len(os.fsencode(self.socket_path))
         if size > MAX_SOCKET_PATH:
             raise StartupError(
@@ -336,11 +409,13 @@ class Transport:
         old_umask = os.umask(0o177)
         try:
             self._listener = await asyncio.start_unix_server(
-                self._on_connect, path=str(self.socket_path), limit=self.max_line_bytes
+                self._on_connect, path=str(self.socket_path), limit=READ_CHUNK
             )
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
+        st = os.lstat(self.socket_path)
+        self._socket_identity = (st.st_dev, st.st_ino)
 
     async def close(self) -> None:
         """Stop accepting and reading, finish in-flight requests (bounded), remove the socket."""
@@ -356,7 +431,9 @@ class Transport:
                         await asyncio.sleep(0.01)
         if self._listener is not None:
             with contextlib.suppress(FileNotFoundError):
-                self.socket_path.unlink()
+                st = os.lstat(self.socket_path)
+                if (st.st_dev, st.st_ino) == self._socket_identity:  # not another daemon's since
+                    self.socket_path.unlink()
             self._listener = None
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -370,7 +447,13 @@ class Transport:
         if self.closing:
             writer.close()
             return
-        connection = _Connection(reader, writer, self.service, self.max_line_bytes)
+        if len(self._connections) >= MAX_CONNECTIONS:
+            if time.monotonic() - self._refused_logged >= 60:  # one line a minute at most
+                self._refused_logged = time.monotonic()
+                log.warning("%d connections open: closing new ones until some end", MAX_CONNECTIONS)
+            writer.close()
+            return
+        connection = _Connection(reader, writer, self.service, self.max_line_bytes, self.budget)
         self._connections.add(connection)
         self.service.connections += 1
         try:
