@@ -352,6 +352,28 @@ async def test_a_transcript_rewritten_in_place_and_grown_is_read_again(config, p
     assert "was rewritten: reading it again from the start" in caplog.text
 
 
+async def test_a_follower_whose_state_dir_is_no_longer_its_own_saves_no_offsets(config, project):
+    """The daemon's state dir deleted or replaced while it runs: the offsets count what went into
+    its (deleted) database, so they must not land in the new dir, where the next daemon would
+    skip those lines."""
+    transcript = project / f"{MAIN}.jsonl"
+    transcript.write_bytes(b"".join(lines("claude_transcript_trimmed.jsonl")))
+    ours = [True]
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(config.db_path)
+    await store.open()
+    follower = Follower(config.state_dir, store.prepare, store.submit, may_save=lambda: ours[0])
+    await follower.start()
+    try:
+        assert await follower.follow_file(str(transcript)) > 0
+        assert follower.state.dirty
+        ours[0] = False
+    finally:
+        await follower.close()
+        await store.close()
+    assert not (config.state_dir / FOLLOW_FILE).exists()
+
+
 async def test_refused_paths_are_logged_once_and_never_read(config, tmp_path, project, caplog):
     caplog.set_level(logging.WARNING, logger="agentd.follow")
     outside = tmp_path / "elsewhere" / "secret.jsonl"

@@ -164,12 +164,17 @@ class Follower:
         *,
         uid: int | None = None,
         step_bytes: int = STEP_BYTES,
+        may_save: Callable[[], bool] | None = None,
     ) -> None:
+        """`may_save()`: whether the state dir is still this daemon's (service.py): a daemon whose
+        state dir was deleted or replaced must not write its offsets there, for they count what
+        went into its deleted database, and the next daemon would skip it."""
         self.state_dir = state_dir
         self._prepare = prepare
         self._submit = submit
         self.uid = os.getuid() if uid is None else uid
         self.step_bytes = step_bytes
+        self._may_save = may_save
         self.state = ImportState(state_dir / FOLLOW_FILE)
         self.files_read = 0  # read steps that found something new
         self.events_sent = 0
@@ -193,7 +198,8 @@ class Follower:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await asyncio.to_thread(self.state.save)
+        if self._may_save is None or self._may_save():
+            await asyncio.to_thread(self.state.save)
 
     def observe(self, kind: str, session_id: str | None, path: object) -> None:
         """A Claude hook event was stored: note its transcript (`path`: the payload's top-level
@@ -398,6 +404,8 @@ class Follower:
         now = time.monotonic()
         if self.state.dirty and now - self._saved >= SAVE_EVERY_S:
             self._saved = now
+            if self._may_save is not None and not self._may_save():
+                return
             try:
                 await asyncio.to_thread(self.state.save)
             except OSError as e:

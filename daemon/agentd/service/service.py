@@ -74,7 +74,9 @@ class Service:
         self._spool_lock = asyncio.Lock()
         self._spool_noted: dict[tuple[str, int], None] = {}  # logged once (_note_once)
         # Reads live Claude transcripts into the store (tokens, cost, what no hook reports).
-        self.follower = Follower(config.state_dir, self.store.prepare, self.store.submit)
+        self.follower = Follower(
+            config.state_dir, self.store.prepare, self.store.submit, may_save=self.check_still_ours
+        )
         # The statusline's figures: read on one read-only aiosqlite connection, opened on first
         # use (its own thread: never a read on the loop, and never on the writer's thread).
         self._reader: aiosqlite.Connection | None = None
