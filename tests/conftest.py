@@ -180,6 +180,19 @@ def pg() -> Iterator[Any]:
         server.destroy()
 
 
+@pytest.fixture
+def machine() -> Iterator[Any]:
+    """A machine that pushes (pushkit.Machine: its own agentd home and daemon), destroyed after
+    the test."""
+    from pushkit import Machine
+
+    m = Machine().start()
+    try:
+        yield m
+    finally:
+        m.destroy()
+
+
 def query_db(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """Rows as dicts, read through a read-only connection (the daemon may still be writing)."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)

@@ -30,15 +30,6 @@ def url(pg):
     return pg.create_database(f"ids{next(_names)}")
 
 
-@pytest.fixture
-def machine():
-    m = Machine().start()
-    try:
-        yield m
-    finally:
-        m.destroy()
-
-
 def _write(path: str, session: str, tool: str) -> list[dict[str, Any]]:
     """The Pre- and PostToolUse of a Write to `path`, in session `session`, call `tool`."""
     out = []

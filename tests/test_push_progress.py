@@ -9,21 +9,11 @@ import subprocess
 import sys
 
 import psycopg
-import pytest
-from pushkit import CLAUDE, OPENCODE, Machine, assert_same, scalar
+from pushkit import CLAUDE, OPENCODE, assert_same, scalar
 
 from agentd.push.local import TABLES
 
 _names = itertools.count()
-
-
-@pytest.fixture
-def machine():
-    m = Machine().start()
-    try:
-        yield m
-    finally:
-        m.destroy()
 
 
 def test_push_shows_progress_on_a_terminal_only(pg, machine):

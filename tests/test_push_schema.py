@@ -6,19 +6,9 @@ from __future__ import annotations
 import itertools
 
 import psycopg
-import pytest
-from pushkit import CLAUDE, Machine, assert_same
+from pushkit import CLAUDE, assert_same
 
 _names = itertools.count()
-
-
-@pytest.fixture
-def machine():
-    m = Machine().start()
-    try:
-        yield m
-    finally:
-        m.destroy()
 
 
 def test_init_adds_back_a_dropped_column(pg, machine):

@@ -25,15 +25,6 @@ def pg():
         server.destroy()
 
 
-@pytest.fixture
-def machine():
-    m = Machine().start()
-    try:
-        yield m
-    finally:
-        m.destroy()
-
-
 def _state(m: Machine) -> dict:
     try:
         return json.loads((Path(m.config.state_dir) / "push-state.json").read_text())
