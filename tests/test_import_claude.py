@@ -442,6 +442,24 @@ def test_a_daemon_running_older_code_is_refused(daemon, tree, monkeypatch):
         run_import(daemon.config, "claude", [tree])
 
 
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("--path", ""), "an empty path"),  # it read the current directory
+        (("--wait", "nan"), "nan is not a number of seconds"),
+        (("--wait", "inf"), "inf is not a number of seconds"),
+        (("--wait", "-5"), "-5.0 is not a number of seconds"),
+    ],
+)
+def test_cli_refuses_an_empty_path_and_waits_that_are_no_time(agentd_env, tmp_path, args, error):
+    result = subprocess.run(
+        [sys.executable, "-m", "agentd", "import", "claude", *args],
+        env=agentd_env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and error in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "agentd.db").exists()
+
+
 def test_cli_prints_a_summary_and_json(agentd_env, tree):
     def agentd(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -106,10 +106,27 @@ uninstall = AgentGroup(
 
 # -- import --------------------------------------------------------------------------------------
 
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A finite number of seconds, 0 to a day (nan, inf and negatives mean nothing here)."""
+    if not 0 <= value <= 86400:  # False for nan as well
+        raise click.BadParameter(f"{value} is not a number of seconds from 0 to 86400")
+    return value
+
+
+def _paths(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Path]:
+    """The paths given; an empty one is refused (it would read the current directory)."""
+    if any(not v for v in values):
+        raise click.BadParameter("an empty path: give a directory or a file")
+    return [Path(v) for v in values]
+
+
 _WAIT = click.option(
     "--wait",
     default=30.0,
     show_default=True,
+    type=float,
+    callback=_seconds,
     metavar="SECONDS",
     help="How long to wait for a daemon that is starting, or another writer to finish.",
 )
@@ -136,10 +153,10 @@ def _import_command(name: str) -> click.Command:
 
     @output_options(help="Summary format: table is for people, the others for scripts.")
     @_WAIT
-    @click.option(flag, "paths", multiple=True, type=click.Path(path_type=Path), help=help_text)
+    @click.option(flag, "paths", multiple=True, type=click.Path(), callback=_paths, help=help_text)
     @click.pass_context
-    def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, wait: float) -> None:
-        summary = _import(ctx, name, importer.resolve_paths(list(paths)), fmt, wait)
+    def command(ctx: click.Context, paths: list[Path], fmt: str, wait: float) -> None:
+        summary = _import(ctx, name, importer.resolve_paths(paths), fmt, wait)
         if fmt != "table":
             emit(summary, fmt)
 
