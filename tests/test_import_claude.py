@@ -720,6 +720,42 @@ def test_big_records_go_through_the_daemon_and_too_big_ones_are_counted(
     assert [t["id"] for t in done] == [f"s-1:b{n}" for n in range(4)]
 
 
+def test_a_record_too_big_for_the_daemon_waits_for_an_import_without_it(
+    make_daemon, agentd_env, agentd_home, tmp_path
+):
+    """Through the daemon a record over its line limit cannot be sent. The records after it are,
+    but the file's offset stays before it: an import without the daemon stores it, so the
+    tables do not depend on whether a daemon was running (it was skipped for good)."""
+    (agentd_home / "config.toml").write_text(f"max_line_bytes = {3 * 1024 * 1024}\n")
+    daemon = make_daemon().start()
+    config = Config.load(agentd_env)  # with the daemon's line limit
+    root = tmp_path / "p" / "-w"
+    root.mkdir(parents=True)
+    transcript = root / "s-1.jsonl"
+    transcript.write_bytes(
+        _assistant("before", message="m0") + _result("before")
+        + _assistant("huge", message="mh") + _result("huge", "y" * (4 * 1024 * 1024))
+        + _assistant("after", message="m1") + _result("after")
+    )  # fmt: skip
+    first = run_import(config, "claude", [tmp_path / "p"])
+    assert first.mode == "daemon" and first.events_too_large == 1
+    ids = "SELECT id, success FROM tools ORDER BY id"
+    assert [t["id"] for t in rows(config.db_path, ids)] == ["s-1:after", "s-1:before", "s-1:huge"]
+    assert rows(config.db_path, "SELECT success FROM tools WHERE id = 's-1:huge'") == [
+        {"success": None}  # its call is known, its result is not
+    ]
+    again = run_import(config, "claude", [tmp_path / "p"])  # still through the daemon: re-read
+    assert (again.files_unchanged, again.events_too_large, again.rows_added["events"]) == (0, 1, 0)
+    assert daemon.stop() == 0
+    direct = run_import(config, "claude", [tmp_path / "p"])
+    assert direct.mode == "direct" and direct.events_too_large == 0 and direct.events_new == 1
+    assert rows(config.db_path, "SELECT success FROM tools WHERE id = 's-1:huge'") == [
+        {"success": 1}
+    ]
+    last = run_import(config, "claude", [tmp_path / "p"])
+    assert (last.files_unchanged, last.events_sent) == (1, 0)
+
+
 def test_progress_line_on_a_terminal(config, tree):
     import io
 

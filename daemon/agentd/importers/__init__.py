@@ -125,7 +125,12 @@ class Summary:
             f"  events:  {self.events_sent} sent, {self.events_stored} stored"
             + (f" ({self.events_new} new)" if self.events_new is not None else "")
             + (f", {self.events_refused} refused" if self.events_refused else "")
-            + (f", {self.events_too_large} too large to send" if self.events_too_large else ""),
+            + (
+                f", {self.events_too_large} too large to send through the daemon (kept for an"
+                " import without it: `agentd stop`, then import again)"
+                if self.events_too_large
+                else ""
+            ),
         ]
         if self.rows_added:
             added = ", ".join(f"{t} +{n}" for t, n in self.rows_added.items() if t != "events")

@@ -339,33 +339,50 @@ class TranscriptImport:
             return
         summary.files_read += 1
         try:
-            for event in self.read(file, handle):
+            for event in self.read(file, handle, max_event=self.pipeline.sink.max_event_bytes):
                 await self.pipeline.add(event)
         finally:
             handle.close()
         key, entry = file.path, file.entry
         self.pipeline.mark(lambda: self.state.set(AGENT, key, entry))
 
-    def read(self, file: TranscriptFile, handle: Any, limit: int | None = None) -> Iterator[Event]:
+    def read(
+        self,
+        file: TranscriptFile,
+        handle: Any,
+        limit: int | None = None,
+        max_event: int | None = None,
+    ) -> Iterator[Event]:
         """The events of `file` from where its entry stopped: the one reader that both
         `agentd import claude` and the daemon's follower (agentd/follow.py) use.
 
         With `limit`, stops at the first line end `limit` bytes or more past the start (the
-        follower reads a big file in steps). Once exhausted, `file.entry` is what the state keeps
-        for the file: store it only after the events are acknowledged.
+        follower reads a big file in steps). With `max_event` (an import through the daemon,
+        whose protocol takes lines up to a size), the offset kept stays before the first record
+        bigger than that, so that a later import without the daemon stores it. Once exhausted,
+        `file.entry` is what the state keeps for the file: store it only after the events are
+        acknowledged.
         """
         summary = self.summary
         file.check_tail(handle)
         cursor = file.cursor
         pending: list[tuple[bytes, int]] = []  # boundaries waiting for a prompt id: (line, at)
         held: _Cursor | None = None  # where to resume while a boundary waits: before it
+        too_big: _Cursor | None = None  # where to resume for a record that could not be sent
         end = file.start
         stopped = False
         self._eof = file.start
         try:
             for line, end in self._lines(handle, file.start):
                 before = cursor.offset
-                yield from self._events(line, cursor, pending, file)
+                events = self._events(line, cursor, pending, file)
+                if (
+                    max_event is not None
+                    and too_big is None
+                    and any(len(e.payload) > max_event for e in events)
+                ):
+                    too_big = _Cursor(before, cursor.prompt, cursor.at)
+                yield from events
                 cursor.offset = end
                 if not pending:
                     held = None
@@ -388,6 +405,9 @@ class TranscriptImport:
         safe = held or cursor.snapshot()
         # Stopped early: the size read so far, so that the file does not look done.
         size = end if stopped else max(self._eof, end)
+        if too_big is not None and too_big.offset < safe.offset:
+            safe = too_big
+            size = too_big.offset  # the file must not look done: read again from there
         entry: dict[str, Any] = {"inode": file.st.st_ino, "size": size, "offset": safe.offset}
         if safe.offset:
             entry["tail"] = _tail_sum(handle, safe.offset)
