@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,6 +167,29 @@ def test_the_cli_prints_a_token_link_that_survives_a_restart(db: Path, tmp_path:
         assert _get(urls[0].split("?")[0] + "api/overview", bearer)[0] == 200
     finally:
         _stop(proc)
+
+
+def test_open_hands_the_browser_a_private_page_not_the_token(db: Path, tmp_path: Path) -> None:
+    """A browser's command line is in `ps` for as long as it runs: --open gives it a file in the
+    private state dir that forwards to the token link (as Jupyter does), never the link."""
+    (tmp_path / "bin").mkdir()
+    args = tmp_path / "bin" / "browser-args"
+    browser = tmp_path / "bin" / "browser"
+    browser.write_text(f'#!/bin/sh\necho "$@" > {args}\n')
+    browser.chmod(0o700)
+    env = {"AGENTD_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "AGENTD_AUTOSTART": "0",
+           "BROWSER": str(browser)}  # fmt: skip
+    proc, urls = _serve(env, "--open")
+    try:
+        assert wait_for(lambda: args.exists() and args.read_text().strip(), timeout=60)
+    finally:
+        _stop(proc)
+    token = (tmp_path / TOKEN_FILE).read_text().strip()
+    opened = args.read_text().strip()
+    assert token not in opened and opened.startswith("file://")
+    page = Path(urllib.parse.unquote(opened.removeprefix("file://")))
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600 and page.parent == tmp_path
+    assert f'url={urls[0]}"' in page.read_text()
 
 
 def test_the_cli_off_loopback_prints_a_link_for_other_machines(db: Path, tmp_path: Path) -> None:

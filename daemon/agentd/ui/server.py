@@ -7,6 +7,7 @@ directly.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import webbrowser
@@ -20,7 +21,7 @@ from agentd.ui.db import UIError, connect
 from agentd.ui.security import usable_token
 from agentd.ui.tokenfile import TOKEN_FILE, load_or_create
 
-__all__ = ["run", "token_for", "urls_for"]
+__all__ = ["run", "token_for", "urls_for", "open_page"]
 
 _WILDCARD = ("0.0.0.0", "::", "")
 
@@ -39,6 +40,34 @@ def token_for(given: str | None, state_dir: Path) -> tuple[str, Path | None]:
     except OSError as e:
         raise UIError(f"cannot keep the dashboard's token in {state_dir / TOKEN_FILE}: {e}. "
                       "Give one in AGENTD_UI_TOKEN instead.") from None  # fmt: skip
+
+
+OPEN_PAGE = "ui-open.html"
+
+
+def open_page(state_dir: Path, url: str) -> str:
+    """A `file://` page (0600, in the private state dir) that forwards the browser to `url`: what
+    --open hands the browser, so the token stays out of its command line, which `ps` shows to
+    every user for as long as that browser runs (the way Jupyter opens its link)."""
+    import html
+
+    from agentd import trust
+
+    link = html.escape(url, quote=True)
+    page = (
+        f'<!doctype html>\n<meta charset="utf-8">\n<meta http-equiv="refresh" content="0;url={link}">'
+        f'\n<title>agentd</title>\n<p><a href="{link}">Open the agentd dashboard</a></p>\n'
+    )
+    dir_fd = trust.open_private_dir(str(state_dir))
+    try:
+        fd = trust.open_private(OPEN_PAGE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd=dir_fd)
+        try:
+            os.write(fd, page.encode())
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+    return (state_dir / OPEN_PAGE).absolute().as_uri()
 
 
 def urls_for(host: str, port: int, token: str) -> list[str]:
@@ -99,7 +128,10 @@ def run(*, db_path: Path, state_dir: Path, host: str = "127.0.0.1", port: int = 
             while not server.started and not server.should_exit:
                 threading.Event().wait(0.05)
             if server.started:
-                webbrowser.open(urls[0])
+                try:
+                    webbrowser.open(open_page(state_dir, urls[0]))
+                except OSError as e:  # no page to hand over: say so, never the token in argv
+                    print(f"Cannot open a browser: {e}. Open the link above.", flush=True)
 
         threading.Thread(target=opener, daemon=True).start()
     server.run()
