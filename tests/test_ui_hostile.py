@@ -231,6 +231,17 @@ def test_off_loopback_any_host_is_served_with_the_token(db: Path) -> None:
             assert c.get("/api/overview", headers={"Host": host}).status_code == 401
     with TestClient(create_app(db, token=TOKEN), base_url=BASE) as c:  # loopback: strict
         assert c.get("/api/overview", headers={**AUTH, "Host": "192.0.2.2"}).status_code == 403
+    # The 401 names the token file's path on loopback only: off it, anyone on the network sees
+    # the page, and the path names the user's home.
+    hidden = Path("/home/someone/.local/state/agentd/ui-token")
+    with TestClient(
+        create_app(db, host="0.0.0.0", token=TOKEN, token_file=hidden), base_url=BASE
+    ) as c:
+        refused = c.get("/api/overview", headers={"Host": "192.0.2.2"})
+        assert refused.status_code == 401 and "someone" not in refused.text
+        assert "ui-token" in refused.text
+    with TestClient(create_app(db, token=TOKEN, token_file=hidden), base_url=BASE) as c:
+        assert str(hidden) in c.get("/api/overview").text
 
 
 # 3. Extreme timestamps ---------------------------------------------------------------------

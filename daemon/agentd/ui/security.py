@@ -88,7 +88,12 @@ class Guard:
         self.allowed: set[str] | None = (
             set(LOOPBACK) | {bound_host.strip("[]").lower()} if is_loopback(bound_host) else None
         )
-        where = f"; the token is in {token_file}" if token_file else ""
+        # Off loopback anyone on the network sees this page: the file's name, not its path
+        # (which names the user's home).
+        if token_file and self.allowed is not None:
+            where = f"; the token is in {token_file}"
+        else:
+            where = "; the token is in agentd's state dir, file ui-token" if token_file else ""
         self.refusal = ("This dashboard needs its token: open the link `agentd ui` printed (it "
                         f"ends in ?token=...){where}.")  # fmt: skip
 
