@@ -203,6 +203,28 @@ def test_push_at_content_level_none_sends_no_path(url, machine):
     _assert_mirrors_none(url, machine, hidden)
 
 
+def test_a_content_level_crossing_none_rekeys_the_file_operations(url, machine):
+    """Ids that embed a path go as a digest at `none` only: a push at another level than the last
+    one's re-sends that table under its new ids instead of leaving the old rows beside them
+    (each operation twice, its lines counted twice, a local delete never undone)."""
+    machine.feed("claude", CLAUDE)
+    machine.feed("claude", _write("/home/dev/secret/plan.txt", "sess-secret", "toolu_secret"))
+    assert machine.agentd("push", "--init", url).returncode == 0
+    _push(machine, url)
+    _assert_mirrors(url, machine)
+    _push(machine, url, "--content-level", "none")
+    # (The other tables keep what the full push sent: a stricter level later withholds only
+    # what it sends from then on; docs/team.md.)
+    local = machine.local_rows("file_operations")
+    assert set(_server(url, machine, "file_operations")) == {
+        _wire(machine, i, hidden=True) for i in local
+    }
+    _push(machine, url)  # back to full: the ids as stored again, once each
+    assert set(_server(url, machine, "file_operations")) == set(
+        machine.local_rows("file_operations")
+    )
+
+
 def _assert_mirrors_none(url: str, m: Machine, hidden: tuple[tuple[str, str], ...]) -> None:
     """As _assert_mirrors, with what `none` withholds compared as NULL."""
     from agentd.push.local import dropped_columns

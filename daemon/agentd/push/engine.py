@@ -22,7 +22,7 @@ import psycopg
 
 from agentd.db.merge import merge_assignments
 from agentd.errors import ConnectFailed, PushBusy, SchemaMissing
-from agentd.privacy import strip_payload
+from agentd.privacy import path_ids, strip_payload
 from agentd.push import server
 from agentd.push.local import RAW_TABLE, TABLES, Local
 
@@ -135,7 +135,16 @@ class Pusher:
         last = self.local.last_seq()
         stale = not self.local.is_registered(target) or any(s.seq > last for s in state.values())
         drop = list(state) if stale else [t for t in state if t not in self.tables]
+        rekeyed = self._rekeyed_tables()
+        drop += [t for t in rekeyed if t in state and t not in drop]
         with conn.transaction():
+            for table in rekeyed:
+                # Its rows went with ids of the other form: copied afresh below, under the ids
+                # this level gives; left, they would stay beside them and their deletes undone.
+                conn.execute(
+                    f"DELETE FROM agentd.{table} WHERE machine_id = %s",  # noqa: S608 (a TABLES name)
+                    (self.machine_id,),
+                )
             if drop:
                 conn.execute(
                     "DELETE FROM agentd.push_state WHERE machine_id = %s AND table_name = ANY(%s)",
@@ -151,6 +160,22 @@ class Pusher:
             )
         # Only after the server forgot the old marks: a crash in between repeats both steps.
         self.local.register(target)
+
+    def _rekeyed_tables(self) -> list[str]:
+        """The tables whose ids take another form at this content level than at the level of
+        this machine's last push (privacy.path_ids: at `none`, ids that embed a path go as a
+        digest)."""
+        row = (
+            self._require()
+            .execute(
+                "SELECT content_level FROM agentd.machines WHERE machine_id = %s",
+                (self.machine_id,),
+            )
+            .fetchone()
+        )
+        if row is None or row[0] is None:
+            return []
+        return [t for t in TABLES if path_ids(t, row[0]) != path_ids(t, self.content_level)]
 
     def _require(self) -> psycopg.Connection[Any]:
         if self._conn is None:
