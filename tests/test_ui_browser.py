@@ -370,6 +370,29 @@ def test_the_token_is_required_on_loopback_and_kept_in_the_state_dir(world: Worl
     assert _get(world.url + "/api/sessions", _bearer(world))[0] == 200
 
 
+def test_the_page_open_hands_the_browser_lands_on_the_dashboard(
+    world: World, browser: Any, tmp_path: Path
+) -> None:
+    """--open gives the browser a file that forwards to the token link: a navigation from
+    another site, after which the cookie must still come with the redirect's request (a
+    SameSite=Strict cookie did not: the browser ended on the 401 page)."""
+    from agentd.ui.server import open_page
+
+    opened = open_page(tmp_path, world.link)
+    context = browser.new_context()  # no cookie yet, as in a browser that never saw it
+    try:
+        pg = context.new_page()
+        with pg.expect_navigation(url=world.url + "/"):
+            pg.goto(opened)
+        pg.wait_for_load_state()
+        assert "needs its token" not in pg.content()
+        pg.goto(world.url + "/sessions")  # and the cookie stays for the next pages
+        assert pg.locator(f'tr[data-session="{world.claude_session}"]').count() == 1
+        pg.goto("about:blank")
+    finally:
+        context.close()
+
+
 def test_a_token_from_the_environment(world: World, page: Any) -> None:
     # AGENTD_UI_TOKEN, not --token: a command line is visible to every user in `ps`.
     proc, url, link = _serve(dict(world.env, AGENTD_UI_TOKEN="s3cret-token"))

@@ -305,6 +305,32 @@ def test_a_non_ascii_token_is_a_401(db: Path) -> None:
         assert r.status_code == 401
 
 
+def test_another_apps_cookies_or_a_stale_one_do_not_lock_the_user_out(db: Path) -> None:
+    """Cookies ignore ports: every app on 127.0.0.1 sends its own with each request. One that
+    http.cookies cannot parse made it drop the whole header, the dashboard's token with it (a
+    401 no link could cure); a stale dashboard cookie hid a good Bearer token."""
+    with TestClient(create_app(db, token=TOKEN), base_url=BASE) as c:
+        for other in ('a={"x":1}', "foo=bar baz", 'sess="abc', "k=v\\x"):
+            cookies = f"{other}; agentd_ui_token={TOKEN}"
+            assert c.get("/api/overview", headers={"Cookie": cookies}).status_code == 200, other
+        stale = {"Cookie": "agentd_ui_token=an-old-token-of-a-restart", **AUTH}
+        assert c.get("/api/overview", headers=stale).status_code == 200
+        assert (
+            c.get("/api/overview?token=" + TOKEN, follow_redirects=False)
+            .headers["set-cookie"]
+            .endswith("SameSite=Lax")
+        )
+
+
+def test_a_websocket_is_refused(db: Path) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    with TestClient(create_app(db, token=TOKEN), base_url=BASE) as c:
+        with pytest.raises(WebSocketDisconnect) as refused, c.websocket_connect("/api/overview"):
+            pass
+        assert refused.value.code == 1008
+
+
 def test_the_token_redirect_stays_on_this_site_and_encodes_the_path(db: Path) -> None:
     with TestClient(create_app(db, token=TOKEN), base_url=BASE, follow_redirects=False) as c:
         where = lambda path: c.get(f"{BASE}{path}?token={TOKEN}").headers["location"]  # noqa: E731

@@ -8,9 +8,10 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
+
+from starlette.requests import cookie_parser
 
 __all__ = ["Guard", "LOOPBACK", "COOKIE", "CSP", "is_loopback", "same_origin_path", "usable_token"]
 
@@ -75,7 +76,7 @@ class Guard:
 
     Off loopback any Host is served: other machines name this one as they know it (an address,
     a hostname), and the token is the defence there. A DNS-rebinding page cannot present it: it
-    does not know it, and the cookie (SameSite=Strict) belongs to the dashboard's own address.
+    does not know it, and the cookie (SameSite=Lax) belongs to the dashboard's own address.
     """
 
     def __init__(
@@ -98,7 +99,11 @@ class Guard:
                         f"ends in ?token=...){where}.")  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "websocket":  # no route takes one; a future one must not skip this
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -115,10 +120,11 @@ class Guard:
             location = same_origin_path(scope["path"]) + (f"?{urlencode(query)}" if query else "")
             await _redirect(send, location, self.token)
             return
-        cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
+        # Starlette's parser, as browsers read cookies: http.cookies drops the whole header for
+        # one cookie it cannot parse, and every app on this host shares it (cookies ignore ports).
+        cookie = cookie_parser(headers.get("cookie", "")).get(COOKIE, "")
         bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
-        presented = (cookie.value if cookie else "") or bearer
-        if not presented or not _same(presented, self.token):
+        if not any(p and _same(p, self.token) for p in (cookie, bearer)):
             await _plain(send, 401, self.refusal)
             return
 
@@ -139,7 +145,10 @@ async def _plain(send: Send, status: int, text: str) -> None:
 
 
 async def _redirect(send: Send, location: str, token: bytes) -> None:
-    cookie = f"{COOKIE}={token.decode()}; Path=/; HttpOnly; SameSite=Strict"
+    # Lax, not Strict: a link opened from elsewhere (the page --open hands the browser, a chat)
+    # is a navigation from another site, and a Strict cookie would not come with the request the
+    # redirect makes. Every route only reads (GET), so Lax gives another site nothing to forge.
+    cookie = f"{COOKIE}={token.decode()}; Path=/; HttpOnly; SameSite=Lax"
     await send({"type": "http.response.start", "status": 303,
                 "headers": [(b"location", location.encode("ascii")),
                             (b"set-cookie", cookie.encode("latin-1")),
