@@ -39,3 +39,24 @@ def test_an_unreadable_url_is_refused_without_being_shown(machine, url, mode):
     state = machine.config.state_dir / "push-state.json"
     if state.exists():
         assert SECRET not in json.dumps(json.loads(state.read_text()))
+
+
+# Read by libpq, but not as their author meant: a `/` or `@` in the password, not
+# percent-encoded, makes libpq take its pieces for a port, a database or a host.
+MISREAD = [
+    f"postgresql://alice:{SECRET}/Secret@/team?host=/tmp/agd-no-such-dir",
+    f"postgresql://alice:{SECRET}@Secret@/team?host=/tmp/agd-no-such-dir",
+]
+
+
+@pytest.mark.parametrize("url", MISREAD)
+def test_a_password_libpq_misreads_is_never_shown(machine, url):
+    for mode in ((), ("--json",)):
+        result = machine.agentd("push", *mode, url, timeout=30)
+        assert result.returncode == 1, (result.stdout, result.stderr)
+        out = result.stdout + result.stderr
+        assert SECRET not in out and "Secret" not in out, out
+        assert "Traceback" not in out
+    state = machine.config.state_dir / "push-state.json"
+    if state.exists():
+        assert SECRET not in state.read_text()

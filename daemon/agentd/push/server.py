@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
@@ -195,10 +196,41 @@ def parse(conninfo: str) -> dict[str, str]:
         ) from None
 
 
+def _uri_password(conninfo: str) -> str | None:
+    """The password a URI's author wrote (`postgresql://user:PASSWORD@host`), taken as the text
+    between the user's `:` and the last `@`: a `/` or `@` in it, not percent-encoded, makes
+    libpq read it as a port, a database or a host, where describe() would show it."""
+    scheme, sep, rest = conninfo.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return None
+    userinfo, at, _ = rest.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    return password if at and colon and password else None
+
+
+def _secrets(conninfo: str, params: dict[str, str]) -> list[str]:
+    """What must never be shown: the password libpq parsed, the one the URI's author meant, and
+    the pieces libpq may have made of the latter (a port, a host), longest first."""
+    found = {params.get("password") or ""}
+    if meant := _uri_password(conninfo):
+        found |= {meant, unquote(meant), *re.split(r"[/@]", meant)}
+    return sorted((s for s in found if len(s) >= 2), key=len, reverse=True)
+
+
+def _masked(conninfo: str) -> str:
+    """The connection string with the password its author meant replaced by ***."""
+    meant = _uri_password(conninfo)
+    if meant is None:
+        return conninfo
+    scheme, _, rest = conninfo.partition("://")
+    userinfo, _, after = rest.rpartition("@")
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{after}"
+
+
 def describe(conninfo: str) -> str:
     """The server as the user may see it: the connection string without its password."""
     try:
-        params = pg_conninfo.conninfo_to_dict(conninfo)
+        params = pg_conninfo.conninfo_to_dict(_masked(conninfo))
     except psycopg.ProgrammingError:
         return "(an invalid connection string)"
     params.pop("password", None)
@@ -209,14 +241,14 @@ def describe(conninfo: str) -> str:
 def connect(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     """Open a connection, or raise ConnectFailed with one line saying why."""
     params = parse(conninfo)
-    secret = params.get("password")
+    secrets = _secrets(conninfo, params)
     params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
     params.setdefault("application_name", "agentd push")
     try:
         return psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
     except psycopg.OperationalError as e:
         text = _reason(e)
-        if secret:  # libpq names hosts and users; a mistyped URL can put a password there
+        for secret in secrets:  # libpq names hosts and users; a mistyped URL can put one there
             text = text.replace(secret, "***")
         auth = any(
             hint in text
