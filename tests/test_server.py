@@ -651,6 +651,46 @@ def test_partial_lines_of_many_clients_share_one_memory_budget(daemon):
     assert daemon.alive
 
 
+async def test_connections_waiting_on_the_budget_give_up_and_free_it(config, monkeypatch):
+    """Connections each holding part of a long line could wait on one another for room in the
+    budget for ever (and one whose client left is never read again to find out): a review made
+    five 15 MB lines, and then the connection cap, lock every client out. A connection waits a
+    bounded time, then is closed (its client spools) and its bytes are given back."""
+    from agentd.service import transport
+    from agentd.service.service import Service
+
+    monkeypatch.setattr(transport, "BUDGET_WAIT_S", 0.2)
+    budget = transport.Budget(1 << 20)
+    service = Service(config)
+    service.lock()
+    await service.open()
+    try:
+        part = b'{"jsonrpc":"2.0","id":1,"method":"ping","x":"' + b"a" * (700 * 1024)
+        readers = [asyncio.StreamReader(limit=1 << 24) for _ in range(2)]
+        for reader in readers:
+            reader.feed_data(part)  # and never its newline: both want more than the budget
+        serving = [
+            asyncio.ensure_future(
+                transport.handle_connection(
+                    reader,
+                    CollectingWriter(),
+                    service,
+                    max_line_bytes=1 << 24,
+                    budget=budget,  # type: ignore[arg-type]
+                )
+            )
+            for reader in readers
+        ]
+        done, _ = await asyncio.wait(serving, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        assert done  # one at least gave up waiting
+        for reader in readers:
+            reader.feed_eof()
+        await asyncio.wait_for(asyncio.gather(*serving), 30)
+        assert budget.used == 0
+    finally:
+        await service.close()
+
+
 def test_connections_beyond_the_cap_are_closed_at_once(daemon):
     from agentd.service.transport import MAX_CONNECTIONS
 

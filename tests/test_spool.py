@@ -252,3 +252,8 @@ def test_encode_line_keeps_a_payload_with_a_raw_newline_in_a_string_exactly():
     # Old spool lines (newlines made spaces by an older hook) read as before.
     old = b'{"source":"claude","received_at":7,"payload":{"session_id": "s",   "n": 1}}'
     assert spool.decode_line(old) == ("claude", b'{"session_id": "s",   "n": 1}', 7)
+    # Nested past Python's recursion limit, with a raw newline: still one line, kept (the hook
+    # failed with RecursionError and kept nothing); the daemon judges its depth when drained.
+    deep = b'{"session_id":"s","x":' + b"[" * 5000 + b"\n" + b"]" * 5000 + b"}"
+    encoded = spool.encode_line("claude", 7, deep)
+    assert b"\n" not in encoded and b"[" * 5000 in encoded

@@ -78,6 +78,8 @@ def _without_raw_newlines(payload: bytes) -> bytes:
         json.loads(payload)  # strict: a raw control character inside a string is refused
     except ValueError:  # not JSON (or not UTF-8): the text itself, as a JSON string
         return json.dumps({"agentd_unparsed_stdin": payload.decode("utf-8", "replace")}).encode()
+    except RecursionError:  # nested past Python's limit: kept, flattened (the daemon judges it)
+        pass
     return payload.replace(b"\r", b" ").replace(b"\n", b" ")
 
 

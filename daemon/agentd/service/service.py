@@ -309,8 +309,9 @@ class Service:
                     gone = f"pid file {self.config.pid_path} is not the one it holds"
         except FileNotFoundError as e:
             gone = f"{e.filename} was removed"
-        except OSError as e:
-            gone = f"{e.filename} cannot be checked: {e.strerror}"
+        except OSError as e:  # a passing EIO or ESTALE (a network home) proves nothing: go on
+            log.debug("cannot check %s: %s", e.filename, e.strerror)
+            return True
         if gone is None:
             return True
         log.error("stopping: the %s (its state dir was deleted or replaced while it ran)", gone)

@@ -65,6 +65,10 @@ MAX_UNANSWERED_BYTES = 4 * 1024 * 1024  # per connection; reading pauses beyond 
 MAX_CONNECTIONS = 128  # beyond it a new connection is closed at once (its client spools)
 MIN_BUDGET_BYTES = 64 * 1024 * 1024  # read and unanswered, all connections (2 lines if more)
 FLOOR_BYTES = 256 * 1024  # a connection may always hold this much, whatever the budget
+# A connection waits at most this long for room in the budget, then is closed (its client
+# spools): connections each holding part of a long line could otherwise wait on one another for
+# ever, and one whose client left is never read again to find out.
+BUDGET_WAIT_S = 10.0
 READ_CHUNK = 64 * 1024  # read at a time; also the reader's limit: it buffers at most twice this
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the terminating NUL
 
@@ -100,11 +104,18 @@ class Budget:
         self.used = 0
         self._freed = asyncio.Event()
 
-    async def take(self, n: int, held: int) -> None:
-        """Take `n` bytes for a connection that holds `held` already."""
+    async def take(self, n: int, held: int, timeout: float | None = None) -> None:
+        """Take `n` bytes for a connection that holds `held` already; TimeoutError (nothing
+        taken) after waiting `timeout` seconds in all for room."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while self.used and self.used + n > self.limit and held + n > FLOOR_BYTES:
             self._freed.clear()
-            await self._freed.wait()
+            if deadline is None:
+                await self._freed.wait()
+            else:
+                left = deadline - asyncio.get_running_loop().time()
+                async with asyncio.timeout(max(left, 0.0)):
+                    await self._freed.wait()
         self.used += n
 
     def give(self, n: int) -> None:
@@ -186,7 +197,16 @@ class _Connection:
                             "client closed mid-line; %d bytes without a newline dropped", len(buf)
                         )
                     return
-                await self.budget.take(len(chunk), len(buf) + self._unanswered)
+                try:
+                    await self.budget.take(len(chunk), len(buf) + self._unanswered, BUDGET_WAIT_S)
+                except TimeoutError:
+                    log.warning(
+                        "a connection holding %d bytes waited %.0f s for the shared read budget;"
+                        " closing it (its client spools)",
+                        len(buf) - start + self._unanswered,
+                        BUDGET_WAIT_S,
+                    )
+                    return
                 scanned = len(buf)  # only the new bytes can hold a newline
                 buf += chunk
                 while (end := buf.find(b"\n", max(start, scanned))) >= 0 and end - start <= limit:
@@ -200,10 +220,12 @@ class _Connection:
                     self._tasks.add(task)
                     task.add_done_callback(functools.partial(self._line_done, len(line)))
                     await self._slots.acquire()  # after: the line is the task's (and its bytes)
+                # The loop's last search says it (a long line is scanned once, not once per
+                # read): no newline after `start`, or one past the limit.
+                too_long = (end if end >= 0 else len(buf)) - start > limit
                 del buf[:start]
                 start = 0
-                end = buf.find(b"\n")
-                if (end if end >= 0 else len(buf)) > limit:
+                if too_long:
                     log.warning("line over %d bytes; answering an error and closing", limit)
                     error = LineTooLong(f"Line too long: over {limit} bytes", data={"limit": limit})
                     await self._send(encode_error(None, error))
