@@ -225,6 +225,32 @@ def test_a_content_level_crossing_none_rekeys_the_file_operations(url, machine):
     )
 
 
+def test_an_id_holding_a_nul_is_updated_and_deleted_as_itself(url, tmp_path):
+    """Ids are what payloads said: one holding a NUL went through SQLite's json_each, which cuts
+    a string there: its update never reached the server, and the push deleted the row of the id
+    it was cut to instead."""
+    from agentd.config import Config
+    from agentd.db.store import connect_sync
+    from agentd.push import server
+    from agentd.push.runner import PushOptions, push_once
+
+    server.init(url)
+    config = Config.load({"AGENTD_HOME": str(tmp_path)})
+    db = connect_sync(config.db_path)
+    for sid, title in (("victim", "innocent"), ("victim\x00evil", "hostile")):
+        db.execute("INSERT INTO sessions (id, source, title, created_at) VALUES (?, 'claude', ?, 1)",
+                   (sid, title))  # fmt: skip
+    db.commit()
+    push_once(config, PushOptions(conninfo=url))
+    db.execute("UPDATE sessions SET title = 'hostile, updated' WHERE id = ?", ("victim\x00evil",))
+    db.commit()
+    db.close()
+    push_once(config, PushOptions(conninfo=url))
+    with psycopg.connect(url) as conn:
+        titles = sorted(r[0] for r in conn.execute("SELECT title FROM agentd.sessions"))
+    assert titles == ["hostile, updated", "innocent"]
+
+
 def _assert_mirrors_none(url: str, m: Machine, hidden: tuple[tuple[str, str], ...]) -> None:
     """As _assert_mirrors, with what `none` withholds compared as NULL."""
     from agentd.push.local import dropped_columns

@@ -9,7 +9,6 @@ Both are short transactions; the daemon's writer waits at most for one of them.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import time
@@ -121,18 +120,32 @@ class Local:
             (rowid, limit),
         ).fetchall()
 
-    def rows_by_id(self, table: str, select: str, row_ids: list[str]) -> list[tuple[Any, ...]]:
+    # Ids are bound as parameters, never through JSON (json_each): SQLite's JSON functions cut a
+    # string at a NUL, and an id is anything a payload said (a NUL in one made the push update no
+    # row and delete another's); a non-text id cannot be JSON at all.
+    def rows_by_id(self, table: str, select: str, row_ids: list[Any]) -> list[tuple[Any, ...]]:
         """The rows of these (local) ids, each as (local id, *columns)."""
-        return self.conn.execute(
-            f"SELECT id, {select} FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(row_ids),),
-        ).fetchall()
+        rows: list[tuple[Any, ...]] = []
+        for chunk in _chunks(row_ids):
+            marks = ", ".join("?" * len(chunk))
+            rows += self.conn.execute(
+                f"SELECT id, {select} FROM {table} WHERE id IN ({marks})", chunk
+            ).fetchall()
+        return rows
 
-    def wire_ids(self, table: str, level: str, row_ids: list[str]) -> list[str]:
-        """These local ids of `table` as the server knows them (select_list's form)."""
+    def wire_ids(self, table: str, level: str, row_ids: list[Any]) -> list[Any]:
+        """These local ids of `table` as the server knows them (select_list's form), in order."""
         expr = ids.expression("value", always="id" in path_ids(table, level))
-        rows = self.conn.execute(f"SELECT {expr} FROM json_each(?)", (json.dumps(row_ids),))
-        return [r[0] for r in rows]
+        wired: list[Any] = []
+        for chunk in _chunks(row_ids):
+            values = ", ".join(["(?)"] * len(chunk))
+            wired += [
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT {expr} FROM (SELECT column1 AS value FROM (VALUES {values}))", chunk
+                )
+            ]
+        return wired
 
     # The push's writes -------------------------------------------------------------------
 
@@ -171,3 +184,8 @@ class Local:
                     break
         except sqlite3.OperationalError:
             pass
+
+
+def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
+    """Pieces of at most `size`: under SQLite's bound-parameter limit."""
+    return [values[i : i + size] for i in range(0, len(values), size)]
