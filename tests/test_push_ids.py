@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from pushkit import CLAUDE, Machine, scalar
+from pushkit import CLAUDE, Machine, scalar, server_rows
 
 from agentd.push import ids
 from agentd.push.local import TABLES
@@ -66,16 +66,6 @@ def _wire(m: Machine, value: Any, hidden: bool = False) -> Any:
     return value
 
 
-def _server(url: str, m: Machine, table: str) -> dict[str, tuple[Any, ...]]:
-    cols = m.columns(table)
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            f"SELECT {', '.join(cols)} FROM agentd.{table} WHERE machine_id = %s",  # type: ignore[arg-type]
-            (m.machine_id,),
-        ).fetchall()
-    return {r[0]: tuple(r) for r in rows}
-
-
 def _assert_mirrors(url: str, m: Machine) -> None:
     """The server holds every local row, ids in their wire form, every other value as is."""
     for table in TABLES:
@@ -86,7 +76,7 @@ def _assert_mirrors(url: str, m: Machine) -> None:
                 _wire(m, v) if ids.is_id_column(c) else v for c, v in zip(cols, row, strict=True)
             )
             expected[wired[0]] = wired
-        remote = _server(url, m, table)
+        remote = server_rows(url, m, table)
         assert set(remote) == set(expected), table
         for key, row in expected.items():
             assert remote[key] == row, (table, key[:80])
@@ -107,7 +97,7 @@ def test_push_takes_ids_and_paths_of_any_length(url, machine):
     _push(machine, url)
     _assert_mirrors(url, machine)
     # The paths themselves are exact; only the ids over the bound went as digests.
-    stored = {r[0] for r in _server(url, machine, "file_operations").values()}
+    stored = {r[0] for r in server_rows(url, machine, "file_operations").values()}
     assert {LONG_PATH, HUGE_PATH} <= {
         scalar(url, "SELECT file_path FROM agentd.file_operations WHERE id = %s", (i,))
         for i in stored
@@ -193,7 +183,7 @@ def test_push_at_content_level_none_sends_no_path(url, machine):
     _assert_mirrors_none(url, machine, hidden)
     # The digest is keyed: not the plain hash of the id a reader could recompute.
     local_ids = list(machine.local_rows("file_operations"))
-    remote = set(_server(url, machine, "file_operations"))
+    remote = set(server_rows(url, machine, "file_operations"))
     plain = {ids.DIGEST_PREFIX + hashlib.sha256(i.encode()).hexdigest() for i in local_ids}
     assert remote and not remote & plain
     # Stable: a whole copy again lands on the same rows.
@@ -216,11 +206,11 @@ def test_a_content_level_crossing_none_rekeys_the_file_operations(url, machine):
     # (The other tables keep what the full push sent: a stricter level later withholds only
     # what it sends from then on; docs/team.md.)
     local = machine.local_rows("file_operations")
-    assert set(_server(url, machine, "file_operations")) == {
+    assert set(server_rows(url, machine, "file_operations")) == {
         _wire(machine, i, hidden=True) for i in local
     }
     _push(machine, url)  # back to full: the ids as stored again, once each
-    assert set(_server(url, machine, "file_operations")) == set(
+    assert set(server_rows(url, machine, "file_operations")) == set(
         machine.local_rows("file_operations")
     )
 
@@ -269,4 +259,4 @@ def _assert_mirrors_none(url: str, m: Machine, hidden: tuple[tuple[str, str], ..
                 for c, v in zip(cols, row, strict=True)
             )
             expected[wired[0]] = wired
-        assert _server(url, m, table) == expected, table
+        assert server_rows(url, m, table) == expected, table
