@@ -260,3 +260,19 @@ def _assert_mirrors_none(url: str, m: Machine, hidden: tuple[tuple[str, str], ..
             )
             expected[wired[0]] = wired
         assert server_rows(url, m, table) == expected, table
+
+
+@pytest.mark.parametrize("bad", ["a directory", "not hex", "too short"])
+def test_a_key_file_that_is_no_key_is_one_clear_line(url, machine, bad):
+    key = machine.config.state_dir / "push-id-key"
+    key.unlink(missing_ok=True)
+    if bad == "a directory":
+        key.mkdir()
+    else:
+        key.write_text("zz" * 32 if bad == "not hex" else "ab" * 4)
+    try:
+        result = machine.agentd("push", url)
+        assert result.returncode == 1 and "push id key" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    finally:
+        key.rmdir() if key.is_dir() else key.unlink()

@@ -36,10 +36,14 @@ def id_key(state_dir: Path) -> bytes:
     path = state_dir / _KEY_FILE
     try:
         key = bytes.fromhex(_made_once(path, lambda: secrets.token_hex(32)))
-    except ValueError:
+    except ValueError:  # not hex, or not text
         key = b""
+    except OSError as e:  # a directory there, unreadable: one line, not a traceback
+        raise PushError(f"cannot read the push id key {path}: {e.strerror}") from None
     if len(key) < 16:
-        raise PushError(f"{path} is not a push id key (64 hex digits); see docs/team.md")
+        raise PushError(
+            f"{path} is not a push id key (hex digits, 32 bytes or at least 16); see docs/team.md"
+        )
     return key
 
 
