@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: the checks of a path a peer names, the schedule of reads and the reads themselves share one lifecycle.
 """Following live Claude Code transcripts: the daemon reads each session's transcript as it grows.
 
 The hooks say what happened to tools; tokens, cost, the model of each message, retried API errors,
