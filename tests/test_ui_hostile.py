@@ -192,6 +192,17 @@ def test_open_hands_the_browser_a_private_page_not_the_token(db: Path, tmp_path:
     assert f'url={urls[0]}"' in page.read_text()
 
 
+def test_a_short_token_is_refused_off_loopback(db: Path, tmp_path: Path) -> None:
+    """Served to other machines, the token is all that guards the data: a short one anybody on
+    the network can try is refused, with how to make a good one."""
+    env = {"AGENTD_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "AGENTD_AUTOSTART": "0",
+           "AGENTD_UI_TOKEN": "short"}  # fmt: skip
+    refused = subprocess.run([sys.executable, "-m", "agentd", "ui", "--host", "0.0.0.0", "--port",
+                              "0"], env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 1 and "at least 16 characters" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and refused.stdout == ""
+
+
 def test_the_cli_off_loopback_prints_a_link_for_other_machines(db: Path, tmp_path: Path) -> None:
     env = {"AGENTD_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "AGENTD_AUTOSTART": "0"}
     proc, urls = _serve(env, "--host", "0.0.0.0")

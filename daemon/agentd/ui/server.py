@@ -18,7 +18,7 @@ import uvicorn
 
 from agentd.ui.app import create_app
 from agentd.ui.db import UIError, connect
-from agentd.ui.security import usable_token
+from agentd.ui.security import is_loopback, usable_token
 from agentd.ui.tokenfile import TOKEN_FILE, load_or_create
 
 __all__ = ["run", "token_for", "urls_for", "open_page"]
@@ -43,6 +43,9 @@ def token_for(given: str | None, state_dir: Path) -> tuple[str, Path | None]:
 
 
 OPEN_PAGE = "ui-open.html"
+MIN_NETWORK_TOKEN = (
+    16  # characters of a token given for a bind off loopback (the state dir's has 43)
+)
 
 
 def open_page(state_dir: Path, url: str) -> str:
@@ -104,6 +107,10 @@ def run(*, db_path: Path, state_dir: Path, host: str = "127.0.0.1", port: int = 
     """Serve until interrupted. Port 0 picks a free port."""
     connect(db_path).close()  # a clear error now rather than on the first page
     token, token_file = token_for(token, state_dir)
+    if not is_loopback(host) and len(token) < MIN_NETWORK_TOKEN:
+        raise UIError(f"a token served to other machines must be at least {MIN_NETWORK_TOKEN}"
+                      ' characters (anyone on the network can try short ones): e.g. '
+                      'AGENTD_UI_TOKEN="$(openssl rand -hex 16)"')  # fmt: skip
     port = _bindable(host, port)
     urls = urls_for(host, port, token)
     config = uvicorn.Config(
