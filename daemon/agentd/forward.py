@@ -144,13 +144,6 @@ def oversize_payload(head: bytes, total: int, tail: bytes) -> bytes:
     return json.dumps(kept).encode()
 
 
-def wrap_unparsed(data: bytes) -> bytes:
-    """Stdin that is not a JSON object, kept as a string inside one."""
-    import json
-
-    return json.dumps({"agentd_unparsed_stdin": data.decode("utf-8", "replace")}).encode()
-
-
 def deliver(
     socket_path: str, params: bytes, deadline: float, method: bytes = b"ingest"
 ) -> bytes | None:
@@ -282,7 +275,7 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> None:
     # Normally all of BUDGET_S is left; if stdin came late, still give delivery a fair try.
     deadline = max(deadline, time.monotonic() + 2 * CONNECT_S)
     if not payload.lstrip().startswith(b"{"):
-        payload = wrap_unparsed(payload)
+        payload = spool.wrap_unparsed(payload)
     socket_path = paths.socket_path(env, file)
     params = spool.encode_line(SOURCE, received_at, payload)  # the `ingest` params, one line
     refused = socket_refusal(socket_path)
@@ -290,7 +283,7 @@ def run(env: dict[str, str] | os._Environ[str], start: float) -> None:
         try:
             reply = deliver(socket_path, params, deadline)
             if reply is not None and is_parse_error(reply):
-                params = spool.encode_line(SOURCE, received_at, wrap_unparsed(payload))
+                params = spool.encode_line(SOURCE, received_at, spool.wrap_unparsed(payload))
                 reply = deliver(socket_path, params, deadline)
             if reply is not None and b'"result"' in reply:
                 return

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "encode_line",
+    "wrap_unparsed",
     "decode_line",
     "write_file",
     "ready_files",
@@ -62,6 +63,7 @@ def encode_line(source: str, received_at: int, payload: bytes) -> bytes:
     (a raw newline inside a string makes it invalid JSON) is kept as text, exactly: flattening
     it could turn it into a valid event that says something else. Only this rare case parses.
     """
+    payload = payload.strip()  # whitespace around a JSON text is nothing (a writer's last \n)
     if b"\n" in payload or b"\r" in payload:
         payload = _without_raw_newlines(payload)
     return b'{"source":"%s","received_at":%d,"payload":%s}' % (
@@ -71,13 +73,20 @@ def encode_line(source: str, received_at: int, payload: bytes) -> bytes:
     )
 
 
+def wrap_unparsed(data: bytes) -> bytes:
+    """Stdin that is not a JSON object, kept as a string inside one."""
+    import json
+
+    return json.dumps({"agentd_unparsed_stdin": data.decode("utf-8", "replace")}).encode()
+
+
 def _without_raw_newlines(payload: bytes) -> bytes:
     import json
 
     try:
         json.loads(payload)  # strict: a raw control character inside a string is refused
     except ValueError:  # not JSON (or not UTF-8): the text itself, as a JSON string
-        return json.dumps({"agentd_unparsed_stdin": payload.decode("utf-8", "replace")}).encode()
+        return wrap_unparsed(payload)
     except RecursionError:  # nested past Python's limit: kept, flattened (the daemon judges it)
         pass
     return payload.replace(b"\r", b" ").replace(b"\n", b" ")
