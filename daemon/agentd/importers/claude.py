@@ -379,6 +379,7 @@ class TranscriptImport:
                 if (
                     max_event is not None
                     and too_big is None
+                    and events  # most lines make none
                     and any(len(e.payload) > max_event for e in events)
                 ):
                     too_big = _Cursor(before, cursor.prompt, cursor.at)

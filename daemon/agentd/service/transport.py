@@ -107,14 +107,12 @@ class Budget:
     async def take(self, n: int, held: int, timeout: float | None = None) -> None:
         """Take `n` bytes for a connection that holds `held` already; TimeoutError (nothing
         taken) after waiting `timeout` seconds in all for room."""
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        while self.used and self.used + n > self.limit and held + n > FLOOR_BYTES:
-            self._freed.clear()
-            if deadline is None:
-                await self._freed.wait()
-            else:
-                left = deadline - asyncio.get_running_loop().time()
-                async with asyncio.timeout(max(left, 0.0)):
+        if self.used and self.used + n > self.limit and held + n > FLOOR_BYTES:
+            # Only a connection that must wait sets a deadline: every read of every client
+            # passes here.
+            async with asyncio.timeout(timeout):
+                while self.used and self.used + n > self.limit and held + n > FLOOR_BYTES:
+                    self._freed.clear()
                     await self._freed.wait()
         self.used += n
 
