@@ -268,11 +268,15 @@ def _cell(value: Any, display: str | None) -> str:
     return visible(str(_plain(value)))
 
 
+# The bidirectional controls (marks, embeddings, overrides, isolates): they reorder what is shown,
+# so a name reads as another (`\u202eRTL gnp.exe` reads "exe.png LTR"). The dashboard shows them
+# as [U+XXXX] (ui/format.py), tables as escapes.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # a regex character class's body
+
 # What a table must not hand the terminal as it is: the C0 and C1 controls (ESC and CSI start the
-# sequences that retitle the window, clear the screen, move the cursor) and the bidirectional
-# controls, which reorder what is shown (a name that reads as another). A cell or a document for
-# people holds captured text (a cwd, a model, a tool name, an error).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# sequences that retitle the window, clear the screen, move the cursor) and the bidi controls. A
+# cell or a document for people holds captured text (a cwd, a model, a tool name, an error).
+_CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f{BIDI_CONTROLS}]")
 
 
 def _cell_char(match: re.Match[str]) -> str:

@@ -3,10 +3,13 @@ raw values)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from markupsafe import Markup
+
+from agentd.output import BIDI_CONTROLS
 
 __all__ = ["number", "duration", "when", "local", "money", "percent", "visible", "FILTERS"]
 
@@ -67,20 +70,22 @@ def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-# Bidi controls (embeddings, overrides, isolates, marks): in a title they would reorder what
-# follows (`\u202eRTL gnp.exe` reads "exe.png LTR"), so the pages show them as [U+XXXX].
-_BIDI = {
-    c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F)
-}
+# Bidi controls (output.BIDI_CONTROLS): in a title they would reorder what follows, so the pages
+# show them as [U+XXXX].
+_BIDI_RE = re.compile(f"[{BIDI_CONTROLS}]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    return f"[U+{ord(match.group()):04X}]"
 
 
 def visible(value: Any) -> Any:
     """What every `{{ }}` of the templates shows (the Jinja environment's finalize): text with
     its bidi controls made visible. Markup (macros, charts) too: their text is user data."""
     if isinstance(value, Markup):
-        return Markup(str.translate(value, _BIDI))
+        return Markup(_BIDI_RE.sub(_shown, str(value)))
     if isinstance(value, str):
-        return value.translate(_BIDI)
+        return _BIDI_RE.sub(_shown, value)
     return value
 
 
